@@ -1,0 +1,47 @@
+# Keyward: `make run` serves on the embedded store, `make test` runs every test.
+GO ?= go
+DATA_DIR ?= ./keyward-data
+
+.PHONY: run build test test-short bench fuzz generate lint fmt-check check-generated ci clean
+
+run: ## serve gRPC on 127.0.0.1:7070 and REST on 127.0.0.1:8080, embedded store in $(DATA_DIR)
+	$(GO) run ./cmd/keyward serve --data-dir $(DATA_DIR)
+
+build: ## build bin/keyward
+	$(GO) build -trimpath -o bin/keyward ./cmd/keyward
+
+test: ## all tests, with the race detector; the storage suite runs on the embedded store and on FerretDB (or MongoDB when KEYWARD_TEST_MONGODB_URI is set)
+	$(GO) test -race -count=1 ./...
+
+test-short: ## all tests without the race detector
+	$(GO) test -count=1 ./...
+
+bench: ## Go benchmarks of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem ./service/... ./server/... ./repository/embedded/...
+
+FUZZTIME ?= 20s
+fuzz: ## fuzz the parsers for FUZZTIME each
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./service/apikey/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./service/permission/
+
+generate: ## regenerate gen/ from proto/ with the pinned tools
+	$(GO) tool buf generate
+
+lint: ## buf lint, go vet, gofmt
+	$(GO) tool buf lint
+	$(GO) vet ./...
+	@$(MAKE) --no-print-directory fmt-check
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+check-generated: generate ## fail when gen/ is not what proto/ generates
+	@git add -N gen >/dev/null 2>&1 || true
+	@if ! git diff --quiet -- gen; then \
+		echo "gen/ is stale: run 'make generate' and commit the result"; git diff --stat -- gen; exit 1; fi
+
+ci: lint check-generated test
+
+clean:
+	rm -rf bin

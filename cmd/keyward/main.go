@@ -1,0 +1,77 @@
+// Command keyward runs the Keyward credential service.
+//
+//	keyward serve [flags]   serve gRPC and REST (the default when no subcommand is given)
+//	keyward version         print the version
+//
+// Every flag of serve can also be set with an environment variable KEYWARD_<FLAG>,
+// for example --grpc-addr with KEYWARD_GRPC_ADDR; `keyward serve -h` lists them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/keyward/keyward/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return 0
+	case "help":
+		fmt.Fprintln(stdout, "usage: keyward serve [flags] | keyward version\nRun `keyward serve -h` for the flags.")
+		return 0
+	}
+	fmt.Fprintf(stderr, "keyward: unknown command %q (want serve or version)\n", cmd)
+	return 2
+}
+
+func serve(args []string, stderr io.Writer) int {
+	cfg, err := server.LoadConfig(args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keyward: %v\n", err)
+		return 2
+	}
+	log := cfg.Logger(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	if err := srv.Serve(ctx); err != nil {
+		log.Error("server stopped with an error", "error", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return "keyward " + bi.Main.Version
+	}
+	return "keyward (unknown version)"
+}

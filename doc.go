@@ -1,0 +1,23 @@
+// Package keyward is the root of Keyward, a credential service: it issues, verifies,
+// rotates and revokes API keys and JWT access tokens.
+//
+// Where things are:
+//
+//	proto/keyward/v1   the API contracts (KeyService, TokenService, AuditService, RevocationService)
+//	gen/               code generated from them (Go, gRPC, REST gateway, OpenAPI); never edited
+//	cmd/keyward        the binary: flags in, server out
+//	server/            transport: gRPC and REST servers, interceptors (auth, validation,
+//	                   errors), the permission table, wire/domain conversion
+//	service/           use cases on domain types (keys now; tokens, audit, revocations next)
+//	repository/        the storage contract, its behaviour suite, and the embedded and
+//	                   MongoDB engines
+//
+// This package itself only carries the generated OpenAPI document.
+package keyward
+
+import _ "embed"
+
+// OpenAPI is the OpenAPI v2 document of the REST API, generated from proto/.
+//
+//go:embed gen/openapiv2/keyward.swagger.json
+var OpenAPI []byte

@@ -1,0 +1,17 @@
+package repository
+
+import "errors"
+
+// Storage-neutral errors. Engines wrap them (errors.Is works) and never return raw
+// driver errors for these conditions.
+var (
+	// ErrNotFound: no record with that identity.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a record with that identity exists already.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrConflict: the record changed since it was read (optimistic concurrency);
+	// read it again and retry.
+	ErrConflict = errors.New("changed concurrently")
+	// ErrUnavailable: the store cannot be reached or timed out.
+	ErrUnavailable = errors.New("store unavailable")
+)

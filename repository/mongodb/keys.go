@@ -1,0 +1,311 @@
+package mongodb
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/keyward/keyward/repository"
+)
+
+// keyDoc is a key as stored in the keys collection. Optional fields carry omitempty,
+// so empty values are absent from the document and read back as nil or the zero
+// time.
+type keyDoc struct {
+	ID          string `bson:"_id"`
+	Name        string `bson:"name"`
+	Owner       string `bson:"owner"`
+	Environment string `bson:"environment"`
+	State       string `bson:"state"`
+
+	Roles            []string              `bson:"roles,omitempty"`
+	Permissions      []string              `bson:"permissions,omitempty"`
+	AllowedCIDRs     []string              `bson:"allowed_cidrs,omitempty"`
+	AllowedCountries []string              `bson:"allowed_countries,omitempty"`
+	Metadata         []metadataEntry       `bson:"metadata,omitempty"`
+	RateLimit        *repository.RateLimit `bson:"rate_limit,omitempty"`
+	Quota            *repository.Quota     `bson:"quota,omitempty"`
+
+	ExpireTime *time.Time `bson:"expire_time,omitempty"`
+
+	SecretHash               []byte     `bson:"secret_hash,omitempty"`
+	SecretRotateTime         *time.Time `bson:"secret_rotate_time,omitempty"`
+	PreviousSecretHash       []byte     `bson:"previous_secret_hash,omitempty"`
+	PreviousSecretExpireTime *time.Time `bson:"previous_secret_expire_time,omitempty"`
+
+	CreateTime   *time.Time `bson:"create_time,omitempty"`
+	UpdateTime   *time.Time `bson:"update_time,omitempty"`
+	LastUsedTime *time.Time `bson:"last_used_time,omitempty"`
+	RevokeTime   *time.Time `bson:"revoke_time,omitempty"`
+	RevokeReason string     `bson:"revoke_reason,omitempty"`
+	CreatedBy    string     `bson:"created_by,omitempty"`
+
+	Version int64 `bson:"version"`
+}
+
+// metadataEntry is one metadata pair. Metadata is stored as a list of pairs, not as
+// a sub-document, because its keys are chosen by users and may contain "." or start
+// with "$".
+type metadataEntry struct {
+	Key   string `bson:"k"`
+	Value string `bson:"v"`
+}
+
+// Field names used in queries and updates.
+const (
+	fieldID           = "_id"
+	fieldOwner        = "owner"
+	fieldEnvironment  = "environment"
+	fieldState        = "state"
+	fieldExpireTime   = "expire_time"
+	fieldCreateTime   = "create_time"
+	fieldLastUsedTime = "last_used_time"
+	fieldVersion      = "version"
+)
+
+func toKeyDoc(k *repository.Key) *keyDoc {
+	d := &keyDoc{
+		ID:                       k.ID,
+		Name:                     k.Name,
+		Owner:                    k.Owner,
+		Environment:              string(k.Environment),
+		State:                    string(k.State),
+		Roles:                    k.Roles,
+		Permissions:              k.Permissions,
+		AllowedCIDRs:             k.AllowedCIDRs,
+		AllowedCountries:         k.AllowedCountries,
+		RateLimit:                k.RateLimit,
+		Quota:                    k.Quota,
+		ExpireTime:               timePtr(k.ExpireTime),
+		SecretHash:               k.SecretHash,
+		SecretRotateTime:         timePtr(k.SecretRotateTime),
+		PreviousSecretHash:       k.PreviousSecretHash,
+		PreviousSecretExpireTime: timePtr(k.PreviousSecretExpireTime),
+		CreateTime:               timePtr(k.CreateTime),
+		UpdateTime:               timePtr(k.UpdateTime),
+		LastUsedTime:             timePtr(k.LastUsedTime),
+		RevokeTime:               timePtr(k.RevokeTime),
+		RevokeReason:             k.RevokeReason,
+		CreatedBy:                k.CreatedBy,
+		Version:                  k.Version,
+	}
+	if len(k.Metadata) > 0 {
+		d.Metadata = make([]metadataEntry, 0, len(k.Metadata))
+		for m, v := range k.Metadata {
+			d.Metadata = append(d.Metadata, metadataEntry{Key: m, Value: v})
+		}
+		slices.SortFunc(d.Metadata, func(a, b metadataEntry) int { return cmp.Compare(a.Key, b.Key) })
+	}
+	return d
+}
+
+func (d *keyDoc) key() *repository.Key {
+	k := &repository.Key{
+		ID:                       d.ID,
+		Name:                     d.Name,
+		Owner:                    d.Owner,
+		Environment:              repository.Environment(d.Environment),
+		State:                    repository.KeyState(d.State),
+		Roles:                    nilIfEmpty(d.Roles),
+		Permissions:              nilIfEmpty(d.Permissions),
+		AllowedCIDRs:             nilIfEmpty(d.AllowedCIDRs),
+		AllowedCountries:         nilIfEmpty(d.AllowedCountries),
+		RateLimit:                d.RateLimit,
+		Quota:                    d.Quota,
+		ExpireTime:               timeVal(d.ExpireTime),
+		SecretHash:               nilIfEmpty(d.SecretHash),
+		SecretRotateTime:         timeVal(d.SecretRotateTime),
+		PreviousSecretHash:       nilIfEmpty(d.PreviousSecretHash),
+		PreviousSecretExpireTime: timeVal(d.PreviousSecretExpireTime),
+		CreateTime:               timeVal(d.CreateTime),
+		UpdateTime:               timeVal(d.UpdateTime),
+		LastUsedTime:             timeVal(d.LastUsedTime),
+		RevokeTime:               timeVal(d.RevokeTime),
+		RevokeReason:             d.RevokeReason,
+		CreatedBy:                d.CreatedBy,
+		Version:                  d.Version,
+	}
+	if len(d.Metadata) > 0 {
+		k.Metadata = make(map[string]string, len(d.Metadata))
+		for _, e := range d.Metadata {
+			k.Metadata[e.Key] = e.Value
+		}
+	}
+	return k
+}
+
+// keyRepo implements repository.KeyRepository on the keys collection.
+type keyRepo struct {
+	coll *mongo.Collection
+}
+
+var _ repository.KeyRepository = (*keyRepo)(nil)
+
+// CreateKey inserts k with version 1 and sets k.Version to 1.
+func (r *keyRepo) CreateKey(ctx context.Context, k *repository.Key) error {
+	d := toKeyDoc(k)
+	d.Version = 1
+	if _, err := r.coll.InsertOne(ctx, d); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			// The driver's message is left out: it quotes the duplicate value.
+			return fmt.Errorf("mongodb: create key %q: %w", k.ID, repository.ErrAlreadyExists)
+		}
+		return wrapErr("create key", err)
+	}
+	k.Version = 1
+	return nil
+}
+
+// GetKey finds the key by _id.
+func (r *keyRepo) GetKey(ctx context.Context, id string) (*repository.Key, error) {
+	var d keyDoc
+	err := r.coll.FindOne(ctx, bson.D{{Key: fieldID, Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("mongodb: key %q: %w", id, repository.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr("get key", err)
+	}
+	return d.key(), nil
+}
+
+// ListKeys finds the keys matching f in (create_time, _id) descending order, after
+// the cursor. A limit of 0 or less returns no keys.
+func (r *keyRepo) ListKeys(ctx context.Context, f repository.KeyFilter, limit int, after *repository.KeyCursor) ([]*repository.Key, error) {
+	filter, err := keyFilter(f, after)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	opts := options.Find().
+		SetSort(bson.D{{Key: fieldCreateTime, Value: -1}, {Key: fieldID, Value: -1}}).
+		SetLimit(int64(limit))
+	cur, err := r.coll.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, wrapErr("list keys", err)
+	}
+	var docs []keyDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, wrapErr("list keys", err)
+	}
+	keys := make([]*repository.Key, len(docs))
+	for i := range docs {
+		keys[i] = docs[i].key()
+	}
+	return keys, nil
+}
+
+// CountKeys counts the keys matching f.
+func (r *keyRepo) CountKeys(ctx context.Context, f repository.KeyFilter) (int64, error) {
+	filter, err := keyFilter(f, nil)
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.coll.CountDocuments(ctx, filter)
+	if err != nil {
+		return 0, wrapErr("count keys", err)
+	}
+	return n, nil
+}
+
+// keyFilter builds the query document for f and, when given, the keyset cursor.
+func keyFilter(f repository.KeyFilter, after *repository.KeyCursor) (bson.D, error) {
+	filter := bson.D{}
+	var and bson.A
+	if f.Owner != "" {
+		filter = append(filter, bson.E{Key: fieldOwner, Value: f.Owner})
+	}
+	if f.Environment != "" {
+		filter = append(filter, bson.E{Key: fieldEnvironment, Value: string(f.Environment)})
+	}
+	switch f.State {
+	case repository.KeyFilterAny:
+	case repository.KeyFilterRevoked:
+		filter = append(filter, bson.E{Key: fieldState, Value: string(repository.KeyRevoked)})
+	case repository.KeyFilterActive:
+		if f.Now.IsZero() {
+			return nil, errors.New("mongodb: key filter: state active needs Now")
+		}
+		// A null query matches an absent expire_time (never expires).
+		filter = append(filter, bson.E{Key: fieldState, Value: string(repository.KeyActive)})
+		and = append(and, bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: fieldExpireTime, Value: nil}},
+			bson.D{{Key: fieldExpireTime, Value: bson.D{{Key: "$gt", Value: f.Now}}}},
+		}}})
+	case repository.KeyFilterExpired:
+		if f.Now.IsZero() {
+			return nil, errors.New("mongodb: key filter: state expired needs Now")
+		}
+		filter = append(filter,
+			bson.E{Key: fieldState, Value: string(repository.KeyActive)},
+			bson.E{Key: fieldExpireTime, Value: bson.D{{Key: "$lte", Value: f.Now}}})
+	default:
+		return nil, fmt.Errorf("mongodb: key filter: unknown state %q", f.State)
+	}
+	if after != nil {
+		and = append(and, bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: fieldCreateTime, Value: bson.D{{Key: "$lt", Value: after.CreateTime}}}},
+			bson.D{
+				{Key: fieldCreateTime, Value: after.CreateTime},
+				{Key: fieldID, Value: bson.D{{Key: "$lt", Value: after.ID}}},
+			},
+		}}})
+	}
+	switch len(and) {
+	case 0:
+	case 1:
+		filter = append(filter, and[0].(bson.D)...)
+	default:
+		filter = append(filter, bson.E{Key: "$and", Value: and})
+	}
+	return filter, nil
+}
+
+// UpdateKey sets every field of k except last_used_time, if the stored version is
+// k.Version, and stores version k.Version+1.
+func (r *keyRepo) UpdateKey(ctx context.Context, k *repository.Key) error {
+	d := toKeyDoc(k)
+	d.Version = k.Version + 1
+	update, err := setUnset(d, fieldID, fieldLastUsedTime)
+	if err != nil {
+		return fmt.Errorf("mongodb: update key %q: %w", k.ID, err)
+	}
+	res, err := r.coll.UpdateOne(ctx,
+		bson.D{{Key: fieldID, Value: k.ID}, {Key: fieldVersion, Value: k.Version}}, update)
+	if err != nil {
+		return wrapErr("update key", err)
+	}
+	if res.MatchedCount == 0 {
+		return missingOrConflict(ctx, r.coll, "key", k.ID)
+	}
+	k.Version = d.Version
+	return nil
+}
+
+// RecordKeyUse moves last_used_time forward with $max, one unordered bulk write for
+// all keys. Unknown ids match nothing and are ignored.
+func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) error {
+	models := make([]mongo.WriteModel, 0, len(uses))
+	for id, t := range uses {
+		if t.IsZero() {
+			continue
+		}
+		models = append(models, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: fieldID, Value: id}}).
+			SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: fieldLastUsedTime, Value: t}}}}))
+	}
+	if len(models) == 0 {
+		return nil
+	}
+	_, err := r.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	return wrapErr("record key use", err)
+}

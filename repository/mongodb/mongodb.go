@@ -1,0 +1,205 @@
+package mongodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+
+	"github.com/keyward/keyward/repository"
+)
+
+// Collection names.
+const (
+	KeysCollection  = "keys"
+	RolesCollection = "roles"
+	// AuditCollection is the capped collection that holds audit events.
+	AuditCollection = "audit_events"
+)
+
+// Defaults applied by Open.
+const (
+	// DefaultDatabase is used when neither Options.Database nor the URI names one.
+	DefaultDatabase = "keyward"
+	// DefaultAuditMaxBytes is the size of the audit collection when
+	// Options.AuditMaxBytes is 0.
+	DefaultAuditMaxBytes int64 = 1 << 30
+	// openTimeout bounds the connection check and set-up in Open when the caller's
+	// context has no earlier deadline.
+	openTimeout = 30 * time.Second
+)
+
+// Options configures Open.
+type Options struct {
+	// URI is the MongoDB connection string (mongodb:// or mongodb+srv://).
+	URI string
+	// Database is the database to use. When empty, the database named in the URI is
+	// used, else DefaultDatabase.
+	Database string
+	// AuditMaxBytes is the size of the capped audit collection when Open creates it;
+	// 0 means DefaultAuditMaxBytes. An existing collection is left as it is.
+	AuditMaxBytes int64
+}
+
+// Store is the MongoDB storage engine. It is safe for concurrent use.
+type Store struct {
+	client *mongo.Client
+	db     *mongo.Database
+	keys   *keyRepo
+	roles  *roleRepo
+}
+
+var _ repository.Store = (*Store)(nil)
+
+// Open connects to MongoDB, checks the connection with a ping, and creates the
+// indexes and the capped audit collection if they are missing. It is idempotent.
+// When the server cannot be reached before ctx's deadline (or 30 seconds), the error
+// wraps repository.ErrUnavailable.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.URI == "" {
+		return nil, errors.New("mongodb: open: URI is empty")
+	}
+	auditBytes := o.AuditMaxBytes
+	if auditBytes == 0 {
+		auditBytes = DefaultAuditMaxBytes
+	}
+	if auditBytes < 0 {
+		return nil, fmt.Errorf("mongodb: open: AuditMaxBytes %d is negative", auditBytes)
+	}
+
+	// No client-level timeout (SetTimeout): it adds maxTimeMS to every command.
+	// Deadlines come from contexts.
+	client, err := mongo.Connect(options.Client().ApplyURI(o.URI))
+	if err != nil {
+		return nil, wrapErr("connect", err)
+	}
+	dbName, err := databaseName(o)
+	if err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	if err := client.Ping(ctx, readpref.Primary()); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, wrapErr("ping", err)
+	}
+	db := client.Database(dbName)
+	s := &Store{
+		client: client,
+		db:     db,
+		keys:   &keyRepo{coll: db.Collection(KeysCollection)},
+		roles:  &roleRepo{coll: db.Collection(RolesCollection)},
+	}
+	if err := s.setUp(ctx, auditBytes); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+// databaseName picks the database: Options.Database, else the one the URI names,
+// else DefaultDatabase.
+func databaseName(o Options) (string, error) {
+	if o.Database != "" {
+		return o.Database, nil
+	}
+	cs, err := connstring.Parse(o.URI)
+	if err != nil {
+		// The driver's message quotes the URI, which may hold a password.
+		return "", errors.New("mongodb: open: URI is not a valid MongoDB connection string")
+	}
+	if cs.Database != "" {
+		return cs.Database, nil
+	}
+	return DefaultDatabase, nil
+}
+
+// keyIndexes are the indexes of the keys collection; see the package documentation.
+var keyIndexes = []mongo.IndexModel{
+	{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+	{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+	{Keys: bson.D{{Key: "state", Value: 1}, {Key: "expire_time", Value: 1}}},
+}
+
+// codeNamespaceExists is MongoDB's error code for creating a collection that exists.
+const codeNamespaceExists = 48
+
+// setUp creates the indexes and the audit collection; both steps are idempotent.
+func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
+	// One createIndexes command per index, not one for all: FerretDB v1.24 panics
+	// (and drops the connection) when a single command names two or more indexes
+	// that exist already. On MongoDB both forms are equivalent.
+	for _, ix := range keyIndexes {
+		if _, err := s.keys.coll.Indexes().CreateOne(ctx, ix); err != nil {
+			return wrapErr("create key indexes", err)
+		}
+	}
+	err := s.db.CreateCollection(ctx, AuditCollection,
+		options.CreateCollection().SetCapped(true).SetSizeInBytes(auditBytes))
+	var se mongo.ServerError
+	if err != nil && !(errors.As(err, &se) && se.HasErrorCode(codeNamespaceExists)) {
+		return wrapErr("create audit collection", err)
+	}
+	return nil
+}
+
+// Keys returns the key repository.
+func (s *Store) Keys() repository.KeyRepository { return s.keys }
+
+// Roles returns the role repository.
+func (s *Store) Roles() repository.RoleRepository { return s.roles }
+
+// Database returns the database the store uses, for components that keep their own
+// collections in it (the audit log writes AuditCollection).
+func (s *Store) Database() *mongo.Database { return s.db }
+
+// Ping reports whether the primary is reachable. Give ctx a deadline: without one it
+// waits up to the driver's server selection timeout (30 seconds by default).
+func (s *Store) Ping(ctx context.Context) error {
+	return wrapErr("ping", s.client.Ping(ctx, readpref.Primary()))
+}
+
+// Close disconnects from MongoDB, waiting for in-flight operations until ctx ends.
+// Closing a closed store is a no-op.
+func (s *Store) Close(ctx context.Context) error {
+	err := s.client.Disconnect(ctx)
+	if errors.Is(err, mongo.ErrClientDisconnected) {
+		return nil
+	}
+	return wrapErr("close", err)
+}
+
+// wrapErr translates a driver error of operation op. Context cancellation passes
+// through; timeouts, server selection and network failures wrap
+// repository.ErrUnavailable; anything else is wrapped with op. Callers map duplicate
+// keys and missing documents themselves, before calling wrapErr.
+func wrapErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("mongodb: %s: %w", op, err)
+	case unavailable(err):
+		return fmt.Errorf("mongodb: %s: %w: %w", op, repository.ErrUnavailable, err)
+	default:
+		return fmt.Errorf("mongodb: %s: %w", op, err)
+	}
+}
+
+// unavailable reports whether err means the server could not be reached or did not
+// answer in time.
+func unavailable(err error) bool {
+	var sse topology.ServerSelectionError
+	return mongo.IsTimeout(err) ||
+		mongo.IsNetworkError(err) ||
+		errors.As(err, &sse) ||
+		errors.Is(err, mongo.ErrClientDisconnected)
+}

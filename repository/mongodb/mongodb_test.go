@@ -1,0 +1,231 @@
+package mongodb_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/mongodb"
+	"github.com/keyward/keyward/repository/mongodb/mongotest"
+	"github.com/keyward/keyward/repository/repotest"
+)
+
+// open opens a store on a fresh database that is dropped when t ends.
+func open(t *testing.T) *mongodb.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := mongodb.Open(ctx, mongodb.Options{
+		URI:           mongotest.URI(t),
+		Database:      mongotest.Database(t),
+		AuditMaxBytes: 1 << 20,
+	})
+	require.NoError(t, err)
+	return s
+}
+
+func TestContract(t *testing.T) {
+	repotest.Run(t, repotest.Capabilities{
+		AtomicConditionalUpdates: !mongotest.IsFerretDB(),
+		NoAtomicityReason: "FerretDB v1 does not make conditional single-document updates atomic " +
+			"(see ferretdb note); runs when KEYWARD_TEST_MONGODB_URI points at MongoDB",
+	}, func(t *testing.T) repository.Store { return open(t) })
+}
+
+func TestOpenIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	uri, db := mongotest.URI(t), mongotest.Database(t)
+	for i := range 2 {
+		s, err := mongodb.Open(ctx, mongodb.Options{URI: uri, Database: db, AuditMaxBytes: 1 << 20})
+		require.NoError(t, err, "open #%d", i+1)
+		require.NoError(t, s.Close(ctx))
+	}
+
+	s, err := mongodb.Open(ctx, mongodb.Options{URI: uri, Database: db})
+	require.NoError(t, err, "open with the default audit size")
+	t.Cleanup(func() { _ = s.Close(ctx) })
+
+	t.Run("KeyIndexes", func(t *testing.T) {
+		cur, err := s.Database().Collection(mongodb.KeysCollection).Indexes().List(ctx)
+		require.NoError(t, err)
+		var specs []struct {
+			Key bson.D `bson:"key"`
+		}
+		require.NoError(t, cur.All(ctx, &specs))
+		var got []string
+		for _, s := range specs {
+			var parts []string
+			for _, e := range s.Key {
+				parts = append(parts, e.Key+":"+bsonInt(e.Value))
+			}
+			got = append(got, strings.Join(parts, ","))
+		}
+		assert.ElementsMatch(t, []string{
+			"_id:1",
+			"create_time:-1,_id:-1",
+			"owner:1,create_time:-1,_id:-1",
+			"state:1,expire_time:1",
+		}, got)
+	})
+
+	t.Run("AuditCollectionIsCapped", func(t *testing.T) {
+		specs, err := s.Database().ListCollectionSpecifications(ctx,
+			bson.D{{Key: "name", Value: mongodb.AuditCollection}})
+		require.NoError(t, err)
+		require.Len(t, specs, 1)
+		var o struct {
+			Capped bool  `bson:"capped"`
+			Size   int64 `bson:"size"`
+		}
+		require.NoError(t, bson.Unmarshal(specs[0].Options, &o), "options %v", specs[0].Options)
+		assert.True(t, o.Capped, "options %v", specs[0].Options)
+		assert.Equal(t, int64(1<<20), o.Size, "the size of the first Open is kept")
+	})
+}
+
+// bsonInt renders an index direction, which servers return as int32, int64 or double.
+func bsonInt(v any) string {
+	switch n := v.(type) {
+	case int32:
+		return bsonNum(int64(n))
+	case int64:
+		return bsonNum(n)
+	case float64:
+		return bsonNum(int64(n))
+	}
+	return "?"
+}
+
+func bsonNum(n int64) string {
+	if n < 0 {
+		return "-1"
+	}
+	return "1"
+}
+
+func TestOpenUnreachableIsUnavailable(t *testing.T) {
+	// A port that was free a moment ago: nothing listens on it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = mongodb.Open(ctx, mongodb.Options{URI: "mongodb://" + addr + "/?connectTimeoutMS=200"})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, repository.ErrUnavailable)
+	assert.Less(t, time.Since(start), 5*time.Second, "the context deadline bounds Open")
+}
+
+func TestCancellationPassesThrough(t *testing.T) {
+	s := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := s.Keys().GetKey(ctx, repotest.NewID())
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.NotErrorIs(t, err, repository.ErrUnavailable)
+	assert.NotErrorIs(t, err, repository.ErrNotFound)
+}
+
+func TestClosedStoreIsUnavailable(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	require.NoError(t, s.Close(ctx))
+	require.NoError(t, s.Close(ctx), "closing twice is fine")
+	_, err := s.Keys().GetKey(ctx, repotest.NewID())
+	assert.ErrorIs(t, err, repository.ErrUnavailable)
+}
+
+// TestStoredDocument pins the stored shape of a key: snake_case fields, BSON dates
+// and binaries, absent empty fields, metadata as pairs.
+func TestStoredDocument(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	created := time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC)
+	k := repotest.SampleKey("acme", created)
+	k.RevokeReason = ""
+	k.Metadata = map[string]string{"app.version": "1.2", "$where": "x"}
+	require.NoError(t, s.Keys().CreateKey(ctx, k))
+
+	coll := s.Database().Collection(mongodb.KeysCollection)
+	raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: k.ID}}).Raw()
+	require.NoError(t, err)
+
+	types := map[string]bson.Type{}
+	elems, err := raw.Elements()
+	require.NoError(t, err)
+	for _, e := range elems {
+		types[e.Key()] = e.Value().Type
+	}
+	for field, want := range map[string]bson.Type{
+		"_id":                         bson.TypeString,
+		"owner":                       bson.TypeString,
+		"environment":                 bson.TypeString,
+		"state":                       bson.TypeString,
+		"roles":                       bson.TypeArray,
+		"metadata":                    bson.TypeArray,
+		"rate_limit":                  bson.TypeEmbeddedDocument,
+		"quota":                       bson.TypeEmbeddedDocument,
+		"expire_time":                 bson.TypeDateTime,
+		"create_time":                 bson.TypeDateTime,
+		"update_time":                 bson.TypeDateTime,
+		"secret_rotate_time":          bson.TypeDateTime,
+		"previous_secret_expire_time": bson.TypeDateTime,
+		"secret_hash":                 bson.TypeBinary,
+		"previous_secret_hash":        bson.TypeBinary,
+		"version":                     bson.TypeInt64,
+	} {
+		assert.Equal(t, want, types[field], "field %s", field)
+	}
+	for _, absent := range []string{"last_used_time", "revoke_time", "revoke_reason"} {
+		assert.NotContains(t, types, absent, "empty %s is not stored", absent)
+	}
+	got, err := s.Keys().GetKey(ctx, k.ID)
+	require.NoError(t, err)
+	assert.Equal(t, k.Metadata, got.Metadata, "metadata keys with . and $ round-trip")
+
+	// An update that empties fields removes them from the document.
+	k.Roles, k.Metadata, k.RateLimit, k.ExpireTime = nil, nil, nil, time.Time{}
+	require.NoError(t, s.Keys().UpdateKey(ctx, k))
+	raw, err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: k.ID}}).Raw()
+	require.NoError(t, err)
+	for _, gone := range []string{"roles", "metadata", "rate_limit", "expire_time"} {
+		_, err := raw.LookupErr(gone)
+		assert.Error(t, err, "%s is unset", gone)
+	}
+}
+
+// TestErrorsCarryNoSecrets checks that error texts never quote secret hashes.
+func TestErrorsCarryNoSecrets(t *testing.T) {
+	ctx := context.Background()
+	keys := open(t).Keys()
+	k := repotest.SampleKey("acme", time.Now().UTC().Truncate(time.Millisecond))
+	require.NoError(t, keys.CreateKey(ctx, k))
+
+	dup := repotest.SampleKey("acme", k.CreateTime)
+	dup.ID = k.ID
+	stale := k.Clone()
+	stale.Version = 99
+
+	for name, err := range map[string]error{
+		"duplicate": keys.CreateKey(ctx, dup),
+		"conflict":  keys.UpdateKey(ctx, stale),
+	} {
+		require.Error(t, err, name)
+		for _, secret := range [][]byte{k.SecretHash, k.PreviousSecretHash, dup.SecretHash} {
+			assert.False(t, bytes.Contains([]byte(err.Error()), secret), "%s: %v", name, err)
+		}
+		assert.False(t, errors.Is(err, repository.ErrUnavailable), name)
+	}
+}

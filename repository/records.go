@@ -1,0 +1,149 @@
+package repository
+
+import (
+	"slices"
+	"time"
+)
+
+// Environment of a key: it is part of the secret's prefix.
+type Environment string
+
+// Environments.
+const (
+	EnvironmentLive Environment = "live"
+	EnvironmentTest Environment = "test"
+)
+
+// KeyState is the stored lifecycle state of a key. Expiry is not stored: a key whose
+// ExpireTime has passed is expired when read, whatever its stored state.
+type KeyState string
+
+// Stored key states.
+const (
+	KeyActive  KeyState = "active"
+	KeyRevoked KeyState = "revoked"
+)
+
+// RateLimit is a token-bucket limit.
+type RateLimit struct {
+	RequestsPerSecond uint32 `json:"rps" bson:"rps"`
+	Burst             uint32 `json:"burst" bson:"burst"`
+}
+
+// Quota bounds usage per calendar period ("hour", "day", "month").
+type Quota struct {
+	Limit  uint64 `json:"limit" bson:"limit"`
+	Period string `json:"period" bson:"period"`
+}
+
+// Key is a stored API key. Its secrets are kept only as SHA-256 hashes.
+// Times are stored with millisecond precision and read back in UTC; a zero time
+// reads back as the zero time, and empty slices and maps read back as nil.
+type Key struct {
+	ID          string
+	Name        string
+	Owner       string
+	Environment Environment
+	State       KeyState
+
+	Roles            []string
+	Permissions      []string
+	AllowedCIDRs     []string
+	AllowedCountries []string
+	Metadata         map[string]string
+	RateLimit        *RateLimit
+	Quota            *Quota
+
+	// ExpireTime is when the key stops verifying; zero: never.
+	ExpireTime time.Time
+
+	// SecretHash is the SHA-256 of the current secret.
+	SecretHash []byte
+	// SecretRotateTime is when the current secret was issued.
+	SecretRotateTime time.Time
+	// PreviousSecretHash is the SHA-256 of the secret replaced by the last rotation,
+	// valid until PreviousSecretExpireTime. Both are empty when there is none.
+	PreviousSecretHash       []byte
+	PreviousSecretExpireTime time.Time
+
+	CreateTime   time.Time
+	UpdateTime   time.Time
+	LastUsedTime time.Time
+	RevokeTime   time.Time
+	RevokeReason string
+	CreatedBy    string
+
+	// Version counts the changes made through UpdateKey; it is the optimistic
+	// concurrency token. A new key has version 1.
+	Version int64
+}
+
+// Expired reports whether the key's expiry has passed at now.
+func (k *Key) Expired(now time.Time) bool {
+	return !k.ExpireTime.IsZero() && !now.Before(k.ExpireTime)
+}
+
+// Clone returns a deep copy, so a cached key can be handed out without sharing.
+func (k *Key) Clone() *Key {
+	c := *k
+	c.Roles = slices.Clone(k.Roles)
+	c.Permissions = slices.Clone(k.Permissions)
+	c.AllowedCIDRs = slices.Clone(k.AllowedCIDRs)
+	c.AllowedCountries = slices.Clone(k.AllowedCountries)
+	c.SecretHash = slices.Clone(k.SecretHash)
+	c.PreviousSecretHash = slices.Clone(k.PreviousSecretHash)
+	if k.Metadata != nil {
+		c.Metadata = make(map[string]string, len(k.Metadata))
+		for m, v := range k.Metadata {
+			c.Metadata[m] = v
+		}
+	}
+	if k.RateLimit != nil {
+		r := *k.RateLimit
+		c.RateLimit = &r
+	}
+	if k.Quota != nil {
+		q := *k.Quota
+		c.Quota = &q
+	}
+	return &c
+}
+
+// KeyStateFilter selects keys by effective state.
+type KeyStateFilter string
+
+// Key state filters. KeyFilterActive means stored active and not expired at the
+// filter's Now; KeyFilterExpired means stored active and expired at Now.
+const (
+	KeyFilterAny     KeyStateFilter = ""
+	KeyFilterActive  KeyStateFilter = "active"
+	KeyFilterRevoked KeyStateFilter = "revoked"
+	KeyFilterExpired KeyStateFilter = "expired"
+)
+
+// KeyFilter selects keys; zero fields match everything.
+type KeyFilter struct {
+	Owner       string
+	Environment Environment
+	State       KeyStateFilter
+	// Now is the time expiry is judged at; required when State is active or expired.
+	Now time.Time
+}
+
+// KeyCursor is a position in the key listing order: CreateTime descending, then ID
+// descending.
+type KeyCursor struct {
+	CreateTime time.Time
+	ID         string
+}
+
+// Role is a named set of permissions.
+type Role struct {
+	Name        string
+	Description string
+	Permissions []string
+	CreateTime  time.Time
+	UpdateTime  time.Time
+	// Version is the optimistic concurrency token, as for keys.
+	Version int64
+}

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"strings"
+
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyward/keyward/service"
+)
+
+// authenticator checks the credential of every call against the permission table.
+type authenticator struct {
+	keys *service.Keys
+}
+
+func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := a.authorize(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (a *authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := a.authorize(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	w := middleware.WrapServerStream(ss)
+	w.WrappedContext = ctx
+	return handler(srv, w)
+}
+
+// authorize authenticates the caller of method and checks the permission the table
+// asks for. Errors: UNAUTHENTICATED for missing or bad credentials, PERMISSION_DENIED
+// for a valid key without the permission. Messages never echo the credential.
+func (a *authenticator) authorize(ctx context.Context, method string) (context.Context, error) {
+	access, ok := MethodAccess(method)
+	if !ok {
+		return nil, status.Errorf(codes.PermissionDenied, "method %s is not open to any caller", method)
+	}
+	if access.Public {
+		return ctx, nil
+	}
+	secret, err := bearer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.keys.Verify(ctx, secret, "")
+	if err != nil {
+		return nil, err
+	}
+	if !v.Valid() {
+		return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Reason.Message())
+	}
+	callFrom(ctx).keyID = v.Key.ID
+	if need, ok := parsedAccess[method]; ok && !v.Permissions.Allows(need) {
+		return nil, status.Errorf(codes.PermissionDenied, "key %s lacks permission %q, needed for %s", v.Key.ID, access.Permission, method)
+	}
+	return service.WithPrincipal(ctx, &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Permissions: v.Permissions}), nil
+}
+
+// bearer returns the credential of `authorization: Bearer <credential>`.
+func bearer(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return "", status.Error(codes.Unauthenticated, "missing credentials: send the header Authorization: Bearer <api key>")
+	}
+	if len(vals) > 1 {
+		return "", status.Error(codes.Unauthenticated, "more than one Authorization header")
+	}
+	scheme, cred, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(cred) == "" {
+		return "", status.Error(codes.Unauthenticated, "malformed Authorization header: want Bearer <api key>")
+	}
+	return strings.TrimSpace(cred), nil
+}

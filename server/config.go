@@ -1,0 +1,184 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is the whole server configuration, loaded once at start from flags and
+// KEYWARD_* environment variables (a flag wins over its variable, which wins over
+// the default) and validated before anything starts.
+type Config struct {
+	GRPCAddr        string
+	HTTPAddr        string
+	DataDir         string
+	MongoDBURI      string // may hold a password: never printed
+	MongoDBDatabase string
+	AuditMaxBytes   int64
+	KeyCacheTTL     time.Duration
+	KeyCacheSize    int
+	UsageFlushEvery time.Duration
+	MaxRequestBytes int64
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults: loopback listeners and the embedded store.
+func DefaultConfig() Config {
+	return Config{
+		GRPCAddr:        "127.0.0.1:7070",
+		HTTPAddr:        "127.0.0.1:8080",
+		DataDir:         "./keyward-data",
+		MongoDBDatabase: "keyward",
+		AuditMaxBytes:   1 << 30,
+		KeyCacheTTL:     30 * time.Second,
+		KeyCacheSize:    100_000,
+		UsageFlushEvery: time.Minute,
+		MaxRequestBytes: 1 << 20,
+		LogLevel:        "info",
+		LogFormat:       "json",
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// Flags registers every setting on fs, with cfg's values as defaults.
+func (cfg *Config) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "REST (grpc-gateway) listen address")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded store and the bootstrap admin key")
+	fs.StringVar(&cfg.MongoDBURI, "mongodb-uri", cfg.MongoDBURI, "MongoDB connection string; empty: use the embedded store")
+	fs.StringVar(&cfg.MongoDBDatabase, "mongodb-database", cfg.MongoDBDatabase, "MongoDB database, when the URI names none")
+	fs.Int64Var(&cfg.AuditMaxBytes, "audit-max-bytes", cfg.AuditMaxBytes, "size of the capped audit collection")
+	fs.DurationVar(&cfg.KeyCacheTTL, "key-cache-ttl", cfg.KeyCacheTTL, "how long a cached key verification is trusted before the key is read again")
+	fs.IntVar(&cfg.KeyCacheSize, "key-cache-size", cfg.KeyCacheSize, "most keys kept in the verification cache")
+	fs.DurationVar(&cfg.UsageFlushEvery, "usage-flush-interval", cfg.UsageFlushEvery, "how often keys' last-used times are written")
+	fs.Int64Var(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "largest request body or message accepted")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a graceful shutdown waits for requests in flight")
+}
+
+// EnvName is the environment variable of a flag: KEYWARD_ and the flag's name in
+// upper case with underscores.
+func EnvName(flagName string) string {
+	return "KEYWARD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// LoadConfig parses args (without the program and subcommand names) over the
+// environment given by getenv, and validates the result.
+func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("keyward serve", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	cfg.Flags(fs)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := EnvName(f.Name)
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("environment variable %s: %v", name, err)
+			}
+		}
+		f.Usage += " (env " + name + ")"
+	})
+	if envErr != nil {
+		return Config{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks every setting and names the flag of the first bad one.
+func (cfg Config) Validate() error {
+	var errs []error
+	for flagName, addr := range map[string]string{"grpc-addr": cfg.GRPCAddr, "http-addr": cfg.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: want host:port", flagName, addr))
+		}
+	}
+	if cfg.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if cfg.MongoDBURI != "" {
+		u, err := url.Parse(cfg.MongoDBURI)
+		if err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") {
+			errs = append(errs, errors.New("--mongodb-uri must be a mongodb:// or mongodb+srv:// URI"))
+		}
+	}
+	if cfg.AuditMaxBytes < 1<<20 {
+		errs = append(errs, errors.New("--audit-max-bytes must be at least 1 MiB"))
+	}
+	if cfg.KeyCacheTTL <= 0 || cfg.UsageFlushEvery <= 0 || cfg.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--key-cache-ttl, --usage-flush-interval and --shutdown-timeout must be positive"))
+	}
+	if cfg.KeyCacheSize < 1 {
+		errs = append(errs, errors.New("--key-cache-size must be at least 1"))
+	}
+	if cfg.MaxRequestBytes < 1024 {
+		errs = append(errs, errors.New("--max-request-bytes must be at least 1024"))
+	}
+	if _, err := cfg.level(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", cfg.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+func (cfg Config) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	return l, nil
+}
+
+// Logger returns the logger the configuration asks for, writing to w.
+func (cfg Config) Logger(w io.Writer) *slog.Logger {
+	level, _ := cfg.level()
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// Redacted returns the MongoDB URI with any password replaced, for logs.
+func (cfg Config) Redacted() string {
+	if cfg.MongoDBURI == "" {
+		return ""
+	}
+	u, err := url.Parse(cfg.MongoDBURI)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
+
+// LogValue keeps the MongoDB URI's password out of any log line of the config.
+func (cfg Config) LogValue() slog.Value {
+	store := "embedded:" + cfg.DataDir
+	if cfg.MongoDBURI != "" {
+		store = "mongodb:" + cfg.Redacted()
+	}
+	return slog.GroupValue(
+		slog.String("grpc_addr", cfg.GRPCAddr),
+		slog.String("http_addr", cfg.HTTPAddr),
+		slog.String("store", store),
+		slog.Duration("key_cache_ttl", cfg.KeyCacheTTL),
+	)
+}

@@ -1,0 +1,62 @@
+package server
+
+import (
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	cfg, err := LoadConfig(nil, env(nil), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, DefaultConfig(), cfg, "no flags and no environment: the defaults")
+
+	cfg, err = LoadConfig([]string{"--grpc-addr", "127.0.0.1:9000"}, env(map[string]string{
+		"KEYWARD_GRPC_ADDR":     "127.0.0.1:8000",
+		"KEYWARD_HTTP_ADDR":     "127.0.0.1:8001",
+		"KEYWARD_KEY_CACHE_TTL": "5s",
+	}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9000", cfg.GRPCAddr, "a flag wins over its variable")
+	assert.Equal(t, "127.0.0.1:8001", cfg.HTTPAddr, "a variable wins over the default")
+	assert.Equal(t, 5*time.Second, cfg.KeyCacheTTL)
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--grpc-addr", "nohost"}, nil, "--grpc-addr"},
+		{nil, map[string]string{"KEYWARD_KEY_CACHE_TTL": "soon"}, "KEYWARD_KEY_CACHE_TTL"},
+		{[]string{"--mongodb-uri", "postgres://x"}, nil, "--mongodb-uri"},
+		{[]string{"--log-level", "loud"}, nil, "--log-level"},
+		{[]string{"--log-format", "xml"}, nil, "--log-format"},
+		{[]string{"--key-cache-ttl", "-1s"}, nil, "--key-cache-ttl"},
+		{[]string{"extra"}, nil, "unexpected arguments"},
+	}
+	for _, tc := range cases {
+		_, err := LoadConfig(tc.args, env(tc.env), io.Discard)
+		require.Error(t, err, "%v %v", tc.args, tc.env)
+		assert.Contains(t, err.Error(), tc.want)
+	}
+}
+
+func TestConfigNeverLogsTheMongoDBPassword(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MongoDBURI = "mongodb://keyward:s3cr3t-pw@db.internal:27017/keyward"
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("start", "config", cfg)
+	assert.NotContains(t, b.String(), "s3cr3t-pw")
+	assert.Contains(t, b.String(), "db.internal")
+}

@@ -1,0 +1,13 @@
+// Package server is Keyward's transport: the gRPC server, the REST gateway in front
+// of it, and the concerns every call goes through, each in one place:
+//
+//   - interceptors.go: the fixed chain — recovery, request id, error mapping and
+//     request log, authentication and authorization, protovalidate;
+//   - permissions.go: the one table of the permission each RPC needs;
+//   - errors.go: the one mapping from service and repository errors to status codes;
+//   - gateway.go: the HTTP side (grpc-gateway, OpenAPI document, health);
+//   - keys.go and its siblings: thin handlers converting wire types to domain types.
+//
+// The gateway calls the gRPC server over a loopback connection, so REST calls pass
+// through exactly the same interceptors as gRPC calls.
+package server

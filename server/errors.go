@@ -1,0 +1,59 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service"
+)
+
+var serviceCodes = map[service.Code]codes.Code{
+	service.CodeInvalidArgument:    codes.InvalidArgument,
+	service.CodeNotFound:           codes.NotFound,
+	service.CodeAlreadyExists:      codes.AlreadyExists,
+	service.CodePermissionDenied:   codes.PermissionDenied,
+	service.CodeFailedPrecondition: codes.FailedPrecondition,
+	service.CodeUnauthenticated:    codes.Unauthenticated,
+}
+
+// toStatus is the one place errors become gRPC statuses. Statuses pass through;
+// service errors keep their safe messages; repository errors become their codes with
+// a generic message; anything else is an internal error whose detail goes to the log
+// only, never to the client.
+func toStatus(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	if st, ok := status.FromError(err); ok {
+		if st.Code() != codes.Unknown {
+			return err
+		}
+	}
+	var se *service.Error
+	switch {
+	case errors.As(err, &se):
+		if c, ok := serviceCodes[se.Code]; ok {
+			return status.Error(c, se.Message)
+		}
+	case errors.Is(err, repository.ErrNotFound):
+		return status.Error(codes.NotFound, "not found")
+	case errors.Is(err, repository.ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, "already exists")
+	case errors.Is(err, repository.ErrConflict):
+		return status.Error(codes.Aborted, "the resource changed concurrently; retry")
+	case errors.Is(err, repository.ErrUnavailable):
+		log.ErrorContext(ctx, "store unavailable", "error", err)
+		return status.Error(codes.Unavailable, "the store is unavailable; retry later")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	log.ErrorContext(ctx, "internal error", "error", err)
+	return status.Errorf(codes.Internal, "internal error (request id %s)", requestIDFrom(ctx))
+}

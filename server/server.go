@@ -1,0 +1,241 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/mongodb"
+	"github.com/keyward/keyward/repository/sqlite"
+	"github.com/keyward/keyward/service"
+)
+
+// BootstrapKeyFile is the name, in the data dir, of the file that receives the first
+// admin key's secret.
+const BootstrapKeyFile = "bootstrap-admin.key"
+
+// Server is a running Keyward: store, services, gRPC server and REST gateway.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  repository.Store
+	keys   *service.Keys
+	grpc   *grpc.Server
+	health *health.Server
+	http   *http.Server
+	conn   *grpc.ClientConn
+
+	grpcLis, httpLis net.Listener
+}
+
+// New opens the store, creates the bootstrap admin key on an empty store, and binds
+// both listeners, so the addresses are known before Serve.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	if s.store, err = openStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	s.keys = service.NewKeys(s.store, service.KeysConfig{CacheTTL: cfg.KeyCacheTTL, CacheSize: cfg.KeyCacheSize}, log)
+	if err := s.bootstrap(ctx); err != nil {
+		return nil, err
+	}
+
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("creating the request validator: %w", err)
+	}
+	opts := append(chain(log, &authenticator{keys: s.keys}, validator),
+		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
+	)
+	s.grpc = grpc.NewServer(opts...)
+	keywardv1.RegisterKeyServiceServer(s.grpc, &keyServer{keys: s.keys, roles: service.NewRoles(s.store, s.keys)})
+	keywardv1.RegisterTokenServiceServer(s.grpc, &keywardv1.UnimplementedTokenServiceServer{})
+	keywardv1.RegisterAuditServiceServer(s.grpc, &keywardv1.UnimplementedAuditServiceServer{})
+	keywardv1.RegisterRevocationServiceServer(s.grpc, &keywardv1.UnimplementedRevocationServiceServer{})
+	s.health = health.NewServer()
+	grpc_health_v1.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listening for gRPC on %s: %w", cfg.GRPCAddr, err)
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	// The gateway calls the gRPC server over loopback, through every interceptor.
+	if s.conn, err = grpc.NewClient("passthrough:///"+dialAddr(s.grpcLis.Addr()),
+		grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		return nil, fmt.Errorf("connecting the gateway to the gRPC server: %w", err)
+	}
+	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes)
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the address the REST gateway listens on.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// Keys is the key service, for in-process use such as benchmarks.
+func (s *Server) Keys() *service.Keys { return s.keys }
+
+// Serve serves until ctx is cancelled or a listener fails, then shuts down
+// gracefully: requests in flight finish (up to the shutdown timeout), last-used
+// times are written, and the store is closed.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.health.SetServingStatus("", grpc_health_v1.HealthCheckResponse_SERVING)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Go(func() {
+		if err := s.grpc.Serve(s.grpcLis); err != nil {
+			errs <- fmt.Errorf("gRPC server: %w", err)
+			cancel()
+		}
+	})
+	wg.Go(func() {
+		if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("HTTP server: %w", err)
+			cancel()
+		}
+	})
+	flusherDone := make(chan struct{})
+	go func() {
+		defer close(flusherDone)
+		s.keys.RunUsageFlusher(ctx, s.cfg.UsageFlushEvery)
+	}()
+	s.log.Info("serving", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr(), "config", s.cfg)
+
+	<-ctx.Done()
+	s.log.Info("shutting down")
+	s.health.Shutdown()
+	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer stop()
+	_ = s.http.Shutdown(shutdownCtx)
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		s.grpc.Stop()
+	}
+	wg.Wait()
+	<-flusherDone
+	s.close()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func (s *Server) close() {
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+	if s.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.store.Close(ctx); err != nil {
+			s.log.Warn("closing the store", "error", err)
+		}
+	}
+}
+
+func openStore(ctx context.Context, cfg Config) (repository.Store, error) {
+	if cfg.MongoDBURI == "" {
+		st, err := sqlite.Open(ctx, cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("opening the embedded store: %w", err)
+		}
+		return st, nil
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := mongodb.Open(openCtx, mongodb.Options{URI: cfg.MongoDBURI, Database: cfg.MongoDBDatabase, AuditMaxBytes: cfg.AuditMaxBytes})
+	if err != nil {
+		return nil, fmt.Errorf("opening MongoDB at %s: %w", cfg.Redacted(), err)
+	}
+	return st, nil
+}
+
+// bootstrap creates the first admin key on an empty store and writes its secret to
+// a file only the server's user can read. The secret never appears in the log.
+func (s *Server) bootstrap(ctx context.Context) error {
+	k, secret, err := s.keys.Bootstrap(ctx)
+	if err != nil {
+		return fmt.Errorf("creating the bootstrap admin key: %w", err)
+	}
+	if k == nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating the data dir: %w", err)
+	}
+	path := filepath.Join(s.cfg.DataDir, BootstrapKeyFile)
+	_ = os.Remove(path) // a stale file from an earlier store must not keep its mode
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing the bootstrap admin key: %w", err)
+	}
+	s.log.Warn("created the bootstrap admin key on an empty store; its secret is in the file, readable only by this user: use it to create your own admin keys, then revoke it",
+		"key_id", k.ID, "file", path)
+	return nil
+}
+
+// dialAddr turns a listener address into one a client can dial: an unspecified
+// host (0.0.0.0 or ::) becomes loopback.
+func dialAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	if tcp.IP.To4() != nil {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+	}
+	return net.JoinHostPort("::1", fmt.Sprint(tcp.Port))
+}

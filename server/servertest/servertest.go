@@ -1,0 +1,159 @@
+// Package servertest starts a real Keyward on loopback for tests: gRPC and REST
+// servers on free ports, the embedded store in a temporary directory (or MongoDB
+// when a URI is given), and the bootstrap admin key read from its file.
+package servertest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/keyward/keyward/server"
+)
+
+// Keyward is a server started for one test.
+type Keyward struct {
+	// Server is the running server.
+	Server *server.Server
+	// Conn is a gRPC client connection to it.
+	Conn *grpc.ClientConn
+	// BaseURL is the REST gateway's root, like http://127.0.0.1:12345.
+	BaseURL string
+	// AdminKey is the bootstrap admin key's secret.
+	AdminKey string
+	// Config is the configuration it runs with.
+	Config server.Config
+
+	logs *syncBuffer
+}
+
+// Option changes the configuration before start.
+type Option func(*server.Config)
+
+// WithMongoDB makes the server use MongoDB at uri, in database db.
+func WithMongoDB(uri, db string) Option {
+	return func(c *server.Config) {
+		c.MongoDBURI = uri
+		c.MongoDBDatabase = db
+		c.AuditMaxBytes = 8 << 20
+	}
+}
+
+// Start starts a Keyward and stops it when the test ends.
+func Start(t testing.TB, opts ...Option) *Keyward {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.GRPCAddr = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.LogLevel = "debug"
+	for _, o := range opts {
+		o(&cfg)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("starting keyward: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		cancel()
+		t.Fatalf("dialing keyward: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("keyward stopped with an error: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("keyward did not stop within 30s")
+		}
+	})
+	admin, err := os.ReadFile(filepath.Join(cfg.DataDir, server.BootstrapKeyFile))
+	if err != nil {
+		t.Fatalf("reading the bootstrap admin key: %v", err)
+	}
+	return &Keyward{
+		Server:   srv,
+		Conn:     conn,
+		BaseURL:  "http://" + srv.HTTPAddr(),
+		AdminKey: strings.TrimSpace(string(admin)),
+		Config:   cfg,
+		logs:     logs,
+	}
+}
+
+// Auth returns a context that authenticates gRPC calls with the secret.
+func Auth(ctx context.Context, secret string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+secret)
+}
+
+// Logs returns everything the server has logged so far.
+func (k *Keyward) Logs() string { return k.logs.String() }
+
+// Do sends a REST request with the secret as bearer (none when empty) and returns
+// the status and body.
+func (k *Keyward) Do(t testing.TB, method, path, secret, body string) (int, []byte, http.Header) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, k.BaseURL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b, resp.Header
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,137 @@
+package service
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/permission"
+)
+
+// cachedKey is an immutable snapshot of a key with its effective permissions, plus
+// the time a secret of it last verified on this instance.
+type cachedKey struct {
+	key       *repository.Key
+	effective []string
+	perms     permission.Set
+	expires   time.Time
+	lastUsed  atomic.Int64 // unix ms; 0: not used since loaded
+	flushed   atomic.Int64 // the lastUsed value last written to the store
+}
+
+// keyCache keeps verified keys in memory so a repeat verification never reads the
+// store. Any change to a key on this instance invalidates its entry at once; a
+// change to a role drops every entry. Entries also expire after ttl, which bounds
+// how long a change made by another instance sharing the store can go unseen.
+//
+// Fills race with invalidations: a fill that read the store before an invalidation
+// must not install its stale snapshot afterwards. Every invalidation bumps gen, and
+// a fill only installs when gen is unchanged since it started reading.
+type keyCache struct {
+	ttl time.Duration
+	max int
+
+	mu      sync.RWMutex
+	entries map[string]*cachedKey
+	gen     uint64
+	// pending holds use times of entries dropped before their use was written.
+	pending map[string]int64
+}
+
+func newKeyCache(ttl time.Duration, max int) *keyCache {
+	return &keyCache{ttl: ttl, max: max, entries: map[string]*cachedKey{}, pending: map[string]int64{}}
+}
+
+// get returns the live entry for id, or nil.
+func (c *keyCache) get(id string, now time.Time) *cachedKey {
+	c.mu.RLock()
+	e := c.entries[id]
+	c.mu.RUnlock()
+	if e == nil || !now.Before(e.expires) {
+		return nil
+	}
+	return e
+}
+
+// generation returns the token a fill must present to put.
+func (c *keyCache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// put installs e for id unless an invalidation happened since gen was read.
+func (c *keyCache) put(id string, e *cachedKey, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if old := c.entries[id]; old != nil {
+		c.keepUse(id, old)
+	} else if len(c.entries) >= c.max {
+		for victim, old := range c.entries { // map order is random enough for eviction
+			c.keepUse(victim, old)
+			delete(c.entries, victim)
+			break
+		}
+	}
+	c.entries[id] = e
+}
+
+// invalidate drops id's entry.
+func (c *keyCache) invalidate(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if old := c.entries[id]; old != nil {
+		c.keepUse(id, old)
+		delete(c.entries, id)
+	}
+}
+
+// clear drops every entry.
+func (c *keyCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for id, old := range c.entries {
+		c.keepUse(id, old)
+	}
+	c.entries = map[string]*cachedKey{}
+}
+
+// keepUse moves an unwritten use time of a dropped entry to pending. Caller holds mu.
+func (c *keyCache) keepUse(id string, e *cachedKey) {
+	if u := e.lastUsed.Load(); u > e.flushed.Load() && u > c.pending[id] {
+		c.pending[id] = u
+	}
+}
+
+// takeUses returns the use times not yet written, and marks them written.
+func (c *keyCache) takeUses() map[string]time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]time.Time, len(c.pending))
+	for id, u := range c.pending {
+		out[id] = time.UnixMilli(u).UTC()
+	}
+	c.pending = map[string]int64{}
+	for id, e := range c.entries {
+		if u := e.lastUsed.Load(); u > e.flushed.Load() {
+			e.flushed.Store(u)
+			if t := time.UnixMilli(u).UTC(); t.After(out[id]) {
+				out[id] = t
+			}
+		}
+	}
+	return out
+}
+
+// len returns the number of entries.
+func (c *keyCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}

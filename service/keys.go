@@ -1,0 +1,479 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/permission"
+)
+
+// KeysConfig tunes the key service.
+type KeysConfig struct {
+	// CacheTTL bounds how long a cached verification is trusted before the key is
+	// read again (changes made on another instance become visible within it).
+	CacheTTL time.Duration
+	// CacheSize is the most keys kept in the verification cache.
+	CacheSize int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Keys is the API key use case: create, read, update, rotate, revoke and verify.
+type Keys struct {
+	keys  repository.KeyRepository
+	roles repository.RoleRepository
+	cache *keyCache
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+// NewKeys returns the key service over the store's repositories.
+func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = 30 * time.Second
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 100_000
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Keys{
+		keys:  store.Keys(),
+		roles: store.Roles(),
+		cache: newKeyCache(cfg.CacheTTL, cfg.CacheSize),
+		now:   func() time.Time { return now().UTC().Truncate(time.Millisecond) },
+		log:   log,
+	}
+}
+
+// KeyInput holds the caller-settable fields of a key.
+type KeyInput struct {
+	Name             string
+	Owner            string
+	Environment      repository.Environment
+	Roles            []string
+	Permissions      []string
+	AllowedCIDRs     []string
+	AllowedCountries []string
+	ExpireTime       time.Time
+	Metadata         map[string]string
+	RateLimit        *repository.RateLimit
+	Quota            *repository.Quota
+}
+
+// Create creates a key and returns it with its secret, which is never stored.
+func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string, error) {
+	if in.Environment != repository.EnvironmentLive && in.Environment != repository.EnvironmentTest {
+		return nil, "", InvalidArgument("environment", "must be live or test")
+	}
+	now := s.now()
+	if !in.ExpireTime.IsZero() && !in.ExpireTime.After(now) {
+		return nil, "", InvalidArgument("expire_time", "must be in the future")
+	}
+	cidrs, err := canonicalCIDRs(in.AllowedCIDRs)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.checkGrants(ctx, in.Roles, in.Permissions); err != nil {
+		return nil, "", err
+	}
+	k := &repository.Key{
+		Name:             in.Name,
+		Owner:            in.Owner,
+		Environment:      in.Environment,
+		State:            repository.KeyActive,
+		Roles:            nilIfEmpty(in.Roles),
+		Permissions:      nilIfEmpty(in.Permissions),
+		AllowedCIDRs:     cidrs,
+		AllowedCountries: nilIfEmpty(in.AllowedCountries),
+		Metadata:         in.Metadata,
+		RateLimit:        in.RateLimit,
+		Quota:            in.Quota,
+		ExpireTime:       in.ExpireTime.UTC().Truncate(time.Millisecond),
+		SecretRotateTime: now,
+		CreateTime:       now,
+		UpdateTime:       now,
+	}
+	if len(k.Metadata) == 0 {
+		k.Metadata = nil
+	}
+	if p := PrincipalFrom(ctx); p != nil {
+		k.CreatedBy = p.KeyID
+	}
+	// An 80-bit id collides with negligible probability; retry anyway rather than fail.
+	for attempt := 0; ; attempt++ {
+		k.ID = apikey.NewID()
+		secret, err := apikey.New(string(k.Environment), k.ID)
+		if err != nil {
+			return nil, "", err
+		}
+		h := apikey.HashOf(secret)
+		k.SecretHash = h[:]
+		err = s.keys.CreateKey(ctx, k)
+		if errors.Is(err, repository.ErrAlreadyExists) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		s.log.InfoContext(ctx, "key created", "key_id", k.ID, "owner", k.Owner, "environment", k.Environment, "created_by", k.CreatedBy)
+		return k, secret, nil
+	}
+}
+
+// Get returns a key with its effective state.
+func (s *Keys) Get(ctx context.Context, id string) (*repository.Key, error) {
+	if !apikey.ValidID(id) {
+		return nil, InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
+	}
+	k, err := s.keys.GetKey(ctx, id)
+	if errors.Is(err, repository.ErrNotFound) {
+		return nil, NotFound("key %q not found", id)
+	}
+	return k, err
+}
+
+// ListKeysQuery selects a page of keys.
+type ListKeysQuery struct {
+	Filter    repository.KeyFilter
+	PageSize  int
+	PageToken string
+}
+
+// List returns a page of keys, newest first, and the token of the next page.
+func (s *Keys) List(ctx context.Context, q ListKeysQuery) ([]*repository.Key, string, error) {
+	size := q.PageSize
+	if size <= 0 {
+		size = 50
+	}
+	size = min(size, 1000)
+	var after *repository.KeyCursor
+	if q.PageToken != "" {
+		c, err := decodeKeyCursor(q.PageToken)
+		if err != nil {
+			return nil, "", InvalidArgument("page_token", "is not a token returned by ListKeys")
+		}
+		after = c
+	}
+	q.Filter.Now = s.now()
+	keys, err := s.keys.ListKeys(ctx, q.Filter, size+1, after)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(keys) > size {
+		keys = keys[:size]
+		last := keys[size-1]
+		next = encodeKeyCursor(repository.KeyCursor{CreateTime: last.CreateTime, ID: last.ID})
+	}
+	return keys, next, nil
+}
+
+// Update changes the fields of a key named by paths (proto field names).
+func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []string) (*repository.Key, error) {
+	if len(paths) == 0 {
+		return nil, InvalidArgument("update_mask", "must name at least one field")
+	}
+	for _, p := range paths {
+		if !slices.Contains(updatablePaths, p) {
+			return nil, InvalidArgument("update_mask", "field %q cannot be updated; updatable: %s", p, strings.Join(updatablePaths, ", "))
+		}
+	}
+	has := func(p string) bool { return slices.Contains(paths, p) }
+	if has("name") && in.Name == "" {
+		return nil, InvalidArgument("key.name", "must not be empty")
+	}
+	if has("owner") && in.Owner == "" {
+		return nil, InvalidArgument("key.owner", "must not be empty")
+	}
+	cidrs, err := canonicalCIDRs(in.AllowedCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	if has("expire_time") && !in.ExpireTime.IsZero() && !in.ExpireTime.After(s.now()) {
+		return nil, InvalidArgument("key.expire_time", "must be in the future")
+	}
+	var roles, perms []string
+	if has("roles") {
+		roles = in.Roles
+	}
+	if has("permissions") {
+		perms = in.Permissions
+	}
+	if err := s.checkGrants(ctx, roles, perms); err != nil {
+		return nil, err
+	}
+	k, err := s.modify(ctx, id, func(k *repository.Key) error {
+		if k.State == repository.KeyRevoked {
+			return FailedPrecondition("key %q is revoked and cannot be changed", id)
+		}
+		for _, p := range paths {
+			switch p {
+			case "name":
+				k.Name = in.Name
+			case "owner":
+				k.Owner = in.Owner
+			case "roles":
+				k.Roles = nilIfEmpty(in.Roles)
+			case "permissions":
+				k.Permissions = nilIfEmpty(in.Permissions)
+			case "allowed_cidrs":
+				k.AllowedCIDRs = cidrs
+			case "allowed_countries":
+				k.AllowedCountries = nilIfEmpty(in.AllowedCountries)
+			case "expire_time":
+				k.ExpireTime = in.ExpireTime.UTC().Truncate(time.Millisecond)
+			case "metadata":
+				k.Metadata = in.Metadata
+				if len(k.Metadata) == 0 {
+					k.Metadata = nil
+				}
+			case "rate_limit":
+				k.RateLimit = in.RateLimit
+			case "quota":
+				k.Quota = in.Quota
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.log.InfoContext(ctx, "key updated", "key_id", id, "fields", paths)
+	}
+	return k, err
+}
+
+var updatablePaths = []string{"name", "owner", "roles", "permissions", "allowed_cidrs", "allowed_countries", "expire_time", "metadata", "rate_limit", "quota"}
+
+// Revoke revokes a key at once. Revoking a revoked key changes nothing.
+func (s *Keys) Revoke(ctx context.Context, id, reason string) (*repository.Key, error) {
+	k, err := s.modify(ctx, id, func(k *repository.Key) error {
+		if k.State == repository.KeyRevoked {
+			return errUnchanged
+		}
+		k.State = repository.KeyRevoked
+		k.RevokeTime = s.now()
+		k.RevokeReason = reason
+		return nil
+	})
+	if err == nil {
+		s.log.InfoContext(ctx, "key revoked", "key_id", id)
+	}
+	return k, err
+}
+
+// Rotate gives a key a new secret. The previous one keeps verifying for grace.
+func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*repository.Key, string, error) {
+	if grace < 0 {
+		return nil, "", InvalidArgument("grace_period", "must not be negative")
+	}
+	var secret string
+	k, err := s.modify(ctx, id, func(k *repository.Key) error {
+		if k.State == repository.KeyRevoked {
+			return FailedPrecondition("key %q is revoked and cannot be rotated", id)
+		}
+		now := s.now()
+		if k.Expired(now) {
+			return FailedPrecondition("key %q has expired and cannot be rotated", id)
+		}
+		var err error
+		secret, err = apikey.New(string(k.Environment), k.ID)
+		if err != nil {
+			return err
+		}
+		if grace > 0 {
+			k.PreviousSecretHash = k.SecretHash
+			k.PreviousSecretExpireTime = now.Add(grace).Truncate(time.Millisecond)
+		} else {
+			k.PreviousSecretHash = nil
+			k.PreviousSecretExpireTime = time.Time{}
+		}
+		h := apikey.HashOf(secret)
+		k.SecretHash = h[:]
+		k.SecretRotateTime = now
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	s.log.InfoContext(ctx, "key rotated", "key_id", id, "grace_period", grace.String())
+	return k, secret, nil
+}
+
+var errUnchanged = errors.New("unchanged")
+
+// modify applies change to the stored key with optimistic concurrency, retrying when
+// another writer got there first, and invalidates the cached verification.
+func (s *Keys) modify(ctx context.Context, id string, change func(*repository.Key) error) (*repository.Key, error) {
+	if !apikey.ValidID(id) {
+		return nil, InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
+	}
+	defer s.cache.invalidate(id)
+	for {
+		k, err := s.keys.GetKey(ctx, id)
+		if errors.Is(err, repository.ErrNotFound) {
+			return nil, NotFound("key %q not found", id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch err := change(k); {
+		case errors.Is(err, errUnchanged):
+			return k, nil
+		case err != nil:
+			return nil, err
+		}
+		k.UpdateTime = s.now()
+		err = s.keys.UpdateKey(ctx, k)
+		if errors.Is(err, repository.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
+}
+
+// checkGrants checks that the roles exist and that the caller holds every permission
+// it hands out, directly or through a role: no key can create rights it lacks.
+func (s *Keys) checkGrants(ctx context.Context, roles, perms []string) error {
+	wanted, err := permission.ParseSet(perms)
+	if err != nil {
+		return InvalidArgument("permissions", "%v", err)
+	}
+	for _, name := range roles {
+		r, err := s.roles.GetRole(ctx, name)
+		if errors.Is(err, repository.ErrNotFound) {
+			return InvalidArgument("roles", "role %q does not exist", name)
+		}
+		if err != nil {
+			return err
+		}
+		rp, err := permission.ParseSet(r.Permissions)
+		if err != nil {
+			return fmt.Errorf("role %q holds a bad permission: %w", name, err)
+		}
+		wanted = append(wanted, rp...)
+	}
+	caller := PrincipalFrom(ctx)
+	if caller == nil {
+		return nil
+	}
+	if missing, ok := caller.Permissions.AllowsAll(wanted); !ok {
+		return PermissionDenied("cannot grant %q: the calling key does not hold it", missing.String())
+	}
+	return nil
+}
+
+// InvalidateRoles drops every cached verification, after a role changed.
+func (s *Keys) InvalidateRoles() { s.cache.clear() }
+
+// FlushUsage writes the last-used times gathered by verifications to the store.
+func (s *Keys) FlushUsage(ctx context.Context) error {
+	uses := s.cache.takeUses()
+	if len(uses) == 0 {
+		return nil
+	}
+	if err := s.keys.RecordKeyUse(ctx, uses); err != nil {
+		s.cache.mu.Lock()
+		for id, t := range uses {
+			if ms := t.UnixMilli(); ms > s.cache.pending[id] {
+				s.cache.pending[id] = ms
+			}
+		}
+		s.cache.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// RunUsageFlusher writes last-used times every interval until ctx ends, then once more.
+func (s *Keys) RunUsageFlusher(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := s.FlushUsage(flushCtx); err != nil {
+				s.log.Warn("writing key last-used times failed", "error", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+			if err := s.FlushUsage(ctx); err != nil {
+				s.log.Warn("writing key last-used times failed", "error", err)
+			}
+		}
+	}
+}
+
+func canonicalCIDRs(in []string) ([]string, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(in))
+	for _, c := range in {
+		p, err := netip.ParsePrefix(c)
+		if err != nil || p.Masked() != p {
+			return nil, InvalidArgument("allowed_cidrs", "%q is not a network in CIDR form (like 10.0.0.0/8 or 2001:db8::/32)", c)
+		}
+		out = append(out, p.String())
+	}
+	return out, nil
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return slices.Clone(s)
+}
+
+func encodeKeyCursor(c repository.KeyCursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("k1." + strconv.FormatInt(c.CreateTime.UnixMilli(), 10) + "." + c.ID))
+}
+
+func decodeKeyCursor(tok string) (*repository.KeyCursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(string(b), ".")
+	if len(parts) != 3 || parts[0] != "k1" || !apikey.ValidID(parts[2]) {
+		return nil, errors.New("bad cursor")
+	}
+	ms, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	return &repository.KeyCursor{CreateTime: time.UnixMilli(ms).UTC(), ID: parts[2]}, nil
+}
+
+// Bootstrap creates the first admin key when the store holds no key at all, and
+// returns it with its secret; on a store that has keys it returns nil.
+func (s *Keys) Bootstrap(ctx context.Context) (*repository.Key, string, error) {
+	n, err := s.keys.CountKeys(ctx, repository.KeyFilter{})
+	if err != nil || n > 0 {
+		return nil, "", err
+	}
+	return s.Create(ctx, KeyInput{
+		Name:        "bootstrap admin",
+		Owner:       "keyward",
+		Environment: repository.EnvironmentLive,
+		Permissions: []string{"*"},
+		Metadata:    map[string]string{"created_by": "bootstrap"},
+	})
+}

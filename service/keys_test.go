@@ -1,0 +1,158 @@
+package service_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/sqlite"
+	"github.com/keyward/keyward/service"
+)
+
+// countingStore is the real embedded store with a count of key reads, to prove what
+// the cache promises: no store read on a repeat verification.
+type countingStore struct {
+	repository.Store
+	keys *countingKeys
+}
+
+type countingKeys struct {
+	repository.KeyRepository
+	gets atomic.Int64
+}
+
+func (c *countingStore) Keys() repository.KeyRepository { return c.keys }
+
+func (c *countingKeys) GetKey(ctx context.Context, id string) (*repository.Key, error) {
+	c.gets.Add(1)
+	return c.KeyRepository.GetKey(ctx, id)
+}
+
+func newKeys(t testing.TB) (*service.Keys, *countingStore) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	cs := &countingStore{Store: st, keys: &countingKeys{KeyRepository: st.Keys()}}
+	return service.NewKeys(cs, service.KeysConfig{CacheTTL: time.Hour}, slog.New(slog.NewTextHandler(io.Discard, nil))), cs
+}
+
+func TestVerifyReadsTheStoreOnceThenInvalidatesOnChange(t *testing.T) {
+	ctx := context.Background()
+	keys, st := newKeys(t)
+	k, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Permissions: []string{"orders"}})
+	require.NoError(t, err)
+
+	for range 100 {
+		v, err := keys.Verify(ctx, secret, "orders/1:refund")
+		require.NoError(t, err)
+		require.True(t, v.Valid())
+	}
+	assert.Equal(t, int64(1), st.keys.gets.Load(), "only the first verification reads the store")
+
+	_, err = keys.Revoke(ctx, k.ID, "test")
+	require.NoError(t, err)
+	v, err := keys.Verify(ctx, secret, "")
+	require.NoError(t, err)
+	assert.Equal(t, service.ReasonRevoked, v.Reason, "revocation invalidates the cached entry at once")
+}
+
+func TestVerifyOnCacheHitDoesNotAllocate(t *testing.T) {
+	ctx := context.Background()
+	keys, _ := newKeys(t)
+	_, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Permissions: []string{"orders:read"}})
+	require.NoError(t, err)
+	_, err = keys.Verify(ctx, secret, "")
+	require.NoError(t, err)
+	allocs := testing.AllocsPerRun(200, func() {
+		v, err := keys.Verify(ctx, secret, "orders:read")
+		if err != nil || !v.Valid() {
+			t.Fatal("verification failed")
+		}
+	})
+	assert.Zero(t, allocs)
+}
+
+// A verification that read the store before a revocation must not put its stale
+// snapshot in the cache after the revocation invalidated it.
+func TestConcurrentVerifyAndRevokeNeverCachesStaleKey(t *testing.T) {
+	ctx := context.Background()
+	for range 20 {
+		keys, _ := newKeys(t)
+		k, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() { _, _ = keys.Verify(ctx, secret, "") })
+		}
+		wg.Go(func() {
+			_, err := keys.Revoke(ctx, k.ID, "race")
+			assert.NoError(t, err)
+		})
+		wg.Wait()
+		v, err := keys.Verify(ctx, secret, "")
+		require.NoError(t, err)
+		require.Equal(t, service.ReasonRevoked, v.Reason)
+	}
+}
+
+func TestUsageIsWrittenInTheBackground(t *testing.T) {
+	ctx := context.Background()
+	keys, st := newKeys(t)
+	k, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
+	require.NoError(t, err)
+	_, err = keys.Verify(ctx, secret, "")
+	require.NoError(t, err)
+	got, err := st.Keys().GetKey(ctx, k.ID)
+	require.NoError(t, err)
+	assert.True(t, got.LastUsedTime.IsZero(), "verification itself writes nothing")
+	require.NoError(t, keys.FlushUsage(ctx))
+	got, err = st.Keys().GetKey(ctx, k.ID)
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now(), got.LastUsedTime, 5*time.Second)
+}
+
+func TestBootstrapOnlyOnEmptyStore(t *testing.T) {
+	ctx := context.Background()
+	keys, _ := newKeys(t)
+	k, secret, err := keys.Bootstrap(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, k)
+	assert.Equal(t, []string{"*"}, k.Permissions)
+	v, err := keys.Verify(ctx, secret, "keyward.keys:create")
+	require.NoError(t, err)
+	assert.True(t, v.Valid())
+	again, _, err := keys.Bootstrap(ctx)
+	require.NoError(t, err)
+	assert.Nil(t, again, "a store with keys gets no second admin key")
+}
+
+// BenchmarkVerifyKey measures VerifyKey on a cache hit, in process: parse, cache
+// lookup, SHA-256, constant-time compare, state and permission checks.
+func BenchmarkVerifyKey(b *testing.B) {
+	ctx := context.Background()
+	keys, _ := newKeys(b)
+	_, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive,
+		Permissions: []string{"orders/*:refund", "invoices:read", "customers"}})
+	require.NoError(b, err)
+	for _, bc := range []struct{ name, required string }{{"CacheHit", ""}, {"CacheHitWithPermission", "orders/1234:refund"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if v, err := keys.Verify(ctx, secret, bc.required); err != nil || !v.Valid() {
+						b.Fatal("verification failed")
+					}
+				}
+			})
+		})
+	}
+}

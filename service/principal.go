@@ -1,0 +1,30 @@
+package service
+
+import (
+	"context"
+
+	"github.com/keyward/keyward/service/permission"
+)
+
+// Principal is the authenticated caller of an RPC.
+type Principal struct {
+	// KeyID is the API key the caller authenticated with.
+	KeyID string
+	// Owner is that key's owner.
+	Owner string
+	// Permissions are the key's effective permissions.
+	Permissions permission.Set
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns a context carrying the caller.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the caller, or nil for an unauthenticated call.
+func PrincipalFrom(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}

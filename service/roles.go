@@ -1,0 +1,144 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/permission"
+)
+
+// Roles is the role use case: named sets of permissions that keys hold. Every change
+// drops the instance's cached key verifications, so it applies at once.
+type Roles struct {
+	roles repository.RoleRepository
+	keys  *Keys
+}
+
+// NewRoles returns the role service; keys is told of every change.
+func NewRoles(store repository.Store, keys *Keys) *Roles {
+	return &Roles{roles: store.Roles(), keys: keys}
+}
+
+// Create creates a role. The caller must hold every permission it grants.
+func (s *Roles) Create(ctx context.Context, r *repository.Role) (*repository.Role, error) {
+	if err := s.checkPermissions(ctx, r.Permissions); err != nil {
+		return nil, err
+	}
+	now := s.keys.now()
+	r.Permissions = nilIfEmpty(r.Permissions)
+	r.CreateTime, r.UpdateTime = now, now
+	err := s.roles.CreateRole(ctx, r)
+	if errors.Is(err, repository.ErrAlreadyExists) {
+		return nil, &Error{Code: CodeAlreadyExists, Message: "role " + quote(r.Name) + " already exists"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.keys.InvalidateRoles() // keys may already name it
+	return r, nil
+}
+
+// Get returns a role.
+func (s *Roles) Get(ctx context.Context, name string) (*repository.Role, error) {
+	r, err := s.roles.GetRole(ctx, name)
+	if errors.Is(err, repository.ErrNotFound) {
+		return nil, NotFound("role %q not found", name)
+	}
+	return r, err
+}
+
+// List returns a page of roles by name, and the next page's token.
+func (s *Roles) List(ctx context.Context, pageSize int, pageToken string) ([]*repository.Role, string, error) {
+	if pageSize <= 0 {
+		pageSize = 50
+	}
+	pageSize = min(pageSize, 1000)
+	after := ""
+	if pageToken != "" {
+		b, err := base64.RawURLEncoding.DecodeString(pageToken)
+		if err != nil || !strings.HasPrefix(string(b), "r1.") {
+			return nil, "", InvalidArgument("page_token", "is not a token returned by ListRoles")
+		}
+		after = string(b[3:])
+	}
+	roles, err := s.roles.ListRoles(ctx, pageSize+1, after)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(roles) > pageSize {
+		roles = roles[:pageSize]
+		next = base64.RawURLEncoding.EncodeToString([]byte("r1." + roles[pageSize-1].Name))
+	}
+	return roles, next, nil
+}
+
+// Update changes the role's fields named by paths ("description", "permissions").
+func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string) (*repository.Role, error) {
+	if len(paths) == 0 {
+		return nil, InvalidArgument("update_mask", "must name at least one field")
+	}
+	for _, p := range paths {
+		if p != "description" && p != "permissions" {
+			return nil, InvalidArgument("update_mask", "field %q cannot be updated; updatable: description, permissions", p)
+		}
+	}
+	if slices.Contains(paths, "permissions") {
+		if err := s.checkPermissions(ctx, in.Permissions); err != nil {
+			return nil, err
+		}
+	}
+	defer s.keys.InvalidateRoles()
+	for {
+		r, err := s.Get(ctx, in.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			switch p {
+			case "description":
+				r.Description = in.Description
+			case "permissions":
+				r.Permissions = nilIfEmpty(in.Permissions)
+			}
+		}
+		r.UpdateTime = s.keys.now()
+		err = s.roles.UpdateRole(ctx, r)
+		if errors.Is(err, repository.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+}
+
+// Delete deletes a role; keys holding it lose its permissions at once.
+func (s *Roles) Delete(ctx context.Context, name string) error {
+	defer s.keys.InvalidateRoles()
+	err := s.roles.DeleteRole(ctx, name)
+	if errors.Is(err, repository.ErrNotFound) {
+		return NotFound("role %q not found", name)
+	}
+	return err
+}
+
+func (s *Roles) checkPermissions(ctx context.Context, perms []string) error {
+	set, err := permission.ParseSet(perms)
+	if err != nil {
+		return InvalidArgument("role.permissions", "%v", err)
+	}
+	if caller := PrincipalFrom(ctx); caller != nil {
+		if missing, ok := caller.Permissions.AllowsAll(set); !ok {
+			return PermissionDenied("cannot grant %q: the calling key does not hold it", missing.String())
+		}
+	}
+	return nil
+}
+
+func quote(s string) string { return `"` + s + `"` }

@@ -1,0 +1,170 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/permission"
+)
+
+// Reason is the outcome of a verification.
+type Reason int
+
+// Verification outcomes.
+const (
+	ReasonOK Reason = iota + 1
+	ReasonMalformed
+	ReasonNotFound
+	ReasonSecretMismatch
+	ReasonRotated
+	ReasonRevoked
+	ReasonExpired
+	ReasonPermissionDenied
+	ReasonEnvironmentMismatch
+)
+
+var reasonMessages = map[Reason]string{
+	ReasonOK:                  "the key is valid",
+	ReasonMalformed:           "the secret is not a well-formed Keyward API key",
+	ReasonNotFound:            "no key has this id",
+	ReasonSecretMismatch:      "the secret does not match the key",
+	ReasonRotated:             "the secret was rotated out and its grace period is over",
+	ReasonRevoked:             "the key was revoked",
+	ReasonExpired:             "the key has expired",
+	ReasonPermissionDenied:    "the key does not hold the required permission",
+	ReasonEnvironmentMismatch: "the secret's environment does not match the key's",
+}
+
+// Message is a human-readable explanation of the reason.
+func (r Reason) Message() string { return reasonMessages[r] }
+
+// Verification is the verdict on a secret. Key, Effective and Permissions are
+// shared with the cache and must not be modified.
+type Verification struct {
+	Reason Reason
+	// Key is the key the secret names, when it exists.
+	Key *repository.Key
+	// Effective is the key's effective permissions (direct and through roles).
+	Effective   []string
+	Permissions permission.Set
+	// SecretExpireTime is set when the secret is a previous one in its grace period.
+	SecretExpireTime time.Time
+}
+
+// Valid reports whether the verdict is OK.
+func (v Verification) Valid() bool { return v.Reason == ReasonOK }
+
+// Verify checks a secret and, when required is not empty, that the key holds that
+// permission. A repeat verification of a known key reads only memory; the store is
+// read on the first verification of a key, after a change to it, and after the
+// cache TTL. It returns an error only for a bad required permission or a store failure.
+func (s *Keys) Verify(ctx context.Context, secret, required string) (Verification, error) {
+	var need permission.Permission
+	if required != "" {
+		var err error
+		if need, err = permission.Parse(required); err != nil {
+			return Verification{}, InvalidArgument("required_permission", "%v", err)
+		}
+	}
+	parsed, err := apikey.Parse(secret)
+	if err != nil {
+		return Verification{Reason: ReasonMalformed}, nil
+	}
+	now := s.now()
+	e := s.cache.get(parsed.KeyID, now)
+	if e == nil {
+		if e, err = s.load(ctx, parsed.KeyID, now); err != nil {
+			return Verification{}, err
+		}
+		if e == nil {
+			return Verification{Reason: ReasonNotFound}, nil
+		}
+	}
+	v := Verification{Key: e.key, Effective: e.effective, Permissions: e.perms}
+	k := e.key
+	if parsed.Env != string(k.Environment) {
+		v.Reason = ReasonEnvironmentMismatch
+		return v, nil
+	}
+	h := apikey.HashOf(secret)
+	switch {
+	case apikey.Equal(h, k.SecretHash):
+	case len(k.PreviousSecretHash) > 0 && apikey.Equal(h, k.PreviousSecretHash):
+		if !now.Before(k.PreviousSecretExpireTime) {
+			v.Reason = ReasonRotated
+			return v, nil
+		}
+		v.SecretExpireTime = k.PreviousSecretExpireTime
+	default:
+		v.Reason = ReasonSecretMismatch
+		return v, nil
+	}
+	switch {
+	case k.State == repository.KeyRevoked:
+		v.Reason = ReasonRevoked
+		return v, nil
+	case k.Expired(now):
+		v.Reason = ReasonExpired
+		return v, nil
+	}
+	if ms := now.UnixMilli(); ms-e.lastUsed.Load() >= 1000 {
+		e.lastUsed.Store(ms)
+	}
+	if required != "" && !e.perms.Allows(need) {
+		v.Reason = ReasonPermissionDenied
+		return v, nil
+	}
+	v.Reason = ReasonOK
+	return v, nil
+}
+
+// load reads a key and its roles into the cache; nil when the key does not exist.
+func (s *Keys) load(ctx context.Context, id string, now time.Time) (*cachedKey, error) {
+	gen := s.cache.generation()
+	k, err := s.keys.GetKey(ctx, id)
+	if errors.Is(err, repository.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	effective := append([]string(nil), k.Permissions...)
+	for _, name := range k.Roles {
+		r, err := s.roles.GetRole(ctx, name)
+		if errors.Is(err, repository.ErrNotFound) {
+			continue // a deleted role grants nothing
+		}
+		if err != nil {
+			return nil, err
+		}
+		effective = append(effective, r.Permissions...)
+	}
+	effective = dedupe(effective)
+	perms := make(permission.Set, 0, len(effective))
+	for _, p := range effective {
+		parsed, err := permission.Parse(p)
+		if err != nil {
+			s.log.WarnContext(ctx, "ignoring a stored permission that does not parse", "key_id", id, "error", err)
+			continue
+		}
+		perms = append(perms, parsed)
+	}
+	e := &cachedKey{key: k, effective: effective, perms: perms, expires: now.Add(s.cache.ttl)}
+	s.cache.put(id, e, gen)
+	return e, nil
+}
+
+func dedupe(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := in[:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
