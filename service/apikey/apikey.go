@@ -3,14 +3,14 @@
 //
 // A secret looks like
 //
-//	kw_live_abcdefghijklmnop_<43 base62 characters of randomness><6 base62 checksum>
+//		kw_live_abcdefghijklmnop_<43 base62 characters of randomness><6 base62 checksum>
 //
-//   - `kw_` marks a Keyward secret, so secret scanners can find leaked ones;
-//   - `live` or `test` is the key's environment;
-//   - the 16 lowercase base32 characters are the key id, by which the key is looked up;
-//   - 43 base62 characters carry 256 bits from crypto/rand;
-//   - the last 6 base62 characters are the CRC-32 (IEEE) of everything before them, so a
-//     typo or a truncated copy is recognised without a database lookup.
+//	  - `kw_` marks a Keyward secret, so secret scanners can find leaked ones;
+//	  - `live` or `test` is the key's environment;
+//	  - the 16 lowercase base32 characters are the key id, by which the key is looked up;
+//	  - 43 base62 characters carry 256 bits from crypto/rand;
+//	  - the last 6 base62 characters are the CRC-32 (IEEE) of everything before them, so a
+//	    typo or a truncated copy is recognised without a database lookup.
 //
 // Keyward stores only the SHA-256 of the whole secret. With 256 random bits a secret
 // cannot be guessed or brute-forced from its hash, so no slow password hash or pepper
