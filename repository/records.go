@@ -57,6 +57,11 @@ type Key struct {
 	// ExpireTime is when the key stops verifying; zero: never.
 	ExpireTime time.Time
 
+	// AllowedAudiences limits the audiences of access tokens issued to the key; empty: any.
+	AllowedAudiences []string
+	// MaxTokenTTL caps the lifetime of access tokens issued to the key; zero: the server's.
+	MaxTokenTTL time.Duration
+
 	// SecretHash is the SHA-256 of the current secret.
 	SecretHash []byte
 	// SecretRotateTime is when the current secret was issued.
@@ -90,6 +95,7 @@ func (k *Key) Clone() *Key {
 	c.Permissions = slices.Clone(k.Permissions)
 	c.AllowedCIDRs = slices.Clone(k.AllowedCIDRs)
 	c.AllowedCountries = slices.Clone(k.AllowedCountries)
+	c.AllowedAudiences = slices.Clone(k.AllowedAudiences)
 	c.SecretHash = slices.Clone(k.SecretHash)
 	c.PreviousSecretHash = slices.Clone(k.PreviousSecretHash)
 	if k.Metadata != nil {
@@ -146,4 +152,65 @@ type Role struct {
 	UpdateTime  time.Time
 	// Version is the optimistic concurrency token, as for keys.
 	Version int64
+}
+
+// SigningKey is a key that signs access tokens. Its private part is stored sealed
+// (encrypted by the service under the master key); the store treats it as opaque.
+type SigningKey struct {
+	Kid       string
+	Algorithm string // HS256, RS256, ES256 or EdDSA
+	// SealedPrivate is the encrypted private key (or HMAC secret).
+	SealedPrivate []byte
+	// Public is the DER-encoded public key; nil for HS256.
+	Public     []byte
+	CreateTime time.Time
+}
+
+// RefreshToken is a stored refresh token: its secret only as a hash, the rights the
+// access tokens minted from it carry, and its family (every token descended from one
+// IssueToken).
+type RefreshToken struct {
+	ID               string
+	FamilyID         string
+	KeyID            string
+	Hash             []byte
+	Audience         []string
+	Roles            []string
+	Permissions      []string
+	CreateTime       time.Time
+	ExpireTime       time.Time
+	FamilyExpireTime time.Time
+}
+
+// TemporaryToken is a stored temporary token for one named operation.
+type TemporaryToken struct {
+	ID         string
+	KeyID      string
+	Operation  string
+	Hash       []byte
+	MaxUses    int
+	CreateTime time.Time
+	ExpireTime time.Time
+}
+
+// Revocation kinds.
+const (
+	RevokedAPIKey           = "api_key"
+	RevokedAccessToken      = "access_token"
+	RevokedRefreshFamily    = "refresh_family"
+	RevokedSigningKey       = "signing_key"
+	RevokedKeyRightsReduced = "key_rights_reduced"
+)
+
+// Revocation is one entry of the ordered, durable revocation log.
+type Revocation struct {
+	// Sequence is assigned by AppendRevocation: strictly increasing, no gaps.
+	Sequence   uint64
+	Kind       string
+	SubjectID  string
+	RevokeTime time.Time
+	// RelevantUntil is when the revoked thing would have expired anyway; after it
+	// the entry may be pruned.
+	RelevantUntil time.Time
+	Reason        string
 }

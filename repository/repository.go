@@ -9,6 +9,9 @@ import (
 type Store interface {
 	Keys() KeyRepository
 	Roles() RoleRepository
+	SigningKeys() SigningKeyRepository
+	Tokens() TokenRepository
+	Revocations() RevocationRepository
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store (and, for the embedded store, its data-dir lock).
@@ -49,4 +52,53 @@ type RoleRepository interface {
 	UpdateRole(ctx context.Context, r *Role) error
 	// DeleteRole deletes a role; ErrNotFound when there is none.
 	DeleteRole(ctx context.Context, name string) error
+}
+
+// SigningKeyRepository stores token signing keys. Which key is active is derived
+// from creation order (the newest), so rotation is a single insert.
+type SigningKeyRepository interface {
+	// CreateSigningKey stores a new key; ErrAlreadyExists when the kid is taken.
+	CreateSigningKey(ctx context.Context, k *SigningKey) error
+	// ListSigningKeys returns every key, newest first (CreateTime, then Kid, descending).
+	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)
+	// DeleteSigningKey removes a retired key; ErrNotFound when there is none.
+	DeleteSigningKey(ctx context.Context, kid string) error
+}
+
+// TokenRepository stores refresh and temporary tokens, and the claims that make
+// their single uses atomic.
+type TokenRepository interface {
+	// CreateRefreshToken stores a refresh token; ErrAlreadyExists when the id is taken.
+	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
+	// GetRefreshToken returns a refresh token, or ErrNotFound.
+	GetRefreshToken(ctx context.Context, id string) (*RefreshToken, error)
+	// CreateTemporaryToken stores a temporary token; ErrAlreadyExists when the id is taken.
+	CreateTemporaryToken(ctx context.Context, t *TemporaryToken) error
+	// GetTemporaryToken returns a temporary token, or ErrNotFound.
+	GetTemporaryToken(ctx context.Context, id string) (*TemporaryToken, error)
+	// Claim takes the name once: ErrAlreadyExists when it was taken before. Of
+	// concurrent claims of one name exactly one succeeds (an insert with a unique
+	// id, atomic on every engine). The claim may be forgotten after expire.
+	Claim(ctx context.Context, name string, expire time.Time) error
+	// PruneExpired deletes refresh tokens, temporary tokens and claims that expired
+	// before the given time, and returns how many.
+	PruneExpired(ctx context.Context, before time.Time) (int64, error)
+}
+
+// RevocationRepository is the ordered, durable log of revocations.
+type RevocationRepository interface {
+	// AppendRevocation stores r with the next sequence number and sets r.Sequence.
+	// Sequence numbers strictly increase without gaps, also across processes
+	// appending concurrently: number n+1 is only taken once n is stored.
+	AppendRevocation(ctx context.Context, r *Revocation) error
+	// ListRevocations returns up to limit entries with Sequence > after, in order.
+	ListRevocations(ctx context.Context, after uint64, limit int) ([]*Revocation, error)
+	// FindRevocation returns the earliest entry of that kind and subject, or ErrNotFound.
+	FindRevocation(ctx context.Context, kind, subjectID string) (*Revocation, error)
+	// LatestSequence returns the highest sequence number stored, 0 when none.
+	LatestSequence(ctx context.Context) (uint64, error)
+	// PruneRevocations deletes entries whose RelevantUntil is before the given time,
+	// except the latest entry, which is always kept so that sequence numbers are
+	// never reused.
+	PruneRevocations(ctx context.Context, before time.Time) (int64, error)
 }

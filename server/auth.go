@@ -15,7 +15,9 @@ import (
 
 // authenticator checks the credential of every call against the permission table.
 type authenticator struct {
-	keys *service.Keys
+	keys   *service.Keys
+	tokens *service.Tokens
+	ips    *clientIPs
 }
 
 func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -51,18 +53,31 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 	if err != nil {
 		return nil, err
 	}
-	v, err := a.keys.Verify(ctx, secret, "")
-	if err != nil {
-		return nil, err
+	var p *service.Principal
+	if service.LooksLikeJWT(secret) {
+		v, err := a.tokens.Validate(ctx, secret, "", "", a.ips.of(ctx))
+		if err != nil {
+			return nil, err
+		}
+		if !v.Valid() {
+			return nil, status.Errorf(codes.Unauthenticated, "invalid access token: %s", v.Reason.Message())
+		}
+		p = &service.Principal{KeyID: v.Claims.Subject, Owner: v.Claims.Owner, Permissions: v.Permissions, TokenID: v.Claims.ID}
+	} else {
+		v, err := a.keys.Verify(ctx, secret, "")
+		if err != nil {
+			return nil, err
+		}
+		if !v.Valid() {
+			return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Reason.Message())
+		}
+		p = &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Permissions: v.Permissions}
 	}
-	if !v.Valid() {
-		return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Reason.Message())
+	callFrom(ctx).keyID = p.KeyID
+	if need, ok := parsedAccess[method]; ok && !p.Permissions.Allows(need) {
+		return nil, status.Errorf(codes.PermissionDenied, "key %s lacks permission %q, needed for %s", p.KeyID, access.Permission, method)
 	}
-	callFrom(ctx).keyID = v.Key.ID
-	if need, ok := parsedAccess[method]; ok && !v.Permissions.Allows(need) {
-		return nil, status.Errorf(codes.PermissionDenied, "key %s lacks permission %q, needed for %s", v.Key.ID, access.Permission, method)
-	}
-	return service.WithPrincipal(ctx, &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Permissions: v.Permissions}), nil
+	return service.WithPrincipal(ctx, p), nil
 }
 
 // bearer returns the credential of `authorization: Bearer <credential>`.
@@ -70,14 +85,14 @@ func bearer(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
-		return "", status.Error(codes.Unauthenticated, "missing credentials: send the header Authorization: Bearer <api key>")
+		return "", status.Error(codes.Unauthenticated, "missing credentials: send the header Authorization: Bearer <api key or access token>")
 	}
 	if len(vals) > 1 {
 		return "", status.Error(codes.Unauthenticated, "more than one Authorization header")
 	}
 	scheme, cred, ok := strings.Cut(vals[0], " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(cred) == "" {
-		return "", status.Error(codes.Unauthenticated, "malformed Authorization header: want Bearer <api key>")
+		return "", status.Error(codes.Unauthenticated, "malformed Authorization header: want Bearer <api key or access token>")
 	}
 	return strings.TrimSpace(cred), nil
 }

@@ -29,6 +29,16 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+
+	MasterKeyFile      string
+	TokenIssuer        string
+	TokenAlgorithm     string
+	AccessTokenTTL     time.Duration
+	AccessTokenMaxTTL  time.Duration
+	ClockSkew          time.Duration
+	RefreshTokenTTL    time.Duration
+	RefreshFamilyTTL   time.Duration
+	RefreshMinInterval time.Duration
 }
 
 // DefaultConfig returns the defaults: loopback listeners and the embedded store.
@@ -46,6 +56,14 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		LogFormat:       "json",
 		ShutdownTimeout: 15 * time.Second,
+
+		TokenIssuer:       "keyward",
+		TokenAlgorithm:    "RS256",
+		AccessTokenTTL:    15 * time.Minute,
+		AccessTokenMaxTTL: time.Hour,
+		ClockSkew:         30 * time.Second,
+		RefreshTokenTTL:   30 * 24 * time.Hour,
+		RefreshFamilyTTL:  90 * 24 * time.Hour,
 	}
 }
 
@@ -64,6 +82,15 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a graceful shutdown waits for requests in flight")
+	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", cfg.MasterKeyFile, "file holding the 32-byte master key that encrypts signing keys at rest (hex or base64); default with the embedded store: <data-dir>/master.key, created when missing")
+	fs.StringVar(&cfg.TokenIssuer, "token-issuer", cfg.TokenIssuer, "the iss claim of access tokens")
+	fs.StringVar(&cfg.TokenAlgorithm, "token-algorithm", cfg.TokenAlgorithm, "algorithm of new signing keys: HS256, RS256, ES256 or EdDSA")
+	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", cfg.AccessTokenTTL, "lifetime of an access token when none is asked for")
+	fs.DurationVar(&cfg.AccessTokenMaxTTL, "access-token-max-ttl", cfg.AccessTokenMaxTTL, "longest lifetime of an access token")
+	fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "clock skew tolerated when validating exp, nbf and iat")
+	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", cfg.RefreshTokenTTL, "lifetime of a refresh token")
+	fs.DurationVar(&cfg.RefreshFamilyTTL, "refresh-family-ttl", cfg.RefreshFamilyTTL, "longest lifetime of a session (a refresh token family)")
+	fs.DurationVar(&cfg.RefreshMinInterval, "refresh-min-interval", cfg.RefreshMinInterval, "least time between two refreshes of one session; 0: no limit")
 }
 
 // EnvName is the environment variable of a flag: KEYWARD_ and the flag's name in
@@ -132,6 +159,26 @@ func (cfg Config) Validate() error {
 	}
 	if _, err := cfg.level(); err != nil {
 		errs = append(errs, err)
+	}
+	switch cfg.TokenAlgorithm {
+	case "HS256", "RS256", "ES256", "EdDSA":
+	default:
+		errs = append(errs, fmt.Errorf("--token-algorithm %q: want HS256, RS256, ES256 or EdDSA", cfg.TokenAlgorithm))
+	}
+	if cfg.TokenIssuer == "" {
+		errs = append(errs, errors.New("--token-issuer must not be empty"))
+	}
+	if cfg.AccessTokenTTL <= 0 || cfg.AccessTokenMaxTTL < cfg.AccessTokenTTL {
+		errs = append(errs, errors.New("--access-token-ttl must be positive and at most --access-token-max-ttl"))
+	}
+	if cfg.RefreshTokenTTL <= 0 || cfg.RefreshFamilyTTL < cfg.RefreshTokenTTL {
+		errs = append(errs, errors.New("--refresh-token-ttl must be positive and at most --refresh-family-ttl"))
+	}
+	if cfg.ClockSkew < 0 || cfg.RefreshMinInterval < 0 {
+		errs = append(errs, errors.New("--clock-skew and --refresh-min-interval must not be negative"))
+	}
+	if cfg.MongoDBURI != "" && cfg.MasterKeyFile == "" {
+		errs = append(errs, errors.New("--master-key-file is required with --mongodb-uri: every instance must share one master key"))
 	}
 	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", cfg.LogFormat))

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"testing"
 
@@ -60,3 +61,5 @@ func flipChar(c byte) string {
 	}
 	return "A"
 }
+
+func decodeB64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

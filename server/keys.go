@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
@@ -31,6 +32,8 @@ func (s *keyServer) CreateKey(ctx context.Context, req *keywardv1.CreateKeyReque
 		Metadata:         req.GetMetadata(),
 		RateLimit:        rateLimitFromProto(req.GetRateLimit()),
 		Quota:            quotaFromProto(req.GetQuota()),
+		AllowedAudiences: req.GetAllowedAudiences(),
+		MaxTokenTTL:      req.GetMaxTokenTtl().AsDuration(),
 	})
 	if err != nil {
 		return nil, err
@@ -83,6 +86,8 @@ func (s *keyServer) UpdateKey(ctx context.Context, req *keywardv1.UpdateKeyReque
 		Metadata:         in.GetMetadata(),
 		RateLimit:        rateLimitFromProto(in.GetRateLimit()),
 		Quota:            quotaFromProto(in.GetQuota()),
+		AllowedAudiences: in.GetAllowedAudiences(),
+		MaxTokenTTL:      in.GetMaxTokenTtl().AsDuration(),
 	}, req.GetUpdateMask().GetPaths())
 	if err != nil {
 		return nil, err
@@ -161,6 +166,10 @@ func keyToProto(k *repository.Key, now time.Time) *keywardv1.Key {
 		SecretRotateTime:         timeToProto(k.SecretRotateTime),
 		PreviousSecretExpireTime: timeToProto(k.PreviousSecretExpireTime),
 		CreatedBy:                k.CreatedBy,
+		AllowedAudiences:         k.AllowedAudiences,
+	}
+	if k.MaxTokenTTL > 0 {
+		out.MaxTokenTtl = durationpb.New(k.MaxTokenTTL)
 	}
 	switch {
 	case k.State == repository.KeyRevoked:

@@ -463,7 +463,7 @@ func TestRolesGrantPermissionsAtOnce(t *testing.T) {
 
 func TestLaterCapabilitiesAnswerUnimplemented(t *testing.T) {
 	kw := servertest.Start(t)
-	_, err := keywardv1.NewTokenServiceClient(kw.Conn).IssueToken(servertest.Auth(context.Background(), kw.AdminKey), &keywardv1.IssueTokenRequest{})
+	_, err := keywardv1.NewAuditServiceClient(kw.Conn).ListKeyHistory(servertest.Auth(context.Background(), kw.AdminKey), &keywardv1.ListKeyHistoryRequest{KeyId: "aaaaaaaaaaaaaaaa"})
 	assert.Equal(t, codes.Unimplemented, status.Code(err))
 	code, _, _ := kw.Do(t, http.MethodGet, "/v1/audit-events", kw.AdminKey, "")
 	assert.Equal(t, http.StatusNotImplemented, code)

@@ -21,8 +21,8 @@ import (
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/repository/mongodb"
-	"github.com/keyward/keyward/repository/sqlite"
 	"github.com/keyward/keyward/service"
 )
 
@@ -36,6 +36,8 @@ type Server struct {
 	log    *slog.Logger
 	store  repository.Store
 	keys   *service.Keys
+	tokens *service.Tokens
+	revs   *service.Revocations
 	grpc   *grpc.Server
 	health *health.Server
 	http   *http.Server
@@ -60,21 +62,40 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
-	s.keys = service.NewKeys(s.store, service.KeysConfig{CacheTTL: cfg.KeyCacheTTL, CacheSize: cfg.KeyCacheSize}, log)
+	s.revs = service.NewRevocations(s.store, log)
+	if err := s.revs.Load(ctx); err != nil {
+		return nil, fmt.Errorf("loading the revocation log: %w", err)
+	}
+	s.keys = service.NewKeys(s.store, service.KeysConfig{
+		CacheTTL: cfg.KeyCacheTTL, CacheSize: cfg.KeyCacheSize,
+		Revocations: s.revs, RevokedKeyRelevance: cfg.RefreshFamilyTTL,
+	}, log)
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, err
 	}
+	sealer, err := s.sealer()
+	if err != nil {
+		return nil, err
+	}
+	tcfg := service.DefaultTokensConfig()
+	tcfg.Issuer, tcfg.Algorithm, tcfg.ClockSkew = cfg.TokenIssuer, cfg.TokenAlgorithm, cfg.ClockSkew
+	tcfg.DefaultTTL, tcfg.MaxTTL = cfg.AccessTokenTTL, cfg.AccessTokenMaxTTL
+	tcfg.RefreshTTL, tcfg.RefreshFamilyTTL, tcfg.RefreshMinInterval = cfg.RefreshTokenTTL, cfg.RefreshFamilyTTL, cfg.RefreshMinInterval
+	if s.tokens, err = service.NewTokens(ctx, s.store, tcfg, s.keys, s.revs, sealer, log); err != nil {
+		return nil, err
+	}
+	ips := newClientIPs()
 
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("creating the request validator: %w", err)
 	}
-	opts := append(chain(log, &authenticator{keys: s.keys}, validator),
+	opts := append(chain(log, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips}, validator),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 	)
 	s.grpc = grpc.NewServer(opts...)
 	keywardv1.RegisterKeyServiceServer(s.grpc, &keyServer{keys: s.keys, roles: service.NewRoles(s.store, s.keys)})
-	keywardv1.RegisterTokenServiceServer(s.grpc, &keywardv1.UnimplementedTokenServiceServer{})
+	keywardv1.RegisterTokenServiceServer(s.grpc, &tokenServer{tokens: s.tokens, ips: ips})
 	keywardv1.RegisterAuditServiceServer(s.grpc, &keywardv1.UnimplementedAuditServiceServer{})
 	keywardv1.RegisterRevocationServiceServer(s.grpc, &keywardv1.UnimplementedRevocationServiceServer{})
 	s.health = health.NewServer()
@@ -92,7 +113,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		return nil, fmt.Errorf("connecting the gateway to the gRPC server: %w", err)
 	}
-	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes)
+	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips)
 	if err != nil {
 		return nil, err
 	}
@@ -138,11 +159,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			cancel()
 		}
 	})
-	flusherDone := make(chan struct{})
-	go func() {
-		defer close(flusherDone)
-		s.keys.RunUsageFlusher(ctx, s.cfg.UsageFlushEvery)
-	}()
+	var background sync.WaitGroup
+	background.Go(func() { s.keys.RunUsageFlusher(ctx, s.cfg.UsageFlushEvery) })
+	background.Go(func() { s.revs.Follow(ctx) })
+	background.Go(func() { s.tokens.RunKeyReloader(ctx) })
 	s.log.Info("serving", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr(), "config", s.cfg)
 
 	<-ctx.Done()
@@ -159,7 +179,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.grpc.Stop()
 	}
 	wg.Wait()
-	<-flusherDone
+	background.Wait()
 	s.close()
 	close(errs)
 	var all []error
@@ -189,7 +209,7 @@ func (s *Server) close() {
 
 func openStore(ctx context.Context, cfg Config) (repository.Store, error) {
 	if cfg.MongoDBURI == "" {
-		st, err := sqlite.Open(ctx, cfg.DataDir)
+		st, err := embedded.Open(ctx, cfg.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("opening the embedded store: %w", err)
 		}
@@ -225,6 +245,20 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	s.log.Warn("created the bootstrap admin key on an empty store; its secret is in the file, readable only by this user: use it to create your own admin keys, then revoke it",
 		"key_id", k.ID, "file", path)
 	return nil
+}
+
+// sealer loads the master key: from --master-key-file, or with the embedded store
+// from the data dir, where it is created on first start.
+func (s *Server) sealer() (*service.Sealer, error) {
+	path, create := s.cfg.MasterKeyFile, false
+	if path == "" {
+		path, create = filepath.Join(s.cfg.DataDir, service.MasterKeyFile), true
+	}
+	key, err := service.LoadMasterKey(path, create)
+	if err != nil {
+		return nil, err
+	}
+	return service.NewSealer(key)
 }
 
 // dialAddr turns a listener address into one a client can dial: an unspecified

@@ -26,15 +26,23 @@ type KeysConfig struct {
 	CacheSize int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Revocations, when set, receives every key revocation and reduction of rights,
+	// and tells the cache of revocations made by other instances.
+	Revocations *Revocations
+	// RevokedKeyRelevance is how long a key revocation stays in the revocation log
+	// (at least the longest refresh-token family lifetime); default 90 days.
+	RevokedKeyRelevance time.Duration
 }
 
 // Keys is the API key use case: create, read, update, rotate, revoke and verify.
 type Keys struct {
-	keys  repository.KeyRepository
-	roles repository.RoleRepository
-	cache *keyCache
-	now   func() time.Time
-	log   *slog.Logger
+	keys      repository.KeyRepository
+	roles     repository.RoleRepository
+	cache     *keyCache
+	now       func() time.Time
+	log       *slog.Logger
+	revs      *Revocations
+	relevance time.Duration
 }
 
 // NewKeys returns the key service over the store's repositories.
@@ -49,13 +57,22 @@ func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
 	if now == nil {
 		now = time.Now
 	}
-	return &Keys{
-		keys:  store.Keys(),
-		roles: store.Roles(),
-		cache: newKeyCache(cfg.CacheTTL, cfg.CacheSize),
-		now:   func() time.Time { return now().UTC().Truncate(time.Millisecond) },
-		log:   log,
+	if cfg.RevokedKeyRelevance <= 0 {
+		cfg.RevokedKeyRelevance = 90 * 24 * time.Hour
 	}
+	k := &Keys{
+		keys:      store.Keys(),
+		roles:     store.Roles(),
+		cache:     newKeyCache(cfg.CacheTTL, cfg.CacheSize),
+		now:       func() time.Time { return now().UTC().Truncate(time.Millisecond) },
+		log:       log,
+		revs:      cfg.Revocations,
+		relevance: cfg.RevokedKeyRelevance,
+	}
+	if k.revs != nil {
+		k.revs.onKey = k.cache.invalidate
+	}
+	return k
 }
 
 // KeyInput holds the caller-settable fields of a key.
@@ -71,6 +88,8 @@ type KeyInput struct {
 	Metadata         map[string]string
 	RateLimit        *repository.RateLimit
 	Quota            *repository.Quota
+	AllowedAudiences []string
+	MaxTokenTTL      time.Duration
 }
 
 // Create creates a key and returns it with its secret, which is never stored.
@@ -101,6 +120,8 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 		Metadata:         in.Metadata,
 		RateLimit:        in.RateLimit,
 		Quota:            in.Quota,
+		AllowedAudiences: nilIfEmpty(in.AllowedAudiences),
+		MaxTokenTTL:      in.MaxTokenTTL.Truncate(time.Millisecond),
 		ExpireTime:       in.ExpireTime.UTC().Truncate(time.Millisecond),
 		SecretRotateTime: now,
 		CreateTime:       now,
@@ -244,22 +265,50 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 				k.RateLimit = in.RateLimit
 			case "quota":
 				k.Quota = in.Quota
+			case "allowed_audiences":
+				k.AllowedAudiences = nilIfEmpty(in.AllowedAudiences)
+			case "max_token_ttl":
+				k.MaxTokenTTL = in.MaxTokenTTL.Truncate(time.Millisecond)
 			}
 		}
 		return nil
 	})
-	if err == nil {
-		s.log.InfoContext(ctx, "key updated", "key_id", id, "fields", paths)
+	if err != nil {
+		return nil, err
 	}
-	return k, err
+	s.log.InfoContext(ctx, "key updated", "key_id", id, "fields", paths)
+	// A change of rights may take away what a cached verification elsewhere allowed.
+	for _, p := range paths {
+		if slices.Contains(rightsPaths, p) {
+			if err := s.appendRevocation(ctx, repository.RevokedKeyRightsReduced, k, "rights changed"); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	return k, nil
 }
 
-var updatablePaths = []string{"name", "owner", "roles", "permissions", "allowed_cidrs", "allowed_countries", "expire_time", "metadata", "rate_limit", "quota"}
+var (
+	updatablePaths = []string{"name", "owner", "roles", "permissions", "allowed_cidrs", "allowed_countries", "expire_time",
+		"metadata", "rate_limit", "quota", "allowed_audiences", "max_token_ttl"}
+	rightsPaths = []string{"roles", "permissions", "allowed_cidrs", "allowed_countries", "expire_time", "allowed_audiences"}
+)
+
+// appendRevocation records a key's revocation (or loss of rights) in the log.
+func (s *Keys) appendRevocation(ctx context.Context, kind string, k *repository.Key, reason string) error {
+	if s.revs == nil {
+		return nil
+	}
+	return s.revs.Append(ctx, kind, k.ID, reason, s.now().Add(s.relevance))
+}
 
 // Revoke revokes a key at once. Revoking a revoked key changes nothing.
 func (s *Keys) Revoke(ctx context.Context, id, reason string) (*repository.Key, error) {
+	already := false
 	k, err := s.modify(ctx, id, func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
+			already = true
 			return errUnchanged
 		}
 		k.State = repository.KeyRevoked
@@ -267,11 +316,25 @@ func (s *Keys) Revoke(ctx context.Context, id, reason string) (*repository.Key, 
 		k.RevokeReason = reason
 		return nil
 	})
-	if err == nil {
-		s.log.InfoContext(ctx, "key revoked", "key_id", id)
+	if err != nil {
+		return nil, err
 	}
-	return k, err
+	if already && s.revs != nil {
+		// A retried revocation whose log entry failed the first time gets it now.
+		if _, err := s.revs.log.FindRevocation(ctx, repository.RevokedAPIKey, id); err == nil {
+			return k, nil
+		} else if !isNotFound(err) {
+			return nil, err
+		}
+	}
+	if err := s.appendRevocation(ctx, repository.RevokedAPIKey, k, k.RevokeReason); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "key revoked", "key_id", id)
+	return k, nil
 }
+
+func isNotFound(err error) bool { return errors.Is(err, repository.ErrNotFound) }
 
 // Rotate gives a key a new secret. The previous one keeps verifying for grace.
 func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*repository.Key, string, error) {

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/repository/sqlite"
+	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service"
 )
 
@@ -38,7 +38,7 @@ func (c *countingKeys) GetKey(ctx context.Context, id string) (*repository.Key, 
 
 func newKeys(t testing.TB) (*service.Keys, *countingStore) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), t.TempDir())
+	st, err := embedded.Open(context.Background(), t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	cs := &countingStore{Store: st, keys: &countingKeys{KeyRepository: st.Keys()}}

@@ -12,8 +12,11 @@ type Principal struct {
 	KeyID string
 	// Owner is that key's owner.
 	Owner string
-	// Permissions are the key's effective permissions.
+	// Permissions are the caller's effective permissions: the key's, or those its
+	// access token carries.
 	Permissions permission.Set
+	// TokenID is the access token's jti when the caller presented a token.
+	TokenID string
 }
 
 type principalKey struct{}

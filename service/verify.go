@@ -168,3 +168,13 @@ func dedupe(in []string) []string {
 	}
 	return out
 }
+
+// snapshot returns the cached view of a key (loading it when needed), or nil when the
+// key does not exist. It never checks a secret: callers have authenticated otherwise.
+func (s *Keys) snapshot(ctx context.Context, id string) (*cachedKey, error) {
+	now := s.now()
+	if e := s.cache.get(id, now); e != nil {
+		return e, nil
+	}
+	return s.load(ctx, id, now)
+}

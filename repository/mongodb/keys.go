@@ -35,6 +35,10 @@ type keyDoc struct {
 
 	ExpireTime *time.Time `bson:"expire_time,omitempty"`
 
+	AllowedAudiences []string `bson:"allowed_audiences,omitempty"`
+	// MaxTokenTTL is in milliseconds.
+	MaxTokenTTL int64 `bson:"max_token_ttl,omitempty"`
+
 	SecretHash               []byte     `bson:"secret_hash,omitempty"`
 	SecretRotateTime         *time.Time `bson:"secret_rotate_time,omitempty"`
 	PreviousSecretHash       []byte     `bson:"previous_secret_hash,omitempty"`
@@ -84,6 +88,8 @@ func toKeyDoc(k *repository.Key) *keyDoc {
 		RateLimit:                k.RateLimit,
 		Quota:                    k.Quota,
 		ExpireTime:               timePtr(k.ExpireTime),
+		AllowedAudiences:         k.AllowedAudiences,
+		MaxTokenTTL:              k.MaxTokenTTL.Milliseconds(),
 		SecretHash:               k.SecretHash,
 		SecretRotateTime:         timePtr(k.SecretRotateTime),
 		PreviousSecretHash:       k.PreviousSecretHash,
@@ -120,6 +126,8 @@ func (d *keyDoc) key() *repository.Key {
 		RateLimit:                d.RateLimit,
 		Quota:                    d.Quota,
 		ExpireTime:               timeVal(d.ExpireTime),
+		AllowedAudiences:         nilIfEmpty(d.AllowedAudiences),
+		MaxTokenTTL:              time.Duration(d.MaxTokenTTL) * time.Millisecond,
 		SecretHash:               nilIfEmpty(d.SecretHash),
 		SecretRotateTime:         timeVal(d.SecretRotateTime),
 		PreviousSecretHash:       nilIfEmpty(d.PreviousSecretHash),

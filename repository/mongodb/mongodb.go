@@ -18,8 +18,13 @@ import (
 
 // Collection names.
 const (
-	KeysCollection  = "keys"
-	RolesCollection = "roles"
+	KeysCollection            = "keys"
+	RolesCollection           = "roles"
+	SigningKeysCollection     = "signing_keys"
+	RefreshTokensCollection   = "refresh_tokens"
+	TemporaryTokensCollection = "temporary_tokens"
+	ClaimsCollection          = "claims"
+	RevocationsCollection     = "revocations"
 	// AuditCollection is the capped collection that holds audit events.
 	AuditCollection = "audit_events"
 )
@@ -50,10 +55,13 @@ type Options struct {
 
 // Store is the MongoDB storage engine. It is safe for concurrent use.
 type Store struct {
-	client *mongo.Client
-	db     *mongo.Database
-	keys   *keyRepo
-	roles  *roleRepo
+	client      *mongo.Client
+	db          *mongo.Database
+	keys        *keyRepo
+	roles       *roleRepo
+	signingKeys *signingKeyRepo
+	tokens      *tokenRepo
+	revocations *revocationRepo
 }
 
 var _ repository.Store = (*Store)(nil)
@@ -93,10 +101,17 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	db := client.Database(dbName)
 	s := &Store{
-		client: client,
-		db:     db,
-		keys:   &keyRepo{coll: db.Collection(KeysCollection)},
-		roles:  &roleRepo{coll: db.Collection(RolesCollection)},
+		client:      client,
+		db:          db,
+		keys:        &keyRepo{coll: db.Collection(KeysCollection)},
+		roles:       &roleRepo{coll: db.Collection(RolesCollection)},
+		signingKeys: &signingKeyRepo{coll: db.Collection(SigningKeysCollection)},
+		tokens: &tokenRepo{
+			refresh:   db.Collection(RefreshTokensCollection),
+			temporary: db.Collection(TemporaryTokensCollection),
+			claims:    db.Collection(ClaimsCollection),
+		},
+		revocations: &revocationRepo{coll: db.Collection(RevocationsCollection)},
 	}
 	if err := s.setUp(ctx, auditBytes); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -129,17 +144,56 @@ var keyIndexes = []mongo.IndexModel{
 	{Keys: bson.D{{Key: "state", Value: 1}, {Key: "expire_time", Value: 1}}},
 }
 
-// codeNamespaceExists is MongoDB's error code for creating a collection that exists.
-const codeNamespaceExists = 48
+// signingKeyIndexes are the indexes of the signing_keys collection: the listing order.
+var signingKeyIndexes = []mongo.IndexModel{
+	{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+}
 
-// setUp creates the indexes and the audit collection; both steps are idempotent.
+// revocationIndexes are the indexes of the revocations collection: FindRevocation's
+// lookup (earliest entry of a kind and subject) and PruneRevocations' filter.
+var revocationIndexes = []mongo.IndexModel{
+	{Keys: bson.D{{Key: "kind", Value: 1}, {Key: "subject_id", Value: 1}, {Key: "_id", Value: 1}}},
+	{Keys: bson.D{{Key: "relevant_until", Value: 1}}},
+}
+
+// ttlIndex deletes a document once its expire_time has passed. It is an optimisation
+// only: expired records are expired when read, and PruneExpired deletes them too.
+var ttlIndex = mongo.IndexModel{
+	Keys:    bson.D{{Key: "expire_time", Value: 1}},
+	Options: options.Index().SetExpireAfterSeconds(0),
+}
+
+// Error codes of MongoDB's command errors.
+const (
+	// codeNamespaceExists: creating a collection that exists.
+	codeNamespaceExists = 48
+	// codeNotImplemented: a command or option the server does not implement;
+	// FerretDB v1 answers a TTL index (expireAfterSeconds) with it.
+	codeNotImplemented = 238
+)
+
+// setUp creates the indexes and the audit collection; every step is idempotent.
 func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
 	// One createIndexes command per index, not one for all: FerretDB v1.24 panics
 	// (and drops the connection) when a single command names two or more indexes
 	// that exist already. On MongoDB both forms are equivalent.
-	for _, ix := range keyIndexes {
-		if _, err := s.keys.coll.Indexes().CreateOne(ctx, ix); err != nil {
-			return wrapErr("create key indexes", err)
+	for _, c := range []struct {
+		coll    *mongo.Collection
+		indexes []mongo.IndexModel
+	}{
+		{s.keys.coll, keyIndexes},
+		{s.signingKeys.coll, signingKeyIndexes},
+		{s.revocations.coll, revocationIndexes},
+	} {
+		for _, ix := range c.indexes {
+			if _, err := c.coll.Indexes().CreateOne(ctx, ix); err != nil {
+				return wrapErr("create "+c.coll.Name()+" indexes", err)
+			}
+		}
+	}
+	for _, coll := range []*mongo.Collection{s.tokens.refresh, s.tokens.temporary, s.tokens.claims} {
+		if _, err := createTTLIndex(ctx, coll); err != nil {
+			return err
 		}
 	}
 	err := s.db.CreateCollection(ctx, AuditCollection,
@@ -151,11 +205,43 @@ func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
 	return nil
 }
 
+// createTTLIndex creates ttlIndex on coll and reports whether the server has it. A
+// server that does not implement TTL indexes (FerretDB v1) answers NotImplemented:
+// that error, and only that one, is tolerated, and coll then keeps its expired
+// documents until PruneExpired deletes them.
+func createTTLIndex(ctx context.Context, coll *mongo.Collection) (bool, error) {
+	_, err := coll.Indexes().CreateOne(ctx, ttlIndex)
+	switch {
+	case err == nil:
+		return true, nil
+	case isNotImplemented(err):
+		return false, nil
+	default:
+		return false, wrapErr("create "+coll.Name()+" TTL index", err)
+	}
+}
+
+// isNotImplemented reports whether err is the server's NotImplemented command error,
+// recognised by its code (or, should a server send no code, its name).
+func isNotImplemented(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && (ce.Code == codeNotImplemented || (ce.Code == 0 && ce.Name == "NotImplemented"))
+}
+
 // Keys returns the key repository.
 func (s *Store) Keys() repository.KeyRepository { return s.keys }
 
 // Roles returns the role repository.
 func (s *Store) Roles() repository.RoleRepository { return s.roles }
+
+// SigningKeys returns the signing key repository.
+func (s *Store) SigningKeys() repository.SigningKeyRepository { return s.signingKeys }
+
+// Tokens returns the refresh token, temporary token and claim repository.
+func (s *Store) Tokens() repository.TokenRepository { return s.tokens }
+
+// Revocations returns the revocation log.
+func (s *Store) Revocations() repository.RevocationRepository { return s.revocations }
 
 // Database returns the database the store uses, for components that keep their own
 // collections in it (the audit log writes AuditCollection).

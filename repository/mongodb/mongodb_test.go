@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -55,26 +56,39 @@ func TestOpenIsIdempotent(t *testing.T) {
 	t.Cleanup(func() { _ = s.Close(ctx) })
 
 	t.Run("KeyIndexes", func(t *testing.T) {
-		cur, err := s.Database().Collection(mongodb.KeysCollection).Indexes().List(ctx)
-		require.NoError(t, err)
-		var specs []struct {
-			Key bson.D `bson:"key"`
-		}
-		require.NoError(t, cur.All(ctx, &specs))
-		var got []string
-		for _, s := range specs {
-			var parts []string
-			for _, e := range s.Key {
-				parts = append(parts, e.Key+":"+bsonInt(e.Value))
-			}
-			got = append(got, strings.Join(parts, ","))
-		}
 		assert.ElementsMatch(t, []string{
 			"_id:1",
 			"create_time:-1,_id:-1",
 			"owner:1,create_time:-1,_id:-1",
 			"state:1,expire_time:1",
-		}, got)
+		}, indexes(t, s, mongodb.KeysCollection))
+	})
+
+	t.Run("SigningKeyIndexes", func(t *testing.T) {
+		assert.ElementsMatch(t, []string{"_id:1", "create_time:-1,_id:-1"},
+			indexes(t, s, mongodb.SigningKeysCollection))
+	})
+
+	t.Run("RevocationIndexes", func(t *testing.T) {
+		assert.ElementsMatch(t, []string{"_id:1", "kind:1,subject_id:1,_id:1", "relevant_until:1"},
+			indexes(t, s, mongodb.RevocationsCollection))
+	})
+
+	// TTL indexes exist where the server implements them; FerretDB v1 answers
+	// NotImplemented, which Open tolerates (expired records are pruned instead).
+	t.Run("TTLIndexes", func(t *testing.T) {
+		for _, coll := range []string{
+			mongodb.RefreshTokensCollection, mongodb.TemporaryTokensCollection, mongodb.ClaimsCollection,
+		} {
+			got := indexes(t, s, coll)
+			if mongotest.IsFerretDB() {
+				// No TTL index; the collection itself may not exist before its
+				// first insert.
+				assert.Subset(t, []string{"_id:1"}, got, coll)
+				continue
+			}
+			assert.ElementsMatch(t, []string{"_id:1", "expire_time:1 ttl=0"}, got, coll)
+		}
 	})
 
 	t.Run("AuditCollectionIsCapped", func(t *testing.T) {
@@ -90,6 +104,33 @@ func TestOpenIsIdempotent(t *testing.T) {
 		assert.True(t, o.Capped, "options %v", specs[0].Options)
 		assert.Equal(t, int64(1<<20), o.Size, "the size of the first Open is kept")
 	})
+}
+
+// indexes lists the indexes of a collection as "field:dir,field:dir", followed by
+// " ttl=N" for a TTL index.
+func indexes(t *testing.T, s *mongodb.Store, coll string) []string {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := s.Database().Collection(coll).Indexes().List(ctx)
+	require.NoError(t, err)
+	var specs []struct {
+		Key                bson.D `bson:"key"`
+		ExpireAfterSeconds any    `bson:"expireAfterSeconds"`
+	}
+	require.NoError(t, cur.All(ctx, &specs))
+	var got []string
+	for _, s := range specs {
+		var parts []string
+		for _, e := range s.Key {
+			parts = append(parts, e.Key+":"+bsonInt(e.Value))
+		}
+		spec := strings.Join(parts, ",")
+		if s.ExpireAfterSeconds != nil {
+			spec += fmt.Sprintf(" ttl=%v", s.ExpireAfterSeconds)
+		}
+		got = append(got, spec)
+	}
+	return got
 }
 
 // bsonInt renders an index direction, which servers return as int32, int64 or double.
@@ -184,6 +225,8 @@ func TestStoredDocument(t *testing.T) {
 		"previous_secret_expire_time": bson.TypeDateTime,
 		"secret_hash":                 bson.TypeBinary,
 		"previous_secret_hash":        bson.TypeBinary,
+		"allowed_audiences":           bson.TypeArray,
+		"max_token_ttl":               bson.TypeInt64,
 		"version":                     bson.TypeInt64,
 	} {
 		assert.Equal(t, want, types[field], "field %s", field)
@@ -191,16 +234,19 @@ func TestStoredDocument(t *testing.T) {
 	for _, absent := range []string{"last_used_time", "revoke_time", "revoke_reason"} {
 		assert.NotContains(t, types, absent, "empty %s is not stored", absent)
 	}
+	assert.Equal(t, int64(10*time.Minute/time.Millisecond), raw.Lookup("max_token_ttl").Int64(),
+		"max_token_ttl is in milliseconds")
 	got, err := s.Keys().GetKey(ctx, k.ID)
 	require.NoError(t, err)
 	assert.Equal(t, k.Metadata, got.Metadata, "metadata keys with . and $ round-trip")
 
 	// An update that empties fields removes them from the document.
 	k.Roles, k.Metadata, k.RateLimit, k.ExpireTime = nil, nil, nil, time.Time{}
+	k.AllowedAudiences, k.MaxTokenTTL = nil, 0
 	require.NoError(t, s.Keys().UpdateKey(ctx, k))
 	raw, err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: k.ID}}).Raw()
 	require.NoError(t, err)
-	for _, gone := range []string{"roles", "metadata", "rate_limit", "expire_time"} {
+	for _, gone := range []string{"roles", "metadata", "rate_limit", "expire_time", "allowed_audiences", "max_token_ttl"} {
 		_, err := raw.LookupErr(gone)
 		assert.Error(t, err, "%s is unset", gone)
 	}

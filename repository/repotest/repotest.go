@@ -45,6 +45,9 @@ func Run(t *testing.T, caps Capabilities, open func(t *testing.T) repository.Sto
 	})
 	t.Run("Keys", func(t *testing.T) { testKeys(t, caps, fresh) })
 	t.Run("Roles", func(t *testing.T) { testRoles(t, caps, fresh) })
+	t.Run("SigningKeys", func(t *testing.T) { testSigningKeys(t, fresh) })
+	t.Run("Tokens", func(t *testing.T) { testTokens(t, fresh) })
+	t.Run("Revocations", func(t *testing.T) { testRevocations(t, fresh) })
 }
 
 // base is a fixed instant with millisecond precision, the precision stores keep.
@@ -73,6 +76,8 @@ func SampleKey(owner string, created time.Time) *repository.Key {
 		RateLimit:                &repository.RateLimit{RequestsPerSecond: 10, Burst: 20},
 		Quota:                    &repository.Quota{Limit: 1000, Period: "day"},
 		ExpireTime:               created.Add(90 * 24 * time.Hour),
+		AllowedAudiences:         []string{"orders-api", "https://crm.example"},
+		MaxTokenTTL:              10 * time.Minute,
 		SecretHash:               []byte("0123456789abcdef0123456789abcdef"),
 		SecretRotateTime:         created,
 		PreviousSecretHash:       []byte("fedcba9876543210fedcba9876543210"),

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/service"
 )
 
 // Keyward is a server started for one test.
@@ -48,6 +49,11 @@ func WithMongoDB(uri, db string) Option {
 		c.MongoDBURI = uri
 		c.MongoDBDatabase = db
 		c.AuditMaxBytes = 8 << 20
+		// Instances sharing MongoDB share a master key; one per test is made here.
+		c.MasterKeyFile = filepath.Join(c.DataDir, service.MasterKeyFile)
+		if _, err := service.LoadMasterKey(c.MasterKeyFile, true); err != nil {
+			panic(err)
+		}
 	}
 }
 

@@ -129,3 +129,38 @@ func BenchmarkParseAndHash(b *testing.B) {
 		_ = HashOf(s)
 	}
 }
+
+func TestOpaqueTokens(t *testing.T) {
+	tok, id := NewOpaque(RefreshPrefix)
+	assert.Len(t, tok, OpaqueLen)
+	got, err := ParseOpaque(RefreshPrefix, tok)
+	require.NoError(t, err)
+	assert.Equal(t, id, got)
+	_, err = ParseOpaque(TemporaryPrefix, tok)
+	assert.ErrorIs(t, err, ErrPrefix, "a refresh token is not a temporary token")
+	_, err = ParseOpaque(RefreshPrefix, tok[:len(tok)-1]+flipLast(tok))
+	assert.ErrorIs(t, err, ErrChecksum)
+	_, err = ParseOpaque(RefreshPrefix, tok+"x")
+	assert.ErrorIs(t, err, ErrLength)
+	secret := mustNew(t, EnvLive)
+	_, err = ParseOpaque(RefreshPrefix, secret)
+	assert.Error(t, err, "an API key is not a refresh token")
+}
+
+func flipLast(s string) string {
+	if s[len(s)-1] == 'A' {
+		return "B"
+	}
+	return "A"
+}
+
+func FuzzParseOpaque(f *testing.F) {
+	tok, _ := NewOpaque(TemporaryPrefix)
+	f.Add(tok)
+	f.Fuzz(func(t *testing.T, in string) {
+		id, err := ParseOpaque(TemporaryPrefix, in)
+		if err == nil && (len(in) != OpaqueLen || !ValidID(id)) {
+			t.Fatalf("accepted malformed token %q", in)
+		}
+	})
+}

@@ -279,7 +279,11 @@ type Key struct {
 	// Until when the previous secret still verifies, after a rotation with a grace period.
 	PreviousSecretExpireTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=previous_secret_expire_time,json=previousSecretExpireTime,proto3" json:"previous_secret_expire_time,omitempty"`
 	// The key that created this key.
-	CreatedBy     string `protobuf:"bytes,21,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedBy string `protobuf:"bytes,21,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Audiences (`aud`) that access tokens issued to this key may name. Empty: any.
+	AllowedAudiences []string `protobuf:"bytes,22,rep,name=allowed_audiences,json=allowedAudiences,proto3" json:"allowed_audiences,omitempty"`
+	// The longest lifetime of an access token issued to this key; unset: the server's.
+	MaxTokenTtl   *durationpb.Duration `protobuf:"bytes,23,opt,name=max_token_ttl,json=maxTokenTtl,proto3" json:"max_token_ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,6 +465,20 @@ func (x *Key) GetCreatedBy() string {
 	return ""
 }
 
+func (x *Key) GetAllowedAudiences() []string {
+	if x != nil {
+		return x.AllowedAudiences
+	}
+	return nil
+}
+
+func (x *Key) GetMaxTokenTtl() *durationpb.Duration {
+	if x != nil {
+		return x.MaxTokenTtl
+	}
+	return nil
+}
+
 // CreateKeyRequest describes the key to create.
 type CreateKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -485,7 +503,11 @@ type CreateKeyRequest struct {
 	// Request rate limit. Unset: no limit.
 	RateLimit *RateLimit `protobuf:"bytes,10,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	// Usage quota. Unset: no quota.
-	Quota         *Quota `protobuf:"bytes,11,opt,name=quota,proto3" json:"quota,omitempty"`
+	Quota *Quota `protobuf:"bytes,11,opt,name=quota,proto3" json:"quota,omitempty"`
+	// Audiences that access tokens issued to the key may name. Empty: any.
+	AllowedAudiences []string `protobuf:"bytes,12,rep,name=allowed_audiences,json=allowedAudiences,proto3" json:"allowed_audiences,omitempty"`
+	// The longest lifetime of an access token issued to the key; unset: the server's.
+	MaxTokenTtl   *durationpb.Duration `protobuf:"bytes,13,opt,name=max_token_ttl,json=maxTokenTtl,proto3" json:"max_token_ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +615,20 @@ func (x *CreateKeyRequest) GetRateLimit() *RateLimit {
 func (x *CreateKeyRequest) GetQuota() *Quota {
 	if x != nil {
 		return x.Quota
+	}
+	return nil
+}
+
+func (x *CreateKeyRequest) GetAllowedAudiences() []string {
+	if x != nil {
+		return x.AllowedAudiences
+	}
+	return nil
+}
+
+func (x *CreateKeyRequest) GetMaxTokenTtl() *durationpb.Duration {
+	if x != nil {
+		return x.MaxTokenTtl
 	}
 	return nil
 }
@@ -887,7 +923,8 @@ type UpdateKeyRequest struct {
 	// The key, with key_id set and the new values of the fields in update_mask.
 	Key *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// Fields to change: name, owner, roles, permissions, allowed_cidrs,
-	// allowed_countries, expire_time, metadata, rate_limit, quota.
+	// allowed_countries, expire_time, metadata, rate_limit, quota, allowed_audiences,
+	// max_token_ttl.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1917,8 +1954,7 @@ var File_keyward_v1_keys_proto protoreflect.FileDescriptor
 const file_keyward_v1_keys_proto_rawDesc = "" +
 	"\n" +
 	"\x15keyward/v1/keys.proto\x12\n" +
-	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17keyward/v1/policy.proto\"\x87\n" +
-	"\n" +
+	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17keyward/v1/policy.proto\"\x98\v\n" +
 	"\x03Key\x122\n" +
 	"\x06key_id\x18\x01 \x01(\tB\x1b\xe0A\b\xbaH\x15\xd8\x01\x01r\x102\x0e^[a-z2-7]{16}$R\x05keyId\x12\x1f\n" +
 	"\x04name\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x18\x80\x01R\x04name\x12!\n" +
@@ -1948,10 +1984,12 @@ const file_keyward_v1_keys_proto_rawDesc = "" +
 	"\x12secret_rotate_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x10secretRotateTime\x12^\n" +
 	"\x1bprevious_secret_expire_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x18previousSecretExpireTime\x12\"\n" +
 	"\n" +
-	"created_by\x18\x15 \x01(\tB\x03\xe0A\x03R\tcreatedBy\x1a;\n" +
+	"created_by\x18\x15 \x01(\tB\x03\xe0A\x03R\tcreatedBy\x12@\n" +
+	"\x11allowed_audiences\x18\x16 \x03(\tB\x13\xbaH\x10\x92\x01\r\x10 \x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\x10allowedAudiences\x12M\n" +
+	"\rmax_token_ttl\x18\x17 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x05*\x00R\vmaxTokenTtl\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x06\n" +
 	"\x10CreateKeyRequest\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x04name\x12 \n" +
@@ -1969,7 +2007,9 @@ const file_keyward_v1_keys_proto_rawDesc = "" +
 	"\n" +
 	"rate_limit\x18\n" +
 	" \x01(\v2\x15.keyward.v1.RateLimitR\trateLimit\x12'\n" +
-	"\x05quota\x18\v \x01(\v2\x11.keyward.v1.QuotaR\x05quota\x1a;\n" +
+	"\x05quota\x18\v \x01(\v2\x11.keyward.v1.QuotaR\x05quota\x12@\n" +
+	"\x11allowed_audiences\x18\f \x03(\tB\x13\xbaH\x10\x92\x01\r\x10 \x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\x10allowedAudiences\x12M\n" +
+	"\rmax_token_ttl\x18\r \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x05*\x00R\vmaxTokenTtl\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
@@ -2147,8 +2187,8 @@ var file_keyward_v1_keys_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
 	(*RateLimit)(nil),             // 32: keyward.v1.RateLimit
 	(*Quota)(nil),                 // 33: keyward.v1.Quota
-	(*fieldmaskpb.FieldMask)(nil), // 34: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil), // 35: google.protobuf.FieldMask
 }
 var file_keyward_v1_keys_proto_depIdxs = []int32{
 	0,  // 0: keyward.v1.Key.environment:type_name -> keyward.v1.Environment
@@ -2163,63 +2203,65 @@ var file_keyward_v1_keys_proto_depIdxs = []int32{
 	31, // 9: keyward.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	31, // 10: keyward.v1.Key.secret_rotate_time:type_name -> google.protobuf.Timestamp
 	31, // 11: keyward.v1.Key.previous_secret_expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 12: keyward.v1.CreateKeyRequest.environment:type_name -> keyward.v1.Environment
-	31, // 13: keyward.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	30, // 14: keyward.v1.CreateKeyRequest.metadata:type_name -> keyward.v1.CreateKeyRequest.MetadataEntry
-	32, // 15: keyward.v1.CreateKeyRequest.rate_limit:type_name -> keyward.v1.RateLimit
-	33, // 16: keyward.v1.CreateKeyRequest.quota:type_name -> keyward.v1.Quota
-	3,  // 17: keyward.v1.CreateKeyResponse.key:type_name -> keyward.v1.Key
-	3,  // 18: keyward.v1.GetKeyResponse.key:type_name -> keyward.v1.Key
-	1,  // 19: keyward.v1.ListKeysRequest.state:type_name -> keyward.v1.KeyState
-	0,  // 20: keyward.v1.ListKeysRequest.environment:type_name -> keyward.v1.Environment
-	3,  // 21: keyward.v1.ListKeysResponse.keys:type_name -> keyward.v1.Key
-	3,  // 22: keyward.v1.UpdateKeyRequest.key:type_name -> keyward.v1.Key
-	34, // 23: keyward.v1.UpdateKeyRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 24: keyward.v1.UpdateKeyResponse.key:type_name -> keyward.v1.Key
-	3,  // 25: keyward.v1.RevokeKeyResponse.key:type_name -> keyward.v1.Key
-	35, // 26: keyward.v1.RotateKeyRequest.grace_period:type_name -> google.protobuf.Duration
-	3,  // 27: keyward.v1.RotateKeyResponse.key:type_name -> keyward.v1.Key
-	2,  // 28: keyward.v1.VerifyKeyResponse.reason:type_name -> keyward.v1.VerificationReason
-	3,  // 29: keyward.v1.VerifyKeyResponse.key:type_name -> keyward.v1.Key
-	31, // 30: keyward.v1.VerifyKeyResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
-	31, // 31: keyward.v1.Role.create_time:type_name -> google.protobuf.Timestamp
-	31, // 32: keyward.v1.Role.update_time:type_name -> google.protobuf.Timestamp
-	18, // 33: keyward.v1.CreateRoleRequest.role:type_name -> keyward.v1.Role
-	18, // 34: keyward.v1.CreateRoleResponse.role:type_name -> keyward.v1.Role
-	18, // 35: keyward.v1.GetRoleResponse.role:type_name -> keyward.v1.Role
-	18, // 36: keyward.v1.ListRolesResponse.roles:type_name -> keyward.v1.Role
-	18, // 37: keyward.v1.UpdateRoleRequest.role:type_name -> keyward.v1.Role
-	34, // 38: keyward.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
-	18, // 39: keyward.v1.UpdateRoleResponse.role:type_name -> keyward.v1.Role
-	4,  // 40: keyward.v1.KeyService.CreateKey:input_type -> keyward.v1.CreateKeyRequest
-	6,  // 41: keyward.v1.KeyService.GetKey:input_type -> keyward.v1.GetKeyRequest
-	8,  // 42: keyward.v1.KeyService.ListKeys:input_type -> keyward.v1.ListKeysRequest
-	10, // 43: keyward.v1.KeyService.UpdateKey:input_type -> keyward.v1.UpdateKeyRequest
-	12, // 44: keyward.v1.KeyService.RevokeKey:input_type -> keyward.v1.RevokeKeyRequest
-	14, // 45: keyward.v1.KeyService.RotateKey:input_type -> keyward.v1.RotateKeyRequest
-	16, // 46: keyward.v1.KeyService.VerifyKey:input_type -> keyward.v1.VerifyKeyRequest
-	19, // 47: keyward.v1.KeyService.CreateRole:input_type -> keyward.v1.CreateRoleRequest
-	21, // 48: keyward.v1.KeyService.GetRole:input_type -> keyward.v1.GetRoleRequest
-	23, // 49: keyward.v1.KeyService.ListRoles:input_type -> keyward.v1.ListRolesRequest
-	25, // 50: keyward.v1.KeyService.UpdateRole:input_type -> keyward.v1.UpdateRoleRequest
-	27, // 51: keyward.v1.KeyService.DeleteRole:input_type -> keyward.v1.DeleteRoleRequest
-	5,  // 52: keyward.v1.KeyService.CreateKey:output_type -> keyward.v1.CreateKeyResponse
-	7,  // 53: keyward.v1.KeyService.GetKey:output_type -> keyward.v1.GetKeyResponse
-	9,  // 54: keyward.v1.KeyService.ListKeys:output_type -> keyward.v1.ListKeysResponse
-	11, // 55: keyward.v1.KeyService.UpdateKey:output_type -> keyward.v1.UpdateKeyResponse
-	13, // 56: keyward.v1.KeyService.RevokeKey:output_type -> keyward.v1.RevokeKeyResponse
-	15, // 57: keyward.v1.KeyService.RotateKey:output_type -> keyward.v1.RotateKeyResponse
-	17, // 58: keyward.v1.KeyService.VerifyKey:output_type -> keyward.v1.VerifyKeyResponse
-	20, // 59: keyward.v1.KeyService.CreateRole:output_type -> keyward.v1.CreateRoleResponse
-	22, // 60: keyward.v1.KeyService.GetRole:output_type -> keyward.v1.GetRoleResponse
-	24, // 61: keyward.v1.KeyService.ListRoles:output_type -> keyward.v1.ListRolesResponse
-	26, // 62: keyward.v1.KeyService.UpdateRole:output_type -> keyward.v1.UpdateRoleResponse
-	28, // 63: keyward.v1.KeyService.DeleteRole:output_type -> keyward.v1.DeleteRoleResponse
-	52, // [52:64] is the sub-list for method output_type
-	40, // [40:52] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	34, // 12: keyward.v1.Key.max_token_ttl:type_name -> google.protobuf.Duration
+	0,  // 13: keyward.v1.CreateKeyRequest.environment:type_name -> keyward.v1.Environment
+	31, // 14: keyward.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 15: keyward.v1.CreateKeyRequest.metadata:type_name -> keyward.v1.CreateKeyRequest.MetadataEntry
+	32, // 16: keyward.v1.CreateKeyRequest.rate_limit:type_name -> keyward.v1.RateLimit
+	33, // 17: keyward.v1.CreateKeyRequest.quota:type_name -> keyward.v1.Quota
+	34, // 18: keyward.v1.CreateKeyRequest.max_token_ttl:type_name -> google.protobuf.Duration
+	3,  // 19: keyward.v1.CreateKeyResponse.key:type_name -> keyward.v1.Key
+	3,  // 20: keyward.v1.GetKeyResponse.key:type_name -> keyward.v1.Key
+	1,  // 21: keyward.v1.ListKeysRequest.state:type_name -> keyward.v1.KeyState
+	0,  // 22: keyward.v1.ListKeysRequest.environment:type_name -> keyward.v1.Environment
+	3,  // 23: keyward.v1.ListKeysResponse.keys:type_name -> keyward.v1.Key
+	3,  // 24: keyward.v1.UpdateKeyRequest.key:type_name -> keyward.v1.Key
+	35, // 25: keyward.v1.UpdateKeyRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 26: keyward.v1.UpdateKeyResponse.key:type_name -> keyward.v1.Key
+	3,  // 27: keyward.v1.RevokeKeyResponse.key:type_name -> keyward.v1.Key
+	34, // 28: keyward.v1.RotateKeyRequest.grace_period:type_name -> google.protobuf.Duration
+	3,  // 29: keyward.v1.RotateKeyResponse.key:type_name -> keyward.v1.Key
+	2,  // 30: keyward.v1.VerifyKeyResponse.reason:type_name -> keyward.v1.VerificationReason
+	3,  // 31: keyward.v1.VerifyKeyResponse.key:type_name -> keyward.v1.Key
+	31, // 32: keyward.v1.VerifyKeyResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
+	31, // 33: keyward.v1.Role.create_time:type_name -> google.protobuf.Timestamp
+	31, // 34: keyward.v1.Role.update_time:type_name -> google.protobuf.Timestamp
+	18, // 35: keyward.v1.CreateRoleRequest.role:type_name -> keyward.v1.Role
+	18, // 36: keyward.v1.CreateRoleResponse.role:type_name -> keyward.v1.Role
+	18, // 37: keyward.v1.GetRoleResponse.role:type_name -> keyward.v1.Role
+	18, // 38: keyward.v1.ListRolesResponse.roles:type_name -> keyward.v1.Role
+	18, // 39: keyward.v1.UpdateRoleRequest.role:type_name -> keyward.v1.Role
+	35, // 40: keyward.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
+	18, // 41: keyward.v1.UpdateRoleResponse.role:type_name -> keyward.v1.Role
+	4,  // 42: keyward.v1.KeyService.CreateKey:input_type -> keyward.v1.CreateKeyRequest
+	6,  // 43: keyward.v1.KeyService.GetKey:input_type -> keyward.v1.GetKeyRequest
+	8,  // 44: keyward.v1.KeyService.ListKeys:input_type -> keyward.v1.ListKeysRequest
+	10, // 45: keyward.v1.KeyService.UpdateKey:input_type -> keyward.v1.UpdateKeyRequest
+	12, // 46: keyward.v1.KeyService.RevokeKey:input_type -> keyward.v1.RevokeKeyRequest
+	14, // 47: keyward.v1.KeyService.RotateKey:input_type -> keyward.v1.RotateKeyRequest
+	16, // 48: keyward.v1.KeyService.VerifyKey:input_type -> keyward.v1.VerifyKeyRequest
+	19, // 49: keyward.v1.KeyService.CreateRole:input_type -> keyward.v1.CreateRoleRequest
+	21, // 50: keyward.v1.KeyService.GetRole:input_type -> keyward.v1.GetRoleRequest
+	23, // 51: keyward.v1.KeyService.ListRoles:input_type -> keyward.v1.ListRolesRequest
+	25, // 52: keyward.v1.KeyService.UpdateRole:input_type -> keyward.v1.UpdateRoleRequest
+	27, // 53: keyward.v1.KeyService.DeleteRole:input_type -> keyward.v1.DeleteRoleRequest
+	5,  // 54: keyward.v1.KeyService.CreateKey:output_type -> keyward.v1.CreateKeyResponse
+	7,  // 55: keyward.v1.KeyService.GetKey:output_type -> keyward.v1.GetKeyResponse
+	9,  // 56: keyward.v1.KeyService.ListKeys:output_type -> keyward.v1.ListKeysResponse
+	11, // 57: keyward.v1.KeyService.UpdateKey:output_type -> keyward.v1.UpdateKeyResponse
+	13, // 58: keyward.v1.KeyService.RevokeKey:output_type -> keyward.v1.RevokeKeyResponse
+	15, // 59: keyward.v1.KeyService.RotateKey:output_type -> keyward.v1.RotateKeyResponse
+	17, // 60: keyward.v1.KeyService.VerifyKey:output_type -> keyward.v1.VerifyKeyResponse
+	20, // 61: keyward.v1.KeyService.CreateRole:output_type -> keyward.v1.CreateRoleResponse
+	22, // 62: keyward.v1.KeyService.GetRole:output_type -> keyward.v1.GetRoleResponse
+	24, // 63: keyward.v1.KeyService.ListRoles:output_type -> keyward.v1.ListRolesResponse
+	26, // 64: keyward.v1.KeyService.UpdateRole:output_type -> keyward.v1.UpdateRoleResponse
+	28, // 65: keyward.v1.KeyService.DeleteRole:output_type -> keyward.v1.DeleteRoleResponse
+	54, // [54:66] is the sub-list for method output_type
+	42, // [42:54] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_keyward_v1_keys_proto_init() }

@@ -110,21 +110,27 @@ const (
 	TokenValidationReason_TOKEN_VALIDATION_REASON_PERMISSION_DENIED TokenValidationReason = 8
 	// The client address is outside the token's network binding.
 	TokenValidationReason_TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED TokenValidationReason = 9
+	// The credential is an API key that did not verify; key_reason says why.
+	TokenValidationReason_TOKEN_VALIDATION_REASON_INVALID_KEY TokenValidationReason = 10
+	// The issuer is not this Keyward.
+	TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_ISSUER TokenValidationReason = 11
 )
 
 // Enum value maps for TokenValidationReason.
 var (
 	TokenValidationReason_name = map[int32]string{
-		0: "TOKEN_VALIDATION_REASON_UNSPECIFIED",
-		1: "TOKEN_VALIDATION_REASON_OK",
-		2: "TOKEN_VALIDATION_REASON_MALFORMED",
-		3: "TOKEN_VALIDATION_REASON_BAD_SIGNATURE",
-		4: "TOKEN_VALIDATION_REASON_EXPIRED",
-		5: "TOKEN_VALIDATION_REASON_NOT_YET_VALID",
-		6: "TOKEN_VALIDATION_REASON_WRONG_AUDIENCE",
-		7: "TOKEN_VALIDATION_REASON_REVOKED",
-		8: "TOKEN_VALIDATION_REASON_PERMISSION_DENIED",
-		9: "TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED",
+		0:  "TOKEN_VALIDATION_REASON_UNSPECIFIED",
+		1:  "TOKEN_VALIDATION_REASON_OK",
+		2:  "TOKEN_VALIDATION_REASON_MALFORMED",
+		3:  "TOKEN_VALIDATION_REASON_BAD_SIGNATURE",
+		4:  "TOKEN_VALIDATION_REASON_EXPIRED",
+		5:  "TOKEN_VALIDATION_REASON_NOT_YET_VALID",
+		6:  "TOKEN_VALIDATION_REASON_WRONG_AUDIENCE",
+		7:  "TOKEN_VALIDATION_REASON_REVOKED",
+		8:  "TOKEN_VALIDATION_REASON_PERMISSION_DENIED",
+		9:  "TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED",
+		10: "TOKEN_VALIDATION_REASON_INVALID_KEY",
+		11: "TOKEN_VALIDATION_REASON_WRONG_ISSUER",
 	}
 	TokenValidationReason_value = map[string]int32{
 		"TOKEN_VALIDATION_REASON_UNSPECIFIED":       0,
@@ -137,6 +143,8 @@ var (
 		"TOKEN_VALIDATION_REASON_REVOKED":           7,
 		"TOKEN_VALIDATION_REASON_PERMISSION_DENIED": 8,
 		"TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED":    9,
+		"TOKEN_VALIDATION_REASON_INVALID_KEY":       10,
+		"TOKEN_VALIDATION_REASON_WRONG_ISSUER":      11,
 	}
 )
 
@@ -165,6 +173,132 @@ func (x TokenValidationReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use TokenValidationReason.Descriptor instead.
 func (TokenValidationReason) EnumDescriptor() ([]byte, []int) {
 	return file_keyward_v1_tokens_proto_rawDescGZIP(), []int{1}
+}
+
+// CredentialType says what kind of credential was validated.
+type CredentialType int32
+
+const (
+	// Not recognised.
+	CredentialType_CREDENTIAL_TYPE_UNSPECIFIED CredentialType = 0
+	// A Keyward access token (JWT).
+	CredentialType_CREDENTIAL_TYPE_ACCESS_TOKEN CredentialType = 1
+	// An API key secret.
+	CredentialType_CREDENTIAL_TYPE_API_KEY CredentialType = 2
+)
+
+// Enum value maps for CredentialType.
+var (
+	CredentialType_name = map[int32]string{
+		0: "CREDENTIAL_TYPE_UNSPECIFIED",
+		1: "CREDENTIAL_TYPE_ACCESS_TOKEN",
+		2: "CREDENTIAL_TYPE_API_KEY",
+	}
+	CredentialType_value = map[string]int32{
+		"CREDENTIAL_TYPE_UNSPECIFIED":  0,
+		"CREDENTIAL_TYPE_ACCESS_TOKEN": 1,
+		"CREDENTIAL_TYPE_API_KEY":      2,
+	}
+)
+
+func (x CredentialType) Enum() *CredentialType {
+	p := new(CredentialType)
+	*p = x
+	return p
+}
+
+func (x CredentialType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CredentialType) Descriptor() protoreflect.EnumDescriptor {
+	return file_keyward_v1_tokens_proto_enumTypes[2].Descriptor()
+}
+
+func (CredentialType) Type() protoreflect.EnumType {
+	return &file_keyward_v1_tokens_proto_enumTypes[2]
+}
+
+func (x CredentialType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CredentialType.Descriptor instead.
+func (CredentialType) EnumDescriptor() ([]byte, []int) {
+	return file_keyward_v1_tokens_proto_rawDescGZIP(), []int{2}
+}
+
+// TemporaryTokenReason says why a temporary token was accepted or not.
+type TemporaryTokenReason int32
+
+const (
+	// Not set.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_UNSPECIFIED TemporaryTokenReason = 0
+	// Accepted; one use counted.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK TemporaryTokenReason = 1
+	// Not a well-formed temporary token.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED TemporaryTokenReason = 2
+	// No such token, or the secret does not match.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND TemporaryTokenReason = 3
+	// The token has expired.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED TemporaryTokenReason = 4
+	// Every use of the token has been consumed.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP TemporaryTokenReason = 5
+	// The token was issued for another operation.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION TemporaryTokenReason = 6
+	// The key the token was issued to was revoked.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED TemporaryTokenReason = 7
+)
+
+// Enum value maps for TemporaryTokenReason.
+var (
+	TemporaryTokenReason_name = map[int32]string{
+		0: "TEMPORARY_TOKEN_REASON_UNSPECIFIED",
+		1: "TEMPORARY_TOKEN_REASON_OK",
+		2: "TEMPORARY_TOKEN_REASON_MALFORMED",
+		3: "TEMPORARY_TOKEN_REASON_NOT_FOUND",
+		4: "TEMPORARY_TOKEN_REASON_EXPIRED",
+		5: "TEMPORARY_TOKEN_REASON_USED_UP",
+		6: "TEMPORARY_TOKEN_REASON_WRONG_OPERATION",
+		7: "TEMPORARY_TOKEN_REASON_REVOKED",
+	}
+	TemporaryTokenReason_value = map[string]int32{
+		"TEMPORARY_TOKEN_REASON_UNSPECIFIED":     0,
+		"TEMPORARY_TOKEN_REASON_OK":              1,
+		"TEMPORARY_TOKEN_REASON_MALFORMED":       2,
+		"TEMPORARY_TOKEN_REASON_NOT_FOUND":       3,
+		"TEMPORARY_TOKEN_REASON_EXPIRED":         4,
+		"TEMPORARY_TOKEN_REASON_USED_UP":         5,
+		"TEMPORARY_TOKEN_REASON_WRONG_OPERATION": 6,
+		"TEMPORARY_TOKEN_REASON_REVOKED":         7,
+	}
+)
+
+func (x TemporaryTokenReason) Enum() *TemporaryTokenReason {
+	p := new(TemporaryTokenReason)
+	*p = x
+	return p
+}
+
+func (x TemporaryTokenReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TemporaryTokenReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_keyward_v1_tokens_proto_enumTypes[3].Descriptor()
+}
+
+func (TemporaryTokenReason) Type() protoreflect.EnumType {
+	return &file_keyward_v1_tokens_proto_enumTypes[3]
+}
+
+func (x TemporaryTokenReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TemporaryTokenReason.Descriptor instead.
+func (TemporaryTokenReason) EnumDescriptor() ([]byte, []int) {
+	return file_keyward_v1_tokens_proto_rawDescGZIP(), []int{3}
 }
 
 // SigningKeyState is the lifecycle of a signing key.
@@ -208,11 +342,11 @@ func (x SigningKeyState) String() string {
 }
 
 func (SigningKeyState) Descriptor() protoreflect.EnumDescriptor {
-	return file_keyward_v1_tokens_proto_enumTypes[2].Descriptor()
+	return file_keyward_v1_tokens_proto_enumTypes[4].Descriptor()
 }
 
 func (SigningKeyState) Type() protoreflect.EnumType {
-	return &file_keyward_v1_tokens_proto_enumTypes[2]
+	return &file_keyward_v1_tokens_proto_enumTypes[4]
 }
 
 func (x SigningKeyState) Number() protoreflect.EnumNumber {
@@ -221,7 +355,7 @@ func (x SigningKeyState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SigningKeyState.Descriptor instead.
 func (SigningKeyState) EnumDescriptor() ([]byte, []int) {
-	return file_keyward_v1_tokens_proto_rawDescGZIP(), []int{2}
+	return file_keyward_v1_tokens_proto_rawDescGZIP(), []int{4}
 }
 
 // IssueTokenRequest asks for an access token for the calling API key.
@@ -537,9 +671,9 @@ func (x *RefreshTokenResponse) GetRefreshTokenExpireTime() *timestamppb.Timestam
 // ValidateTokenRequest carries an access token to check.
 type ValidateTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The JWT.
+	// The credential: a Keyward access token (JWT) or an API key secret.
 	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	// When set, the token's `aud` must contain it.
+	// When set, the token's `aud` must contain it (API keys: their allowed audiences).
 	Audience string `protobuf:"bytes,2,opt,name=audience,proto3" json:"audience,omitempty"`
 	// A permission the caller needs; when set, the answer is valid only if the token holds it.
 	RequiredPermission string `protobuf:"bytes,3,opt,name=required_permission,json=requiredPermission,proto3" json:"required_permission,omitempty"`
@@ -752,8 +886,12 @@ type ValidateTokenResponse struct {
 	Reason TokenValidationReason `protobuf:"varint,2,opt,name=reason,proto3,enum=keyward.v1.TokenValidationReason" json:"reason,omitempty"`
 	// A human-readable explanation of the reason.
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	// The token's claims, when its signature verified.
-	Claims        *TokenClaims `protobuf:"bytes,4,opt,name=claims,proto3" json:"claims,omitempty"`
+	// The token's claims, when its signature verified (for API keys: the key's).
+	Claims *TokenClaims `protobuf:"bytes,4,opt,name=claims,proto3" json:"claims,omitempty"`
+	// What kind of credential it was.
+	CredentialType CredentialType `protobuf:"varint,5,opt,name=credential_type,json=credentialType,proto3,enum=keyward.v1.CredentialType" json:"credential_type,omitempty"`
+	// For API keys, the verification reason.
+	KeyReason     VerificationReason `protobuf:"varint,6,opt,name=key_reason,json=keyReason,proto3,enum=keyward.v1.VerificationReason" json:"key_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -816,6 +954,20 @@ func (x *ValidateTokenResponse) GetClaims() *TokenClaims {
 	return nil
 }
 
+func (x *ValidateTokenResponse) GetCredentialType() CredentialType {
+	if x != nil {
+		return x.CredentialType
+	}
+	return CredentialType_CREDENTIAL_TYPE_UNSPECIFIED
+}
+
+func (x *ValidateTokenResponse) GetKeyReason() VerificationReason {
+	if x != nil {
+		return x.KeyReason
+	}
+	return VerificationReason_VERIFICATION_REASON_UNSPECIFIED
+}
+
 // RevokeTokenRequest names what to revoke.
 type RevokeTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -826,6 +978,7 @@ type RevokeTokenRequest struct {
 	//	*RevokeTokenRequest_AccessToken
 	//	*RevokeTokenRequest_TokenId
 	//	*RevokeTokenRequest_RefreshToken
+	//	*RevokeTokenRequest_FamilyId
 	Target isRevokeTokenRequest_Target `protobuf_oneof:"target"`
 	// Why.
 	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -897,6 +1050,15 @@ func (x *RevokeTokenRequest) GetRefreshToken() string {
 	return ""
 }
 
+func (x *RevokeTokenRequest) GetFamilyId() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeTokenRequest_FamilyId); ok {
+			return x.FamilyId
+		}
+	}
+	return ""
+}
+
 func (x *RevokeTokenRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
@@ -923,11 +1085,18 @@ type RevokeTokenRequest_RefreshToken struct {
 	RefreshToken string `protobuf:"bytes,3,opt,name=refresh_token,json=refreshToken,proto3,oneof"`
 }
 
+type RevokeTokenRequest_FamilyId struct {
+	// A refresh token family id: the whole family is revoked.
+	FamilyId string `protobuf:"bytes,5,opt,name=family_id,json=familyId,proto3,oneof"`
+}
+
 func (*RevokeTokenRequest_AccessToken) isRevokeTokenRequest_Target() {}
 
 func (*RevokeTokenRequest_TokenId) isRevokeTokenRequest_Target() {}
 
 func (*RevokeTokenRequest_RefreshToken) isRevokeTokenRequest_Target() {}
+
+func (*RevokeTokenRequest_FamilyId) isRevokeTokenRequest_Target() {}
 
 // RevokeTokenResponse is empty.
 type RevokeTokenResponse struct {
@@ -969,12 +1138,12 @@ func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
 // IssueTemporaryTokenRequest describes the operation the token authorises.
 type IssueTemporaryTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The operation, as a permission the calling key holds, such as `payments/42:approve`.
+	// The operation, such as `payments:refund:order-1234`: letters, digits and . _ - : / @.
 	Operation string `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
 	// Lifetime; unset: 5 minutes; at most 1 hour.
 	Ttl *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	// The token works once.
-	SingleUse     bool `protobuf:"varint,3,opt,name=single_use,json=singleUse,proto3" json:"single_use,omitempty"`
+	// How many times the token may be consumed; 0 means once; at most 100.
+	MaxUses       uint32 `protobuf:"varint,3,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1023,11 +1192,11 @@ func (x *IssueTemporaryTokenRequest) GetTtl() *durationpb.Duration {
 	return nil
 }
 
-func (x *IssueTemporaryTokenRequest) GetSingleUse() bool {
+func (x *IssueTemporaryTokenRequest) GetMaxUses() uint32 {
 	if x != nil {
-		return x.SingleUse
+		return x.MaxUses
 	}
-	return false
+	return 0
 }
 
 // IssueTemporaryTokenResponse carries the temporary token.
@@ -1036,7 +1205,9 @@ type IssueTemporaryTokenResponse struct {
 	// The token, shown once.
 	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	// When it expires.
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// How many times it may be consumed.
+	MaxUses       uint32 `protobuf:"varint,3,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1083,6 +1254,13 @@ func (x *IssueTemporaryTokenResponse) GetExpireTime() *timestamppb.Timestamp {
 		return x.ExpireTime
 	}
 	return nil
+}
+
+func (x *IssueTemporaryTokenResponse) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
 }
 
 // ConsumeTemporaryTokenRequest presents a temporary token for an operation.
@@ -1143,12 +1321,16 @@ func (x *ConsumeTemporaryTokenRequest) GetOperation() string {
 // ConsumeTemporaryTokenResponse is the verdict on a temporary token.
 type ConsumeTemporaryTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// True when the token was valid for the operation (and, if single-use, is now used).
+	// True when the token was valid for the operation; one use is now counted.
 	Valid bool `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
-	// Why not, when not valid: "malformed", "not_found", "expired", "used", "wrong_operation".
-	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The API key id the token was issued to.
-	Subject       string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Why; TEMPORARY_TOKEN_REASON_OK when valid.
+	Reason TemporaryTokenReason `protobuf:"varint,2,opt,name=reason,proto3,enum=keyward.v1.TemporaryTokenReason" json:"reason,omitempty"`
+	// The API key id the token was issued to, when the token was found.
+	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Uses left after this one.
+	RemainingUses uint32 `protobuf:"varint,4,opt,name=remaining_uses,json=remainingUses,proto3" json:"remaining_uses,omitempty"`
+	// A human-readable explanation of the reason.
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1190,16 +1372,30 @@ func (x *ConsumeTemporaryTokenResponse) GetValid() bool {
 	return false
 }
 
-func (x *ConsumeTemporaryTokenResponse) GetReason() string {
+func (x *ConsumeTemporaryTokenResponse) GetReason() TemporaryTokenReason {
 	if x != nil {
 		return x.Reason
 	}
-	return ""
+	return TemporaryTokenReason_TEMPORARY_TOKEN_REASON_UNSPECIFIED
 }
 
 func (x *ConsumeTemporaryTokenResponse) GetSubject() string {
 	if x != nil {
 		return x.Subject
+	}
+	return ""
+}
+
+func (x *ConsumeTemporaryTokenResponse) GetRemainingUses() uint32 {
+	if x != nil {
+		return x.RemainingUses
+	}
+	return 0
+}
+
+func (x *ConsumeTemporaryTokenResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
 	}
 	return ""
 }
@@ -1676,7 +1872,7 @@ var File_keyward_v1_tokens_proto protoreflect.FileDescriptor
 const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\n" +
 	"\x17keyward/v1/tokens.proto\x12\n" +
-	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n" +
+	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15keyward/v1/keys.proto\"\x91\x02\n" +
 	"\x11IssueTokenRequest\x12-\n" +
 	"\baudience\x18\x01 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x10\"\ar\x05\x10\x01\x18\x80\x02R\baudience\x124\n" +
 	"\vpermissions\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\x80\x02\"\ar\x05\x10\x01\x18\x80\x02R\vpermissions\x12&\n" +
@@ -1726,39 +1922,44 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\vpermissions\x18\t \x03(\tR\vpermissions\x12#\n" +
 	"\rallowed_cidrs\x18\n" +
 	" \x03(\tR\fallowedCidrs\x12\x14\n" +
-	"\x05owner\x18\v \x01(\tR\x05owner\"\xb3\x01\n" +
+	"\x05owner\x18\v \x01(\tR\x05owner\"\xb7\x02\n" +
 	"\x15ValidateTokenResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x129\n" +
 	"\x06reason\x18\x02 \x01(\x0e2!.keyward.v1.TokenValidationReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12/\n" +
-	"\x06claims\x18\x04 \x01(\v2\x17.keyward.v1.TokenClaimsR\x06claims\"\xce\x01\n" +
+	"\x06claims\x18\x04 \x01(\v2\x17.keyward.v1.TokenClaimsR\x06claims\x12C\n" +
+	"\x0fcredential_type\x18\x05 \x01(\x0e2\x1a.keyward.v1.CredentialTypeR\x0ecredentialType\x12=\n" +
+	"\n" +
+	"key_reason\x18\x06 \x01(\x0e2\x1e.keyward.v1.VerificationReasonR\tkeyReason\"\xf6\x01\n" +
 	"\x12RevokeTokenRequest\x12-\n" +
 	"\faccess_token\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80@H\x00R\vaccessToken\x12%\n" +
 	"\btoken_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01H\x00R\atokenId\x12/\n" +
-	"\rrefresh_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04H\x00R\frefreshToken\x12 \n" +
+	"\rrefresh_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04H\x00R\frefreshToken\x12&\n" +
+	"\tfamily_id\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@H\x00R\bfamilyId\x12 \n" +
 	"\x06reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\x06reasonB\x0f\n" +
 	"\x06target\x12\x05\xbaH\x02\b\x01\"\x15\n" +
-	"\x13RevokeTokenResponse\"\xa1\x01\n" +
-	"\x1aIssueTemporaryTokenRequest\x12(\n" +
-	"\toperation\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\toperation\x12:\n" +
+	"\x13RevokeTokenResponse\"\xbc\x01\n" +
+	"\x1aIssueTemporaryTokenRequest\x12>\n" +
+	"\toperation\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18\x80\x022\x14^[A-Za-z0-9._:/@-]+$R\toperation\x12:\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\r\xbaH\n" +
-	"\xaa\x01\a\"\x03\b\x90\x1c*\x00R\x03ttl\x12\x1d\n" +
-	"\n" +
-	"single_use\x18\x03 \x01(\bR\tsingleUse\"p\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c*\x00R\x03ttl\x12\"\n" +
+	"\bmax_uses\x18\x03 \x01(\rB\a\xbaH\x04*\x02\x18dR\amaxUses\"\x8b\x01\n" +
 	"\x1bIssueTemporaryTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"j\n" +
+	"expireTime\x12\x19\n" +
+	"\bmax_uses\x18\x03 \x01(\rR\amaxUses\"j\n" +
 	"\x1cConsumeTemporaryTokenRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\x05token\x12(\n" +
 	"\toperation\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\toperation\"g\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\toperation\"\xca\x01\n" +
 	"\x1dConsumeTemporaryTokenResponse\x12\x14\n" +
-	"\x05valid\x18\x01 \x01(\bR\x05valid\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\asubject\x18\x03 \x01(\tR\asubject\"\xea\x02\n" +
+	"\x05valid\x18\x01 \x01(\bR\x05valid\x128\n" +
+	"\x06reason\x18\x02 \x01(\x0e2 .keyward.v1.TemporaryTokenReasonR\x06reason\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12%\n" +
+	"\x0eremaining_uses\x18\x04 \x01(\rR\rremainingUses\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\xea\x02\n" +
 	"\n" +
 	"SigningKey\x12\x15\n" +
 	"\x03kid\x18\x01 \x01(\tB\x03\xe0A\x03R\x03kid\x12?\n" +
@@ -1800,7 +2001,7 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\x17SIGNING_ALGORITHM_HS256\x10\x01\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_RS256\x10\x02\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_ES256\x10\x03\x12\x1b\n" +
-	"\x17SIGNING_ALGORITHM_EDDSA\x10\x04*\xae\x03\n" +
+	"\x17SIGNING_ALGORITHM_EDDSA\x10\x04*\x81\x04\n" +
 	"\x15TokenValidationReason\x12'\n" +
 	"#TOKEN_VALIDATION_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aTOKEN_VALIDATION_REASON_OK\x10\x01\x12%\n" +
@@ -1811,7 +2012,23 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"&TOKEN_VALIDATION_REASON_WRONG_AUDIENCE\x10\x06\x12#\n" +
 	"\x1fTOKEN_VALIDATION_REASON_REVOKED\x10\a\x12-\n" +
 	")TOKEN_VALIDATION_REASON_PERMISSION_DENIED\x10\b\x12*\n" +
-	"&TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED\x10\t*\x92\x01\n" +
+	"&TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED\x10\t\x12'\n" +
+	"#TOKEN_VALIDATION_REASON_INVALID_KEY\x10\n" +
+	"\x12(\n" +
+	"$TOKEN_VALIDATION_REASON_WRONG_ISSUER\x10\v*p\n" +
+	"\x0eCredentialType\x12\x1f\n" +
+	"\x1bCREDENTIAL_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cCREDENTIAL_TYPE_ACCESS_TOKEN\x10\x01\x12\x1b\n" +
+	"\x17CREDENTIAL_TYPE_API_KEY\x10\x02*\xc1\x02\n" +
+	"\x14TemporaryTokenReason\x12&\n" +
+	"\"TEMPORARY_TOKEN_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19TEMPORARY_TOKEN_REASON_OK\x10\x01\x12$\n" +
+	" TEMPORARY_TOKEN_REASON_MALFORMED\x10\x02\x12$\n" +
+	" TEMPORARY_TOKEN_REASON_NOT_FOUND\x10\x03\x12\"\n" +
+	"\x1eTEMPORARY_TOKEN_REASON_EXPIRED\x10\x04\x12\"\n" +
+	"\x1eTEMPORARY_TOKEN_REASON_USED_UP\x10\x05\x12*\n" +
+	"&TEMPORARY_TOKEN_REASON_WRONG_OPERATION\x10\x06\x12\"\n" +
+	"\x1eTEMPORARY_TOKEN_REASON_REVOKED\x10\a*\x92\x01\n" +
 	"\x0fSigningKeyState\x12!\n" +
 	"\x1dSIGNING_KEY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SIGNING_KEY_STATE_ACTIVE\x10\x01\x12\x1f\n" +
@@ -1842,81 +2059,87 @@ func file_keyward_v1_tokens_proto_rawDescGZIP() []byte {
 	return file_keyward_v1_tokens_proto_rawDescData
 }
 
-var file_keyward_v1_tokens_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_keyward_v1_tokens_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_keyward_v1_tokens_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_keyward_v1_tokens_proto_goTypes = []any{
 	(SigningAlgorithm)(0),                 // 0: keyward.v1.SigningAlgorithm
 	(TokenValidationReason)(0),            // 1: keyward.v1.TokenValidationReason
-	(SigningKeyState)(0),                  // 2: keyward.v1.SigningKeyState
-	(*IssueTokenRequest)(nil),             // 3: keyward.v1.IssueTokenRequest
-	(*IssueTokenResponse)(nil),            // 4: keyward.v1.IssueTokenResponse
-	(*RefreshTokenRequest)(nil),           // 5: keyward.v1.RefreshTokenRequest
-	(*RefreshTokenResponse)(nil),          // 6: keyward.v1.RefreshTokenResponse
-	(*ValidateTokenRequest)(nil),          // 7: keyward.v1.ValidateTokenRequest
-	(*TokenClaims)(nil),                   // 8: keyward.v1.TokenClaims
-	(*ValidateTokenResponse)(nil),         // 9: keyward.v1.ValidateTokenResponse
-	(*RevokeTokenRequest)(nil),            // 10: keyward.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),           // 11: keyward.v1.RevokeTokenResponse
-	(*IssueTemporaryTokenRequest)(nil),    // 12: keyward.v1.IssueTemporaryTokenRequest
-	(*IssueTemporaryTokenResponse)(nil),   // 13: keyward.v1.IssueTemporaryTokenResponse
-	(*ConsumeTemporaryTokenRequest)(nil),  // 14: keyward.v1.ConsumeTemporaryTokenRequest
-	(*ConsumeTemporaryTokenResponse)(nil), // 15: keyward.v1.ConsumeTemporaryTokenResponse
-	(*SigningKey)(nil),                    // 16: keyward.v1.SigningKey
-	(*ListSigningKeysRequest)(nil),        // 17: keyward.v1.ListSigningKeysRequest
-	(*ListSigningKeysResponse)(nil),       // 18: keyward.v1.ListSigningKeysResponse
-	(*RotateSigningKeyRequest)(nil),       // 19: keyward.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),      // 20: keyward.v1.RotateSigningKeyResponse
-	(*GetJwksRequest)(nil),                // 21: keyward.v1.GetJwksRequest
-	(*GetJwksResponse)(nil),               // 22: keyward.v1.GetJwksResponse
-	(*Jwk)(nil),                           // 23: keyward.v1.Jwk
-	(*durationpb.Duration)(nil),           // 24: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 25: google.protobuf.Timestamp
+	(CredentialType)(0),                   // 2: keyward.v1.CredentialType
+	(TemporaryTokenReason)(0),             // 3: keyward.v1.TemporaryTokenReason
+	(SigningKeyState)(0),                  // 4: keyward.v1.SigningKeyState
+	(*IssueTokenRequest)(nil),             // 5: keyward.v1.IssueTokenRequest
+	(*IssueTokenResponse)(nil),            // 6: keyward.v1.IssueTokenResponse
+	(*RefreshTokenRequest)(nil),           // 7: keyward.v1.RefreshTokenRequest
+	(*RefreshTokenResponse)(nil),          // 8: keyward.v1.RefreshTokenResponse
+	(*ValidateTokenRequest)(nil),          // 9: keyward.v1.ValidateTokenRequest
+	(*TokenClaims)(nil),                   // 10: keyward.v1.TokenClaims
+	(*ValidateTokenResponse)(nil),         // 11: keyward.v1.ValidateTokenResponse
+	(*RevokeTokenRequest)(nil),            // 12: keyward.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),           // 13: keyward.v1.RevokeTokenResponse
+	(*IssueTemporaryTokenRequest)(nil),    // 14: keyward.v1.IssueTemporaryTokenRequest
+	(*IssueTemporaryTokenResponse)(nil),   // 15: keyward.v1.IssueTemporaryTokenResponse
+	(*ConsumeTemporaryTokenRequest)(nil),  // 16: keyward.v1.ConsumeTemporaryTokenRequest
+	(*ConsumeTemporaryTokenResponse)(nil), // 17: keyward.v1.ConsumeTemporaryTokenResponse
+	(*SigningKey)(nil),                    // 18: keyward.v1.SigningKey
+	(*ListSigningKeysRequest)(nil),        // 19: keyward.v1.ListSigningKeysRequest
+	(*ListSigningKeysResponse)(nil),       // 20: keyward.v1.ListSigningKeysResponse
+	(*RotateSigningKeyRequest)(nil),       // 21: keyward.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),      // 22: keyward.v1.RotateSigningKeyResponse
+	(*GetJwksRequest)(nil),                // 23: keyward.v1.GetJwksRequest
+	(*GetJwksResponse)(nil),               // 24: keyward.v1.GetJwksResponse
+	(*Jwk)(nil),                           // 25: keyward.v1.Jwk
+	(*durationpb.Duration)(nil),           // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 27: google.protobuf.Timestamp
+	(VerificationReason)(0),               // 28: keyward.v1.VerificationReason
 }
 var file_keyward_v1_tokens_proto_depIdxs = []int32{
-	24, // 0: keyward.v1.IssueTokenRequest.ttl:type_name -> google.protobuf.Duration
-	25, // 1: keyward.v1.IssueTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 2: keyward.v1.IssueTokenResponse.refresh_token_expire_time:type_name -> google.protobuf.Timestamp
-	25, // 3: keyward.v1.RefreshTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 4: keyward.v1.RefreshTokenResponse.refresh_token_expire_time:type_name -> google.protobuf.Timestamp
-	25, // 5: keyward.v1.TokenClaims.issue_time:type_name -> google.protobuf.Timestamp
-	25, // 6: keyward.v1.TokenClaims.not_before_time:type_name -> google.protobuf.Timestamp
-	25, // 7: keyward.v1.TokenClaims.expire_time:type_name -> google.protobuf.Timestamp
+	26, // 0: keyward.v1.IssueTokenRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 1: keyward.v1.IssueTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 2: keyward.v1.IssueTokenResponse.refresh_token_expire_time:type_name -> google.protobuf.Timestamp
+	27, // 3: keyward.v1.RefreshTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 4: keyward.v1.RefreshTokenResponse.refresh_token_expire_time:type_name -> google.protobuf.Timestamp
+	27, // 5: keyward.v1.TokenClaims.issue_time:type_name -> google.protobuf.Timestamp
+	27, // 6: keyward.v1.TokenClaims.not_before_time:type_name -> google.protobuf.Timestamp
+	27, // 7: keyward.v1.TokenClaims.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: keyward.v1.ValidateTokenResponse.reason:type_name -> keyward.v1.TokenValidationReason
-	8,  // 9: keyward.v1.ValidateTokenResponse.claims:type_name -> keyward.v1.TokenClaims
-	24, // 10: keyward.v1.IssueTemporaryTokenRequest.ttl:type_name -> google.protobuf.Duration
-	25, // 11: keyward.v1.IssueTemporaryTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 12: keyward.v1.SigningKey.algorithm:type_name -> keyward.v1.SigningAlgorithm
-	2,  // 13: keyward.v1.SigningKey.state:type_name -> keyward.v1.SigningKeyState
-	25, // 14: keyward.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	25, // 15: keyward.v1.SigningKey.deactivate_time:type_name -> google.protobuf.Timestamp
-	25, // 16: keyward.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
-	16, // 17: keyward.v1.ListSigningKeysResponse.signing_keys:type_name -> keyward.v1.SigningKey
-	0,  // 18: keyward.v1.RotateSigningKeyRequest.algorithm:type_name -> keyward.v1.SigningAlgorithm
-	16, // 19: keyward.v1.RotateSigningKeyResponse.signing_key:type_name -> keyward.v1.SigningKey
-	23, // 20: keyward.v1.GetJwksResponse.keys:type_name -> keyward.v1.Jwk
-	3,  // 21: keyward.v1.TokenService.IssueToken:input_type -> keyward.v1.IssueTokenRequest
-	5,  // 22: keyward.v1.TokenService.RefreshToken:input_type -> keyward.v1.RefreshTokenRequest
-	7,  // 23: keyward.v1.TokenService.ValidateToken:input_type -> keyward.v1.ValidateTokenRequest
-	10, // 24: keyward.v1.TokenService.RevokeToken:input_type -> keyward.v1.RevokeTokenRequest
-	12, // 25: keyward.v1.TokenService.IssueTemporaryToken:input_type -> keyward.v1.IssueTemporaryTokenRequest
-	14, // 26: keyward.v1.TokenService.ConsumeTemporaryToken:input_type -> keyward.v1.ConsumeTemporaryTokenRequest
-	17, // 27: keyward.v1.TokenService.ListSigningKeys:input_type -> keyward.v1.ListSigningKeysRequest
-	19, // 28: keyward.v1.TokenService.RotateSigningKey:input_type -> keyward.v1.RotateSigningKeyRequest
-	21, // 29: keyward.v1.TokenService.GetJwks:input_type -> keyward.v1.GetJwksRequest
-	4,  // 30: keyward.v1.TokenService.IssueToken:output_type -> keyward.v1.IssueTokenResponse
-	6,  // 31: keyward.v1.TokenService.RefreshToken:output_type -> keyward.v1.RefreshTokenResponse
-	9,  // 32: keyward.v1.TokenService.ValidateToken:output_type -> keyward.v1.ValidateTokenResponse
-	11, // 33: keyward.v1.TokenService.RevokeToken:output_type -> keyward.v1.RevokeTokenResponse
-	13, // 34: keyward.v1.TokenService.IssueTemporaryToken:output_type -> keyward.v1.IssueTemporaryTokenResponse
-	15, // 35: keyward.v1.TokenService.ConsumeTemporaryToken:output_type -> keyward.v1.ConsumeTemporaryTokenResponse
-	18, // 36: keyward.v1.TokenService.ListSigningKeys:output_type -> keyward.v1.ListSigningKeysResponse
-	20, // 37: keyward.v1.TokenService.RotateSigningKey:output_type -> keyward.v1.RotateSigningKeyResponse
-	22, // 38: keyward.v1.TokenService.GetJwks:output_type -> keyward.v1.GetJwksResponse
-	30, // [30:39] is the sub-list for method output_type
-	21, // [21:30] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	10, // 9: keyward.v1.ValidateTokenResponse.claims:type_name -> keyward.v1.TokenClaims
+	2,  // 10: keyward.v1.ValidateTokenResponse.credential_type:type_name -> keyward.v1.CredentialType
+	28, // 11: keyward.v1.ValidateTokenResponse.key_reason:type_name -> keyward.v1.VerificationReason
+	26, // 12: keyward.v1.IssueTemporaryTokenRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 13: keyward.v1.IssueTemporaryTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 14: keyward.v1.ConsumeTemporaryTokenResponse.reason:type_name -> keyward.v1.TemporaryTokenReason
+	0,  // 15: keyward.v1.SigningKey.algorithm:type_name -> keyward.v1.SigningAlgorithm
+	4,  // 16: keyward.v1.SigningKey.state:type_name -> keyward.v1.SigningKeyState
+	27, // 17: keyward.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	27, // 18: keyward.v1.SigningKey.deactivate_time:type_name -> google.protobuf.Timestamp
+	27, // 19: keyward.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	18, // 20: keyward.v1.ListSigningKeysResponse.signing_keys:type_name -> keyward.v1.SigningKey
+	0,  // 21: keyward.v1.RotateSigningKeyRequest.algorithm:type_name -> keyward.v1.SigningAlgorithm
+	18, // 22: keyward.v1.RotateSigningKeyResponse.signing_key:type_name -> keyward.v1.SigningKey
+	25, // 23: keyward.v1.GetJwksResponse.keys:type_name -> keyward.v1.Jwk
+	5,  // 24: keyward.v1.TokenService.IssueToken:input_type -> keyward.v1.IssueTokenRequest
+	7,  // 25: keyward.v1.TokenService.RefreshToken:input_type -> keyward.v1.RefreshTokenRequest
+	9,  // 26: keyward.v1.TokenService.ValidateToken:input_type -> keyward.v1.ValidateTokenRequest
+	12, // 27: keyward.v1.TokenService.RevokeToken:input_type -> keyward.v1.RevokeTokenRequest
+	14, // 28: keyward.v1.TokenService.IssueTemporaryToken:input_type -> keyward.v1.IssueTemporaryTokenRequest
+	16, // 29: keyward.v1.TokenService.ConsumeTemporaryToken:input_type -> keyward.v1.ConsumeTemporaryTokenRequest
+	19, // 30: keyward.v1.TokenService.ListSigningKeys:input_type -> keyward.v1.ListSigningKeysRequest
+	21, // 31: keyward.v1.TokenService.RotateSigningKey:input_type -> keyward.v1.RotateSigningKeyRequest
+	23, // 32: keyward.v1.TokenService.GetJwks:input_type -> keyward.v1.GetJwksRequest
+	6,  // 33: keyward.v1.TokenService.IssueToken:output_type -> keyward.v1.IssueTokenResponse
+	8,  // 34: keyward.v1.TokenService.RefreshToken:output_type -> keyward.v1.RefreshTokenResponse
+	11, // 35: keyward.v1.TokenService.ValidateToken:output_type -> keyward.v1.ValidateTokenResponse
+	13, // 36: keyward.v1.TokenService.RevokeToken:output_type -> keyward.v1.RevokeTokenResponse
+	15, // 37: keyward.v1.TokenService.IssueTemporaryToken:output_type -> keyward.v1.IssueTemporaryTokenResponse
+	17, // 38: keyward.v1.TokenService.ConsumeTemporaryToken:output_type -> keyward.v1.ConsumeTemporaryTokenResponse
+	20, // 39: keyward.v1.TokenService.ListSigningKeys:output_type -> keyward.v1.ListSigningKeysResponse
+	22, // 40: keyward.v1.TokenService.RotateSigningKey:output_type -> keyward.v1.RotateSigningKeyResponse
+	24, // 41: keyward.v1.TokenService.GetJwks:output_type -> keyward.v1.GetJwksResponse
+	33, // [33:42] is the sub-list for method output_type
+	24, // [24:33] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_keyward_v1_tokens_proto_init() }
@@ -1924,10 +2147,12 @@ func file_keyward_v1_tokens_proto_init() {
 	if File_keyward_v1_tokens_proto != nil {
 		return
 	}
+	file_keyward_v1_keys_proto_init()
 	file_keyward_v1_tokens_proto_msgTypes[7].OneofWrappers = []any{
 		(*RevokeTokenRequest_AccessToken)(nil),
 		(*RevokeTokenRequest_TokenId)(nil),
 		(*RevokeTokenRequest_RefreshToken)(nil),
+		(*RevokeTokenRequest_FamilyId)(nil),
 	}
 	file_keyward_v1_tokens_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
@@ -1935,7 +2160,7 @@ func file_keyward_v1_tokens_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyward_v1_tokens_proto_rawDesc), len(file_keyward_v1_tokens_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      5,
 			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -44,16 +44,18 @@ type TokenServiceClient interface {
 	// RefreshToken exchanges a refresh token for a new access token and a new refresh
 	// token. A refresh token works once: presenting a used one revokes its whole family.
 	RefreshToken(ctx context.Context, in *RefreshTokenRequest, opts ...grpc.CallOption) (*RefreshTokenResponse, error)
-	// ValidateToken checks an access token and answers whether it is valid, why not
-	// when it is not, and its claims.
+	// ValidateToken (introspection) checks a credential and answers whether it is
+	// valid, why not when it is not, and its claims. It accepts Keyward access tokens
+	// and API keys alike, so a resource server can pass on whatever its client sent.
 	ValidateToken(ctx context.Context, in *ValidateTokenRequest, opts ...grpc.CallOption) (*ValidateTokenResponse, error)
-	// RevokeToken revokes an access token (by token or jti) or a refresh token's family.
+	// RevokeToken revokes an access token (by token or jti, until it expires), a refresh
+	// token's whole family, or a family by id.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
 	// IssueTemporaryToken issues a short-lived token that authorises one named
-	// operation, once or until it expires.
+	// operation, usable once by default or up to max_uses times, until it expires.
 	IssueTemporaryToken(ctx context.Context, in *IssueTemporaryTokenRequest, opts ...grpc.CallOption) (*IssueTemporaryTokenResponse, error)
-	// ConsumeTemporaryToken checks a temporary token for an operation and, when it is
-	// single-use, uses it up: of concurrent consumers exactly one succeeds.
+	// ConsumeTemporaryToken checks a temporary token for an operation and counts one
+	// use atomically: of concurrent consumers of a single-use token exactly one succeeds.
 	ConsumeTemporaryToken(ctx context.Context, in *ConsumeTemporaryTokenRequest, opts ...grpc.CallOption) (*ConsumeTemporaryTokenResponse, error)
 	// ListSigningKeys lists the keys that sign access tokens, without private parts.
 	ListSigningKeys(ctx context.Context, in *ListSigningKeysRequest, opts ...grpc.CallOption) (*ListSigningKeysResponse, error)
@@ -177,16 +179,18 @@ type TokenServiceServer interface {
 	// RefreshToken exchanges a refresh token for a new access token and a new refresh
 	// token. A refresh token works once: presenting a used one revokes its whole family.
 	RefreshToken(context.Context, *RefreshTokenRequest) (*RefreshTokenResponse, error)
-	// ValidateToken checks an access token and answers whether it is valid, why not
-	// when it is not, and its claims.
+	// ValidateToken (introspection) checks a credential and answers whether it is
+	// valid, why not when it is not, and its claims. It accepts Keyward access tokens
+	// and API keys alike, so a resource server can pass on whatever its client sent.
 	ValidateToken(context.Context, *ValidateTokenRequest) (*ValidateTokenResponse, error)
-	// RevokeToken revokes an access token (by token or jti) or a refresh token's family.
+	// RevokeToken revokes an access token (by token or jti, until it expires), a refresh
+	// token's whole family, or a family by id.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
 	// IssueTemporaryToken issues a short-lived token that authorises one named
-	// operation, once or until it expires.
+	// operation, usable once by default or up to max_uses times, until it expires.
 	IssueTemporaryToken(context.Context, *IssueTemporaryTokenRequest) (*IssueTemporaryTokenResponse, error)
-	// ConsumeTemporaryToken checks a temporary token for an operation and, when it is
-	// single-use, uses it up: of concurrent consumers exactly one succeeds.
+	// ConsumeTemporaryToken checks a temporary token for an operation and counts one
+	// use atomically: of concurrent consumers of a single-use token exactly one succeeds.
 	ConsumeTemporaryToken(context.Context, *ConsumeTemporaryTokenRequest) (*ConsumeTemporaryTokenResponse, error)
 	// ListSigningKeys lists the keys that sign access tokens, without private parts.
 	ListSigningKeys(context.Context, *ListSigningKeysRequest) (*ListSigningKeysResponse, error)

@@ -1,0 +1,323 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/repotest"
+)
+
+// open returns a new store in a fresh temporary directory.
+func open(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), t.TempDir())
+	require.NoError(t, err)
+	return s
+}
+
+func TestContract(t *testing.T) {
+	repotest.Run(t, repotest.Capabilities{AtomicConditionalUpdates: true},
+		func(t *testing.T) repository.Store { return open(t) })
+}
+
+func TestSecondOpenFailsWhileInUse(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	first, err := Open(ctx, dir)
+	require.NoError(t, err)
+
+	second, err := Open(ctx, dir)
+	require.Error(t, err)
+	assert.Nil(t, second)
+	assert.ErrorIs(t, err, ErrInUse)
+	assert.Equal(t, fmt.Sprintf("data dir %q is in use by another Keyward process", dir), err.Error())
+	require.NoError(t, first.Ping(ctx), "a failed Open leaves the first store working")
+
+	require.NoError(t, first.Close(ctx))
+	require.NoError(t, first.Close(ctx), "Close is idempotent")
+	third, err := Open(ctx, dir)
+	require.NoError(t, err, "the directory is free again after Close")
+	require.NoError(t, third.Close(ctx))
+}
+
+func TestDataSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "nested", "data")
+	s, err := Open(ctx, dir)
+	require.NoError(t, err)
+	info, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), info.Mode().Perm(), "the data dir is private")
+
+	base := time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC)
+	k := repotest.SampleKey("acme", base)
+	require.NoError(t, s.Keys().CreateKey(ctx, k))
+	k.Name = "renamed"
+	require.NoError(t, s.Keys().UpdateKey(ctx, k))
+	used := base.Add(time.Hour)
+	require.NoError(t, s.Keys().RecordKeyUse(ctx, map[string]time.Time{k.ID: used}))
+	k.LastUsedTime = used
+	r := &repository.Role{Name: "cashier", Permissions: []string{"orders:create"}, CreateTime: base, UpdateTime: base}
+	require.NoError(t, s.Roles().CreateRole(ctx, r))
+	rev := &repository.Revocation{Kind: repository.RevokedAPIKey, SubjectID: k.ID, RevokeTime: base, Reason: "leaked"}
+	require.NoError(t, s.Revocations().AppendRevocation(ctx, rev))
+	require.NoError(t, s.Close(ctx))
+
+	s, err = Open(ctx, dir)
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	got, err := s.Keys().GetKey(ctx, k.ID)
+	require.NoError(t, err)
+	assert.Equal(t, k, got)
+	assert.Equal(t, int64(2), got.Version)
+	gotRole, err := s.Roles().GetRole(ctx, "cashier")
+	require.NoError(t, err)
+	assert.Equal(t, r, gotRole)
+	found, err := s.Revocations().FindRevocation(ctx, repository.RevokedAPIKey, k.ID)
+	require.NoError(t, err)
+	assert.Equal(t, rev, found)
+	next := &repository.Revocation{Kind: repository.RevokedAccessToken, SubjectID: "jti", RevokeTime: base}
+	require.NoError(t, s.Revocations().AppendRevocation(ctx, next))
+	assert.Equal(t, uint64(2), next.Sequence, "the sequence continues after a restart")
+
+	var v int
+	require.NoError(t, s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v))
+	assert.Equal(t, len(migrations), v, "reopening applies no migration twice")
+}
+
+func TestConnectionPragmas(t *testing.T) {
+	s := open(t)
+	defer s.Close(context.Background())
+	for _, tc := range []struct {
+		pragma         string
+		writer, reader string
+	}{
+		{"journal_mode", "wal", "wal"},
+		{"synchronous", "2", "2"}, // FULL
+		{"foreign_keys", "1", "1"},
+		{"busy_timeout", "10000", "10000"},
+		{"query_only", "0", "1"},
+	} {
+		var w, r string
+		require.NoError(t, s.w.QueryRow("PRAGMA "+tc.pragma).Scan(&w))
+		require.NoError(t, s.r.QueryRow("PRAGMA "+tc.pragma).Scan(&r))
+		assert.Equal(t, tc.writer, w, "writer %s", tc.pragma)
+		assert.Equal(t, tc.reader, r, "reader %s", tc.pragma)
+	}
+	_, err := s.r.Exec("DELETE FROM keys")
+	assert.Error(t, err, "the read pool cannot write")
+}
+
+func TestOpenMigratesAnOlderSchema(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	// A database as the first release left it: migration 1 only.
+	db, err := sql.Open("sqlite", dsn(filepath.Join(dir, DBFileName), false))
+	require.NoError(t, err)
+	_, err = db.Exec(migrations[0] + "; PRAGMA user_version = 1")
+	require.NoError(t, err)
+	_, err = db.Exec(`INSERT INTO keys (id, owner, environment, state, create_ms, version, doc)
+		VALUES ('old', 'acme', 'live', 'active', 1, 3, '{"name":"from v1"}')`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	s, err := Open(ctx, dir)
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	var v int
+	require.NoError(t, s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v))
+	assert.Equal(t, len(migrations), v)
+	k, err := s.Keys().GetKey(ctx, "old")
+	require.NoError(t, err)
+	assert.Equal(t, "from v1", k.Name)
+	assert.Equal(t, int64(3), k.Version)
+	require.NoError(t, s.Tokens().Claim(ctx, "new-table", time.Time{}), "the tables of later migrations exist")
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir)
+	require.NoError(t, err)
+	_, err = s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations)+1))
+	require.NoError(t, err)
+	require.NoError(t, s.Close(ctx))
+
+	s, err = Open(ctx, dir)
+	require.ErrorContains(t, err, "newer than this Keyward supports")
+	assert.Nil(t, s)
+	_, err = Open(ctx, dir)
+	require.ErrorContains(t, err, "newer than this Keyward supports", "the failed Open released the lock")
+	assert.NotErrorIs(t, err, ErrInUse)
+}
+
+func TestPathNeedsNoEscaping(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "odd ?name#50%")
+	s, err := Open(ctx, dir)
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	_, err = os.Stat(filepath.Join(dir, DBFileName))
+	assert.NoError(t, err, "the database is inside the directory, under its literal name")
+}
+
+func TestCanceledContext(t *testing.T) {
+	s := open(t)
+	defer s.Close(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	_, err := s.Keys().GetKey(ctx, "x")
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, s.Keys().CreateKey(ctx, repotest.SampleKey("acme", time.Now())), context.Canceled)
+	_, err = s.Keys().ListKeys(ctx, repository.KeyFilter{}, 10, nil)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, s.Keys().RecordKeyUse(ctx, map[string]time.Time{"x": time.Now()}), context.Canceled)
+	assert.ErrorIs(t, s.Roles().DeleteRole(ctx, "x"), context.Canceled)
+	assert.ErrorIs(t, s.Revocations().AppendRevocation(ctx, &repository.Revocation{Kind: "k", SubjectID: "s"}), context.Canceled)
+	_, err = s.Tokens().PruneExpired(ctx, time.Now())
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestZeroCreateTimeRoundTripsAndSortsOldest(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	old := &repository.Key{ID: "a", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive}
+	require.NoError(t, s.Keys().CreateKey(ctx, old))
+	young := &repository.Key{ID: "b", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive,
+		CreateTime: time.UnixMilli(0).UTC()}
+	require.NoError(t, s.Keys().CreateKey(ctx, young))
+
+	got, err := s.Keys().ListKeys(ctx, repository.KeyFilter{}, 10, nil)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, young, got[0], "the Unix epoch is a time, not the zero time")
+	assert.Equal(t, old, got[1])
+	assert.True(t, got[1].CreateTime.IsZero())
+}
+
+func TestErrorsQuoteNoDocument(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	_, err := s.w.ExecContext(ctx,
+		`INSERT INTO keys (id, owner, environment, state, create_ms, version, doc) VALUES ('k', 'o', 'live', 'active', 0, 1, ?)`,
+		`{"secret_hash":"c2VjcmV0"`)
+	require.NoError(t, err)
+	_, err = s.Keys().GetKey(ctx, "k")
+	require.ErrorIs(t, err, errCorruptDocument)
+	assert.NotContains(t, err.Error(), "c2VjcmV0")
+}
+
+func TestFilterNeedsNow(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	_, err := s.Keys().ListKeys(ctx, repository.KeyFilter{State: repository.KeyFilterActive}, 10, nil)
+	assert.ErrorContains(t, err, "needs the time")
+	_, err = s.Keys().CountKeys(ctx, repository.KeyFilter{State: "bogus", Now: time.Now()})
+	assert.ErrorContains(t, err, "unknown state")
+}
+
+// TestQueriesUseIndexes checks that every key listing walks an index in the
+// listing order (no full scan, no sort), and that lookups probe an index.
+func TestQueriesUseIndexes(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	now := time.Now()
+	cursor := &repository.KeyCursor{CreateTime: now, ID: "x"}
+	for _, tc := range []struct {
+		f     repository.KeyFilter
+		after *repository.KeyCursor
+		index string
+	}{
+		{repository.KeyFilter{}, nil, "keys_by_create"},
+		{repository.KeyFilter{}, cursor, "keys_by_create"},
+		{repository.KeyFilter{State: repository.KeyFilterActive, Now: now}, cursor, "keys_by_create"},
+		{repository.KeyFilter{Owner: "acme"}, nil, "keys_by_owner_create"},
+		{repository.KeyFilter{Owner: "acme", Environment: repository.EnvironmentTest, State: repository.KeyFilterExpired, Now: now}, cursor, "keys_by_owner_create"},
+	} {
+		query, args, err := listKeysQuery(tc.f, 10, tc.after)
+		require.NoError(t, err)
+		plan := explain(t, s.r, query, args...)
+		assert.Contains(t, plan, "USING INDEX "+tc.index, "%s\n%s", query, plan)
+		assert.NotContains(t, plan, "TEMP B-TREE", "%s\n%s", query, plan)
+		if tc.after != nil {
+			assert.Contains(t, plan, "(create_ms", "the cursor bounds the index range\n%s", plan)
+		}
+	}
+	where, args, err := keyWhere(repository.KeyFilter{Owner: "acme", State: repository.KeyFilterRevoked})
+	require.NoError(t, err)
+	plan := explain(t, s.r, "SELECT count(*) FROM keys"+where, args...)
+	assert.Contains(t, plan, "keys_by_owner_create", plan)
+	plan = explain(t, s.r, "SELECT "+keyColumns+" FROM keys WHERE id = ?", "x")
+	assert.Contains(t, plan, "SEARCH keys USING INDEX sqlite_autoindex_keys_1 (id=?)", plan)
+	plan = explain(t, s.r, "SELECT "+revocationColumns+" FROM revocations WHERE kind = ? AND subject_id = ? ORDER BY seq LIMIT 1", "k", "s")
+	assert.Contains(t, plan, "USING INDEX revocations_by_subject (kind=? AND subject_id=?)", plan)
+	assert.NotContains(t, plan, "TEMP B-TREE", plan)
+	plan = explain(t, s.r, "SELECT kid FROM signing_keys ORDER BY create_ms DESC, kid DESC")
+	assert.NotContains(t, plan, "TEMP B-TREE", plan)
+}
+
+func explain(t *testing.T, db *sql.DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
+	require.NoError(t, err)
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &notused, &detail))
+		lines = append(lines, detail)
+	}
+	require.NoError(t, rows.Err())
+	return strings.Join(lines, "\n")
+}
+
+// BenchmarkGetKey100k measures a lookup by id in a store of 100,000 keys.
+func BenchmarkGetKey100k(b *testing.B) {
+	ctx := context.Background()
+	s := open(b)
+	defer s.Close(ctx)
+
+	const n = 100_000
+	base := time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC)
+	ids := make([]string, 0, n)
+	batch := make([]*repository.Key, 0, 10_000)
+	for i := range n {
+		k := repotest.SampleKey(fmt.Sprintf("owner-%d", i%100), base.Add(time.Duration(i)*time.Second))
+		ids = append(ids, k.ID)
+		batch = append(batch, k)
+		if len(batch) == cap(batch) {
+			require.NoError(b, s.keys.insertKeys(ctx, batch))
+			batch = batch[:0]
+		}
+	}
+	var count int64
+	require.NoError(b, s.r.QueryRowContext(ctx, "SELECT count(*) FROM keys").Scan(&count))
+	require.Equal(b, int64(n), count)
+
+	for i := 0; b.Loop(); i++ {
+		id := ids[(i*7919)%n] // a prime stride: lookups all over the table
+		k, err := s.Keys().GetKey(ctx, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if k.ID != id {
+			b.Fatalf("got key %q, want %q", k.ID, id)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations create and upgrade the schema. migrations[i] moves the database from
+// user_version i to i+1; append new ones, never edit applied ones.
+var migrations = []string{
+	// 1: keys and roles.
+	`
+CREATE TABLE keys (
+	id           TEXT    NOT NULL PRIMARY KEY,
+	owner        TEXT    NOT NULL,
+	environment  TEXT    NOT NULL,
+	state        TEXT    NOT NULL,
+	expire_ms    INTEGER,          -- NULL: never expires
+	create_ms    INTEGER NOT NULL,
+	version      INTEGER NOT NULL,
+	last_used_ms INTEGER,          -- NULL: never used
+	doc          TEXT    NOT NULL  -- JSON: every other field
+) STRICT;
+CREATE INDEX keys_by_create ON keys (create_ms DESC, id DESC);
+CREATE INDEX keys_by_owner_create ON keys (owner, create_ms DESC, id DESC);
+
+CREATE TABLE roles (
+	name    TEXT    NOT NULL PRIMARY KEY,
+	version INTEGER NOT NULL,
+	doc     TEXT    NOT NULL  -- JSON: every other field
+) STRICT;
+`,
+	// 2: signing keys, refresh and temporary tokens, claims, the revocation log.
+	`
+CREATE TABLE signing_keys (
+	kid            TEXT    NOT NULL PRIMARY KEY,
+	algorithm      TEXT    NOT NULL,
+	sealed_private BLOB,
+	public         BLOB,             -- NULL for HS256
+	create_ms      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX signing_keys_by_create ON signing_keys (create_ms DESC, kid DESC);
+
+CREATE TABLE refresh_tokens (
+	id        TEXT    NOT NULL PRIMARY KEY,
+	family_id TEXT    NOT NULL,
+	key_id    TEXT    NOT NULL,
+	expire_ms INTEGER,          -- NULL: never expires
+	doc       TEXT    NOT NULL  -- JSON: every other field
+) STRICT;
+CREATE INDEX refresh_tokens_by_expire ON refresh_tokens (expire_ms);
+
+CREATE TABLE temporary_tokens (
+	id        TEXT    NOT NULL PRIMARY KEY,
+	key_id    TEXT    NOT NULL,
+	expire_ms INTEGER,          -- NULL: never expires
+	doc       TEXT    NOT NULL  -- JSON: every other field
+) STRICT;
+CREATE INDEX temporary_tokens_by_expire ON temporary_tokens (expire_ms);
+
+CREATE TABLE claims (
+	name      TEXT    NOT NULL PRIMARY KEY,
+	expire_ms INTEGER           -- NULL: never forgotten
+) STRICT;
+CREATE INDEX claims_by_expire ON claims (expire_ms);
+
+-- AUTOINCREMENT: a sequence number is never reused, even after its row is pruned.
+CREATE TABLE revocations (
+	seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+	kind              TEXT    NOT NULL,
+	subject_id        TEXT    NOT NULL,
+	revoke_ms         INTEGER,
+	relevant_until_ms INTEGER,        -- NULL: relevant for ever
+	reason            TEXT    NOT NULL
+) STRICT;
+CREATE INDEX revocations_by_subject ON revocations (kind, subject_id, seq);
+CREATE INDEX revocations_by_relevance ON revocations (relevant_until_ms);
+`,
+}
+
+// migrate applies the migrations the database lacks, each in its own transaction
+// together with the user_version it reaches.
+func migrate(ctx context.Context, db *sql.DB) error {
+	for {
+		done, err := migrateOne(ctx, db)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateOne applies the next migration, reporting done when there is none.
+func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: holds the write lock throughout
+	if err != nil {
+		return false, fmt.Errorf("schema migration: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return false, fmt.Errorf("schema migration: reading user_version: %w", err)
+	}
+	switch {
+	case v > len(migrations):
+		return false, fmt.Errorf("schema version %d is newer than this Keyward supports (%d); upgrade Keyward", v, len(migrations))
+	case v == len(migrations):
+		return true, tx.Rollback()
+	}
+	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("schema migration %d: %w", v+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return false, fmt.Errorf("schema migration %d: setting user_version: %w", v+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("schema migration %d: commit: %w", v+1, err)
+	}
+	return false, nil
+}

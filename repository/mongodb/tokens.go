@@ -1,0 +1,191 @@
+package mongodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/keyward/keyward/repository"
+)
+
+// refreshTokenDoc is a refresh token as stored in the refresh_tokens collection.
+type refreshTokenDoc struct {
+	ID               string     `bson:"_id"`
+	FamilyID         string     `bson:"family_id"`
+	KeyID            string     `bson:"key_id"`
+	Hash             []byte     `bson:"hash,omitempty"`
+	Audience         []string   `bson:"audience,omitempty"`
+	Roles            []string   `bson:"roles,omitempty"`
+	Permissions      []string   `bson:"permissions,omitempty"`
+	CreateTime       *time.Time `bson:"create_time,omitempty"`
+	ExpireTime       *time.Time `bson:"expire_time,omitempty"`
+	FamilyExpireTime *time.Time `bson:"family_expire_time,omitempty"`
+}
+
+func toRefreshTokenDoc(t *repository.RefreshToken) *refreshTokenDoc {
+	return &refreshTokenDoc{
+		ID:               t.ID,
+		FamilyID:         t.FamilyID,
+		KeyID:            t.KeyID,
+		Hash:             t.Hash,
+		Audience:         t.Audience,
+		Roles:            t.Roles,
+		Permissions:      t.Permissions,
+		CreateTime:       timePtr(t.CreateTime),
+		ExpireTime:       timePtr(t.ExpireTime),
+		FamilyExpireTime: timePtr(t.FamilyExpireTime),
+	}
+}
+
+func (d *refreshTokenDoc) refreshToken() *repository.RefreshToken {
+	return &repository.RefreshToken{
+		ID:               d.ID,
+		FamilyID:         d.FamilyID,
+		KeyID:            d.KeyID,
+		Hash:             nilIfEmpty(d.Hash),
+		Audience:         nilIfEmpty(d.Audience),
+		Roles:            nilIfEmpty(d.Roles),
+		Permissions:      nilIfEmpty(d.Permissions),
+		CreateTime:       timeVal(d.CreateTime),
+		ExpireTime:       timeVal(d.ExpireTime),
+		FamilyExpireTime: timeVal(d.FamilyExpireTime),
+	}
+}
+
+// temporaryTokenDoc is a temporary token as stored in the temporary_tokens
+// collection.
+type temporaryTokenDoc struct {
+	ID         string     `bson:"_id"`
+	KeyID      string     `bson:"key_id"`
+	Operation  string     `bson:"operation"`
+	Hash       []byte     `bson:"hash,omitempty"`
+	MaxUses    int64      `bson:"max_uses"`
+	CreateTime *time.Time `bson:"create_time,omitempty"`
+	ExpireTime *time.Time `bson:"expire_time,omitempty"`
+}
+
+func toTemporaryTokenDoc(t *repository.TemporaryToken) *temporaryTokenDoc {
+	return &temporaryTokenDoc{
+		ID:         t.ID,
+		KeyID:      t.KeyID,
+		Operation:  t.Operation,
+		Hash:       t.Hash,
+		MaxUses:    int64(t.MaxUses),
+		CreateTime: timePtr(t.CreateTime),
+		ExpireTime: timePtr(t.ExpireTime),
+	}
+}
+
+func (d *temporaryTokenDoc) temporaryToken() *repository.TemporaryToken {
+	return &repository.TemporaryToken{
+		ID:         d.ID,
+		KeyID:      d.KeyID,
+		Operation:  d.Operation,
+		Hash:       nilIfEmpty(d.Hash),
+		MaxUses:    int(d.MaxUses),
+		CreateTime: timeVal(d.CreateTime),
+		ExpireTime: timeVal(d.ExpireTime),
+	}
+}
+
+// claimDoc is a claimed name in the claims collection.
+type claimDoc struct {
+	Name       string     `bson:"_id"`
+	ExpireTime *time.Time `bson:"expire_time,omitempty"`
+}
+
+// tokenRepo implements repository.TokenRepository on the refresh_tokens,
+// temporary_tokens and claims collections.
+type tokenRepo struct {
+	refresh   *mongo.Collection
+	temporary *mongo.Collection
+	claims    *mongo.Collection
+}
+
+var _ repository.TokenRepository = (*tokenRepo)(nil)
+
+// CreateRefreshToken inserts t; ErrAlreadyExists when the id is taken.
+func (r *tokenRepo) CreateRefreshToken(ctx context.Context, t *repository.RefreshToken) error {
+	if _, err := r.refresh.InsertOne(ctx, toRefreshTokenDoc(t)); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			// The driver's message is left out: it quotes the duplicate value.
+			return fmt.Errorf("mongodb: create refresh token %q: %w", t.ID, repository.ErrAlreadyExists)
+		}
+		return wrapErr("create refresh token", err)
+	}
+	return nil
+}
+
+// GetRefreshToken finds the refresh token by _id. An expired token is returned as
+// stored until PruneExpired or MongoDB's TTL monitor deletes it (then ErrNotFound);
+// judging expiry is the caller's.
+func (r *tokenRepo) GetRefreshToken(ctx context.Context, id string) (*repository.RefreshToken, error) {
+	var d refreshTokenDoc
+	err := r.refresh.FindOne(ctx, bson.D{{Key: fieldID, Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("mongodb: refresh token %q: %w", id, repository.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr("get refresh token", err)
+	}
+	return d.refreshToken(), nil
+}
+
+// CreateTemporaryToken inserts t; ErrAlreadyExists when the id is taken.
+func (r *tokenRepo) CreateTemporaryToken(ctx context.Context, t *repository.TemporaryToken) error {
+	if _, err := r.temporary.InsertOne(ctx, toTemporaryTokenDoc(t)); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("mongodb: create temporary token %q: %w", t.ID, repository.ErrAlreadyExists)
+		}
+		return wrapErr("create temporary token", err)
+	}
+	return nil
+}
+
+// GetTemporaryToken finds the temporary token by _id.
+func (r *tokenRepo) GetTemporaryToken(ctx context.Context, id string) (*repository.TemporaryToken, error) {
+	var d temporaryTokenDoc
+	err := r.temporary.FindOne(ctx, bson.D{{Key: fieldID, Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("mongodb: temporary token %q: %w", id, repository.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr("get temporary token", err)
+	}
+	return d.temporaryToken(), nil
+}
+
+// Claim inserts {_id: name}. It must stay a plain insert: the unique _id is what
+// lets exactly one of concurrent claims succeed, on MongoDB and on FerretDB alike
+// (an upsert or findOneAndUpdate is not atomic on FerretDB v1). The name is not
+// quoted in errors: callers build it, possibly from token material.
+func (r *tokenRepo) Claim(ctx context.Context, name string, expire time.Time) error {
+	if _, err := r.claims.InsertOne(ctx, claimDoc{Name: name, ExpireTime: timePtr(expire)}); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("mongodb: claim: %w", repository.ErrAlreadyExists)
+		}
+		return wrapErr("claim", err)
+	}
+	return nil
+}
+
+// PruneExpired deletes, collection by collection, the refresh tokens, temporary
+// tokens and claims whose expire_time is before the given time, and returns how
+// many. Documents without an expire_time stay. On an error it returns the count
+// deleted so far; running it again is safe.
+func (r *tokenRepo) PruneExpired(ctx context.Context, before time.Time) (int64, error) {
+	filter := bson.D{{Key: fieldExpireTime, Value: bson.D{{Key: "$lt", Value: before}}}}
+	var total int64
+	for _, coll := range []*mongo.Collection{r.refresh, r.temporary, r.claims} {
+		res, err := coll.DeleteMany(ctx, filter)
+		if err != nil {
+			return total, wrapErr("prune "+coll.Name(), err)
+		}
+		total += res.DeletedCount
+	}
+	return total, nil
+}

@@ -1,0 +1,205 @@
+package server
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/service"
+)
+
+// tokenServer is the gRPC face of service.Tokens.
+type tokenServer struct {
+	keywardv1.UnimplementedTokenServiceServer
+	tokens *service.Tokens
+	ips    *clientIPs
+}
+
+func (s *tokenServer) IssueToken(ctx context.Context, req *keywardv1.IssueTokenRequest) (*keywardv1.IssueTokenResponse, error) {
+	out, err := s.tokens.Issue(ctx, service.IssueRequest{
+		Audience: req.GetAudience(), Permissions: req.GetPermissions(), Roles: req.GetRoles(),
+		TTL: req.GetTtl().AsDuration(), IncludeRefresh: req.GetIncludeRefreshToken(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &keywardv1.IssueTokenResponse{
+		AccessToken: out.AccessToken, TokenType: "Bearer", ExpireTime: timestamppb.New(out.ExpireTime), TokenId: out.TokenID,
+		RefreshToken: out.RefreshToken, RefreshTokenExpireTime: timeToProto(out.RefreshExpireTime),
+	}, nil
+}
+
+func (s *tokenServer) RefreshToken(ctx context.Context, req *keywardv1.RefreshTokenRequest) (*keywardv1.RefreshTokenResponse, error) {
+	out, err := s.tokens.Refresh(ctx, req.GetRefreshToken())
+	if err != nil {
+		return nil, err
+	}
+	return &keywardv1.RefreshTokenResponse{
+		AccessToken: out.AccessToken, TokenType: "Bearer", ExpireTime: timestamppb.New(out.ExpireTime), TokenId: out.TokenID,
+		RefreshToken: out.RefreshToken, RefreshTokenExpireTime: timeToProto(out.RefreshExpireTime),
+	}, nil
+}
+
+func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.ValidateTokenRequest) (*keywardv1.ValidateTokenResponse, error) {
+	var ip netip.Addr
+	if req.GetClientIp() != "" {
+		ip, _ = netip.ParseAddr(req.GetClientIp()) // validated by protovalidate
+	}
+	v, err := s.tokens.Validate(ctx, req.GetToken(), req.GetAudience(), req.GetRequiredPermission(), ip)
+	if err != nil {
+		return nil, err
+	}
+	out := &keywardv1.ValidateTokenResponse{
+		Valid:          v.Valid(),
+		Reason:         tokenReasons[v.Reason],
+		Message:        v.Reason.Message(),
+		CredentialType: keywardv1.CredentialType_CREDENTIAL_TYPE_ACCESS_TOKEN,
+	}
+	if v.APIKey {
+		out.CredentialType = keywardv1.CredentialType_CREDENTIAL_TYPE_API_KEY
+		out.KeyReason = reasonToProto[v.KeyReason]
+		if v.Reason == service.TokenInvalidKey {
+			out.Message = v.KeyReason.Message()
+		}
+	}
+	if c := v.Claims; c != nil {
+		out.Claims = &keywardv1.TokenClaims{
+			Subject: c.Subject, TokenId: c.ID, Issuer: c.Issuer, Audience: c.Audience,
+			Roles: c.Roles, Permissions: c.Permissions, AllowedCidrs: c.CIDRs, Owner: c.Owner,
+		}
+		if c.IssuedAt != nil {
+			out.Claims.IssueTime = timestamppb.New(c.IssuedAt.Time)
+		}
+		if c.NotBefore != nil {
+			out.Claims.NotBeforeTime = timestamppb.New(c.NotBefore.Time)
+		}
+		if c.ExpiresAt != nil {
+			out.Claims.ExpireTime = timestamppb.New(c.ExpiresAt.Time)
+		}
+	}
+	return out, nil
+}
+
+var tokenReasons = map[service.TokenReason]keywardv1.TokenValidationReason{
+	service.TokenOK:               keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_OK,
+	service.TokenMalformed:        keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_MALFORMED,
+	service.TokenBadSignature:     keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_BAD_SIGNATURE,
+	service.TokenExpired:          keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_EXPIRED,
+	service.TokenNotYetValid:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_NOT_YET_VALID,
+	service.TokenWrongAudience:    keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_AUDIENCE,
+	service.TokenRevoked:          keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED,
+	service.TokenPermissionDenied: keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_PERMISSION_DENIED,
+	service.TokenIPNotAllowed:     keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED,
+	service.TokenInvalidKey:       keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_INVALID_KEY,
+	service.TokenWrongIssuer:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_ISSUER,
+}
+
+func (s *tokenServer) RevokeToken(ctx context.Context, req *keywardv1.RevokeTokenRequest) (*keywardv1.RevokeTokenResponse, error) {
+	err := s.tokens.Revoke(ctx, service.RevokeTarget{
+		AccessToken: req.GetAccessToken(), TokenID: req.GetTokenId(), RefreshToken: req.GetRefreshToken(), FamilyID: req.GetFamilyId(),
+	}, req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &keywardv1.RevokeTokenResponse{}, nil
+}
+
+func (s *tokenServer) IssueTemporaryToken(ctx context.Context, req *keywardv1.IssueTemporaryTokenRequest) (*keywardv1.IssueTemporaryTokenResponse, error) {
+	out, err := s.tokens.IssueTemporary(ctx, req.GetOperation(), req.GetTtl().AsDuration(), int(req.GetMaxUses()))
+	if err != nil {
+		return nil, err
+	}
+	return &keywardv1.IssueTemporaryTokenResponse{Token: out.Token, ExpireTime: timestamppb.New(out.ExpireTime), MaxUses: uint32(out.MaxUses)}, nil
+}
+
+var temporaryReasons = map[service.TemporaryReason]keywardv1.TemporaryTokenReason{
+	service.TemporaryOK:             keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
+	service.TemporaryMalformed:      keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
+	service.TemporaryNotFound:       keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
+	service.TemporaryExpired:        keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
+	service.TemporaryUsedUp:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
+	service.TemporaryWrongOperation: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
+	service.TemporaryRevoked:        keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
+}
+
+func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.ConsumeTemporaryTokenRequest) (*keywardv1.ConsumeTemporaryTokenResponse, error) {
+	c, err := s.tokens.ConsumeTemporary(ctx, req.GetToken(), req.GetOperation())
+	if err != nil {
+		return nil, err
+	}
+	return &keywardv1.ConsumeTemporaryTokenResponse{
+		Valid: c.Reason == service.TemporaryOK, Reason: temporaryReasons[c.Reason], Message: c.Reason.Message(),
+		Subject: c.Subject, RemainingUses: uint32(c.Remaining),
+	}, nil
+}
+
+var algorithms = map[string]keywardv1.SigningAlgorithm{
+	service.AlgHS256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256,
+	service.AlgRS256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
+	service.AlgES256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256,
+	service.AlgEdDSA: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA,
+}
+
+func signingKeyToProto(k *service.SigningKey, now time.Time) *keywardv1.SigningKey {
+	out := &keywardv1.SigningKey{
+		Kid: k.Kid, Algorithm: algorithms[k.Algorithm], CreateTime: timestamppb.New(k.CreateTime),
+		DeactivateTime: timeToProto(k.DeactivateTime), RetireTime: timeToProto(k.RetireTime),
+	}
+	switch k.State(now) {
+	case service.SigningActive:
+		out.State = keywardv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE
+	case service.SigningPublished:
+		out.State = keywardv1.SigningKeyState_SIGNING_KEY_STATE_PUBLISHED
+	default:
+		out.State = keywardv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED
+	}
+	return out
+}
+
+func (s *tokenServer) ListSigningKeys(ctx context.Context, _ *keywardv1.ListSigningKeysRequest) (*keywardv1.ListSigningKeysResponse, error) {
+	keys, err := s.tokens.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := &keywardv1.ListSigningKeysResponse{SigningKeys: make([]*keywardv1.SigningKey, len(keys))}
+	for i, k := range keys {
+		out.SigningKeys[i] = signingKeyToProto(k, now)
+	}
+	return out, nil
+}
+
+func (s *tokenServer) RotateSigningKey(ctx context.Context, req *keywardv1.RotateSigningKeyRequest) (*keywardv1.RotateSigningKeyResponse, error) {
+	alg := ""
+	for name, a := range algorithms {
+		if a == req.GetAlgorithm() {
+			alg = name
+		}
+	}
+	k, err := s.tokens.RotateSigningKey(ctx, alg)
+	if err != nil {
+		return nil, err
+	}
+	return &keywardv1.RotateSigningKeyResponse{SigningKey: signingKeyToProto(k, time.Now())}, nil
+}
+
+func (s *tokenServer) GetJwks(context.Context, *keywardv1.GetJwksRequest) (*keywardv1.GetJwksResponse, error) {
+	out := &keywardv1.GetJwksResponse{}
+	for _, j := range s.tokens.JWKS() {
+		k := &keywardv1.Jwk{Kty: j.Kty, Kid: j.Kid, Use: j.Use, Alg: j.Alg}
+		for _, f := range []struct {
+			v   string
+			dst **string
+		}{{j.N, &k.N}, {j.E, &k.E}, {j.Crv, &k.Crv}, {j.X, &k.X}, {j.Y, &k.Y}} {
+			if f.v != "" {
+				v := f.v
+				*f.dst = &v
+			}
+		}
+		out.Keys = append(out.Keys, k)
+	}
+	return out, nil
+}

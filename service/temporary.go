@@ -1,0 +1,221 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/apikey"
+)
+
+// IssuedTemporary is a new temporary token.
+type IssuedTemporary struct {
+	Token      string
+	ExpireTime time.Time
+	MaxUses    int
+}
+
+// IssueTemporary issues a token for one named operation, for the calling API key.
+func (t *Tokens) IssueTemporary(ctx context.Context, operation string, ttl time.Duration, maxUses int) (*IssuedTemporary, error) {
+	caller := PrincipalFrom(ctx)
+	if caller == nil {
+		return nil, Unauthenticated("temporary tokens are issued to authenticated callers")
+	}
+	if ttl <= 0 {
+		ttl = t.cfg.TemporaryTTL
+	}
+	if ttl > t.cfg.TemporaryMaxTTL {
+		return nil, InvalidArgument("ttl", "must be at most %s", t.cfg.TemporaryMaxTTL)
+	}
+	if maxUses <= 0 {
+		maxUses = 1
+	}
+	now := t.keys.now()
+	token, id := apikey.NewOpaque(apikey.TemporaryPrefix)
+	h := apikey.HashOf(token)
+	tt := &repository.TemporaryToken{ID: id, KeyID: caller.KeyID, Operation: operation, Hash: h[:], MaxUses: maxUses,
+		CreateTime: now, ExpireTime: now.Add(ttl)}
+	if err := t.store.CreateTemporaryToken(ctx, tt); err != nil {
+		return nil, err
+	}
+	return &IssuedTemporary{Token: token, ExpireTime: tt.ExpireTime, MaxUses: maxUses}, nil
+}
+
+// TemporaryReason is the outcome of consuming a temporary token.
+type TemporaryReason int
+
+// Temporary token outcomes.
+const (
+	TemporaryOK TemporaryReason = iota + 1
+	TemporaryMalformed
+	TemporaryNotFound
+	TemporaryExpired
+	TemporaryUsedUp
+	TemporaryWrongOperation
+	TemporaryRevoked
+)
+
+var temporaryMessages = map[TemporaryReason]string{
+	TemporaryOK:             "accepted; one use counted",
+	TemporaryMalformed:      "not a well-formed temporary token",
+	TemporaryNotFound:       "no such temporary token",
+	TemporaryExpired:        "the temporary token has expired",
+	TemporaryUsedUp:         "every use of the temporary token has been consumed",
+	TemporaryWrongOperation: "the temporary token was issued for another operation",
+	TemporaryRevoked:        "the key the token was issued to is no longer valid",
+}
+
+// Message is a human-readable explanation of the reason.
+func (r TemporaryReason) Message() string { return temporaryMessages[r] }
+
+// Consumed is the verdict on a temporary token.
+type Consumed struct {
+	Reason    TemporaryReason
+	Subject   string
+	Remaining int
+}
+
+// ConsumeTemporary checks a temporary token for an operation and counts one use.
+// Each use is a claim on a numbered slot (an insert with a unique id, atomic on every
+// store): of concurrent consumers of a token with n uses exactly n succeed.
+func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string) (Consumed, error) {
+	id, err := apikey.ParseOpaque(apikey.TemporaryPrefix, token)
+	if err != nil {
+		return Consumed{Reason: TemporaryMalformed}, nil
+	}
+	tt, err := t.store.GetTemporaryToken(ctx, id)
+	if isNotFound(err) {
+		return Consumed{Reason: TemporaryNotFound}, nil
+	}
+	if err != nil {
+		return Consumed{}, err
+	}
+	if !apikey.Equal(apikey.HashOf(token), tt.Hash) {
+		return Consumed{Reason: TemporaryNotFound}, nil
+	}
+	c := Consumed{Subject: tt.KeyID}
+	switch {
+	case !t.keys.now().Before(tt.ExpireTime):
+		c.Reason = TemporaryExpired
+		return c, nil
+	case tt.Operation != operation:
+		c.Reason = TemporaryWrongOperation
+		return c, nil
+	}
+	e, err := t.keys.snapshot(ctx, tt.KeyID)
+	if err != nil {
+		return Consumed{}, err
+	}
+	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(t.keys.now()) {
+		c.Reason = TemporaryRevoked
+		return c, nil
+	}
+	for slot := 1; slot <= tt.MaxUses; slot++ {
+		err := t.store.Claim(ctx, fmt.Sprintf("temporary:%s#%d", tt.ID, slot), tt.ExpireTime)
+		if errors.Is(err, repository.ErrAlreadyExists) {
+			continue
+		}
+		if err != nil {
+			return Consumed{}, err
+		}
+		c.Reason, c.Remaining = TemporaryOK, tt.MaxUses-slot
+		return c, nil
+	}
+	c.Reason = TemporaryUsedUp
+	return c, nil
+}
+
+// RevokeTarget names what RevokeToken revokes; exactly one field is set.
+type RevokeTarget struct {
+	AccessToken, TokenID, RefreshToken, FamilyID string
+}
+
+// Revoke revokes an access token until it expires, or a refresh token's family.
+func (t *Tokens) Revoke(ctx context.Context, target RevokeTarget, reason string) error {
+	now := t.keys.now()
+	switch {
+	case target.AccessToken != "":
+		claims := &AccessClaims{}
+		// The signature must verify (so nobody revokes by forged jti), but an expired
+		// token may still be revoked: it is harmless, and the caller learns nothing.
+		parser := jwt.NewParser(jwt.WithValidMethods(Algorithms), jwt.WithoutClaimsValidation())
+		_, err := parser.ParseWithClaims(target.AccessToken, claims, func(tok *jwt.Token) (any, error) {
+			kid, _ := tok.Header["kid"].(string)
+			sk := t.ring.lookup(ctx, kid, now)
+			if sk == nil || tok.Method.Alg() != sk.Algorithm {
+				return nil, errUnknownKid
+			}
+			return sk.public, nil
+		})
+		if err != nil || claims.ID == "" {
+			return InvalidArgument("access_token", "is not an access token issued by this Keyward")
+		}
+		until := now.Add(t.cfg.MaxTTL)
+		if claims.ExpiresAt != nil {
+			until = claims.ExpiresAt.Add(t.cfg.ClockSkew)
+		}
+		return t.revs.Append(ctx, repository.RevokedAccessToken, claims.ID, reason, until)
+	case target.TokenID != "":
+		return t.revs.Append(ctx, repository.RevokedAccessToken, target.TokenID, reason, now.Add(t.cfg.MaxTTL+t.cfg.ClockSkew))
+	case target.RefreshToken != "":
+		id, err := apikey.ParseOpaque(apikey.RefreshPrefix, target.RefreshToken)
+		if err != nil {
+			return InvalidArgument("refresh_token", "is not a Keyward refresh token")
+		}
+		rt, err := t.store.GetRefreshToken(ctx, id)
+		if isNotFound(err) || (err == nil && !apikey.Equal(apikey.HashOf(target.RefreshToken), rt.Hash)) {
+			return NotFound("refresh token not found")
+		}
+		if err != nil {
+			return err
+		}
+		return t.revs.Append(ctx, repository.RevokedRefreshFamily, rt.FamilyID, reason, rt.FamilyExpireTime)
+	case target.FamilyID != "":
+		return t.revs.Append(ctx, repository.RevokedRefreshFamily, target.FamilyID, reason, now.Add(t.cfg.RefreshFamilyTTL))
+	}
+	return InvalidArgument("target", "name an access_token, token_id, refresh_token or family_id")
+}
+
+// SigningKeys lists the signing keys, newest first, with their states.
+func (t *Tokens) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
+	if err := t.ring.reload(ctx); err != nil {
+		return nil, err
+	}
+	return t.ring.all(), nil
+}
+
+// RotateSigningKey creates a new active signing key with the algorithm (empty: the
+// server's default).
+func (t *Tokens) RotateSigningKey(ctx context.Context, alg string) (*SigningKey, error) {
+	if alg == "" {
+		alg = t.cfg.Algorithm
+	}
+	if !slices.Contains(Algorithms, alg) {
+		return nil, InvalidArgument("algorithm", "unknown algorithm %q", alg)
+	}
+	k, err := t.ring.create(ctx, alg, t.keys.now())
+	if err != nil {
+		return nil, err
+	}
+	return t.ring.lookup(ctx, k.Kid, time.Now()), nil
+}
+
+// JWKS returns the public keys that still verify, newest first; HS256 keys never.
+func (t *Tokens) JWKS() []JWK {
+	now := time.Now()
+	var out []JWK
+	for _, k := range t.ring.all() {
+		if k.State(now) == SigningRetired {
+			continue
+		}
+		if j, ok := k.JWK(); ok {
+			out = append(out, j)
+		}
+	}
+	return out
+}

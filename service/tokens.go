@@ -1,0 +1,340 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/permission"
+)
+
+// TokensConfig is the token policy.
+type TokensConfig struct {
+	// Issuer is the `iss` of every access token.
+	Issuer string
+	// Algorithm signs new signing keys unless a rotation names another.
+	Algorithm string
+	// DefaultTTL is an access token's lifetime when none is asked for; MaxTTL caps it.
+	DefaultTTL, MaxTTL time.Duration
+	// ClockSkew is tolerated on exp, nbf and iat.
+	ClockSkew time.Duration
+	// RefreshTTL is a refresh token's lifetime; RefreshFamilyTTL caps a session.
+	RefreshTTL, RefreshFamilyTTL time.Duration
+	// RefreshMinInterval is the least time between two refreshes of one session.
+	RefreshMinInterval time.Duration
+	// TemporaryTTL is a temporary token's default lifetime; TemporaryMaxTTL caps it.
+	TemporaryTTL, TemporaryMaxTTL time.Duration
+	// KeyReload is how often signing keys are re-read (rotations on other instances).
+	KeyReload time.Duration
+}
+
+// DefaultTokensConfig returns the default policy.
+func DefaultTokensConfig() TokensConfig {
+	return TokensConfig{
+		Issuer: "keyward", Algorithm: AlgRS256,
+		DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour, ClockSkew: 30 * time.Second,
+		RefreshTTL: 30 * 24 * time.Hour, RefreshFamilyTTL: 90 * 24 * time.Hour,
+		TemporaryTTL: 5 * time.Minute, TemporaryMaxTTL: time.Hour,
+		KeyReload: 30 * time.Second,
+	}
+}
+
+// Tokens issues and checks access, refresh and temporary tokens.
+type Tokens struct {
+	cfg    TokensConfig
+	keys   *Keys
+	revs   *Revocations
+	store  repository.TokenRepository
+	ring   *keyring
+	parser *jwt.Parser
+	log    *slog.Logger
+}
+
+// NewTokens returns the token service. It loads the signing keys and creates the
+// first one on an empty store.
+func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, keys *Keys, revs *Revocations, sealer *Sealer, log *slog.Logger) (*Tokens, error) {
+	if !slices.Contains(Algorithms, cfg.Algorithm) {
+		return nil, fmt.Errorf("unknown token algorithm %q (want one of %s)", cfg.Algorithm, strings.Join(Algorithms, ", "))
+	}
+	t := &Tokens{
+		cfg: cfg, keys: keys, revs: revs, store: store.Tokens(), log: log,
+		ring: &keyring{store: store.SigningKeys(), sealer: sealer, log: log,
+			grace: cfg.MaxTTL + cfg.ClockSkew + cfg.KeyReload},
+		parser: jwt.NewParser(
+			jwt.WithValidMethods(Algorithms),
+			jwt.WithIssuer(cfg.Issuer),
+			jwt.WithLeeway(cfg.ClockSkew),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+		),
+	}
+	if err := t.ring.reload(ctx); err != nil {
+		return nil, fmt.Errorf("loading signing keys: %w", err)
+	}
+	if t.ring.active() == nil {
+		if _, err := t.ring.create(ctx, cfg.Algorithm, keys.now()); err != nil {
+			return nil, fmt.Errorf("creating the first signing key: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// RunKeyReloader re-reads signing keys every KeyReload until ctx ends.
+func (t *Tokens) RunKeyReloader(ctx context.Context) {
+	tick := time.NewTicker(t.cfg.KeyReload)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := t.ring.reload(ctx); err != nil && ctx.Err() == nil {
+				t.log.WarnContext(ctx, "reloading signing keys", "error", err)
+			}
+		}
+	}
+}
+
+// AccessClaims are the claims of a Keyward access token.
+type AccessClaims struct {
+	jwt.RegisteredClaims
+	Owner       string   `json:"owner,omitempty"`
+	Roles       []string `json:"roles,omitempty"`
+	Permissions []string `json:"permissions,omitempty"`
+	CIDRs       []string `json:"cidrs,omitempty"`
+}
+
+// IssueRequest asks for tokens for the calling API key.
+type IssueRequest struct {
+	Audience, Permissions, Roles []string
+	TTL                          time.Duration
+	IncludeRefresh               bool
+}
+
+// Issued is the result of IssueToken and RefreshToken.
+type Issued struct {
+	AccessToken       string
+	TokenID           string
+	ExpireTime        time.Time
+	RefreshToken      string
+	RefreshExpireTime time.Time
+}
+
+// Issue signs an access token for the calling API key, carrying the requested subset
+// of its rights, and optionally a refresh token starting a new session.
+func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
+	caller := PrincipalFrom(ctx)
+	if caller == nil || caller.TokenID != "" {
+		return nil, PermissionDenied("tokens are issued to API keys: authenticate with the key, not a token")
+	}
+	e, err := t.keys.snapshot(ctx, caller.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return nil, Unauthenticated("the calling key no longer exists")
+	}
+	grant, err := t.grant(ctx, e, req.Audience, req.Roles, req.Permissions)
+	if err != nil {
+		return nil, err
+	}
+	ttl := req.TTL
+	if ttl <= 0 {
+		ttl = t.cfg.DefaultTTL
+	}
+	ttl = min(ttl, t.cfg.MaxTTL)
+	if e.key.MaxTokenTTL > 0 {
+		ttl = min(ttl, e.key.MaxTokenTTL)
+	}
+	out, err := t.sign(e.key, grant, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if req.IncludeRefresh {
+		now := t.keys.now()
+		family := apikey.NewID()
+		if err := t.newRefresh(ctx, out, e.key.ID, family, grant, now.Add(t.cfg.RefreshFamilyTTL)); err != nil {
+			return nil, err
+		}
+	}
+	t.log.InfoContext(ctx, "access token issued", "key_id", e.key.ID, "jti", out.TokenID, "refresh", req.IncludeRefresh)
+	return out, nil
+}
+
+// grant is what a token carries: a subset of the key's rights.
+type grant struct {
+	Audience, Roles, Permissions []string
+}
+
+// grant checks a request for rights against the key and returns what to embed.
+func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms []string) (grant, error) {
+	k := e.key
+	for _, a := range audience {
+		if len(k.AllowedAudiences) > 0 && !slices.Contains(k.AllowedAudiences, a) {
+			return grant{}, PermissionDenied("the key may not get tokens for audience %q", a)
+		}
+	}
+	if len(audience) == 0 {
+		audience = k.AllowedAudiences
+	}
+	for _, r := range roles {
+		if !slices.Contains(k.Roles, r) {
+			return grant{}, PermissionDenied("the key does not hold role %q", r)
+		}
+	}
+	if len(perms) > 0 {
+		wanted, err := permission.ParseSet(perms)
+		if err != nil {
+			return grant{}, InvalidArgument("permissions", "%v", err)
+		}
+		if missing, ok := e.perms.AllowsAll(wanted); !ok {
+			return grant{}, PermissionDenied("the key does not hold permission %q", missing.String())
+		}
+	} else if len(roles) > 0 {
+		for _, name := range roles {
+			r, err := t.keys.roles.GetRole(ctx, name)
+			if isNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return grant{}, err
+			}
+			perms = append(perms, r.Permissions...)
+		}
+		perms = dedupe(perms)
+	} else {
+		perms = e.effective
+	}
+	if len(roles) == 0 {
+		roles = k.Roles
+	}
+	return grant{Audience: slices.Clone(audience), Roles: slices.Clone(roles), Permissions: slices.Clone(perms)}, nil
+}
+
+// sign makes an access token for key with the grant.
+func (t *Tokens) sign(k *repository.Key, g grant, ttl time.Duration) (*Issued, error) {
+	sk := t.ring.active()
+	if sk == nil {
+		return nil, errNoSigningKey
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	claims := AccessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: t.cfg.Issuer, Subject: k.ID, Audience: g.Audience,
+			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)), ID: strings.ToLower(rand.Text()),
+		},
+		Owner: k.Owner, Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs,
+	}
+	tok := jwt.NewWithClaims(sk.method, claims)
+	tok.Header["kid"] = sk.Kid
+	signed, err := tok.SignedString(sk.private)
+	if err != nil {
+		return nil, fmt.Errorf("signing an access token: %w", err)
+	}
+	return &Issued{AccessToken: signed, TokenID: claims.ID, ExpireTime: claims.ExpiresAt.Time}, nil
+}
+
+// newRefresh stores a refresh token of the family and adds it to out.
+func (t *Tokens) newRefresh(ctx context.Context, out *Issued, keyID, family string, g grant, familyExpire time.Time) error {
+	now := t.keys.now()
+	token, id := apikey.NewOpaque(apikey.RefreshPrefix)
+	h := apikey.HashOf(token)
+	expire := now.Add(t.cfg.RefreshTTL)
+	if expire.After(familyExpire) {
+		expire = familyExpire
+	}
+	err := t.store.CreateRefreshToken(ctx, &repository.RefreshToken{
+		ID: id, FamilyID: family, KeyID: keyID, Hash: h[:],
+		Audience: nilIfEmpty(g.Audience), Roles: nilIfEmpty(g.Roles), Permissions: nilIfEmpty(g.Permissions),
+		CreateTime: now, ExpireTime: expire, FamilyExpireTime: familyExpire,
+	})
+	if err != nil {
+		return err
+	}
+	out.RefreshToken, out.RefreshExpireTime = token, expire
+	return nil
+}
+
+// Refresh exchanges a refresh token for a new access token and refresh token. Each
+// refresh token works once. Presenting one that was already used is taken as theft:
+// its whole family is revoked, including tokens the earlier use produced, and the
+// caller gets UNAUTHENTICATED. Of concurrent refreshes with one token, exactly one
+// succeeds (the use is an atomic claim) and the others revoke the family.
+func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
+	invalid := Unauthenticated("invalid refresh token")
+	id, err := apikey.ParseOpaque(apikey.RefreshPrefix, token)
+	if err != nil {
+		return nil, invalid
+	}
+	rt, err := t.store.GetRefreshToken(ctx, id)
+	if isNotFound(err) {
+		return nil, invalid
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !apikey.Equal(apikey.HashOf(token), rt.Hash) {
+		return nil, invalid
+	}
+	now := t.keys.now()
+	if !now.Before(rt.ExpireTime) {
+		return nil, Unauthenticated("the refresh token has expired; sign in again with the API key")
+	}
+	revoked, err := t.revs.FamilyRevoked(ctx, rt.FamilyID)
+	if err != nil {
+		return nil, err
+	}
+	if revoked {
+		return nil, Unauthenticated("this session was revoked; sign in again with the API key")
+	}
+	if t.cfg.RefreshMinInterval > 0 && now.Sub(rt.CreateTime) < t.cfg.RefreshMinInterval {
+		return nil, FailedPrecondition("refreshed too soon: wait %s between refreshes", t.cfg.RefreshMinInterval)
+	}
+	e, err := t.keys.snapshot(ctx, rt.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(now) {
+		return nil, Unauthenticated("the API key behind this session is no longer valid")
+	}
+	switch err := t.store.Claim(ctx, "refresh:"+rt.ID, rt.ExpireTime); {
+	case errors.Is(err, repository.ErrAlreadyExists):
+		if err := t.revs.Append(ctx, repository.RevokedRefreshFamily, rt.FamilyID, "refresh token reused", rt.FamilyExpireTime); err != nil {
+			return nil, err
+		}
+		t.log.WarnContext(ctx, "refresh token reuse detected: session revoked", "key_id", rt.KeyID, "family_id", rt.FamilyID)
+		return nil, Unauthenticated("this refresh token was already used: the session has been revoked")
+	case err != nil:
+		return nil, err
+	}
+	// The key's rights may have shrunk since the session began: never carry more than
+	// it holds now.
+	g := grant{Audience: rt.Audience, Roles: rt.Roles, Permissions: rt.Permissions}
+	if held, err := permission.ParseSet(g.Permissions); err == nil {
+		if _, ok := e.perms.AllowsAll(held); !ok {
+			return nil, Unauthenticated("the key's rights changed: sign in again with the API key")
+		}
+	}
+	ttl := t.cfg.DefaultTTL
+	if e.key.MaxTokenTTL > 0 {
+		ttl = min(ttl, e.key.MaxTokenTTL)
+	}
+	out, err := t.sign(e.key, g, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.newRefresh(ctx, out, rt.KeyID, rt.FamilyID, g, rt.FamilyExpireTime); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

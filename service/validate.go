@@ -1,0 +1,210 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/permission"
+)
+
+// TokenReason is the outcome of a token validation.
+type TokenReason int
+
+// Token validation outcomes.
+const (
+	TokenOK TokenReason = iota + 1
+	TokenMalformed
+	TokenBadSignature
+	TokenExpired
+	TokenNotYetValid
+	TokenWrongAudience
+	TokenRevoked
+	TokenPermissionDenied
+	TokenIPNotAllowed
+	TokenInvalidKey
+	TokenWrongIssuer
+)
+
+var tokenMessages = map[TokenReason]string{
+	TokenOK:               "the token is valid",
+	TokenMalformed:        "not a well-formed Keyward access token",
+	TokenBadSignature:     "the signature does not verify, or the signing key is unknown or retired",
+	TokenExpired:          "the token has expired",
+	TokenNotYetValid:      "the token is not valid yet",
+	TokenWrongAudience:    "the token is not for this audience",
+	TokenRevoked:          "the token, or the key it was issued to, was revoked",
+	TokenPermissionDenied: "the token does not hold the required permission",
+	TokenIPNotAllowed:     "the client address is outside the token's network binding",
+	TokenInvalidKey:       "the API key is not valid",
+	TokenWrongIssuer:      "the token was not issued by this Keyward",
+}
+
+// Message is a human-readable explanation of the reason.
+func (r TokenReason) Message() string { return tokenMessages[r] }
+
+// MaxTokenLen is the longest credential validation will look at.
+const MaxTokenLen = 8192
+
+// TokenVerdict is the verdict on a credential.
+type TokenVerdict struct {
+	Reason TokenReason
+	// APIKey is set when the credential was an API key; KeyReason then says more.
+	APIKey    bool
+	KeyReason Reason
+	// Claims are set once the signature verified (for API keys: built from the key).
+	Claims      *AccessClaims
+	Permissions permission.Set
+}
+
+// Valid reports whether the verdict is OK.
+func (v TokenVerdict) Valid() bool { return v.Reason == TokenOK }
+
+// Validate checks an access token or an API key. audience, required and clientIP
+// are optional: when set, the token must be for that audience, hold that
+// permission and be usable from that address.
+func (t *Tokens) Validate(ctx context.Context, token, audience, required string, clientIP netip.Addr) (TokenVerdict, error) {
+	var need permission.Permission
+	if required != "" {
+		var err error
+		if need, err = permission.Parse(required); err != nil {
+			return TokenVerdict{}, InvalidArgument("required_permission", "%v", err)
+		}
+	}
+	if strings.HasPrefix(token, "kw_") {
+		return t.validateKey(ctx, token, audience, required)
+	}
+	if len(token) > MaxTokenLen {
+		return TokenVerdict{Reason: TokenMalformed}, nil
+	}
+	now := time.Now()
+	claims := &AccessClaims{}
+	_, err := t.parser.ParseWithClaims(token, claims, func(tok *jwt.Token) (any, error) {
+		kid, _ := tok.Header["kid"].(string)
+		sk := t.ring.lookup(ctx, kid, now)
+		if sk == nil {
+			return nil, errUnknownKid
+		}
+		// Pin the algorithm to the key: an HS256 token "signed" with an RSA key's
+		// public half, or any other mismatch, never verifies.
+		if tok.Method.Alg() != sk.Algorithm {
+			return nil, errAlgMismatch
+		}
+		return sk.public, nil
+	})
+	if err != nil {
+		return TokenVerdict{Reason: jwtReason(err)}, nil
+	}
+	v := TokenVerdict{Claims: claims}
+	if t.revs.TokenRevoked(claims.ID) {
+		v.Reason = TokenRevoked
+		return v, nil
+	}
+	e, err := t.keys.snapshot(ctx, claims.Subject)
+	if err != nil {
+		return TokenVerdict{}, err
+	}
+	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(t.keys.now()) {
+		v.Reason = TokenRevoked
+		return v, nil
+	}
+	if audience != "" && !slices.Contains(claims.Audience, audience) {
+		v.Reason = TokenWrongAudience
+		return v, nil
+	}
+	if clientIP.IsValid() && len(claims.CIDRs) > 0 && !inAny(clientIP, claims.CIDRs) {
+		v.Reason = TokenIPNotAllowed
+		return v, nil
+	}
+	perms := make(permission.Set, 0, len(claims.Permissions))
+	for _, p := range claims.Permissions {
+		if parsed, err := permission.Parse(p); err == nil {
+			perms = append(perms, parsed)
+		}
+	}
+	v.Permissions = perms
+	if required != "" && !perms.Allows(need) {
+		v.Reason = TokenPermissionDenied
+		return v, nil
+	}
+	v.Reason = TokenOK
+	return v, nil
+}
+
+var (
+	errUnknownKid  = errors.New("unknown or retired kid")
+	errAlgMismatch = errors.New("algorithm does not match the key")
+)
+
+func jwtReason(err error) TokenReason {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return TokenMalformed
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return TokenExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return TokenNotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return TokenWrongIssuer
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return TokenMalformed
+	}
+	return TokenBadSignature
+}
+
+// validateKey answers ValidateToken for an API key.
+func (t *Tokens) validateKey(ctx context.Context, secret, audience, required string) (TokenVerdict, error) {
+	kv, err := t.keys.Verify(ctx, secret, required)
+	if err != nil {
+		return TokenVerdict{}, err
+	}
+	v := TokenVerdict{APIKey: true, KeyReason: kv.Reason, Permissions: kv.Permissions}
+	if kv.Key != nil {
+		k := kv.Key
+		v.Claims = &AccessClaims{
+			RegisteredClaims: jwt.RegisteredClaims{Subject: k.ID, Audience: k.AllowedAudiences},
+			Owner:            k.Owner, Roles: k.Roles, Permissions: kv.Effective, CIDRs: k.AllowedCIDRs,
+		}
+		if !k.ExpireTime.IsZero() {
+			v.Claims.ExpiresAt = jwt.NewNumericDate(k.ExpireTime)
+		}
+	}
+	switch kv.Reason {
+	case ReasonOK:
+		v.Reason = TokenOK
+		if audience != "" && len(kv.Key.AllowedAudiences) > 0 && !slices.Contains(kv.Key.AllowedAudiences, audience) {
+			v.Reason = TokenWrongAudience
+		}
+	case ReasonRevoked:
+		v.Reason = TokenRevoked
+	case ReasonExpired:
+		v.Reason = TokenExpired
+	case ReasonPermissionDenied:
+		v.Reason = TokenPermissionDenied
+	default:
+		v.Reason = TokenInvalidKey
+	}
+	return v, nil
+}
+
+func inAny(ip netip.Addr, cidrs []string) bool {
+	ip = ip.Unmap()
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// LooksLikeJWT reports whether a credential has the shape of a JWT (three
+// base64url parts), so the authenticator knows which check to run.
+func LooksLikeJWT(s string) bool {
+	return strings.Count(s, ".") == 2 && strings.HasPrefix(s, "eyJ")
+}
