@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -375,4 +377,30 @@ func decodeSegment(t *testing.T, token string, i int) map[string]any {
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b, &m))
 	return m
+}
+
+func TestRevokeRefreshFamilyAndMinimumInterval(t *testing.T) {
+	e := newTokenEnv(t, func(c *server.Config) { c.RefreshMinInterval = time.Hour })
+	out := e.issue(t, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
+	_, err := e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: out.GetRefreshToken()})
+	assert.Equal(t, codes.FailedPrecondition, status.Code(err), "refreshing sooner than the policy allows")
+	assert.Contains(t, status.Convert(err).Message(), "1h0m0s")
+
+	_, err = e.tokens.RevokeToken(e.admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_RefreshToken{RefreshToken: out.GetRefreshToken()}})
+	require.NoError(t, err)
+	_, err = e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: out.GetRefreshToken()})
+	assert.Equal(t, codes.Unauthenticated, status.Code(err))
+	assert.Contains(t, status.Convert(err).Message(), "revoked")
+
+	_, err = e.tokens.RevokeToken(e.admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_AccessToken{AccessToken: "eyJhbGciOiJub25lIn0.e30."}})
+	assert.Equal(t, codes.InvalidArgument, status.Code(err))
+	_, err = e.tokens.RevokeToken(e.admin, &keywardv1.RevokeTokenRequest{})
+	assert.Equal(t, codes.InvalidArgument, status.Code(err), "a target is required")
+}
+
+func TestMasterKeyIsCreatedPrivate(t *testing.T) {
+	kw := servertest.Start(t)
+	fi, err := os.Stat(filepath.Join(kw.Config.DataDir, "master.key"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }

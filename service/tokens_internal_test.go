@@ -225,3 +225,13 @@ func BenchmarkValidateToken(b *testing.B) {
 		})
 	}
 }
+
+func TestTemporaryTokenExpires(t *testing.T) {
+	f := newTokenFixture(t, AlgEdDSA)
+	issued, err := f.tokens.IssueTemporary(f.ctx, "payments:approve", 50*time.Millisecond, 1)
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	c, err := f.tokens.ConsumeTemporary(context.Background(), issued.Token, "payments:approve")
+	require.NoError(t, err)
+	assert.Equal(t, TemporaryExpired, c.Reason)
+}

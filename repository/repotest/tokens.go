@@ -43,6 +43,9 @@ func testSigningKeys(t *testing.T, fresh func(*testing.T) repository.Store) {
 
 func testTokens(t *testing.T, fresh func(*testing.T) repository.Store) {
 	ctx := context.Background()
+	// Far in the future: a real MongoDB's TTL monitor must not delete these records
+	// in the middle of a test.
+	base := time.Date(2126, 3, 4, 5, 6, 7, 8_000_000, time.UTC)
 
 	t.Run("RefreshTokens", func(t *testing.T) {
 		tokens := fresh(t).Tokens()
