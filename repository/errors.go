@@ -12,6 +12,8 @@ var (
 	// ErrConflict: the record changed since it was read (optimistic concurrency);
 	// read it again and retry.
 	ErrConflict = errors.New("changed concurrently")
+	// ErrLimitReached: a counter is at its limit (UseQuota).
+	ErrLimitReached = errors.New("limit reached")
 	// ErrUnavailable: the store cannot be reached or timed out.
 	ErrUnavailable = errors.New("store unavailable")
 )

@@ -50,6 +50,7 @@ type Key struct {
 	Permissions      []string
 	AllowedCIDRs     []string
 	AllowedCountries []string
+	DeniedCountries  []string
 	Metadata         map[string]string
 	RateLimit        *RateLimit
 	Quota            *Quota
@@ -95,6 +96,7 @@ func (k *Key) Clone() *Key {
 	c.Permissions = slices.Clone(k.Permissions)
 	c.AllowedCIDRs = slices.Clone(k.AllowedCIDRs)
 	c.AllowedCountries = slices.Clone(k.AllowedCountries)
+	c.DeniedCountries = slices.Clone(k.DeniedCountries)
 	c.AllowedAudiences = slices.Clone(k.AllowedAudiences)
 	c.SecretHash = slices.Clone(k.SecretHash)
 	c.PreviousSecretHash = slices.Clone(k.PreviousSecretHash)

@@ -38,6 +38,12 @@ type KeyRepository interface {
 	RecordKeyUse(ctx context.Context, uses map[string]time.Time) error
 	// CountKeys counts the keys matching f.
 	CountKeys(ctx context.Context, f KeyFilter) (int64, error)
+	// UseQuota counts one use of the key in the window (any name, such as
+	// "day:2026-11-29") if fewer than limit uses were counted there, and returns the
+	// count after it; ErrLimitReached (and the count) when the limit was reached.
+	// Exactly one use is counted per successful call, also under concurrency.
+	// The window's counter may be forgotten after expire.
+	UseQuota(ctx context.Context, keyID, window string, limit uint64, expire time.Time) (uint64, error)
 }
 
 // RoleRepository stores roles.

@@ -54,8 +54,9 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		return nil, err
 	}
 	var p *service.Principal
+	ip := a.ips.of(ctx)
 	if service.LooksLikeJWT(secret) {
-		v, err := a.tokens.Validate(ctx, secret, "", "", a.ips.of(ctx))
+		v, err := a.tokens.Validate(ctx, secret, "", "", ip)
 		if err != nil {
 			return nil, err
 		}
@@ -64,12 +65,12 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		}
 		p = &service.Principal{KeyID: v.Claims.Subject, Owner: v.Claims.Owner, Permissions: v.Permissions, TokenID: v.Claims.ID}
 	} else {
-		v, err := a.keys.Verify(ctx, secret, "")
+		v, err := a.keys.Verify(ctx, secret, service.Check{ClientIP: ip})
 		if err != nil {
 			return nil, err
 		}
 		if !v.Valid() {
-			return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Reason.Message())
+			return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Message())
 		}
 		p = &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Permissions: v.Permissions}
 	}

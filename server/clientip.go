@@ -7,51 +7,132 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+
+	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/permission"
 )
 
-// Client addresses. A gRPC caller's address is its connection's peer. A REST
-// caller's is the HTTP connection's remote address, which the in-process gateway
-// hands to the gRPC server together with a random per-process secret, so that no
-// client can pose as the gateway. (Trusted proxies and X-Forwarded-For are a later
-// capability; until then they are never believed.)
+// Client addresses. The address a call is checked against is its direct peer's:
+// the TCP peer for gRPC, the HTTP connection's remote address for REST. Only when
+// that peer is one of the trusted proxies (--trusted-proxies) are X-Forwarded-For
+// (walked from the right, skipping trusted hops) and then X-Real-IP believed; a
+// spoofed header from anyone else changes nothing. The in-process REST gateway
+// resolves the HTTP side and hands the result to the gRPC server together with a
+// random per-process secret, so that no client can pose as the gateway.
 const (
 	gatewaySecretHeader = "x-keyward-gateway"
 	gatewayClientHeader = "x-keyward-client-ip"
 )
 
+// assertClientIP is the permission a caller needs to name the end client's address
+// itself (VerifyKey and ValidateToken's client_ip).
+var assertClientIP = permission.MustParse("keyward.client-ip:assert")
+
 type clientIPs struct {
-	secret string
+	secret  string
+	trusted []netip.Prefix
 }
 
-func newClientIPs() *clientIPs { return &clientIPs{secret: rand.Text()} }
+func newClientIPs(trusted []netip.Prefix) *clientIPs {
+	return &clientIPs{secret: rand.Text(), trusted: trusted}
+}
 
-// annotate is the gateway's metadata hook: it passes the HTTP client's address.
+// annotate is the gateway's metadata hook: it passes the resolved HTTP client address.
 func (c *clientIPs) annotate(_ context.Context, r *http.Request) metadata.MD {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return nil
 	}
-	return metadata.Pairs(gatewaySecretHeader, c.secret, gatewayClientHeader, host)
+	remote, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil
+	}
+	ip := c.resolve(remote.Unmap(), r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Real-Ip"))
+	return metadata.Pairs(gatewaySecretHeader, c.secret, gatewayClientHeader, ip.String())
 }
 
-// of returns the address of the client behind a call.
+// of returns the address of the client behind a call; invalid when unknown.
 func (c *clientIPs) of(ctx context.Context) netip.Addr {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if s := md.Get(gatewaySecretHeader); len(s) == 1 && subtle.ConstantTimeCompare([]byte(s[0]), []byte(c.secret)) == 1 {
-			if ip := md.Get(gatewayClientHeader); len(ip) == 1 {
-				if a, err := netip.ParseAddr(ip[0]); err == nil {
-					return a.Unmap()
-				}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if s := md.Get(gatewaySecretHeader); len(s) == 1 && subtle.ConstantTimeCompare([]byte(s[0]), []byte(c.secret)) == 1 {
+		if ip := md.Get(gatewayClientHeader); len(ip) == 1 {
+			if a, err := netip.ParseAddr(ip[0]); err == nil {
+				return a
 			}
 		}
+		return netip.Addr{}
 	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
-			return ap.Addr().Unmap()
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(p.Addr.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	var realIP string
+	if v := md.Get("x-real-ip"); len(v) > 0 {
+		realIP = v[0]
+	}
+	return c.resolve(ap.Addr().Unmap(), md.Get("x-forwarded-for"), realIP)
+}
+
+// resolve applies the trusted-proxy rules to a direct peer and its headers.
+func (c *clientIPs) resolve(remote netip.Addr, forwardedFor []string, realIP string) netip.Addr {
+	if !c.isTrusted(remote) {
+		return remote
+	}
+	var hops []string
+	for _, h := range forwardedFor {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	if len(hops) == 0 {
+		if a, err := netip.ParseAddr(strings.TrimSpace(realIP)); err == nil {
+			return a.Unmap()
+		}
+		return remote
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return remote // a garbled header: trust nothing beyond the last good hop
+		}
+		a = a.Unmap()
+		if !c.isTrusted(a) {
+			return a
+		}
+		remote = a
+	}
+	return remote
+}
+
+func (c *clientIPs) isTrusted(a netip.Addr) bool {
+	for _, p := range c.trusted {
+		if p.Contains(a) {
+			return true
 		}
 	}
-	return netip.Addr{}
+	return false
+}
+
+// checkedIP is the address to check a credential against in VerifyKey and
+// ValidateToken: the one the request names, when the caller may vouch for client
+// addresses, else the caller's own.
+func (c *clientIPs) checkedIP(ctx context.Context, requested string) (netip.Addr, error) {
+	if requested == "" {
+		return c.of(ctx), nil
+	}
+	p := service.PrincipalFrom(ctx)
+	if p == nil || !p.Permissions.Allows(assertClientIP) {
+		return netip.Addr{}, service.PermissionDenied("client_ip: naming the client's address needs the permission %q", assertClientIP.String())
+	}
+	a, err := netip.ParseAddr(requested)
+	if err != nil {
+		return netip.Addr{}, service.InvalidArgument("client_ip", "is not an IP address")
+	}
+	return a.Unmap(), nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -30,6 +31,8 @@ type Config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 
+	TrustedProxies     string
+	GeoIPDB            string
 	MasterKeyFile      string
 	TokenIssuer        string
 	TokenAlgorithm     string
@@ -82,6 +85,8 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a graceful shutdown waits for requests in flight")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated CIDRs of proxies whose X-Forwarded-For / X-Real-IP headers are believed; empty: none")
+	fs.StringVar(&cfg.GeoIPDB, "geoip-db", cfg.GeoIPDB, "MaxMind-format country database (GeoLite2/GeoIP2 Country or City) for keys restricted by country")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", cfg.MasterKeyFile, "file holding the 32-byte master key that encrypts signing keys at rest (hex or base64); default with the embedded store: <data-dir>/master.key, created when missing")
 	fs.StringVar(&cfg.TokenIssuer, "token-issuer", cfg.TokenIssuer, "the iss claim of access tokens")
 	fs.StringVar(&cfg.TokenAlgorithm, "token-algorithm", cfg.TokenAlgorithm, "algorithm of new signing keys: HS256, RS256, ES256 or EdDSA")
@@ -160,6 +165,9 @@ func (cfg Config) Validate() error {
 	if _, err := cfg.level(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := cfg.trustedProxies(); err != nil {
+		errs = append(errs, err)
+	}
 	switch cfg.TokenAlgorithm {
 	case "HS256", "RS256", "ES256", "EdDSA":
 	default:
@@ -228,4 +236,24 @@ func (cfg Config) LogValue() slog.Value {
 		slog.String("store", store),
 		slog.Duration("key_cache_ttl", cfg.KeyCacheTTL),
 	)
+}
+
+// trustedProxies parses --trusted-proxies.
+func (cfg Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(cfg.TrustedProxies, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("--trusted-proxies: %q is not a CIDR or an IP address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

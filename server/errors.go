@@ -4,6 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,6 +27,7 @@ var serviceCodes = map[service.Code]codes.Code{
 	service.CodePermissionDenied:   codes.PermissionDenied,
 	service.CodeFailedPrecondition: codes.FailedPrecondition,
 	service.CodeUnauthenticated:    codes.Unauthenticated,
+	service.CodeResourceExhausted:  codes.ResourceExhausted,
 }
 
 // toStatus is the one place errors become gRPC statuses. Statuses pass through;
@@ -37,6 +46,9 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	var se *service.Error
 	switch {
 	case errors.As(err, &se):
+		if se.RetryAfter > 0 {
+			return retryLater(ctx, se.Message, se.RetryAfter)
+		}
 		if c, ok := serviceCodes[se.Code]; ok {
 			return status.Error(c, se.Message)
 		}
@@ -56,4 +68,16 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	}
 	log.ErrorContext(ctx, "internal error", "error", err)
 	return status.Errorf(codes.Internal, "internal error (request id %s)", requestIDFrom(ctx))
+}
+
+// retryLater is RESOURCE_EXHAUSTED with the wait as a RetryInfo detail and as a
+// `retry-after` header in whole seconds (HTTP Retry-After through the gateway).
+func retryLater(ctx context.Context, msg string, wait time.Duration) error {
+	secs := int64(math.Ceil(wait.Seconds()))
+	_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.FormatInt(max(secs, 1), 10)))
+	st, err := status.New(codes.ResourceExhausted, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)})
+	if err != nil {
+		return status.Error(codes.ResourceExhausted, msg)
+	}
+	return st.Err()
 }

@@ -23,14 +23,17 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, ips *
 			switch strings.ToLower(h) {
 			case requestIDHeader:
 				return requestIDHeader, true
-			case gatewaySecretHeader, gatewayClientHeader:
+			case gatewaySecretHeader, gatewayClientHeader, "x-forwarded-for", "x-real-ip":
 				return "", false // only the gateway itself sets these
 			}
 			return runtime.DefaultHeaderMatcher(h)
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(h string) (string, bool) {
-			if h == requestIDHeader {
+			switch h {
+			case requestIDHeader:
 				return "X-Request-Id", true
+			case "retry-after":
+				return "Retry-After", true
 			}
 			return "", false
 		}),

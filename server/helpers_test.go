@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keyward/keyward/repository/mongodb/mongotest"
 	"github.com/keyward/keyward/service/apikey"
 )
 
@@ -63,3 +64,5 @@ func flipChar(c byte) string {
 }
 
 func decodeB64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func mongoIsFerret() bool { return mongotest.IsFerretDB() }

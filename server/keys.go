@@ -17,6 +17,7 @@ type keyServer struct {
 	keywardv1.UnimplementedKeyServiceServer
 	keys  *service.Keys
 	roles *service.Roles
+	ips   *clientIPs
 }
 
 func (s *keyServer) CreateKey(ctx context.Context, req *keywardv1.CreateKeyRequest) (*keywardv1.CreateKeyResponse, error) {
@@ -28,6 +29,7 @@ func (s *keyServer) CreateKey(ctx context.Context, req *keywardv1.CreateKeyReque
 		Permissions:      req.GetPermissions(),
 		AllowedCIDRs:     req.GetAllowedCidrs(),
 		AllowedCountries: req.GetAllowedCountries(),
+		DeniedCountries:  req.GetDeniedCountries(),
 		ExpireTime:       timeFromProto(req.GetExpireTime()),
 		Metadata:         req.GetMetadata(),
 		RateLimit:        rateLimitFromProto(req.GetRateLimit()),
@@ -82,6 +84,7 @@ func (s *keyServer) UpdateKey(ctx context.Context, req *keywardv1.UpdateKeyReque
 		Permissions:      in.GetPermissions(),
 		AllowedCIDRs:     in.GetAllowedCidrs(),
 		AllowedCountries: in.GetAllowedCountries(),
+		DeniedCountries:  in.GetDeniedCountries(),
 		ExpireTime:       timeFromProto(in.GetExpireTime()),
 		Metadata:         in.GetMetadata(),
 		RateLimit:        rateLimitFromProto(in.GetRateLimit()),
@@ -112,14 +115,30 @@ func (s *keyServer) RotateKey(ctx context.Context, req *keywardv1.RotateKeyReque
 }
 
 func (s *keyServer) VerifyKey(ctx context.Context, req *keywardv1.VerifyKeyRequest) (*keywardv1.VerifyKeyResponse, error) {
-	v, err := s.keys.Verify(ctx, req.GetSecret(), req.GetRequiredPermission())
+	ip, err := s.ips.checkedIP(ctx, req.GetClientIp())
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.keys.Verify(ctx, req.GetSecret(), service.Check{Permission: req.GetRequiredPermission(), ClientIP: ip})
 	if err != nil {
 		return nil, err
 	}
 	out := &keywardv1.VerifyKeyResponse{
-		Valid:   v.Valid(),
-		Reason:  reasonToProto[v.Reason],
-		Message: v.Reason.Message(),
+		Valid:         v.Valid(),
+		Reason:        reasonToProto[v.Reason],
+		Message:       v.Message(),
+		ClientCountry: v.Country,
+	}
+	if ip.IsValid() {
+		out.ClientIp = ip.String()
+	}
+	if v.RateLimited {
+		out.RateLimitRemaining = &v.RateRemaining
+		out.RateLimitResetTime = timestamppb.New(v.RateReset)
+	}
+	if v.QuotaLimited {
+		out.QuotaRemaining = &v.QuotaRemaining
+		out.QuotaResetTime = timeToProto(v.QuotaReset)
 	}
 	if v.Key != nil {
 		out.Key = keyToProto(v.Key, time.Now())
@@ -141,6 +160,8 @@ var reasonToProto = map[service.Reason]keywardv1.VerificationReason{
 	service.ReasonExpired:             keywardv1.VerificationReason_VERIFICATION_REASON_EXPIRED,
 	service.ReasonPermissionDenied:    keywardv1.VerificationReason_VERIFICATION_REASON_PERMISSION_DENIED,
 	service.ReasonEnvironmentMismatch: keywardv1.VerificationReason_VERIFICATION_REASON_ENVIRONMENT_MISMATCH,
+	service.ReasonIPNotAllowed:        keywardv1.VerificationReason_VERIFICATION_REASON_IP_NOT_ALLOWED,
+	service.ReasonCountryNotAllowed:   keywardv1.VerificationReason_VERIFICATION_REASON_COUNTRY_NOT_ALLOWED,
 }
 
 // keyToProto converts a stored key, with its state as of now. Secret hashes are
@@ -156,6 +177,7 @@ func keyToProto(k *repository.Key, now time.Time) *keywardv1.Key {
 		Permissions:              k.Permissions,
 		AllowedCidrs:             k.AllowedCIDRs,
 		AllowedCountries:         k.AllowedCountries,
+		DeniedCountries:          k.DeniedCountries,
 		ExpireTime:               timeToProto(k.ExpireTime),
 		Metadata:                 k.Metadata,
 		CreateTime:               timeToProto(k.CreateTime),

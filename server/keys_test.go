@@ -151,8 +151,8 @@ func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, tr transport) {
 	created, code, msg := tr.create(t, kw.AdminKey, &keywardv1.CreateKeyRequest{
 		Name: "POS 12", Owner: "store-12", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
 		Permissions:  []string{"orders:create", "orders/1234:refund"},
-		AllowedCidrs: []string{"10.0.0.0/8"}, AllowedCountries: []string{"DE"},
-		ExpireTime: timestamppb.New(expire), Metadata: map[string]string{"lane": "3"},
+		AllowedCidrs: []string{"10.0.0.0/8"},
+		ExpireTime:   timestamppb.New(expire), Metadata: map[string]string{"lane": "3"},
 		RateLimit: &keywardv1.RateLimit{RequestsPerSecond: 5, Burst: 10},
 	})
 	require.Equal(t, codes.OK, code, msg)
@@ -170,7 +170,7 @@ func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, tr transport) {
 	assert.NotContains(t, marshal(t, got), secret[len(secret)-20:])
 	assert.Equal(t, key.GetName(), got.GetKey().GetName())
 
-	v, code, msg := tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{Secret: secret})
+	v, code, msg := tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: secret})
 	require.Equal(t, codes.OK, code, msg)
 	assert.True(t, v.GetValid())
 	assert.Equal(t, keywardv1.VerificationReason_VERIFICATION_REASON_OK, v.GetReason())
@@ -178,9 +178,9 @@ func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, tr transport) {
 	assert.ElementsMatch(t, []string{"orders:create", "orders/1234:refund"}, v.GetEffectivePermissions())
 
 	// A required permission is answered in the same call.
-	v, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{Secret: secret, RequiredPermission: "orders/1234:refund"})
+	v, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: secret, RequiredPermission: "orders/1234:refund"})
 	assert.True(t, v.GetValid())
-	v, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{Secret: secret, RequiredPermission: "orders/999:refund"})
+	v, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: secret, RequiredPermission: "orders/999:refund"})
 	assert.False(t, v.GetValid())
 	assert.Equal(t, keywardv1.VerificationReason_VERIFICATION_REASON_PERMISSION_DENIED, v.GetReason())
 
@@ -192,17 +192,17 @@ func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, tr transport) {
 	require.NotEqual(t, secret, newSecret)
 	graceEnd := rotated.GetKey().GetPreviousSecretExpireTime().AsTime()
 	assert.WithinDuration(t, time.Now().Add(grace), graceEnd, time.Second)
-	old, _, _ := tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{Secret: secret})
+	old, _, _ := tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: secret})
 	assert.True(t, old.GetValid(), "old secret verifies during the grace period")
 	assert.True(t, graceEnd.Equal(old.GetSecretExpireTime().AsTime()), "and says until when")
-	fresh, _, _ := tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{Secret: newSecret})
+	fresh, _, _ := tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: newSecret})
 	assert.True(t, fresh.GetValid())
 
 	time.Sleep(time.Until(graceEnd) + 50*time.Millisecond)
-	old, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{Secret: secret})
+	old, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: secret})
 	assert.False(t, old.GetValid(), "old secret stops after the grace period")
 	assert.Equal(t, keywardv1.VerificationReason_VERIFICATION_REASON_ROTATED, old.GetReason())
-	fresh, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{Secret: newSecret})
+	fresh, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: newSecret})
 	assert.True(t, fresh.GetValid())
 
 	// Update with a field mask changes only the named fields.
@@ -219,7 +219,7 @@ func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, tr transport) {
 	require.Equal(t, codes.OK, code, msg)
 	assert.Equal(t, keywardv1.KeyState_KEY_STATE_REVOKED, revoked.GetKey().GetState())
 	assert.Equal(t, "terminal stolen", revoked.GetKey().GetRevokeReason())
-	v, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{Secret: newSecret})
+	v, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: newSecret})
 	assert.False(t, v.GetValid())
 	assert.Equal(t, keywardv1.VerificationReason_VERIFICATION_REASON_REVOKED, v.GetReason())
 
@@ -391,13 +391,22 @@ func TestNoPrivilegeEscalation(t *testing.T) {
 func TestListKeysPagesAndFilters(t *testing.T) {
 	kw := servertest.Start(t)
 	tr := grpcTransport(kw)
-	var ids []string
 	for i := range 5 {
-		r, code, msg := tr.create(t, kw.AdminKey, &keywardv1.CreateKeyRequest{Name: fmt.Sprint(i), Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE})
+		_, code, msg := tr.create(t, kw.AdminKey, &keywardv1.CreateKeyRequest{Name: fmt.Sprint(i), Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE})
 		require.Equal(t, codes.OK, code, msg)
-		ids = append([]string{r.GetKey().GetKeyId()}, ids...) // newest first
 	}
-	_, code, msg := tr.revoke(t, kw.AdminKey, ids[0], "")
+	all, code, msg := callREST[keywardv1.ListKeysResponse](t, kw, http.MethodGet, "/v1/keys?owner=acme", kw.AdminKey, nil)
+	require.Equal(t, codes.OK, code, msg)
+	var ids []string
+	for i, k := range all.GetKeys() {
+		ids = append(ids, k.GetKeyId())
+		if i > 0 {
+			prev := all.GetKeys()[i-1].GetCreateTime().AsTime()
+			assert.False(t, k.GetCreateTime().AsTime().After(prev), "newest first")
+		}
+	}
+	require.Len(t, ids, 5)
+	_, code, msg = tr.revoke(t, kw.AdminKey, ids[0], "")
 	require.Equal(t, codes.OK, code, msg)
 
 	var seen []string

@@ -84,7 +84,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if s.tokens, err = service.NewTokens(ctx, s.store, tcfg, s.keys, s.revs, sealer, log); err != nil {
 		return nil, err
 	}
-	ips := newClientIPs()
+	trusted, _ := cfg.trustedProxies() // validated above
+	ips := newClientIPs(trusted)
 
 	validator, err := protovalidate.New()
 	if err != nil {
@@ -94,7 +95,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 	)
 	s.grpc = grpc.NewServer(opts...)
-	keywardv1.RegisterKeyServiceServer(s.grpc, &keyServer{keys: s.keys, roles: service.NewRoles(s.store, s.keys)})
+	keywardv1.RegisterKeyServiceServer(s.grpc, &keyServer{keys: s.keys, roles: service.NewRoles(s.store, s.keys), ips: ips})
 	keywardv1.RegisterTokenServiceServer(s.grpc, &tokenServer{tokens: s.tokens, ips: ips})
 	keywardv1.RegisterAuditServiceServer(s.grpc, &keywardv1.UnimplementedAuditServiceServer{})
 	keywardv1.RegisterRevocationServiceServer(s.grpc, &keywardv1.UnimplementedRevocationServiceServer{})

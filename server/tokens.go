@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/netip"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -44,9 +43,9 @@ func (s *tokenServer) RefreshToken(ctx context.Context, req *keywardv1.RefreshTo
 }
 
 func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.ValidateTokenRequest) (*keywardv1.ValidateTokenResponse, error) {
-	var ip netip.Addr
-	if req.GetClientIp() != "" {
-		ip, _ = netip.ParseAddr(req.GetClientIp()) // validated by protovalidate
+	ip, err := s.ips.checkedIP(ctx, req.GetClientIp())
+	if err != nil {
+		return nil, err
 	}
 	v, err := s.tokens.Validate(ctx, req.GetToken(), req.GetAudience(), req.GetRequiredPermission(), ip)
 	if err != nil {

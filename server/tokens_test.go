@@ -45,7 +45,7 @@ func newTokenEnv(t *testing.T, opts ...servertest.Option) *tokenEnv {
 	k, err := e.keys.CreateKey(e.admin, &keywardv1.CreateKeyRequest{
 		Name: "mobile app", Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
 		Permissions:      []string{"orders", "invoices:read"},
-		AllowedCidrs:     []string{"10.0.0.0/8"},
+		AllowedCidrs:     []string{"10.0.0.0/8", "127.0.0.0/8", "::1/128"}, // the tests call from loopback
 		AllowedAudiences: []string{"orders-api", "billing-api"},
 	})
 	require.NoError(t, err)
@@ -53,7 +53,7 @@ func newTokenEnv(t *testing.T, opts ...servertest.Option) *tokenEnv {
 	e.client = servertest.Auth(context.Background(), e.secret)
 	rs, err := e.keys.CreateKey(e.admin, &keywardv1.CreateKeyRequest{
 		Name: "orders-api", Owner: "orders", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
-		Permissions: []string{"keyward.tokens:validate", "keyward.tokens:consume"},
+		Permissions: []string{"keyward.tokens:validate", "keyward.tokens:consume", "keyward.client-ip:assert"},
 	})
 	require.NoError(t, err)
 	e.checker = servertest.Auth(context.Background(), rs.GetSecret())
@@ -141,7 +141,7 @@ func TestValidationReasons(t *testing.T) {
 			assert.Equal(t, tc.want == keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_OK, v.GetValid())
 		})
 	}
-	rs, err := e.keys.CreateKey(e.admin, &keywardv1.CreateKeyRequest{Name: "rs", Owner: "o", Environment: keywardv1.Environment_ENVIRONMENT_LIVE, Permissions: []string{"keyward.tokens:validate"}})
+	rs, err := e.keys.CreateKey(e.admin, &keywardv1.CreateKeyRequest{Name: "rs", Owner: "o", Environment: keywardv1.Environment_ENVIRONMENT_LIVE, Permissions: []string{"keyward.tokens:validate", "keyward.client-ip:assert"}})
 	require.NoError(t, err)
 	for _, tc := range cases {
 		t.Run("REST/"+tc.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ type cachedKey struct {
 	key       *repository.Key
 	effective []string
 	perms     permission.Set
+	policy    policy
 	expires   time.Time
 	lastUsed  atomic.Int64 // unix ms; 0: not used since loaded
 	flushed   atomic.Int64 // the lastUsed value last written to the store

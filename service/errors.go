@@ -1,6 +1,9 @@
 package service
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Code classifies a use-case error; server/ maps each to a gRPC status code.
 type Code int
@@ -13,6 +16,7 @@ const (
 	CodePermissionDenied
 	CodeFailedPrecondition
 	CodeUnauthenticated
+	CodeResourceExhausted
 )
 
 // Error is an error meant for the caller: its message is safe to return as is and
@@ -20,6 +24,8 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// RetryAfter, for CodeResourceExhausted, is how long to wait; zero: unknown.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -32,6 +32,8 @@ type KeysConfig struct {
 	// RevokedKeyRelevance is how long a key revocation stays in the revocation log
 	// (at least the longest refresh-token family lifetime); default 90 days.
 	RevokedKeyRelevance time.Duration
+	// Geo resolves client countries; nil fails every country restriction closed.
+	Geo CountryResolver
 }
 
 // Keys is the API key use case: create, read, update, rotate, revoke and verify.
@@ -43,6 +45,8 @@ type Keys struct {
 	log       *slog.Logger
 	revs      *Revocations
 	relevance time.Duration
+	geo       CountryResolver
+	limiters  limiters
 }
 
 // NewKeys returns the key service over the store's repositories.
@@ -68,6 +72,7 @@ func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
 		log:       log,
 		revs:      cfg.Revocations,
 		relevance: cfg.RevokedKeyRelevance,
+		geo:       cfg.Geo,
 	}
 	if k.revs != nil {
 		k.revs.onKey = k.cache.invalidate
@@ -84,6 +89,7 @@ type KeyInput struct {
 	Permissions      []string
 	AllowedCIDRs     []string
 	AllowedCountries []string
+	DeniedCountries  []string
 	ExpireTime       time.Time
 	Metadata         map[string]string
 	RateLimit        *repository.RateLimit
@@ -117,6 +123,7 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 		Permissions:      nilIfEmpty(in.Permissions),
 		AllowedCIDRs:     cidrs,
 		AllowedCountries: nilIfEmpty(in.AllowedCountries),
+		DeniedCountries:  nilIfEmpty(in.DeniedCountries),
 		Metadata:         in.Metadata,
 		RateLimit:        in.RateLimit,
 		Quota:            in.Quota,
@@ -254,6 +261,8 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 				k.AllowedCIDRs = cidrs
 			case "allowed_countries":
 				k.AllowedCountries = nilIfEmpty(in.AllowedCountries)
+			case "denied_countries":
+				k.DeniedCountries = nilIfEmpty(in.DeniedCountries)
 			case "expire_time":
 				k.ExpireTime = in.ExpireTime.UTC().Truncate(time.Millisecond)
 			case "metadata":
@@ -290,9 +299,9 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 }
 
 var (
-	updatablePaths = []string{"name", "owner", "roles", "permissions", "allowed_cidrs", "allowed_countries", "expire_time",
+	updatablePaths = []string{"name", "owner", "roles", "permissions", "allowed_cidrs", "allowed_countries", "denied_countries", "expire_time",
 		"metadata", "rate_limit", "quota", "allowed_audiences", "max_token_ttl"}
-	rightsPaths = []string{"roles", "permissions", "allowed_cidrs", "allowed_countries", "expire_time", "allowed_audiences"}
+	rightsPaths = []string{"roles", "permissions", "allowed_cidrs", "allowed_countries", "denied_countries", "expire_time", "allowed_audiences"}
 )
 
 // appendRevocation records a key's revocation (or loss of rights) in the log.

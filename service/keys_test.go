@@ -52,7 +52,7 @@ func TestVerifyReadsTheStoreOnceThenInvalidatesOnChange(t *testing.T) {
 	require.NoError(t, err)
 
 	for range 100 {
-		v, err := keys.Verify(ctx, secret, "orders/1:refund")
+		v, err := keys.Verify(ctx, secret, service.Check{Permission: "orders/1:refund"})
 		require.NoError(t, err)
 		require.True(t, v.Valid())
 	}
@@ -60,7 +60,7 @@ func TestVerifyReadsTheStoreOnceThenInvalidatesOnChange(t *testing.T) {
 
 	_, err = keys.Revoke(ctx, k.ID, "test")
 	require.NoError(t, err)
-	v, err := keys.Verify(ctx, secret, "")
+	v, err := keys.Verify(ctx, secret, service.Check{})
 	require.NoError(t, err)
 	assert.Equal(t, service.ReasonRevoked, v.Reason, "revocation invalidates the cached entry at once")
 }
@@ -70,10 +70,10 @@ func TestVerifyOnCacheHitDoesNotAllocate(t *testing.T) {
 	keys, _ := newKeys(t)
 	_, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Permissions: []string{"orders:read"}})
 	require.NoError(t, err)
-	_, err = keys.Verify(ctx, secret, "")
+	_, err = keys.Verify(ctx, secret, service.Check{})
 	require.NoError(t, err)
 	allocs := testing.AllocsPerRun(200, func() {
-		v, err := keys.Verify(ctx, secret, "orders:read")
+		v, err := keys.Verify(ctx, secret, service.Check{Permission: "orders:read"})
 		if err != nil || !v.Valid() {
 			t.Fatal("verification failed")
 		}
@@ -91,14 +91,14 @@ func TestConcurrentVerifyAndRevokeNeverCachesStaleKey(t *testing.T) {
 		require.NoError(t, err)
 		var wg sync.WaitGroup
 		for range 8 {
-			wg.Go(func() { _, _ = keys.Verify(ctx, secret, "") })
+			wg.Go(func() { _, _ = keys.Verify(ctx, secret, service.Check{}) })
 		}
 		wg.Go(func() {
 			_, err := keys.Revoke(ctx, k.ID, "race")
 			assert.NoError(t, err)
 		})
 		wg.Wait()
-		v, err := keys.Verify(ctx, secret, "")
+		v, err := keys.Verify(ctx, secret, service.Check{})
 		require.NoError(t, err)
 		require.Equal(t, service.ReasonRevoked, v.Reason)
 	}
@@ -109,7 +109,7 @@ func TestUsageIsWrittenInTheBackground(t *testing.T) {
 	keys, st := newKeys(t)
 	k, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
 	require.NoError(t, err)
-	_, err = keys.Verify(ctx, secret, "")
+	_, err = keys.Verify(ctx, secret, service.Check{})
 	require.NoError(t, err)
 	got, err := st.Keys().GetKey(ctx, k.ID)
 	require.NoError(t, err)
@@ -127,7 +127,7 @@ func TestBootstrapOnlyOnEmptyStore(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, k)
 	assert.Equal(t, []string{"*"}, k.Permissions)
-	v, err := keys.Verify(ctx, secret, "keyward.keys:create")
+	v, err := keys.Verify(ctx, secret, service.Check{Permission: "keyward.keys:create"})
 	require.NoError(t, err)
 	assert.True(t, v.Valid())
 	again, _, err := keys.Bootstrap(ctx)
@@ -148,7 +148,7 @@ func BenchmarkVerifyKey(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if v, err := keys.Verify(ctx, secret, bc.required); err != nil || !v.Valid() {
+					if v, err := keys.Verify(ctx, secret, service.Check{Permission: bc.required}); err != nil || !v.Valid() {
 						b.Fatal("verification failed")
 					}
 				}

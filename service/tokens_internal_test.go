@@ -50,7 +50,7 @@ func newTokenFixture(t testing.TB, alg string) *tokenFixture {
 	k, secret, err := keys.Create(ctx, KeyInput{Name: "n", Owner: "acme", Environment: repository.EnvironmentLive,
 		Permissions: []string{"orders", "invoices:read"}, AllowedCIDRs: []string{"10.0.0.0/8"}, AllowedAudiences: []string{"orders-api"}})
 	require.NoError(t, err)
-	v, err := keys.Verify(ctx, secret, "")
+	v, err := keys.Verify(ctx, secret, Check{})
 	require.NoError(t, err)
 	caller := WithPrincipal(ctx, &Principal{KeyID: k.ID, Owner: k.Owner, Permissions: v.Permissions})
 	return &tokenFixture{store: st, keys: keys, tokens: tokens, ctx: caller, key: k, secret: secret}
@@ -181,14 +181,14 @@ func TestRetiredSigningKeyStopsVerifying(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.tokens.RotateSigningKey(context.Background(), AlgEdDSA)
 	require.NoError(t, err)
-	v, err := f.tokens.Validate(context.Background(), issued.AccessToken, "", "", netip.Addr{})
+	v, err := f.tokens.Validate(context.Background(), issued.AccessToken, "", "", netip.MustParseAddr("10.0.0.1"))
 	require.NoError(t, err)
 	assert.Equal(t, TokenOK, v.Reason, "a replaced key verifies while its tokens live")
 
 	// Once the grace after its successor has passed, the old key retires.
 	f.tokens.ring.grace = 0
 	require.NoError(t, f.tokens.ring.reload(context.Background()))
-	v, err = f.tokens.Validate(context.Background(), issued.AccessToken, "", "", netip.Addr{})
+	v, err = f.tokens.Validate(context.Background(), issued.AccessToken, "", "", netip.MustParseAddr("10.0.0.1"))
 	require.NoError(t, err)
 	assert.Equal(t, TokenBadSignature, v.Reason)
 	assert.Len(t, f.tokens.JWKS(), 1, "a retired key is no longer published")

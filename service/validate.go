@@ -78,7 +78,7 @@ func (t *Tokens) Validate(ctx context.Context, token, audience, required string,
 		}
 	}
 	if strings.HasPrefix(token, "kw_") {
-		return t.validateKey(ctx, token, audience, required)
+		return t.validateKey(ctx, token, audience, Check{Permission: required, ClientIP: clientIP})
 	}
 	if len(token) > MaxTokenLen {
 		return TokenVerdict{Reason: TokenMalformed}, nil
@@ -118,7 +118,7 @@ func (t *Tokens) Validate(ctx context.Context, token, audience, required string,
 		v.Reason = TokenWrongAudience
 		return v, nil
 	}
-	if clientIP.IsValid() && len(claims.CIDRs) > 0 && !inAny(clientIP, claims.CIDRs) {
+	if len(claims.CIDRs) > 0 && (!clientIP.IsValid() || !inAny(clientIP, claims.CIDRs)) {
 		v.Reason = TokenIPNotAllowed
 		return v, nil
 	}
@@ -159,8 +159,8 @@ func jwtReason(err error) TokenReason {
 }
 
 // validateKey answers ValidateToken for an API key.
-func (t *Tokens) validateKey(ctx context.Context, secret, audience, required string) (TokenVerdict, error) {
-	kv, err := t.keys.Verify(ctx, secret, required)
+func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check Check) (TokenVerdict, error) {
+	kv, err := t.keys.Verify(ctx, secret, check)
 	if err != nil {
 		return TokenVerdict{}, err
 	}
@@ -187,6 +187,8 @@ func (t *Tokens) validateKey(ctx context.Context, secret, audience, required str
 		v.Reason = TokenExpired
 	case ReasonPermissionDenied:
 		v.Reason = TokenPermissionDenied
+	case ReasonIPNotAllowed:
+		v.Reason = TokenIPNotAllowed
 	default:
 		v.Reason = TokenInvalidKey
 	}

@@ -24,6 +24,8 @@ const (
 	ReasonExpired
 	ReasonPermissionDenied
 	ReasonEnvironmentMismatch
+	ReasonIPNotAllowed
+	ReasonCountryNotAllowed
 )
 
 var reasonMessages = map[Reason]string{
@@ -36,6 +38,8 @@ var reasonMessages = map[Reason]string{
 	ReasonExpired:             "the key has expired",
 	ReasonPermissionDenied:    "the key does not hold the required permission",
 	ReasonEnvironmentMismatch: "the secret's environment does not match the key's",
+	ReasonIPNotAllowed:        "the client address is outside the key's allowed networks",
+	ReasonCountryNotAllowed:   "the key may not be used from the client's country",
 }
 
 // Message is a human-readable explanation of the reason.
@@ -52,16 +56,42 @@ type Verification struct {
 	Permissions permission.Set
 	// SecretExpireTime is set when the secret is a previous one in its grace period.
 	SecretExpireTime time.Time
+	// Country is the client's country, when a geographic restriction looked it up.
+	Country string
+	// Detail adds to the reason's message (for example why a country check failed).
+	Detail string
+	// RateLimited is set for keys with a rate limit: RateRemaining requests are left
+	// in the burst, which is full again at RateReset.
+	RateLimited   bool
+	RateRemaining uint32
+	RateReset     time.Time
+	// QuotaLimited is set for keys with a quota: QuotaRemaining uses are left until
+	// QuotaReset (zero: never refilled).
+	QuotaLimited   bool
+	QuotaRemaining uint64
+	QuotaReset     time.Time
+}
+
+// Message explains the verdict.
+func (v Verification) Message() string {
+	if v.Detail != "" {
+		return v.Reason.Message() + ": " + v.Detail
+	}
+	return v.Reason.Message()
 }
 
 // Valid reports whether the verdict is OK.
 func (v Verification) Valid() bool { return v.Reason == ReasonOK }
 
-// Verify checks a secret and, when required is not empty, that the key holds that
-// permission. A repeat verification of a known key reads only memory; the store is
-// read on the first verification of a key, after a change to it, and after the
-// cache TTL. It returns an error only for a bad required permission or a store failure.
-func (s *Keys) Verify(ctx context.Context, secret, required string) (Verification, error) {
+// Verify checks a secret, then the check: the client address against the key's
+// networks and countries, and the required permission; then it counts the use
+// against the key's rate limit and quota. A repeat verification of a known key reads
+// only memory (unless the key has a quota, which is counted in the store); the store
+// is read on the first verification of a key, after a change to it, and after the
+// cache TTL. It returns an error for a bad required permission, an exhausted rate
+// limit or quota (RESOURCE_EXHAUSTED), or a store failure.
+func (s *Keys) Verify(ctx context.Context, secret string, check Check) (Verification, error) {
+	required := check.Permission
 	var need permission.Permission
 	if required != "" {
 		var err error
@@ -110,12 +140,19 @@ func (s *Keys) Verify(ctx context.Context, secret, required string) (Verificatio
 		v.Reason = ReasonExpired
 		return v, nil
 	}
-	if ms := now.UnixMilli(); ms-e.lastUsed.Load() >= 1000 {
-		e.lastUsed.Store(ms)
+	if r := s.checkPlace(e, check.ClientIP, &v); r != ReasonOK {
+		v.Reason = r
+		return v, nil
 	}
 	if required != "" && !e.perms.Allows(need) {
 		v.Reason = ReasonPermissionDenied
 		return v, nil
+	}
+	if err := s.spend(ctx, e, now, &v); err != nil {
+		return v, err
+	}
+	if ms := now.UnixMilli(); ms-e.lastUsed.Load() >= 1000 {
+		e.lastUsed.Store(ms)
 	}
 	v.Reason = ReasonOK
 	return v, nil
@@ -152,7 +189,7 @@ func (s *Keys) load(ctx context.Context, id string, now time.Time) (*cachedKey, 
 		}
 		perms = append(perms, parsed)
 	}
-	e := &cachedKey{key: k, effective: effective, perms: perms, expires: now.Add(s.cache.ttl)}
+	e := &cachedKey{key: k, effective: effective, perms: perms, expires: now.Add(s.cache.ttl), policy: newPolicy(k, &s.limiters)}
 	s.cache.put(id, e, gen)
 	return e, nil
 }

@@ -25,6 +25,7 @@ type keyDoc struct {
 	Permissions            []string              `json:"permissions,omitempty"`
 	AllowedCIDRs           []string              `json:"allowed_cidrs,omitempty"`
 	AllowedCountries       []string              `json:"allowed_countries,omitempty"`
+	DeniedCountries        []string              `json:"denied_countries,omitempty"`
 	Metadata               map[string]string     `json:"metadata,omitempty"`
 	RateLimit              *repository.RateLimit `json:"rate_limit,omitempty"`
 	Quota                  *repository.Quota     `json:"quota,omitempty"`
@@ -51,6 +52,7 @@ func encodeKeyDoc(k *repository.Key) (string, error) {
 		Permissions:            k.Permissions,
 		AllowedCIDRs:           k.AllowedCIDRs,
 		AllowedCountries:       k.AllowedCountries,
+		DeniedCountries:        k.DeniedCountries,
 		Metadata:               k.Metadata,
 		RateLimit:              k.RateLimit,
 		Quota:                  k.Quota,
@@ -103,6 +105,7 @@ func scanKey(row rowScanner) (*repository.Key, error) {
 	k.Permissions = nilIfEmpty(d.Permissions)
 	k.AllowedCIDRs = nilIfEmpty(d.AllowedCIDRs)
 	k.AllowedCountries = nilIfEmpty(d.AllowedCountries)
+	k.DeniedCountries = nilIfEmpty(d.DeniedCountries)
 	if len(d.Metadata) > 0 {
 		k.Metadata = d.Metadata
 	}
@@ -368,4 +371,28 @@ func (r *keyRepo) insertKeys(ctx context.Context, ks []*repository.Key) (err err
 		k.Version = 1
 	}
 	return nil
+}
+
+// UseQuota counts a use in one statement: SQLite serialises writers, so the
+// conditional increment is atomic and never counts past the limit.
+func (r *keyRepo) UseQuota(ctx context.Context, keyID, window string, limit uint64, expire time.Time) (uint64, error) {
+	var used uint64
+	err := r.s.w.QueryRowContext(ctx,
+		`INSERT INTO quota_usage (key_id, window, used, expire_ms) VALUES (?1, ?2, 1, ?4)
+		 ON CONFLICT (key_id, window) DO UPDATE SET used = used + 1 WHERE used < ?3
+		 RETURNING used`, keyID, window, limit, expire.UnixMilli()).Scan(&used)
+	if errors.Is(err, sql.ErrNoRows) {
+		// At the limit: nothing was updated. Report the count.
+		if err := r.s.r.QueryRowContext(ctx, `SELECT used FROM quota_usage WHERE key_id = ? AND window = ?`, keyID, window).Scan(&used); err != nil {
+			return 0, wrap("use quota", err)
+		}
+		return used, repository.ErrLimitReached
+	}
+	if err != nil {
+		return 0, wrap("use quota", err)
+	}
+	if used > limit {
+		return used, repository.ErrLimitReached
+	}
+	return used, nil
 }

@@ -77,6 +77,17 @@ CREATE TABLE revocations (
 CREATE INDEX revocations_by_subject ON revocations (kind, subject_id, seq);
 CREATE INDEX revocations_by_relevance ON revocations (relevant_until_ms);
 `,
+	// 3: quota counters.
+	`
+CREATE TABLE quota_usage (
+	key_id    TEXT    NOT NULL,
+	window    TEXT    NOT NULL,
+	used      INTEGER NOT NULL,
+	expire_ms INTEGER NOT NULL,
+	PRIMARY KEY (key_id, window)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX quota_usage_by_expire ON quota_usage (expire_ms);
+`,
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction

@@ -29,6 +29,7 @@ type keyDoc struct {
 	Permissions      []string              `bson:"permissions,omitempty"`
 	AllowedCIDRs     []string              `bson:"allowed_cidrs,omitempty"`
 	AllowedCountries []string              `bson:"allowed_countries,omitempty"`
+	DeniedCountries  []string              `bson:"denied_countries,omitempty"`
 	Metadata         []metadataEntry       `bson:"metadata,omitempty"`
 	RateLimit        *repository.RateLimit `bson:"rate_limit,omitempty"`
 	Quota            *repository.Quota     `bson:"quota,omitempty"`
@@ -85,6 +86,7 @@ func toKeyDoc(k *repository.Key) *keyDoc {
 		Permissions:              k.Permissions,
 		AllowedCIDRs:             k.AllowedCIDRs,
 		AllowedCountries:         k.AllowedCountries,
+		DeniedCountries:          k.DeniedCountries,
 		RateLimit:                k.RateLimit,
 		Quota:                    k.Quota,
 		ExpireTime:               timePtr(k.ExpireTime),
@@ -123,6 +125,7 @@ func (d *keyDoc) key() *repository.Key {
 		Permissions:              nilIfEmpty(d.Permissions),
 		AllowedCIDRs:             nilIfEmpty(d.AllowedCIDRs),
 		AllowedCountries:         nilIfEmpty(d.AllowedCountries),
+		DeniedCountries:          nilIfEmpty(d.DeniedCountries),
 		RateLimit:                d.RateLimit,
 		Quota:                    d.Quota,
 		ExpireTime:               timeVal(d.ExpireTime),
@@ -151,7 +154,8 @@ func (d *keyDoc) key() *repository.Key {
 
 // keyRepo implements repository.KeyRepository on the keys collection.
 type keyRepo struct {
-	coll *mongo.Collection
+	coll  *mongo.Collection
+	quota *mongo.Collection
 }
 
 var _ repository.KeyRepository = (*keyRepo)(nil)
@@ -316,4 +320,41 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) e
 	}
 	_, err := r.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 	return wrapErr("record key use", err)
+}
+
+// quotaDoc counts the uses of one key in one window.
+type quotaDoc struct {
+	ID     string    `bson:"_id"`
+	KeyID  string    `bson:"key_id"`
+	Window string    `bson:"window"`
+	Used   uint64    `bson:"used"`
+	Expire time.Time `bson:"expire_time"`
+}
+
+// UseQuota counts a use with one findOneAndUpdate, upserting on {_id, used < limit}:
+// MongoDB applies it atomically, so concurrent uses never count past the limit. At
+// the limit the filter matches nothing and the upsert's insert collides with the
+// existing _id; MongoDB reports a duplicate key (FerretDB another error), and a read
+// of the counter tells "limit reached" from a real failure.
+func (r *keyRepo) UseQuota(ctx context.Context, keyID, window string, limit uint64, expire time.Time) (uint64, error) {
+	id := keyID + "|" + window
+	var d quotaDoc
+	err := r.quota.FindOneAndUpdate(ctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "used", Value: bson.D{{Key: "$lt", Value: int64(limit)}}}},
+		bson.D{
+			{Key: "$inc", Value: bson.D{{Key: "used", Value: int64(1)}}},
+			{Key: "$setOnInsert", Value: bson.D{{Key: "key_id", Value: keyID}, {Key: "window", Value: window}, {Key: "expire_time", Value: expire}}},
+		},
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&d)
+	if err == nil {
+		return d.Used, nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return 0, wrapErr("use quota", err)
+	}
+	var cur quotaDoc
+	if rerr := r.quota.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&cur); rerr == nil && cur.Used >= limit {
+		return cur.Used, repository.ErrLimitReached
+	}
+	return 0, wrapErr("use quota", err)
 }

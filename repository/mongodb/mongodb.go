@@ -25,6 +25,7 @@ const (
 	TemporaryTokensCollection = "temporary_tokens"
 	ClaimsCollection          = "claims"
 	RevocationsCollection     = "revocations"
+	QuotaCollection           = "quota_usage"
 	// AuditCollection is the capped collection that holds audit events.
 	AuditCollection = "audit_events"
 )
@@ -103,7 +104,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{
 		client:      client,
 		db:          db,
-		keys:        &keyRepo{coll: db.Collection(KeysCollection)},
+		keys:        &keyRepo{coll: db.Collection(KeysCollection), quota: db.Collection(QuotaCollection)},
 		roles:       &roleRepo{coll: db.Collection(RolesCollection)},
 		signingKeys: &signingKeyRepo{coll: db.Collection(SigningKeysCollection)},
 		tokens: &tokenRepo{
@@ -191,7 +192,7 @@ func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
 			}
 		}
 	}
-	for _, coll := range []*mongo.Collection{s.tokens.refresh, s.tokens.temporary, s.tokens.claims} {
+	for _, coll := range []*mongo.Collection{s.tokens.refresh, s.tokens.temporary, s.tokens.claims, s.keys.quota} {
 		if _, err := createTTLIndex(ctx, coll); err != nil {
 			return err
 		}

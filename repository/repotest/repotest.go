@@ -72,6 +72,7 @@ func SampleKey(owner string, created time.Time) *repository.Key {
 		Permissions:              []string{"orders:create", "orders/1234:refund"},
 		AllowedCIDRs:             []string{"10.0.0.0/8", "2001:db8::/32"},
 		AllowedCountries:         []string{"DE", "FR"},
+		DeniedCountries:          []string{"KP"},
 		Metadata:                 map[string]string{"store": "main-street", "lane": "3"},
 		RateLimit:                &repository.RateLimit{RequestsPerSecond: 10, Burst: 20},
 		Quota:                    &repository.Quota{Limit: 1000, Period: "day"},
@@ -245,6 +246,52 @@ func testKeys(t *testing.T, caps Capabilities, fresh func(*testing.T) repository
 		again, err := keys.GetKey(ctx, k.ID)
 		require.NoError(t, err)
 		assert.True(t, later.Equal(again.LastUsedTime))
+	})
+
+	t.Run("UseQuotaCountsToTheLimit", func(t *testing.T) {
+		keys := fresh(t).Keys()
+		expire := time.Date(2126, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := uint64(1); i <= 3; i++ {
+			n, err := keys.UseQuota(ctx, "key-a", "day:2026-11-29", 3, expire)
+			require.NoError(t, err)
+			assert.Equal(t, i, n)
+		}
+		n, err := keys.UseQuota(ctx, "key-a", "day:2026-11-29", 3, expire)
+		assert.ErrorIs(t, err, repository.ErrLimitReached)
+		assert.Equal(t, uint64(3), n)
+		n, err = keys.UseQuota(ctx, "key-a", "day:2026-11-30", 3, expire)
+		require.NoError(t, err, "another window counts afresh")
+		assert.Equal(t, uint64(1), n)
+		n, err = keys.UseQuota(ctx, "key-b", "day:2026-11-29", 3, expire)
+		require.NoError(t, err, "another key counts afresh")
+		assert.Equal(t, uint64(1), n)
+		n, err = keys.UseQuota(ctx, "key-a", "day:2026-11-29", 5, expire)
+		require.NoError(t, err, "a raised limit allows more")
+		assert.Equal(t, uint64(4), n)
+	})
+
+	t.Run("ConcurrentQuotaUsesCountExactlyOnce", func(t *testing.T) {
+		if !caps.AtomicConditionalUpdates {
+			t.Skip(caps.NoAtomicityReason)
+		}
+		keys := fresh(t).Keys()
+		var ok, limited atomic.Int32
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				switch _, err := keys.UseQuota(ctx, "key-c", "total", 10, time.Date(2126, 1, 1, 0, 0, 0, 0, time.UTC)); {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, repository.ErrLimitReached):
+					limited.Add(1)
+				default:
+					t.Errorf("use quota: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, int32(10), ok.Load())
+		assert.Equal(t, int32(40), limited.Load())
 	})
 
 	t.Run("ListOrdersFiltersAndPages", func(t *testing.T) {

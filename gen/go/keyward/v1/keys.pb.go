@@ -283,9 +283,11 @@ type Key struct {
 	// Audiences (`aud`) that access tokens issued to this key may name. Empty: any.
 	AllowedAudiences []string `protobuf:"bytes,22,rep,name=allowed_audiences,json=allowedAudiences,proto3" json:"allowed_audiences,omitempty"`
 	// The longest lifetime of an access token issued to this key; unset: the server's.
-	MaxTokenTtl   *durationpb.Duration `protobuf:"bytes,23,opt,name=max_token_ttl,json=maxTokenTtl,proto3" json:"max_token_ttl,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxTokenTtl *durationpb.Duration `protobuf:"bytes,23,opt,name=max_token_ttl,json=maxTokenTtl,proto3" json:"max_token_ttl,omitempty"`
+	// Countries the key may not be used from (ISO 3166-1 alpha-2).
+	DeniedCountries []string `protobuf:"bytes,24,rep,name=denied_countries,json=deniedCountries,proto3" json:"denied_countries,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Key) Reset() {
@@ -479,6 +481,13 @@ func (x *Key) GetMaxTokenTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *Key) GetDeniedCountries() []string {
+	if x != nil {
+		return x.DeniedCountries
+	}
+	return nil
+}
+
 // CreateKeyRequest describes the key to create.
 type CreateKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -507,9 +516,11 @@ type CreateKeyRequest struct {
 	// Audiences that access tokens issued to the key may name. Empty: any.
 	AllowedAudiences []string `protobuf:"bytes,12,rep,name=allowed_audiences,json=allowedAudiences,proto3" json:"allowed_audiences,omitempty"`
 	// The longest lifetime of an access token issued to the key; unset: the server's.
-	MaxTokenTtl   *durationpb.Duration `protobuf:"bytes,13,opt,name=max_token_ttl,json=maxTokenTtl,proto3" json:"max_token_ttl,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxTokenTtl *durationpb.Duration `protobuf:"bytes,13,opt,name=max_token_ttl,json=maxTokenTtl,proto3" json:"max_token_ttl,omitempty"`
+	// Countries the key may not be used from (ISO 3166-1 alpha-2).
+	DeniedCountries []string `protobuf:"bytes,14,rep,name=denied_countries,json=deniedCountries,proto3" json:"denied_countries,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateKeyRequest) Reset() {
@@ -629,6 +640,13 @@ func (x *CreateKeyRequest) GetAllowedAudiences() []string {
 func (x *CreateKeyRequest) GetMaxTokenTtl() *durationpb.Duration {
 	if x != nil {
 		return x.MaxTokenTtl
+	}
+	return nil
+}
+
+func (x *CreateKeyRequest) GetDeniedCountries() []string {
+	if x != nil {
+		return x.DeniedCountries
 	}
 	return nil
 }
@@ -923,8 +941,8 @@ type UpdateKeyRequest struct {
 	// The key, with key_id set and the new values of the fields in update_mask.
 	Key *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// Fields to change: name, owner, roles, permissions, allowed_cidrs,
-	// allowed_countries, expire_time, metadata, rate_limit, quota, allowed_audiences,
-	// max_token_ttl.
+	// allowed_countries, denied_countries, expire_time, metadata, rate_limit, quota,
+	// allowed_audiences, max_token_ttl.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1240,8 +1258,8 @@ type VerifyKeyRequest struct {
 	// is valid only if the key holds it.
 	RequiredPermission string `protobuf:"bytes,2,opt,name=required_permission,json=requiredPermission,proto3" json:"required_permission,omitempty"`
 	// The end client's IP address, for keys bound to networks or countries. Only callers
-	// trusted to vouch for client addresses may set it; otherwise the caller's own
-	// address is used.
+	// holding `keyward.client-ip:assert` may set it; otherwise the caller's own address
+	// (after the trusted-proxy rules) is checked.
 	ClientIp      string `protobuf:"bytes,3,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1313,8 +1331,20 @@ type VerifyKeyResponse struct {
 	EffectivePermissions []string `protobuf:"bytes,5,rep,name=effective_permissions,json=effectivePermissions,proto3" json:"effective_permissions,omitempty"`
 	// Until when this secret verifies, when it is a previous secret in its grace period.
 	SecretExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=secret_expire_time,json=secretExpireTime,proto3" json:"secret_expire_time,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The client address that was checked.
+	ClientIp string `protobuf:"bytes,7,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
+	// The country of that address, when a geographic restriction needed it.
+	ClientCountry string `protobuf:"bytes,8,opt,name=client_country,json=clientCountry,proto3" json:"client_country,omitempty"`
+	// Requests left in the key's rate-limit burst after this one; absent without a limit.
+	RateLimitRemaining *uint32 `protobuf:"varint,9,opt,name=rate_limit_remaining,json=rateLimitRemaining,proto3,oneof" json:"rate_limit_remaining,omitempty"`
+	// When the burst is full again; absent without a limit.
+	RateLimitResetTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=rate_limit_reset_time,json=rateLimitResetTime,proto3" json:"rate_limit_reset_time,omitempty"`
+	// Uses left in the key's quota after this one; absent without a quota.
+	QuotaRemaining *uint64 `protobuf:"varint,11,opt,name=quota_remaining,json=quotaRemaining,proto3,oneof" json:"quota_remaining,omitempty"`
+	// When the quota refills; absent without a quota or when it never refills.
+	QuotaResetTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=quota_reset_time,json=quotaResetTime,proto3" json:"quota_reset_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *VerifyKeyResponse) Reset() {
@@ -1385,6 +1415,48 @@ func (x *VerifyKeyResponse) GetEffectivePermissions() []string {
 func (x *VerifyKeyResponse) GetSecretExpireTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.SecretExpireTime
+	}
+	return nil
+}
+
+func (x *VerifyKeyResponse) GetClientIp() string {
+	if x != nil {
+		return x.ClientIp
+	}
+	return ""
+}
+
+func (x *VerifyKeyResponse) GetClientCountry() string {
+	if x != nil {
+		return x.ClientCountry
+	}
+	return ""
+}
+
+func (x *VerifyKeyResponse) GetRateLimitRemaining() uint32 {
+	if x != nil && x.RateLimitRemaining != nil {
+		return *x.RateLimitRemaining
+	}
+	return 0
+}
+
+func (x *VerifyKeyResponse) GetRateLimitResetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RateLimitResetTime
+	}
+	return nil
+}
+
+func (x *VerifyKeyResponse) GetQuotaRemaining() uint64 {
+	if x != nil && x.QuotaRemaining != nil {
+		return *x.QuotaRemaining
+	}
+	return 0
+}
+
+func (x *VerifyKeyResponse) GetQuotaResetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.QuotaResetTime
 	}
 	return nil
 }
@@ -1954,7 +2026,7 @@ var File_keyward_v1_keys_proto protoreflect.FileDescriptor
 const file_keyward_v1_keys_proto_rawDesc = "" +
 	"\n" +
 	"\x15keyward/v1/keys.proto\x12\n" +
-	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17keyward/v1/policy.proto\"\x98\v\n" +
+	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17keyward/v1/policy.proto\"\xe0\v\n" +
 	"\x03Key\x122\n" +
 	"\x06key_id\x18\x01 \x01(\tB\x1b\xe0A\b\xbaH\x15\xd8\x01\x01r\x102\x0e^[a-z2-7]{16}$R\x05keyId\x12\x1f\n" +
 	"\x04name\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x18\x80\x01R\x04name\x12!\n" +
@@ -1986,10 +2058,12 @@ const file_keyward_v1_keys_proto_rawDesc = "" +
 	"\n" +
 	"created_by\x18\x15 \x01(\tB\x03\xe0A\x03R\tcreatedBy\x12@\n" +
 	"\x11allowed_audiences\x18\x16 \x03(\tB\x13\xbaH\x10\x92\x01\r\x10 \x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\x10allowedAudiences\x12M\n" +
-	"\rmax_token_ttl\x18\x17 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x05*\x00R\vmaxTokenTtl\x1a;\n" +
+	"\rmax_token_ttl\x18\x17 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x05*\x00R\vmaxTokenTtl\x12F\n" +
+	"\x10denied_countries\x18\x18 \x03(\tB\x1b\xbaH\x18\x92\x01\x15\x10\xfa\x01\x18\x01\"\x0er\f2\n" +
+	"^[A-Z]{2}$R\x0fdeniedCountries\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\a\n" +
 	"\x10CreateKeyRequest\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x04name\x12 \n" +
@@ -2009,7 +2083,9 @@ const file_keyward_v1_keys_proto_rawDesc = "" +
 	" \x01(\v2\x15.keyward.v1.RateLimitR\trateLimit\x12'\n" +
 	"\x05quota\x18\v \x01(\v2\x11.keyward.v1.QuotaR\x05quota\x12@\n" +
 	"\x11allowed_audiences\x18\f \x03(\tB\x13\xbaH\x10\x92\x01\r\x10 \x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\x10allowedAudiences\x12M\n" +
-	"\rmax_token_ttl\x18\r \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x05*\x00R\vmaxTokenTtl\x1a;\n" +
+	"\rmax_token_ttl\x18\r \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x05*\x00R\vmaxTokenTtl\x12F\n" +
+	"\x10denied_countries\x18\x0e \x03(\tB\x1b\xbaH\x18\x92\x01\x15\x10\xfa\x01\x18\x01\"\x0er\f2\n" +
+	"^[A-Z]{2}$R\x0fdeniedCountries\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
@@ -2053,14 +2129,23 @@ const file_keyward_v1_keys_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\x06secret\x129\n" +
 	"\x13required_permission\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x12requiredPermission\x12'\n" +
 	"\tclient_ip\x18\x03 \x01(\tB\n" +
-	"\xbaH\a\xd8\x01\x01r\x02p\x01R\bclientIp\"\x9d\x02\n" +
+	"\xbaH\a\xd8\x01\x01r\x02p\x01R\bclientIp\"\x88\x05\n" +
 	"\x11VerifyKeyResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x126\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1e.keyward.v1.VerificationReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12!\n" +
 	"\x03key\x18\x04 \x01(\v2\x0f.keyward.v1.KeyR\x03key\x123\n" +
 	"\x15effective_permissions\x18\x05 \x03(\tR\x14effectivePermissions\x12H\n" +
-	"\x12secret_expire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x10secretExpireTime\"\xa6\x02\n" +
+	"\x12secret_expire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x10secretExpireTime\x12\x1b\n" +
+	"\tclient_ip\x18\a \x01(\tR\bclientIp\x12%\n" +
+	"\x0eclient_country\x18\b \x01(\tR\rclientCountry\x125\n" +
+	"\x14rate_limit_remaining\x18\t \x01(\rH\x00R\x12rateLimitRemaining\x88\x01\x01\x12M\n" +
+	"\x15rate_limit_reset_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x12rateLimitResetTime\x12,\n" +
+	"\x0fquota_remaining\x18\v \x01(\x04H\x01R\x0equotaRemaining\x88\x01\x01\x12D\n" +
+	"\x10quota_reset_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0equotaResetTimeB\x17\n" +
+	"\x15_rate_limit_remainingB\x12\n" +
+	"\x10_quota_remaining\"\xa6\x02\n" +
 	"\x04Role\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xe0A\b\xbaH\x1cr\x1a2\x18^[a-z][a-z0-9._-]{0,63}$R\x04name\x12*\n" +
 	"\vdescription\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\vdescription\x126\n" +
@@ -2224,44 +2309,46 @@ var file_keyward_v1_keys_proto_depIdxs = []int32{
 	2,  // 30: keyward.v1.VerifyKeyResponse.reason:type_name -> keyward.v1.VerificationReason
 	3,  // 31: keyward.v1.VerifyKeyResponse.key:type_name -> keyward.v1.Key
 	31, // 32: keyward.v1.VerifyKeyResponse.secret_expire_time:type_name -> google.protobuf.Timestamp
-	31, // 33: keyward.v1.Role.create_time:type_name -> google.protobuf.Timestamp
-	31, // 34: keyward.v1.Role.update_time:type_name -> google.protobuf.Timestamp
-	18, // 35: keyward.v1.CreateRoleRequest.role:type_name -> keyward.v1.Role
-	18, // 36: keyward.v1.CreateRoleResponse.role:type_name -> keyward.v1.Role
-	18, // 37: keyward.v1.GetRoleResponse.role:type_name -> keyward.v1.Role
-	18, // 38: keyward.v1.ListRolesResponse.roles:type_name -> keyward.v1.Role
-	18, // 39: keyward.v1.UpdateRoleRequest.role:type_name -> keyward.v1.Role
-	35, // 40: keyward.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
-	18, // 41: keyward.v1.UpdateRoleResponse.role:type_name -> keyward.v1.Role
-	4,  // 42: keyward.v1.KeyService.CreateKey:input_type -> keyward.v1.CreateKeyRequest
-	6,  // 43: keyward.v1.KeyService.GetKey:input_type -> keyward.v1.GetKeyRequest
-	8,  // 44: keyward.v1.KeyService.ListKeys:input_type -> keyward.v1.ListKeysRequest
-	10, // 45: keyward.v1.KeyService.UpdateKey:input_type -> keyward.v1.UpdateKeyRequest
-	12, // 46: keyward.v1.KeyService.RevokeKey:input_type -> keyward.v1.RevokeKeyRequest
-	14, // 47: keyward.v1.KeyService.RotateKey:input_type -> keyward.v1.RotateKeyRequest
-	16, // 48: keyward.v1.KeyService.VerifyKey:input_type -> keyward.v1.VerifyKeyRequest
-	19, // 49: keyward.v1.KeyService.CreateRole:input_type -> keyward.v1.CreateRoleRequest
-	21, // 50: keyward.v1.KeyService.GetRole:input_type -> keyward.v1.GetRoleRequest
-	23, // 51: keyward.v1.KeyService.ListRoles:input_type -> keyward.v1.ListRolesRequest
-	25, // 52: keyward.v1.KeyService.UpdateRole:input_type -> keyward.v1.UpdateRoleRequest
-	27, // 53: keyward.v1.KeyService.DeleteRole:input_type -> keyward.v1.DeleteRoleRequest
-	5,  // 54: keyward.v1.KeyService.CreateKey:output_type -> keyward.v1.CreateKeyResponse
-	7,  // 55: keyward.v1.KeyService.GetKey:output_type -> keyward.v1.GetKeyResponse
-	9,  // 56: keyward.v1.KeyService.ListKeys:output_type -> keyward.v1.ListKeysResponse
-	11, // 57: keyward.v1.KeyService.UpdateKey:output_type -> keyward.v1.UpdateKeyResponse
-	13, // 58: keyward.v1.KeyService.RevokeKey:output_type -> keyward.v1.RevokeKeyResponse
-	15, // 59: keyward.v1.KeyService.RotateKey:output_type -> keyward.v1.RotateKeyResponse
-	17, // 60: keyward.v1.KeyService.VerifyKey:output_type -> keyward.v1.VerifyKeyResponse
-	20, // 61: keyward.v1.KeyService.CreateRole:output_type -> keyward.v1.CreateRoleResponse
-	22, // 62: keyward.v1.KeyService.GetRole:output_type -> keyward.v1.GetRoleResponse
-	24, // 63: keyward.v1.KeyService.ListRoles:output_type -> keyward.v1.ListRolesResponse
-	26, // 64: keyward.v1.KeyService.UpdateRole:output_type -> keyward.v1.UpdateRoleResponse
-	28, // 65: keyward.v1.KeyService.DeleteRole:output_type -> keyward.v1.DeleteRoleResponse
-	54, // [54:66] is the sub-list for method output_type
-	42, // [42:54] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	31, // 33: keyward.v1.VerifyKeyResponse.rate_limit_reset_time:type_name -> google.protobuf.Timestamp
+	31, // 34: keyward.v1.VerifyKeyResponse.quota_reset_time:type_name -> google.protobuf.Timestamp
+	31, // 35: keyward.v1.Role.create_time:type_name -> google.protobuf.Timestamp
+	31, // 36: keyward.v1.Role.update_time:type_name -> google.protobuf.Timestamp
+	18, // 37: keyward.v1.CreateRoleRequest.role:type_name -> keyward.v1.Role
+	18, // 38: keyward.v1.CreateRoleResponse.role:type_name -> keyward.v1.Role
+	18, // 39: keyward.v1.GetRoleResponse.role:type_name -> keyward.v1.Role
+	18, // 40: keyward.v1.ListRolesResponse.roles:type_name -> keyward.v1.Role
+	18, // 41: keyward.v1.UpdateRoleRequest.role:type_name -> keyward.v1.Role
+	35, // 42: keyward.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
+	18, // 43: keyward.v1.UpdateRoleResponse.role:type_name -> keyward.v1.Role
+	4,  // 44: keyward.v1.KeyService.CreateKey:input_type -> keyward.v1.CreateKeyRequest
+	6,  // 45: keyward.v1.KeyService.GetKey:input_type -> keyward.v1.GetKeyRequest
+	8,  // 46: keyward.v1.KeyService.ListKeys:input_type -> keyward.v1.ListKeysRequest
+	10, // 47: keyward.v1.KeyService.UpdateKey:input_type -> keyward.v1.UpdateKeyRequest
+	12, // 48: keyward.v1.KeyService.RevokeKey:input_type -> keyward.v1.RevokeKeyRequest
+	14, // 49: keyward.v1.KeyService.RotateKey:input_type -> keyward.v1.RotateKeyRequest
+	16, // 50: keyward.v1.KeyService.VerifyKey:input_type -> keyward.v1.VerifyKeyRequest
+	19, // 51: keyward.v1.KeyService.CreateRole:input_type -> keyward.v1.CreateRoleRequest
+	21, // 52: keyward.v1.KeyService.GetRole:input_type -> keyward.v1.GetRoleRequest
+	23, // 53: keyward.v1.KeyService.ListRoles:input_type -> keyward.v1.ListRolesRequest
+	25, // 54: keyward.v1.KeyService.UpdateRole:input_type -> keyward.v1.UpdateRoleRequest
+	27, // 55: keyward.v1.KeyService.DeleteRole:input_type -> keyward.v1.DeleteRoleRequest
+	5,  // 56: keyward.v1.KeyService.CreateKey:output_type -> keyward.v1.CreateKeyResponse
+	7,  // 57: keyward.v1.KeyService.GetKey:output_type -> keyward.v1.GetKeyResponse
+	9,  // 58: keyward.v1.KeyService.ListKeys:output_type -> keyward.v1.ListKeysResponse
+	11, // 59: keyward.v1.KeyService.UpdateKey:output_type -> keyward.v1.UpdateKeyResponse
+	13, // 60: keyward.v1.KeyService.RevokeKey:output_type -> keyward.v1.RevokeKeyResponse
+	15, // 61: keyward.v1.KeyService.RotateKey:output_type -> keyward.v1.RotateKeyResponse
+	17, // 62: keyward.v1.KeyService.VerifyKey:output_type -> keyward.v1.VerifyKeyResponse
+	20, // 63: keyward.v1.KeyService.CreateRole:output_type -> keyward.v1.CreateRoleResponse
+	22, // 64: keyward.v1.KeyService.GetRole:output_type -> keyward.v1.GetRoleResponse
+	24, // 65: keyward.v1.KeyService.ListRoles:output_type -> keyward.v1.ListRolesResponse
+	26, // 66: keyward.v1.KeyService.UpdateRole:output_type -> keyward.v1.UpdateRoleResponse
+	28, // 67: keyward.v1.KeyService.DeleteRole:output_type -> keyward.v1.DeleteRoleResponse
+	56, // [56:68] is the sub-list for method output_type
+	44, // [44:56] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_keyward_v1_keys_proto_init() }
@@ -2270,6 +2357,7 @@ func file_keyward_v1_keys_proto_init() {
 		return
 	}
 	file_keyward_v1_policy_proto_init()
+	file_keyward_v1_keys_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -27,7 +27,7 @@ const (
 type QuotaPeriod int32
 
 const (
-	// Not set.
+	// Never refilled: the quota is a total number of uses.
 	QuotaPeriod_QUOTA_PERIOD_UNSPECIFIED QuotaPeriod = 0
 	// Calendar hour, UTC.
 	QuotaPeriod_QUOTA_PERIOD_HOUR QuotaPeriod = 1
@@ -80,7 +80,9 @@ func (QuotaPeriod) EnumDescriptor() ([]byte, []int) {
 	return file_keyward_v1_policy_proto_rawDescGZIP(), []int{0}
 }
 
-// RateLimit bounds how fast a key may be used (token bucket).
+// RateLimit bounds how fast a key may be used: a token bucket refilled at
+// requests_per_second, holding at most burst requests. Each Keyward instance keeps
+// its own bucket.
 type RateLimit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sustained requests per second.
@@ -135,12 +137,13 @@ func (x *RateLimit) GetBurst() uint32 {
 	return 0
 }
 
-// Quota bounds how many requests a key may make in a period.
+// Quota bounds how many successful uses a key has: in total, or per calendar period
+// (UTC). Counted in the store, exactly once per use, across every instance.
 type Quota struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Requests allowed per period.
 	Limit uint64 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
-	// The period.
+	// The period; unset: never refilled.
 	Period        QuotaPeriod `protobuf:"varint,2,opt,name=period,proto3,enum=keyward.v1.QuotaPeriod" json:"period,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -198,10 +201,10 @@ const file_keyward_v1_policy_proto_rawDesc = "" +
 	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"i\n" +
 	"\tRateLimit\x12;\n" +
 	"\x13requests_per_second\x18\x01 \x01(\rB\v\xbaH\b*\x06\x18\xc0\x84=(\x01R\x11requestsPerSecond\x12\x1f\n" +
-	"\x05burst\x18\x02 \x01(\rB\t\xbaH\x06*\x04\x18\xc0\x84=R\x05burst\"d\n" +
+	"\x05burst\x18\x02 \x01(\rB\t\xbaH\x06*\x04\x18\xc0\x84=R\x05burst\"a\n" +
 	"\x05Quota\x12\x1d\n" +
-	"\x05limit\x18\x01 \x01(\x04B\a\xbaH\x042\x02(\x01R\x05limit\x12<\n" +
-	"\x06period\x18\x02 \x01(\x0e2\x17.keyward.v1.QuotaPeriodB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x06period*p\n" +
+	"\x05limit\x18\x01 \x01(\x04B\a\xbaH\x042\x02(\x01R\x05limit\x129\n" +
+	"\x06period\x18\x02 \x01(\x0e2\x17.keyward.v1.QuotaPeriodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period*p\n" +
 	"\vQuotaPeriod\x12\x1c\n" +
 	"\x18QUOTA_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11QUOTA_PERIOD_HOUR\x10\x01\x12\x14\n" +

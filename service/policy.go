@@ -1,0 +1,190 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/keyward/keyward/repository"
+)
+
+// Check is what a verification checks beyond the secret.
+type Check struct {
+	// Permission, when set, must be held by the key.
+	Permission string
+	// ClientIP is the address the key is used from: checked against the key's
+	// networks and countries. Invalid (unknown) fails any such restriction.
+	ClientIP netip.Addr
+}
+
+// CountryResolver finds the country of an address (service/geoip implements it).
+type CountryResolver interface {
+	Country(ip netip.Addr) (code string, ok bool, err error)
+}
+
+// policy holds the parsed restrictions of one key, built when the key is loaded.
+type policy struct {
+	cidrs            []netip.Prefix
+	allowedCountries []string
+	deniedCountries  []string
+	limiter          *rate.Limiter // nil: no rate limit
+	burst            int
+	quota            *repository.Quota
+}
+
+func newPolicy(k *repository.Key, limiters *limiters) policy {
+	p := policy{allowedCountries: k.AllowedCountries, deniedCountries: k.DeniedCountries, quota: k.Quota}
+	for _, c := range k.AllowedCIDRs {
+		if pfx, err := netip.ParsePrefix(c); err == nil {
+			p.cidrs = append(p.cidrs, pfx)
+		}
+	}
+	if rl := k.RateLimit; rl != nil && rl.RequestsPerSecond > 0 {
+		p.burst = int(rl.Burst)
+		if p.burst == 0 {
+			p.burst = int(rl.RequestsPerSecond)
+		}
+		p.limiter = limiters.get(k.ID, rate.Limit(rl.RequestsPerSecond), p.burst)
+	}
+	return p
+}
+
+// allowsIP reports whether ip is inside the key's networks (always, without any).
+func (p *policy) allowsIP(ip netip.Addr) bool {
+	if len(p.cidrs) == 0 {
+		return true
+	}
+	if !ip.IsValid() {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, c := range p.cidrs {
+		if c.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *policy) geoRestricted() bool {
+	return len(p.allowedCountries) > 0 || len(p.deniedCountries) > 0
+}
+
+// limiters keeps one token bucket per rate-limited key, across cache reloads.
+type limiters struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func (l *limiters) get(id string, r rate.Limit, burst int) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]*rate.Limiter{}
+	}
+	lim := l.m[id]
+	if lim == nil {
+		lim = rate.NewLimiter(r, burst)
+		l.m[id] = lim
+	} else if lim.Limit() != r || lim.Burst() != burst {
+		lim.SetLimit(r)
+		lim.SetBurst(burst)
+	}
+	return lim
+}
+
+// checkPlace applies the key's network and country restrictions to the client
+// address; it returns ReasonOK or the failing reason.
+func (s *Keys) checkPlace(e *cachedKey, ip netip.Addr, v *Verification) Reason {
+	if !e.policy.allowsIP(ip) {
+		return ReasonIPNotAllowed
+	}
+	if !e.policy.geoRestricted() {
+		return ReasonOK
+	}
+	if s.geo == nil {
+		v.Detail = "the key is restricted to countries but no GeoIP database is configured (--geoip-db)"
+		return ReasonCountryNotAllowed
+	}
+	if !ip.IsValid() {
+		v.Detail = "the client address is unknown"
+		return ReasonCountryNotAllowed
+	}
+	country, ok, err := s.geo.Country(ip)
+	if err != nil || !ok {
+		v.Detail = "the client address is not in the GeoIP database"
+		return ReasonCountryNotAllowed
+	}
+	v.Country = country
+	if slices.Contains(e.policy.deniedCountries, country) ||
+		(len(e.policy.allowedCountries) > 0 && !slices.Contains(e.policy.allowedCountries, country)) {
+		v.Detail = "the key may not be used from " + country
+		return ReasonCountryNotAllowed
+	}
+	return ReasonOK
+}
+
+// spend counts one use against the key's rate limit and quota. Exhaustion is an
+// error: RESOURCE_EXHAUSTED with the time to wait.
+func (s *Keys) spend(ctx context.Context, e *cachedKey, now time.Time, v *Verification) error {
+	p := &e.policy
+	if p.limiter != nil {
+		if !p.limiter.AllowN(now, 1) {
+			tokens := p.limiter.TokensAt(now)
+			wait := time.Duration((1 - tokens) / float64(p.limiter.Limit()) * float64(time.Second))
+			return &Error{Code: CodeResourceExhausted, RetryAfter: wait,
+				Message: fmt.Sprintf("key %s is over its rate limit; retry in %s", e.key.ID, wait.Round(time.Millisecond))}
+		}
+		tokens := p.limiter.TokensAt(now)
+		v.RateRemaining = uint32(max(0, math.Floor(tokens)))
+		v.RateLimited = true
+		v.RateReset = now.Add(time.Duration((float64(p.burst) - tokens) / float64(p.limiter.Limit()) * float64(time.Second)))
+	}
+	if q := p.quota; q != nil && q.Limit > 0 {
+		window, reset := quotaWindow(q.Period, now)
+		expire := reset
+		if expire.IsZero() {
+			expire = now.AddDate(100, 0, 0)
+		}
+		used, err := s.keys.UseQuota(ctx, e.key.ID, window, q.Limit, expire.Add(24*time.Hour))
+		if errors.Is(err, repository.ErrLimitReached) {
+			msg := fmt.Sprintf("key %s has used its quota of %d", e.key.ID, q.Limit)
+			var wait time.Duration
+			if !reset.IsZero() {
+				wait = reset.Sub(now)
+				msg += fmt.Sprintf(" for this %s; it refills at %s", q.Period, reset.Format(time.RFC3339))
+			}
+			return &Error{Code: CodeResourceExhausted, RetryAfter: wait, Message: msg}
+		}
+		if err != nil {
+			return err
+		}
+		v.QuotaLimited, v.QuotaRemaining, v.QuotaReset = true, q.Limit-min(used, q.Limit), reset
+	}
+	return nil
+}
+
+// quotaWindow names the calendar window (UTC) of a quota period at now, and when
+// the next one starts; the zero time for a quota that never refills.
+func quotaWindow(period string, now time.Time) (string, time.Time) {
+	now = now.UTC()
+	switch period {
+	case "hour":
+		start := now.Truncate(time.Hour)
+		return "hour:" + start.Format("2006-01-02T15"), start.Add(time.Hour)
+	case "day":
+		start := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+		return "day:" + start.Format("2006-01-02"), start.AddDate(0, 0, 1)
+	case "month":
+		start := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+		return "month:" + start.Format("2006-01"), start.AddDate(0, 1, 0)
+	}
+	return "total", time.Time{}
+}
