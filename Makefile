@@ -16,8 +16,10 @@ test: ## all tests, with the race detector; the storage suite runs on the embedd
 test-short: ## all tests without the race detector
 	$(GO) test -count=1 ./...
 
-bench: ## Go benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./service/... ./server/... ./repository/embedded/...
+bench: ## Go benchmarks of the hot paths, then revocation propagation over 1,000 revocations
+	$(GO) test -run '^$$' -bench . -benchmem ./service/... ./client/... ./repository/embedded/...
+	$(GO) test -run '^$$' -bench 'VerifyKey' -benchmem ./server/
+	$(GO) test -run '^$$' -bench 'Revocation' -benchtime 1000x ./server/
 
 FUZZTIME ?= 20s
 fuzz: ## fuzz the parsers for FUZZTIME each

@@ -216,3 +216,45 @@ type Revocation struct {
 	RelevantUntil time.Time
 	Reason        string
 }
+
+// AuditEvent records one request. It never holds a secret: credential headers are
+// dropped or replaced by a keyed HMAC before they get here.
+type AuditEvent struct {
+	// ID orders events by time: events sort by ID as they sort by Time.
+	ID           string
+	Time         time.Time
+	RequestID    string
+	Method       string
+	HTTPMethod   string
+	HTTPRoute    string
+	CallerKeyID  string
+	TokenID      string
+	Subject      string
+	ClientIP     string
+	UserAgent    string
+	Headers      map[string]string
+	Code         string
+	HTTPStatus   int32
+	DenialReason string
+	Latency      time.Duration
+}
+
+// AuditFilter selects audit events; zero fields match everything.
+type AuditFilter struct {
+	CallerKeyID, Method, Code, ClientIP, Subject string
+	// Start (inclusive) and End (exclusive) bound the time.
+	Start, End time.Time
+}
+
+// KeyEvent is one change in the life of a key, kept for ever.
+type KeyEvent struct {
+	// ID orders a key's events by time.
+	ID            string
+	KeyID         string
+	Action        string // created, updated, rotated, revoked, role_granted, role_removed
+	Time          time.Time
+	ActorKeyID    string
+	ActorIP       string
+	Reason        string
+	ChangedFields []string
+}

@@ -12,6 +12,7 @@ type Store interface {
 	SigningKeys() SigningKeyRepository
 	Tokens() TokenRepository
 	Revocations() RevocationRepository
+	Audit() AuditRepository
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store (and, for the embedded store, its data-dir lock).
@@ -107,4 +108,25 @@ type RevocationRepository interface {
 	// except the latest entry, which is always kept so that sequence numbers are
 	// never reused.
 	PruneRevocations(ctx context.Context, before time.Time) (int64, error)
+}
+
+// AuditRepository stores request events (bounded: a capped collection on MongoDB,
+// trimmed oldest-first on the embedded store) and the permanent key history.
+type AuditRepository interface {
+	// InsertAuditEvents stores a batch. Retrying a batch that was partly stored is
+	// safe: events whose ID is already stored are skipped.
+	InsertAuditEvents(ctx context.Context, events []*AuditEvent) error
+	// ListAuditEvents returns up to limit events matching f, newest first (ID
+	// descending), with ID < beforeID when beforeID is not empty.
+	ListAuditEvents(ctx context.Context, f AuditFilter, limit int, beforeID string) ([]*AuditEvent, error)
+	// TrimAuditEvents deletes the oldest events until the stored events take at most
+	// maxBytes, and returns how many it deleted. Engines that bound the log
+	// themselves (a capped collection) do nothing.
+	TrimAuditEvents(ctx context.Context, maxBytes int64) (int64, error)
+	// AppendKeyEvent stores one event of a key's history; ErrAlreadyExists when
+	// the ID is taken.
+	AppendKeyEvent(ctx context.Context, e *KeyEvent) error
+	// ListKeyEvents returns up to limit events of one key, oldest first, with
+	// ID > afterID when afterID is not empty.
+	ListKeyEvents(ctx context.Context, keyID string, limit int, afterID string) ([]*KeyEvent, error)
 }

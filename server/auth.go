@@ -63,7 +63,8 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		if !v.Valid() {
 			return nil, status.Errorf(codes.Unauthenticated, "invalid access token: %s", v.Reason.Message())
 		}
-		p = &service.Principal{KeyID: v.Claims.Subject, Owner: v.Claims.Owner, Permissions: v.Permissions, TokenID: v.Claims.ID}
+		p = &service.Principal{KeyID: v.Claims.Subject, Owner: v.Claims.Owner, Permissions: v.Permissions, TokenID: v.Claims.ID, ClientIP: ip}
+		callFrom(ctx).tokenID = v.Claims.ID
 	} else {
 		v, err := a.keys.Verify(ctx, secret, service.Check{ClientIP: ip})
 		if err != nil {
@@ -72,7 +73,7 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		if !v.Valid() {
 			return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Message())
 		}
-		p = &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Permissions: v.Permissions}
+		p = &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Permissions: v.Permissions, ClientIP: ip}
 	}
 	callFrom(ctx).keyID = p.KeyID
 	if need, ok := parsedAccess[method]; ok && !p.Permissions.Allows(need) {

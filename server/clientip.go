@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
@@ -42,7 +43,7 @@ func newClientIPs(trusted []netip.Prefix) *clientIPs {
 }
 
 // annotate is the gateway's metadata hook: it passes the resolved HTTP client address.
-func (c *clientIPs) annotate(_ context.Context, r *http.Request) metadata.MD {
+func (c *clientIPs) annotate(ctx context.Context, r *http.Request) metadata.MD {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return nil
@@ -52,13 +53,23 @@ func (c *clientIPs) annotate(_ context.Context, r *http.Request) metadata.MD {
 		return nil
 	}
 	ip := c.resolve(remote.Unmap(), r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Real-Ip"))
-	return metadata.Pairs(gatewaySecretHeader, c.secret, gatewayClientHeader, ip.String())
+	md := metadata.Pairs(gatewaySecretHeader, c.secret, gatewayClientHeader, ip.String(), gatewayHTTPMethodHeader, r.Method)
+	if route, ok := runtime.HTTPPathPattern(ctx); ok {
+		md.Set(gatewayHTTPRouteHeader, route)
+	}
+	return md
+}
+
+// viaGateway reports whether a call came through this process's REST gateway.
+func (c *clientIPs) viaGateway(md metadata.MD) bool {
+	s := md.Get(gatewaySecretHeader)
+	return len(s) == 1 && subtle.ConstantTimeCompare([]byte(s[0]), []byte(c.secret)) == 1
 }
 
 // of returns the address of the client behind a call; invalid when unknown.
 func (c *clientIPs) of(ctx context.Context) netip.Addr {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if s := md.Get(gatewaySecretHeader); len(s) == 1 && subtle.ConstantTimeCompare([]byte(s[0]), []byte(c.secret)) == 1 {
+	if c.viaGateway(md) {
 		if ip := md.Get(gatewayClientHeader); len(ip) == 1 {
 			if a, err := netip.ParseAddr(ip[0]); err == nil {
 				return a

@@ -31,17 +31,20 @@ type Config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 
-	TrustedProxies     string
-	GeoIPDB            string
-	MasterKeyFile      string
-	TokenIssuer        string
-	TokenAlgorithm     string
-	AccessTokenTTL     time.Duration
-	AccessTokenMaxTTL  time.Duration
-	ClockSkew          time.Duration
-	RefreshTokenTTL    time.Duration
-	RefreshFamilyTTL   time.Duration
-	RefreshMinInterval time.Duration
+	AuditBuffer            int
+	RevocationPollInterval time.Duration
+	RevocationHeartbeat    time.Duration
+	TrustedProxies         string
+	GeoIPDB                string
+	MasterKeyFile          string
+	TokenIssuer            string
+	TokenAlgorithm         string
+	AccessTokenTTL         time.Duration
+	AccessTokenMaxTTL      time.Duration
+	ClockSkew              time.Duration
+	RefreshTokenTTL        time.Duration
+	RefreshFamilyTTL       time.Duration
+	RefreshMinInterval     time.Duration
 }
 
 // DefaultConfig returns the defaults: loopback listeners and the embedded store.
@@ -60,13 +63,16 @@ func DefaultConfig() Config {
 		LogFormat:       "json",
 		ShutdownTimeout: 15 * time.Second,
 
-		TokenIssuer:       "keyward",
-		TokenAlgorithm:    "RS256",
-		AccessTokenTTL:    15 * time.Minute,
-		AccessTokenMaxTTL: time.Hour,
-		ClockSkew:         30 * time.Second,
-		RefreshTokenTTL:   30 * 24 * time.Hour,
-		RefreshFamilyTTL:  90 * 24 * time.Hour,
+		AuditBuffer:            10_000,
+		RevocationPollInterval: 100 * time.Millisecond,
+		RevocationHeartbeat:    15 * time.Second,
+		TokenIssuer:            "keyward",
+		TokenAlgorithm:         "RS256",
+		AccessTokenTTL:         15 * time.Minute,
+		AccessTokenMaxTTL:      time.Hour,
+		ClockSkew:              30 * time.Second,
+		RefreshTokenTTL:        30 * 24 * time.Hour,
+		RefreshFamilyTTL:       90 * 24 * time.Hour,
 	}
 }
 
@@ -85,6 +91,9 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a graceful shutdown waits for requests in flight")
+	fs.DurationVar(&cfg.RevocationPollInterval, "revocation-poll-interval", cfg.RevocationPollInterval, "how often the revocation log is polled for other instances' revocations (bounds cross-instance propagation)")
+	fs.DurationVar(&cfg.RevocationHeartbeat, "revocation-heartbeat", cfg.RevocationHeartbeat, "how often an idle revocation stream sends a heartbeat")
+	fs.IntVar(&cfg.AuditBuffer, "audit-buffer", cfg.AuditBuffer, "audit events that may wait to be written; beyond it events are dropped and counted")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated CIDRs of proxies whose X-Forwarded-For / X-Real-IP headers are believed; empty: none")
 	fs.StringVar(&cfg.GeoIPDB, "geoip-db", cfg.GeoIPDB, "MaxMind-format country database (GeoLite2/GeoIP2 Country or City) for keys restricted by country")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", cfg.MasterKeyFile, "file holding the 32-byte master key that encrypts signing keys at rest (hex or base64); default with the embedded store: <data-dir>/master.key, created when missing")
@@ -155,6 +164,12 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.KeyCacheTTL <= 0 || cfg.UsageFlushEvery <= 0 || cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--key-cache-ttl, --usage-flush-interval and --shutdown-timeout must be positive"))
+	}
+	if cfg.RevocationPollInterval < time.Millisecond || cfg.RevocationHeartbeat < 10*time.Millisecond {
+		errs = append(errs, errors.New("--revocation-poll-interval must be at least 1ms and --revocation-heartbeat at least 10ms"))
+	}
+	if cfg.AuditBuffer < 100 {
+		errs = append(errs, errors.New("--audit-buffer must be at least 100"))
 	}
 	if cfg.KeyCacheSize < 1 {
 		errs = append(errs, errors.New("--key-cache-size must be at least 1"))

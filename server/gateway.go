@@ -23,7 +23,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, ips *
 			switch strings.ToLower(h) {
 			case requestIDHeader:
 				return requestIDHeader, true
-			case gatewaySecretHeader, gatewayClientHeader, "x-forwarded-for", "x-real-ip":
+			case gatewaySecretHeader, gatewayClientHeader, gatewayHTTPMethodHeader, gatewayHTTPRouteHeader, "x-forwarded-for", "x-real-ip":
 				return "", false // only the gateway itself sets these
 			}
 			return runtime.DefaultHeaderMatcher(h)

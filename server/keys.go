@@ -141,6 +141,7 @@ func (s *keyServer) VerifyKey(ctx context.Context, req *keywardv1.VerifyKeyReque
 		out.QuotaResetTime = timeToProto(v.QuotaReset)
 	}
 	if v.Key != nil {
+		callFrom(ctx).subject = v.Key.ID
 		out.Key = keyToProto(v.Key, time.Now())
 		out.EffectivePermissions = v.Effective
 	}

@@ -470,14 +470,6 @@ func TestRolesGrantPermissionsAtOnce(t *testing.T) {
 	assert.Equal(t, codes.NotFound, status.Code(err))
 }
 
-func TestLaterCapabilitiesAnswerUnimplemented(t *testing.T) {
-	kw := servertest.Start(t)
-	_, err := keywardv1.NewAuditServiceClient(kw.Conn).ListKeyHistory(servertest.Auth(context.Background(), kw.AdminKey), &keywardv1.ListKeyHistoryRequest{KeyId: "aaaaaaaaaaaaaaaa"})
-	assert.Equal(t, codes.Unimplemented, status.Code(err))
-	code, _, _ := kw.Do(t, http.MethodGet, "/v1/audit-events", kw.AdminKey, "")
-	assert.Equal(t, http.StatusNotImplemented, code)
-}
-
 func TestNoSecretInLogs(t *testing.T) {
 	kw := servertest.Start(t)
 	tr := grpcTransport(kw)

@@ -21,6 +21,7 @@ import (
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
+	"github.com/keyward/keyward/service/geoip/geoiptest"
 )
 
 func createKey(t *testing.T, kw *servertest.Keyward, req *keywardv1.CreateKeyRequest) (*keywardv1.Key, string) {
@@ -296,4 +297,57 @@ func TestQuotaCountsExactlyOncePerUse(t *testing.T) {
 			assert.Contains(t, status.Convert(err).Message(), "refills at")
 		})
 	}
+}
+
+func TestGeographicRestrictions(t *testing.T) {
+	db := geoiptest.Write(t, map[string]string{
+		"81.2.69.0/24":     "GB",
+		"89.160.20.0/24":   "SE",
+		"2001:db8:de::/48": "DE",
+		"203.0.113.0/24":   "KP",
+	})
+	kw := servertest.Start(t, func(c *server.Config) { c.GeoIPDB = db })
+	_, allowEU := createKey(t, kw, &keywardv1.CreateKeyRequest{AllowedCountries: []string{"SE", "DE"}})
+	_, denyKP := createKey(t, kw, &keywardv1.CreateKeyRequest{DeniedCountries: []string{"KP"}})
+	ks := keywardv1.NewKeyServiceClient(kw.Conn)
+	admin := servertest.Auth(context.Background(), kw.AdminKey)
+	cases := []struct {
+		name, secret, ip string
+		want             bool
+		country          string
+	}{
+		{"allowed country", allowEU, "89.160.20.7", true, "SE"},
+		{"allowed country over IPv6", allowEU, "2001:db8:de::1", true, "DE"},
+		{"country not in the allow list", allowEU, "81.2.69.1", false, "GB"},
+		{"address not in the database", allowEU, "198.51.100.1", false, ""},
+		{"denied country", denyKP, "203.0.113.9", false, "KP"},
+		{"other country with a deny list", denyKP, "81.2.69.1", true, "GB"},
+		{"unknown address with a deny list fails closed", denyKP, "198.51.100.1", false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := ks.VerifyKey(admin, &keywardv1.VerifyKeyRequest{Secret: tc.secret, ClientIp: tc.ip})
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, v.GetValid(), v.GetMessage())
+			assert.Equal(t, tc.country, v.GetClientCountry())
+			if !tc.want {
+				assert.Equal(t, keywardv1.VerificationReason_VERIFICATION_REASON_COUNTRY_NOT_ALLOWED, v.GetReason())
+				assert.NotEqual(t, "the key may not be used from the client's country", v.GetMessage(), "the message says more")
+			}
+			rest, _, _ := verifyREST(t, kw, kw.AdminKey, map[string]any{"secret": tc.secret, "client_ip": tc.ip}, nil)
+			require.NotNil(t, rest)
+			assert.Equal(t, tc.want, rest.GetValid())
+		})
+	}
+}
+
+func TestCountryRestrictionWithoutDatabaseFailsClosed(t *testing.T) {
+	kw := servertest.Start(t)
+	_, secret := createKey(t, kw, &keywardv1.CreateKeyRequest{AllowedCountries: []string{"SE"}})
+	v, err := keywardv1.NewKeyServiceClient(kw.Conn).VerifyKey(servertest.Auth(context.Background(), kw.AdminKey),
+		&keywardv1.VerifyKeyRequest{Secret: secret, ClientIp: "89.160.20.7"})
+	require.NoError(t, err)
+	assert.False(t, v.GetValid())
+	assert.Equal(t, keywardv1.VerificationReason_VERIFICATION_REASON_COUNTRY_NOT_ALLOWED, v.GetReason())
+	assert.Contains(t, v.GetMessage(), "--geoip-db")
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/repository/mongodb"
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/geoip"
 )
 
 // BootstrapKeyFile is the name, in the data dir, of the file that receives the first
@@ -38,12 +39,17 @@ type Server struct {
 	keys   *service.Keys
 	tokens *service.Tokens
 	revs   *service.Revocations
+	audit  *service.Audit
+	geo    *geoip.DB
 	grpc   *grpc.Server
 	health *health.Server
 	http   *http.Server
 	conn   *grpc.ClientConn
 
 	grpcLis, httpLis net.Listener
+	// stopping is closed when shutdown begins, ending long-lived streams so that
+	// the graceful stop does not wait for them.
+	stopping chan struct{}
 }
 
 // New opens the store, creates the bootstrap admin key on an empty store, and binds
@@ -52,7 +58,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -62,18 +68,36 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
-	s.revs = service.NewRevocations(s.store, log)
+	s.revs = service.NewRevocations(s.store, service.RevocationsConfig{
+		PollInterval: cfg.RevocationPollInterval, Heartbeat: cfg.RevocationHeartbeat,
+	}, log)
 	if err := s.revs.Load(ctx); err != nil {
 		return nil, fmt.Errorf("loading the revocation log: %w", err)
 	}
-	s.keys = service.NewKeys(s.store, service.KeysConfig{
+	masterKey, err := s.masterKey()
+	if err != nil {
+		return nil, err
+	}
+	s.audit = service.NewAudit(s.store, service.AuditConfig{
+		Buffer: cfg.AuditBuffer, MaxBytes: cfg.AuditMaxBytes, HMACKey: service.AuditHMACKey(masterKey),
+	}, log)
+	kcfg := service.KeysConfig{
+		Audit:    s.audit,
 		CacheTTL: cfg.KeyCacheTTL, CacheSize: cfg.KeyCacheSize,
 		Revocations: s.revs, RevokedKeyRelevance: cfg.RefreshFamilyTTL,
-	}, log)
+	}
+	if cfg.GeoIPDB != "" {
+		if s.geo, err = geoip.Open(cfg.GeoIPDB); err != nil {
+			return nil, err
+		}
+		kcfg.Geo = s.geo
+		log.Info("GeoIP database loaded", "path", cfg.GeoIPDB, "database", s.geo.Metadata())
+	}
+	s.keys = service.NewKeys(s.store, kcfg, log)
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, err
 	}
-	sealer, err := s.sealer()
+	sealer, err := service.NewSealer(masterKey)
 	if err != nil {
 		return nil, err
 	}
@@ -91,14 +115,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if err != nil {
 		return nil, fmt.Errorf("creating the request validator: %w", err)
 	}
-	opts := append(chain(log, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips}, validator),
+	opts := append(chain(log, &auditor{audit: s.audit, ips: ips}, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips}, validator),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 	)
 	s.grpc = grpc.NewServer(opts...)
 	keywardv1.RegisterKeyServiceServer(s.grpc, &keyServer{keys: s.keys, roles: service.NewRoles(s.store, s.keys), ips: ips})
 	keywardv1.RegisterTokenServiceServer(s.grpc, &tokenServer{tokens: s.tokens, ips: ips})
-	keywardv1.RegisterAuditServiceServer(s.grpc, &keywardv1.UnimplementedAuditServiceServer{})
-	keywardv1.RegisterRevocationServiceServer(s.grpc, &keywardv1.UnimplementedRevocationServiceServer{})
+	keywardv1.RegisterAuditServiceServer(s.grpc, &auditServer{audit: s.audit, stopping: s.stopping})
+	keywardv1.RegisterRevocationServiceServer(s.grpc, &revocationServer{revs: s.revs, stopping: s.stopping})
 	s.health = health.NewServer()
 	grpc_health_v1.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -163,11 +187,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	var background sync.WaitGroup
 	background.Go(func() { s.keys.RunUsageFlusher(ctx, s.cfg.UsageFlushEvery) })
 	background.Go(func() { s.revs.Follow(ctx) })
+	background.Go(func() { s.prune(ctx) })
 	background.Go(func() { s.tokens.RunKeyReloader(ctx) })
+	// The audit writer outlives the listeners: it stops after the last request.
+	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAudit()
+	go s.audit.Run(auditCtx, 10*time.Second)
 	s.log.Info("serving", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr(), "config", s.cfg)
 
 	<-ctx.Done()
 	s.log.Info("shutting down")
+	close(s.stopping)
 	s.health.Shutdown()
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer stop()
@@ -181,6 +211,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	wg.Wait()
 	background.Wait()
+	stopAudit()
+	<-s.audit.Stopped()
 	s.close()
 	close(errs)
 	var all []error
@@ -188,6 +220,28 @@ func (s *Server) Serve(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// prune deletes, every ten minutes, revocations that no longer matter and expired
+// refresh tokens, temporary tokens and claims.
+func (s *Server) prune(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := s.revs.Prune(ctx); err != nil {
+			s.log.Warn("pruning the revocation log", "error", err)
+		} else if n > 0 {
+			s.log.Debug("pruned the revocation log", "deleted", n)
+		}
+		if _, err := s.store.Tokens().PruneExpired(ctx, time.Now()); err != nil {
+			s.log.Warn("pruning expired tokens", "error", err)
+		}
+	}
 }
 
 func (s *Server) close() {
@@ -198,6 +252,9 @@ func (s *Server) close() {
 		if l != nil {
 			_ = l.Close()
 		}
+	}
+	if s.geo != nil {
+		_ = s.geo.Close()
 	}
 	if s.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -248,18 +305,14 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// sealer loads the master key: from --master-key-file, or with the embedded store
-// from the data dir, where it is created on first start.
-func (s *Server) sealer() (*service.Sealer, error) {
+// masterKey loads the master key: from --master-key-file, or with the embedded
+// store from the data dir, where it is created on first start.
+func (s *Server) masterKey() ([]byte, error) {
 	path, create := s.cfg.MasterKeyFile, false
 	if path == "" {
 		path, create = filepath.Join(s.cfg.DataDir, service.MasterKeyFile), true
 	}
-	key, err := service.LoadMasterKey(path, create)
-	if err != nil {
-		return nil, err
-	}
-	return service.NewSealer(key)
+	return service.LoadMasterKey(path, create)
 }
 
 // dialAddr turns a listener address into one a client can dial: an unspecified
@@ -273,4 +326,17 @@ func dialAddr(a net.Addr) string {
 		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
 	}
 	return net.JoinHostPort("::1", fmt.Sprint(tcp.Port))
+}
+
+// streamContext ends when the stream's own context does or shutdown begins.
+func streamContext(ctx context.Context, stopping <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }

@@ -65,6 +65,7 @@ func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.Validate
 		}
 	}
 	if c := v.Claims; c != nil {
+		callFrom(ctx).subject = c.Subject
 		out.Claims = &keywardv1.TokenClaims{
 			Subject: c.Subject, TokenId: c.ID, Issuer: c.Issuer, Audience: c.Audience,
 			Roles: c.Roles, Permissions: c.Permissions, AllowedCidrs: c.CIDRs, Owner: c.Owner,

@@ -34,6 +34,8 @@ type KeysConfig struct {
 	RevokedKeyRelevance time.Duration
 	// Geo resolves client countries; nil fails every country restriction closed.
 	Geo CountryResolver
+	// Audit, when set, receives the permanent history of every key.
+	Audit *Audit
 }
 
 // Keys is the API key use case: create, read, update, rotate, revoke and verify.
@@ -47,6 +49,7 @@ type Keys struct {
 	relevance time.Duration
 	geo       CountryResolver
 	limiters  limiters
+	audit     *Audit
 }
 
 // NewKeys returns the key service over the store's repositories.
@@ -73,6 +76,7 @@ func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
 		revs:      cfg.Revocations,
 		relevance: cfg.RevokedKeyRelevance,
 		geo:       cfg.Geo,
+		audit:     cfg.Audit,
 	}
 	if k.revs != nil {
 		k.revs.onKey = k.cache.invalidate
@@ -157,6 +161,10 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 			return nil, "", err
 		}
 		s.log.InfoContext(ctx, "key created", "key_id", k.ID, "owner", k.Owner, "environment", k.Environment, "created_by", k.CreatedBy)
+		s.history(ctx, k.ID, "created", "", nil)
+		for _, r := range k.Roles {
+			s.history(ctx, k.ID, "role_granted", r, nil)
+		}
 		return k, secret, nil
 	}
 }
@@ -233,6 +241,7 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 	if has("expire_time") && !in.ExpireTime.IsZero() && !in.ExpireTime.After(s.now()) {
 		return nil, InvalidArgument("key.expire_time", "must be in the future")
 	}
+	var oldRoles []string
 	var roles, perms []string
 	if has("roles") {
 		roles = in.Roles
@@ -247,6 +256,7 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 		if k.State == repository.KeyRevoked {
 			return FailedPrecondition("key %q is revoked and cannot be changed", id)
 		}
+		oldRoles = slices.Clone(k.Roles)
 		for _, p := range paths {
 			switch p {
 			case "name":
@@ -286,6 +296,17 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "key updated", "key_id", id, "fields", paths)
+	s.history(ctx, id, "updated", "", paths)
+	for _, r := range k.Roles {
+		if !slices.Contains(oldRoles, r) {
+			s.history(ctx, id, "role_granted", r, nil)
+		}
+	}
+	for _, r := range oldRoles {
+		if !slices.Contains(k.Roles, r) {
+			s.history(ctx, id, "role_removed", r, nil)
+		}
+	}
 	// A change of rights may take away what a cached verification elsewhere allowed.
 	for _, p := range paths {
 		if slices.Contains(rightsPaths, p) {
@@ -339,8 +360,22 @@ func (s *Keys) Revoke(ctx context.Context, id, reason string) (*repository.Key, 
 	if err := s.appendRevocation(ctx, repository.RevokedAPIKey, k, k.RevokeReason); err != nil {
 		return nil, err
 	}
+	if !already {
+		s.history(ctx, id, "revoked", k.RevokeReason, nil)
+	}
 	s.log.InfoContext(ctx, "key revoked", "key_id", id)
 	return k, nil
+}
+
+// history appends to the key's permanent history. The change itself has happened,
+// so a failure here is logged loudly rather than undoing or failing it.
+func (s *Keys) history(ctx context.Context, keyID, action, reason string, changed []string) {
+	if s.audit == nil {
+		return
+	}
+	if err := s.audit.KeyEvent(ctx, keyID, action, reason, changed); err != nil {
+		s.log.ErrorContext(ctx, "recording key history failed", "key_id", keyID, "action", action, "error", err)
+	}
 }
 
 func isNotFound(err error) bool { return errors.Is(err, repository.ErrNotFound) }
@@ -380,6 +415,7 @@ func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*rep
 		return nil, "", err
 	}
 	s.log.InfoContext(ctx, "key rotated", "key_id", id, "grace_period", grace.String())
+	s.history(ctx, id, "rotated", "grace period "+grace.String(), nil)
 	return k, secret, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,8 @@ import (
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/geoip"
+	"github.com/keyward/keyward/service/geoip/geoiptest"
 )
 
 // countingStore is the real embedded store with a count of key reads, to prove what
@@ -154,5 +157,29 @@ func BenchmarkVerifyKey(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkVerifyKeyWithPolicy adds a permission, a network, a country (GeoIP
+// lookup) and a rate limit to the cached verification.
+func BenchmarkVerifyKeyWithPolicy(b *testing.B) {
+	ctx := context.Background()
+	st, err := embedded.Open(ctx, b.TempDir())
+	require.NoError(b, err)
+	defer st.Close(ctx)
+	db, err := geoip.Open(geoiptest.Write(b, map[string]string{"10.0.0.0/8": "SE"}))
+	require.NoError(b, err)
+	defer db.Close()
+	keys := service.NewKeys(st, service.KeysConfig{CacheTTL: time.Hour, Geo: db}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive,
+		Permissions: []string{"orders/*:refund"}, AllowedCIDRs: []string{"10.0.0.0/8"}, AllowedCountries: []string{"SE"},
+		RateLimit: &repository.RateLimit{RequestsPerSecond: 1_000_000_000, Burst: 1_000_000_000}})
+	require.NoError(b, err)
+	check := service.Check{Permission: "orders/1234:refund", ClientIP: netip.MustParseAddr("10.1.2.3")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if v, err := keys.Verify(ctx, secret, check); err != nil || !v.Valid() {
+			b.Fatalf("verify: %v %v", err, v.Message())
+		}
 	}
 }

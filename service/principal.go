@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/keyward/keyward/service/permission"
 )
@@ -17,6 +18,8 @@ type Principal struct {
 	Permissions permission.Set
 	// TokenID is the access token's jti when the caller presented a token.
 	TokenID string
+	// ClientIP is the caller's address, as resolved by the trusted-proxy rules.
+	ClientIP netip.Addr
 }
 
 type principalKey struct{}

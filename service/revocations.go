@@ -4,40 +4,79 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward/repository"
 )
 
-// Revocations records every revocation in the ordered, durable log and keeps what
-// validation needs of it in memory: revoked access-token ids until they expire, and
-// revoked refresh families. It follows the log, so revocations appended by other
-// instances sharing the store are applied here within one poll interval.
+// Revocations records every revocation in the ordered, durable log, keeps what
+// validation needs of it in memory (revoked access-token ids and refresh families),
+// and streams the log to subscribers.
+//
+// Every instance follows the log by polling for sequence numbers above the last one
+// it published, every PollInterval and at once after a local append. Sequence
+// numbers have no gaps, so publishing only the contiguous prefix delivers every
+// revocation, from every instance sharing the store, in order, exactly once. A gap
+// that does not close within GapTimeout (an entry pruned under the follower) is
+// stepped over.
 type Revocations struct {
 	log     repository.RevocationRepository
 	logger  *slog.Logger
 	onKey   func(keyID string) // drops a key's cached verification
 	now     func() time.Time
-	pollGap time.Duration
+	cfg     RevocationsConfig
+	wake    chan struct{}
+	applied sync.Mutex // serialises Poll
 
 	mu       sync.RWMutex
 	tokens   map[string]time.Time // jti -> until
 	families map[string]time.Time
-	last     uint64
+	last     uint64 // the highest sequence published, contiguously
+	gapSince time.Time
+	subs     map[*RevocationSub]struct{}
+
+	published atomic.Uint64
+}
+
+// RevocationsConfig tunes the follower and the stream.
+type RevocationsConfig struct {
+	// PollInterval is how often the log is polled for other instances' revocations.
+	PollInterval time.Duration
+	// GapTimeout is how long a missing sequence number is waited for.
+	GapTimeout time.Duration
+	// Heartbeat is how often an idle stream says it is alive.
+	Heartbeat time.Duration
+	// SubscriberBuffer is how many events a subscriber may lag before it must resync.
+	SubscriberBuffer int
 }
 
 // NewRevocations returns the revocation log service; call Load before use.
-func NewRevocations(store repository.Store, log *slog.Logger) *Revocations {
+func NewRevocations(store repository.Store, cfg RevocationsConfig, log *slog.Logger) *Revocations {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.GapTimeout <= 0 {
+		cfg.GapTimeout = 2 * time.Second
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.SubscriberBuffer <= 0 {
+		cfg.SubscriberBuffer = 1024
+	}
 	return &Revocations{
-		log: store.Revocations(), logger: log, now: time.Now, pollGap: 2 * time.Second,
+		log: store.Revocations(), logger: log, now: time.Now, cfg: cfg, wake: make(chan struct{}, 1),
 		tokens: map[string]time.Time{}, families: map[string]time.Time{}, onKey: func(string) {},
+		subs: map[*RevocationSub]struct{}{},
 	}
 }
 
 // Load reads the whole retained log.
-func (r *Revocations) Load(ctx context.Context) error { return r.Poll(ctx) }
+func (r *Revocations) Load(ctx context.Context) error { return r.poll(ctx, true) }
 
-// Append stores a revocation in the log and applies it here at once.
+// Append stores a revocation in the log, applies it here at once and wakes the
+// follower, which publishes it to subscribers in sequence order.
 func (r *Revocations) Append(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
 	rev := &repository.Revocation{
 		Kind: kind, SubjectID: subject, Reason: reason,
@@ -47,22 +86,29 @@ func (r *Revocations) Append(ctx context.Context, kind, subject, reason string, 
 	if err := r.log.AppendRevocation(ctx, rev); err != nil {
 		return err
 	}
-	r.apply(rev)
+	r.applyState(rev)
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
-// Poll applies the entries appended since the last poll.
-func (r *Revocations) Poll(ctx context.Context) error {
+// Poll publishes the entries appended since the last poll.
+func (r *Revocations) Poll(ctx context.Context) error { return r.poll(ctx, false) }
+
+func (r *Revocations) poll(ctx context.Context, initial bool) error {
+	r.applied.Lock()
+	defer r.applied.Unlock()
 	for {
-		r.mu.RLock()
-		after := r.last
-		r.mu.RUnlock()
-		batch, err := r.log.ListRevocations(ctx, after, 1000)
+		batch, err := r.log.ListRevocations(ctx, r.LatestSequence(), 1000)
 		if err != nil {
 			return err
 		}
 		for _, rev := range batch {
-			r.apply(rev)
+			if !r.publishInOrder(rev, initial) {
+				return nil // wait for the missing number
+			}
 		}
 		if len(batch) < 1000 {
 			return nil
@@ -70,28 +116,57 @@ func (r *Revocations) Poll(ctx context.Context) error {
 	}
 }
 
+// publishInOrder publishes rev if it is the next sequence number (or the gap before
+// it has lasted too long); false when it must wait.
+func (r *Revocations) publishInOrder(rev *repository.Revocation, initial bool) bool {
+	r.mu.Lock()
+	if next := r.last + 1; rev.Sequence != next && !initial {
+		now := r.now()
+		if r.gapSince.IsZero() {
+			r.gapSince = now
+		}
+		if now.Sub(r.gapSince) < r.cfg.GapTimeout {
+			r.mu.Unlock()
+			return false
+		}
+		r.logger.Warn("revocation log: stepping over missing sequence numbers", "from", next, "to", rev.Sequence-1)
+	}
+	r.gapSince = time.Time{}
+	r.last = rev.Sequence
+	r.published.Store(rev.Sequence)
+	for s := range r.subs {
+		s.deliver(rev)
+	}
+	r.mu.Unlock()
+	r.applyState(rev)
+	return true
+}
+
 // Follow polls the log until ctx ends.
 func (r *Revocations) Follow(ctx context.Context) {
-	t := time.NewTicker(r.pollGap)
+	t := time.NewTicker(r.cfg.PollInterval)
 	defer t.Stop()
+	forget := time.NewTicker(time.Minute)
+	defer forget.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := r.Poll(ctx); err != nil && ctx.Err() == nil {
-				r.logger.WarnContext(ctx, "following the revocation log", "error", err)
-			}
+		case <-r.wake:
+		case <-forget.C:
 			r.forgetExpired()
+			continue
+		}
+		if err := r.Poll(ctx); err != nil && ctx.Err() == nil {
+			r.logger.WarnContext(ctx, "following the revocation log", "error", err)
 		}
 	}
 }
 
-func (r *Revocations) apply(rev *repository.Revocation) {
+// applyState updates the in-memory sets validation reads; idempotent.
+func (r *Revocations) applyState(rev *repository.Revocation) {
 	r.mu.Lock()
-	if rev.Sequence > r.last {
-		r.last = rev.Sequence
-	}
 	switch rev.Kind {
 	case repository.RevokedAccessToken:
 		r.tokens[rev.SubjectID] = rev.RelevantUntil
@@ -148,9 +223,180 @@ func (r *Revocations) FamilyRevoked(ctx context.Context, family string) (bool, e
 	return false, err
 }
 
-// LatestSequence is the last log position applied here.
-func (r *Revocations) LatestSequence() uint64 {
+// LatestSequence is the last log position published here.
+func (r *Revocations) LatestSequence() uint64 { return r.published.Load() }
+
+// Subscribers is the number of open subscriptions.
+func (r *Revocations) Subscribers() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.last
+	return len(r.subs)
+}
+
+// Prune deletes log entries that no longer matter.
+func (r *Revocations) Prune(ctx context.Context) (int64, error) {
+	return r.log.PruneRevocations(ctx, r.now())
+}
+
+// RevocationSub is one subscriber's bounded queue of published revocations.
+type RevocationSub struct {
+	ch       chan *repository.Revocation
+	overflow chan struct{}
+	once     sync.Once
+}
+
+func (s *RevocationSub) deliver(rev *repository.Revocation) {
+	select {
+	case s.ch <- rev:
+	default:
+		s.once.Do(func() { close(s.overflow) })
+	}
+}
+
+func (r *Revocations) subscribe() *RevocationSub {
+	s := &RevocationSub{ch: make(chan *repository.Revocation, r.cfg.SubscriberBuffer), overflow: make(chan struct{})}
+	r.mu.Lock()
+	r.subs[s] = struct{}{}
+	r.mu.Unlock()
+	return s
+}
+
+func (r *Revocations) unsubscribe(s *RevocationSub) {
+	r.mu.Lock()
+	delete(r.subs, s)
+	r.mu.Unlock()
+}
+
+// WatchMessage is one message of a revocation stream; exactly one field is set.
+type WatchMessage struct {
+	Event *repository.Revocation
+	// Heartbeat carries the latest published sequence number.
+	Heartbeat *uint64
+	// Resync tells the subscriber to drop its cache: a snapshot follows.
+	Resync string
+	// SnapshotEnd ends the snapshot, at this sequence number.
+	SnapshotEnd *uint64
+}
+
+// Watch streams the log after the given sequence: first what is retained, then live
+// entries, with heartbeats. When after is older than what is retained (entries were
+// pruned), or when the subscriber falls behind its buffer, it sends a resync, every
+// revocation that still matters and a snapshot end, then goes on live: never a
+// silent gap. It returns when ctx ends or send fails.
+func (r *Revocations) Watch(ctx context.Context, after uint64, send func(WatchMessage) error) error {
+	resync := ""
+	if after > 0 {
+		first, err := r.log.ListRevocations(ctx, 0, 1)
+		if err != nil {
+			return err
+		}
+		switch latest, _ := r.log.LatestSequence(ctx); {
+		case len(first) > 0 && after+1 < first[0].Sequence:
+			resync = "the requested sequence is older than the retained log"
+		case after > latest:
+			resync = "the requested sequence is beyond the log"
+		}
+	}
+	for {
+		sub := r.subscribe()
+		cursor, err := r.catchUp(ctx, after, resync, send)
+		if err != nil {
+			r.unsubscribe(sub)
+			return err
+		}
+		overflowed, err := r.live(ctx, sub, cursor, send)
+		r.unsubscribe(sub)
+		if err != nil || !overflowed {
+			return err
+		}
+		resync, after = "the subscriber fell behind", cursor
+	}
+}
+
+// catchUp sends what the subscriber missed (the history, or a snapshot) up to what
+// is published now, and returns the last sequence sent.
+func (r *Revocations) catchUp(ctx context.Context, after uint64, resync string, send func(WatchMessage) error) (uint64, error) {
+	upto := r.LatestSequence()
+	if resync != "" {
+		if err := send(WatchMessage{Resync: resync}); err != nil {
+			return 0, err
+		}
+		now := r.now()
+		var cursor uint64
+		for {
+			batch, err := r.log.ListRevocations(ctx, cursor, 1000)
+			if err != nil {
+				return 0, err
+			}
+			for _, rev := range batch {
+				if rev.Sequence > upto {
+					break
+				}
+				cursor = rev.Sequence
+				if rev.RelevantUntil.IsZero() || rev.RelevantUntil.After(now) {
+					if err := send(WatchMessage{Event: rev}); err != nil {
+						return 0, err
+					}
+				}
+			}
+			if len(batch) < 1000 || cursor >= upto {
+				break
+			}
+		}
+		end := upto
+		return upto, send(WatchMessage{SnapshotEnd: &end})
+	}
+	cursor := after
+	for cursor < upto {
+		batch, err := r.log.ListRevocations(ctx, cursor, 1000)
+		if err != nil {
+			return 0, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, rev := range batch {
+			if rev.Sequence > upto {
+				return cursor, nil
+			}
+			if err := send(WatchMessage{Event: rev}); err != nil {
+				return 0, err
+			}
+			cursor = rev.Sequence
+		}
+	}
+	return max(cursor, upto), nil
+}
+
+// live forwards published entries after cursor, with heartbeats; true when the
+// subscriber overflowed and must resync.
+func (r *Revocations) live(ctx context.Context, sub *RevocationSub, cursor uint64, send func(WatchMessage) error) (bool, error) {
+	beat := time.NewTicker(r.cfg.Heartbeat)
+	defer beat.Stop()
+	// A first heartbeat at once tells the subscriber it has caught up.
+	caughtUp := cursor
+	if err := send(WatchMessage{Heartbeat: &caughtUp}); err != nil {
+		return false, err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-sub.overflow:
+			return true, nil
+		case rev := <-sub.ch:
+			if rev.Sequence <= cursor {
+				continue
+			}
+			if err := send(WatchMessage{Event: rev}); err != nil {
+				return false, err
+			}
+			cursor = rev.Sequence
+		case <-beat.C:
+			seq := r.LatestSequence()
+			if err := send(WatchMessage{Heartbeat: &seq}); err != nil {
+				return false, err
+			}
+		}
+	}
 }

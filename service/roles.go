@@ -2,10 +2,8 @@ package service
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"slices"
-	"strings"
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/permission"
@@ -59,11 +57,10 @@ func (s *Roles) List(ctx context.Context, pageSize int, pageToken string) ([]*re
 	pageSize = min(pageSize, 1000)
 	after := ""
 	if pageToken != "" {
-		b, err := base64.RawURLEncoding.DecodeString(pageToken)
-		if err != nil || !strings.HasPrefix(string(b), "r1.") {
-			return nil, "", InvalidArgument("page_token", "is not a token returned by ListRoles")
+		var err error
+		if after, err = decodePageToken("r1", pageToken, "ListRoles"); err != nil {
+			return nil, "", err
 		}
-		after = string(b[3:])
 	}
 	roles, err := s.roles.ListRoles(ctx, pageSize+1, after)
 	if err != nil {
@@ -72,7 +69,7 @@ func (s *Roles) List(ctx context.Context, pageSize int, pageToken string) ([]*re
 	next := ""
 	if len(roles) > pageSize {
 		roles = roles[:pageSize]
-		next = base64.RawURLEncoding.EncodeToString([]byte("r1." + roles[pageSize-1].Name))
+		next = encodePageToken("r1", roles[pageSize-1].Name)
 	}
 	return roles, next, nil
 }

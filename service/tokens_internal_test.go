@@ -37,7 +37,7 @@ func newTokenFixture(t testing.TB, alg string) *tokenFixture {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(ctx) })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	revs := NewRevocations(st, log)
+	revs := NewRevocations(st, RevocationsConfig{}, log)
 	keys := NewKeys(st, KeysConfig{CacheTTL: time.Hour, Revocations: revs}, log)
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
@@ -179,6 +179,7 @@ func TestRetiredSigningKeyStopsVerifying(t *testing.T) {
 	f := newTokenFixture(t, AlgES256)
 	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
 	require.NoError(t, err)
+	time.Sleep(2 * time.Millisecond) // keys made in one millisecond are ordered by kid
 	_, err = f.tokens.RotateSigningKey(context.Background(), AlgEdDSA)
 	require.NoError(t, err)
 	v, err := f.tokens.Validate(context.Background(), issued.AccessToken, "", "", netip.MustParseAddr("10.0.0.1"))

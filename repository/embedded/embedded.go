@@ -46,6 +46,7 @@ type Store struct {
 	signingKeys *signingKeyRepo
 	tokens      *tokenRepo
 	revocations *revocationRepo
+	audit       *auditRepo
 
 	// Lookups by identity, the hot path, prepared once per read connection.
 	getKey, getRole *sql.Stmt
@@ -126,6 +127,7 @@ func Open(ctx context.Context, dir string) (_ *Store, err error) {
 	s.signingKeys = &signingKeyRepo{s: s}
 	s.tokens = &tokenRepo{s: s}
 	s.revocations = &revocationRepo{s: s}
+	s.audit = &auditRepo{s: s}
 	return s, nil
 }
 
@@ -166,6 +168,9 @@ func (s *Store) Tokens() repository.TokenRepository { return s.tokens }
 
 // Revocations returns the revocation log.
 func (s *Store) Revocations() repository.RevocationRepository { return s.revocations }
+
+// Audit returns the audit log and key history.
+func (s *Store) Audit() repository.AuditRepository { return s.audit }
 
 // Ping reports whether the database answers a query.
 func (s *Store) Ping(ctx context.Context) error {

@@ -88,6 +88,35 @@ CREATE TABLE quota_usage (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX quota_usage_by_expire ON quota_usage (expire_ms);
 `,
+	// 4: the audit log and key history.
+	`
+CREATE TABLE audit_events (
+	id            TEXT    NOT NULL PRIMARY KEY,  -- sorts in time order
+	time_ms       INTEGER NOT NULL,
+	method        TEXT    NOT NULL,
+	caller_key_id TEXT    NOT NULL,
+	subject       TEXT    NOT NULL,
+	client_ip     TEXT    NOT NULL,
+	code          TEXT    NOT NULL,
+	doc           TEXT    NOT NULL,  -- JSON: every other field
+	size          INTEGER NOT NULL   -- bytes, for trimming by size
+) STRICT, WITHOUT ROWID;
+CREATE INDEX audit_by_key ON audit_events (caller_key_id, id);
+CREATE INDEX audit_by_method ON audit_events (method, id);
+CREATE INDEX audit_by_ip ON audit_events (client_ip, id);
+CREATE INDEX audit_by_subject ON audit_events (subject, id);
+CREATE INDEX audit_by_code ON audit_events (code, id);
+CREATE INDEX audit_by_time ON audit_events (time_ms);
+
+CREATE TABLE key_events (
+	id      TEXT    NOT NULL PRIMARY KEY,
+	key_id  TEXT    NOT NULL,
+	action  TEXT    NOT NULL,
+	time_ms INTEGER NOT NULL,
+	doc     TEXT    NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX key_events_by_key ON key_events (key_id, id);
+`,
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction

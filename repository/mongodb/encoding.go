@@ -1,6 +1,7 @@
 package mongodb
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,40 @@ func nilIfEmpty[S ~[]E, E any](s S) S {
 		return nil
 	}
 	return s
+}
+
+// pair is one entry of a string map stored as a list of {k, v} pairs sorted by k
+// (key metadata, audit event headers), not as a sub-document: the map's keys are
+// chosen by callers and may contain "." or start with "$", which must never become
+// field names.
+type pair struct {
+	Key   string `bson:"k"`
+	Value string `bson:"v"`
+}
+
+// toPairs stores a map as pairs sorted by key; an empty map is nil (absent).
+func toPairs(m map[string]string) []pair {
+	if len(m) == 0 {
+		return nil
+	}
+	ps := make([]pair, 0, len(m))
+	for k, v := range m {
+		ps = append(ps, pair{Key: k, Value: v})
+	}
+	slices.SortFunc(ps, func(a, b pair) int { return cmp.Compare(a.Key, b.Key) })
+	return ps
+}
+
+// fromPairs reads pairs back as a map; no pairs read back as nil.
+func fromPairs(ps []pair) map[string]string {
+	if len(ps) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(ps))
+	for _, p := range ps {
+		m[p.Key] = p.Value
+	}
+	return m
 }
 
 // setUnset builds the update that makes a stored document equal to doc (a pointer

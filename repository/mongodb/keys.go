@@ -1,11 +1,9 @@
 package mongodb
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -30,7 +28,7 @@ type keyDoc struct {
 	AllowedCIDRs     []string              `bson:"allowed_cidrs,omitempty"`
 	AllowedCountries []string              `bson:"allowed_countries,omitempty"`
 	DeniedCountries  []string              `bson:"denied_countries,omitempty"`
-	Metadata         []metadataEntry       `bson:"metadata,omitempty"`
+	Metadata         []pair                `bson:"metadata,omitempty"`
 	RateLimit        *repository.RateLimit `bson:"rate_limit,omitempty"`
 	Quota            *repository.Quota     `bson:"quota,omitempty"`
 
@@ -53,14 +51,6 @@ type keyDoc struct {
 	CreatedBy    string     `bson:"created_by,omitempty"`
 
 	Version int64 `bson:"version"`
-}
-
-// metadataEntry is one metadata pair. Metadata is stored as a list of pairs, not as
-// a sub-document, because its keys are chosen by users and may contain "." or start
-// with "$".
-type metadataEntry struct {
-	Key   string `bson:"k"`
-	Value string `bson:"v"`
 }
 
 // Field names used in queries and updates.
@@ -87,6 +77,7 @@ func toKeyDoc(k *repository.Key) *keyDoc {
 		AllowedCIDRs:             k.AllowedCIDRs,
 		AllowedCountries:         k.AllowedCountries,
 		DeniedCountries:          k.DeniedCountries,
+		Metadata:                 toPairs(k.Metadata),
 		RateLimit:                k.RateLimit,
 		Quota:                    k.Quota,
 		ExpireTime:               timePtr(k.ExpireTime),
@@ -104,13 +95,6 @@ func toKeyDoc(k *repository.Key) *keyDoc {
 		CreatedBy:                k.CreatedBy,
 		Version:                  k.Version,
 	}
-	if len(k.Metadata) > 0 {
-		d.Metadata = make([]metadataEntry, 0, len(k.Metadata))
-		for m, v := range k.Metadata {
-			d.Metadata = append(d.Metadata, metadataEntry{Key: m, Value: v})
-		}
-		slices.SortFunc(d.Metadata, func(a, b metadataEntry) int { return cmp.Compare(a.Key, b.Key) })
-	}
 	return d
 }
 
@@ -126,6 +110,7 @@ func (d *keyDoc) key() *repository.Key {
 		AllowedCIDRs:             nilIfEmpty(d.AllowedCIDRs),
 		AllowedCountries:         nilIfEmpty(d.AllowedCountries),
 		DeniedCountries:          nilIfEmpty(d.DeniedCountries),
+		Metadata:                 fromPairs(d.Metadata),
 		RateLimit:                d.RateLimit,
 		Quota:                    d.Quota,
 		ExpireTime:               timeVal(d.ExpireTime),
@@ -142,12 +127,6 @@ func (d *keyDoc) key() *repository.Key {
 		RevokeReason:             d.RevokeReason,
 		CreatedBy:                d.CreatedBy,
 		Version:                  d.Version,
-	}
-	if len(d.Metadata) > 0 {
-		k.Metadata = make(map[string]string, len(d.Metadata))
-		for _, e := range d.Metadata {
-			k.Metadata[e.Key] = e.Value
-		}
 	}
 	return k
 }

@@ -28,6 +28,8 @@ const (
 	QuotaCollection           = "quota_usage"
 	// AuditCollection is the capped collection that holds audit events.
 	AuditCollection = "audit_events"
+	// KeyEventsCollection holds the history of every key; it is never capped.
+	KeyEventsCollection = "key_events"
 )
 
 // Defaults applied by Open.
@@ -63,6 +65,7 @@ type Store struct {
 	signingKeys *signingKeyRepo
 	tokens      *tokenRepo
 	revocations *revocationRepo
+	audit       *auditRepo
 }
 
 var _ repository.Store = (*Store)(nil)
@@ -113,6 +116,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			claims:    db.Collection(ClaimsCollection),
 		},
 		revocations: &revocationRepo{coll: db.Collection(RevocationsCollection)},
+		audit: &auditRepo{
+			events:    db.Collection(AuditCollection),
+			keyEvents: db.Collection(KeyEventsCollection),
+		},
 	}
 	if err := s.setUp(ctx, auditBytes); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -157,6 +164,27 @@ var revocationIndexes = []mongo.IndexModel{
 	{Keys: bson.D{{Key: "relevant_until", Value: 1}}},
 }
 
+// auditIndexes are the indexes of the capped audit_events collection: one per
+// ListAuditEvents filter field, each followed by _id descending so that the
+// newest-first page of one caller, method, client, subject or code is an index
+// walk, and time for a time range. A capped collection accepts secondary indexes;
+// they are created after the collection, which creating an index would otherwise
+// create uncapped.
+var auditIndexes = []mongo.IndexModel{
+	{Keys: bson.D{{Key: fieldCallerKeyID, Value: 1}, {Key: fieldID, Value: -1}}},
+	{Keys: bson.D{{Key: fieldMethod, Value: 1}, {Key: fieldID, Value: -1}}},
+	{Keys: bson.D{{Key: fieldClientIP, Value: 1}, {Key: fieldID, Value: -1}}},
+	{Keys: bson.D{{Key: fieldSubject, Value: 1}, {Key: fieldID, Value: -1}}},
+	{Keys: bson.D{{Key: fieldCode, Value: 1}, {Key: fieldID, Value: -1}}},
+	{Keys: bson.D{{Key: fieldTime, Value: -1}}},
+}
+
+// keyEventIndexes are the indexes of the key_events collection: one key's history
+// in _id order, for ListKeyEvents.
+var keyEventIndexes = []mongo.IndexModel{
+	{Keys: bson.D{{Key: fieldKeyID, Value: 1}, {Key: fieldID, Value: 1}}},
+}
+
 // ttlIndex deletes a document once its expire_time has passed. It is an optimisation
 // only: expired records are expired when read, and PruneExpired deletes them too.
 var ttlIndex = mongo.IndexModel{
@@ -173,8 +201,17 @@ const (
 	codeNotImplemented = 238
 )
 
-// setUp creates the indexes and the audit collection; every step is idempotent.
+// setUp creates the capped audit collection and the indexes; every step is
+// idempotent.
 func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
+	// The audit collection first: creating its indexes would otherwise create it as
+	// an ordinary, unbounded collection.
+	err := s.db.CreateCollection(ctx, AuditCollection,
+		options.CreateCollection().SetCapped(true).SetSizeInBytes(auditBytes))
+	var se mongo.ServerError
+	if err != nil && !(errors.As(err, &se) && se.HasErrorCode(codeNamespaceExists)) {
+		return wrapErr("create audit collection", err)
+	}
 	// One createIndexes command per index, not one for all: FerretDB v1.24 panics
 	// (and drops the connection) when a single command names two or more indexes
 	// that exist already. On MongoDB both forms are equivalent.
@@ -185,6 +222,8 @@ func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
 		{s.keys.coll, keyIndexes},
 		{s.signingKeys.coll, signingKeyIndexes},
 		{s.revocations.coll, revocationIndexes},
+		{s.audit.events, auditIndexes},
+		{s.audit.keyEvents, keyEventIndexes},
 	} {
 		for _, ix := range c.indexes {
 			if _, err := c.coll.Indexes().CreateOne(ctx, ix); err != nil {
@@ -196,12 +235,6 @@ func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
 		if _, err := createTTLIndex(ctx, coll); err != nil {
 			return err
 		}
-	}
-	err := s.db.CreateCollection(ctx, AuditCollection,
-		options.CreateCollection().SetCapped(true).SetSizeInBytes(auditBytes))
-	var se mongo.ServerError
-	if err != nil && !(errors.As(err, &se) && se.HasErrorCode(codeNamespaceExists)) {
-		return wrapErr("create audit collection", err)
 	}
 	return nil
 }
@@ -244,8 +277,11 @@ func (s *Store) Tokens() repository.TokenRepository { return s.tokens }
 // Revocations returns the revocation log.
 func (s *Store) Revocations() repository.RevocationRepository { return s.revocations }
 
+// Audit returns the audit repository: request events and key history.
+func (s *Store) Audit() repository.AuditRepository { return s.audit }
+
 // Database returns the database the store uses, for components that keep their own
-// collections in it (the audit log writes AuditCollection).
+// collections in it, and for tests.
 func (s *Store) Database() *mongo.Database { return s.db }
 
 // Ping reports whether the primary is reachable. Give ctx a deadline: without one it

@@ -74,6 +74,23 @@ func TestOpenIsIdempotent(t *testing.T) {
 			indexes(t, s, mongodb.RevocationsCollection))
 	})
 
+	t.Run("AuditIndexes", func(t *testing.T) {
+		assert.ElementsMatch(t, []string{
+			"_id:1",
+			"caller_key_id:1,_id:-1",
+			"method:1,_id:-1",
+			"client_ip:1,_id:-1",
+			"subject:1,_id:-1",
+			"code:1,_id:-1",
+			"time:-1",
+		}, indexes(t, s, mongodb.AuditCollection))
+	})
+
+	t.Run("KeyEventIndexes", func(t *testing.T) {
+		assert.ElementsMatch(t, []string{"_id:1", "key_id:1,_id:1"},
+			indexes(t, s, mongodb.KeyEventsCollection))
+	})
+
 	// TTL indexes exist where the server implements them; FerretDB v1 answers
 	// NotImplemented, which Open tolerates (expired records are pruned instead).
 	t.Run("TTLIndexes", func(t *testing.T) {

@@ -6,6 +6,7 @@ package servertest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,6 +39,7 @@ type Keyward struct {
 	Config server.Config
 
 	logs *syncBuffer
+	stop func()
 }
 
 // Option changes the configuration before start.
@@ -83,20 +85,25 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 		cancel()
 		t.Fatalf("dialing keyward: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("keyward stopped with an error: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = conn.Close()
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("keyward stopped with an error: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("keyward did not stop within 30s")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("keyward did not stop within 30s")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
+	// A second instance on a store that already has keys creates no admin key.
 	admin, err := os.ReadFile(filepath.Join(cfg.DataDir, server.BootstrapKeyFile))
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("reading the bootstrap admin key: %v", err)
 	}
 	return &Keyward{
@@ -106,8 +113,13 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 		AdminKey: strings.TrimSpace(string(admin)),
 		Config:   cfg,
 		logs:     logs,
+		stop:     stop,
 	}
 }
+
+// Stop shuts the server down gracefully (flushing the audit log and closing the
+// store) and waits for it.
+func (k *Keyward) Stop() { k.stop() }
 
 // Auth returns a context that authenticates gRPC calls with the secret.
 func Auth(ctx context.Context, secret string) context.Context {

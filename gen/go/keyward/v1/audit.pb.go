@@ -220,7 +220,9 @@ type AuditFilter struct {
 	// Only events at or after this time.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Only events before this time.
-	EndTime       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Only events about this subject (a key id or token id the request named).
+	Subject       string `protobuf:"bytes,7,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -295,6 +297,13 @@ func (x *AuditFilter) GetEndTime() *timestamppb.Timestamp {
 		return x.EndTime
 	}
 	return nil
+}
+
+func (x *AuditFilter) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
 }
 
 // ListAuditEventsRequest selects a page of audit events.
@@ -768,7 +777,7 @@ const file_keyward_v1_audit_proto_rawDesc = "" +
 	"\alatency\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\alatency\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x02\n" +
 	"\vAuditFilter\x12+\n" +
 	"\rcaller_key_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\vcallerKeyId\x12 \n" +
 	"\x06method\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06method\x12\x1b\n" +
@@ -777,7 +786,8 @@ const file_keyward_v1_audit_proto_rawDesc = "" +
 	"\xbaH\a\xd8\x01\x01r\x02p\x01R\bclientIp\x129\n" +
 	"\n" +
 	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x9b\x01\n" +
+	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\"\n" +
+	"\asubject\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\asubject\"\x9b\x01\n" +
 	"\x16ListAuditEventsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.keyward.v1.AuditFilterR\x06filter\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +

@@ -1,0 +1,445 @@
+// Package client lets a service validate Keyward access tokens locally, in
+// microseconds, without calling Keyward on each request, and still learn of every
+// revocation within the propagation bound.
+//
+// A Client fetches Keyward's public signing keys (the JWKS) and refreshes them,
+// validates tokens with the same rules as ValidateToken (algorithm pinned by kid,
+// exp/nbf/iat with clock skew, issuer, audience, network binding, permission), and
+// follows WatchRevocations to keep a local set of revoked token ids and API keys,
+// reconnecting with backoff and resuming from the last sequence it saw.
+//
+//	conn, _ := grpc.NewClient("keyward:7070", grpc.WithTransportCredentials(...))
+//	kw, err := client.New(ctx, client.Options{Conn: conn, APIKey: os.Getenv("KEYWARD_API_KEY")})
+//	...
+//	claims, err := kw.Validate(token, client.Check{Audience: "orders-api", Permission: "orders/1234:refund", ClientIP: ip})
+//
+// HS256 tokens cannot be checked without the secret, which never leaves Keyward:
+// Validate rejects them (ErrSymmetric); call ValidateToken for those.
+package client
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/service/permission"
+)
+
+// Options configure a Client.
+type Options struct {
+	// Conn is a gRPC connection to Keyward.
+	Conn *grpc.ClientConn
+	// APIKey authenticates the revocation stream; it needs keyward.revocations:watch.
+	APIKey string
+	// Issuer is the expected `iss`; default "keyward".
+	Issuer string
+	// ClockSkew is tolerated on exp, nbf and iat; default 30 s.
+	ClockSkew time.Duration
+	// JWKSRefresh is how often the signing keys are re-fetched; default 5 min. An
+	// unknown kid triggers a re-fetch too (at most once a second).
+	JWKSRefresh time.Duration
+	// Logger receives connection problems; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Check is what Validate checks beyond the token itself; zero fields are skipped,
+// except that a token bound to networks needs a ClientIP inside them.
+type Check struct {
+	Audience   string
+	Permission string
+	ClientIP   netip.Addr
+}
+
+// Claims are a validated token's claims.
+type Claims struct {
+	jwt.RegisteredClaims
+	Owner       string   `json:"owner,omitempty"`
+	Roles       []string `json:"roles,omitempty"`
+	Permissions []string `json:"permissions,omitempty"`
+	CIDRs       []string `json:"cidrs,omitempty"`
+}
+
+// Validation errors; Validate wraps one of them.
+var (
+	ErrMalformed        = errors.New("not a well-formed Keyward access token")
+	ErrBadSignature     = errors.New("the signature does not verify, or the signing key is unknown")
+	ErrSymmetric        = errors.New("HS256 tokens cannot be validated locally: use ValidateToken")
+	ErrExpired          = errors.New("the token has expired")
+	ErrNotYetValid      = errors.New("the token is not valid yet")
+	ErrWrongIssuer      = errors.New("the token was not issued by this Keyward")
+	ErrWrongAudience    = errors.New("the token is not for this audience")
+	ErrRevoked          = errors.New("the token, or the key it was issued to, was revoked")
+	ErrIPNotAllowed     = errors.New("the client address is outside the token's network binding")
+	ErrPermissionDenied = errors.New("the token does not hold the required permission")
+)
+
+type publicKey struct {
+	alg string
+	key any
+}
+
+type revocation struct{ until time.Time }
+
+// Client validates tokens locally and follows revocations.
+type Client struct {
+	opts   Options
+	tokens keywardv1.TokenServiceClient
+	revs   keywardv1.RevocationServiceClient
+	parser *jwt.Parser
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	keysMu    sync.RWMutex
+	keys      map[string]publicKey
+	lastFetch time.Time
+
+	revMu      sync.RWMutex
+	revokedJTI map[string]revocation
+	revokedKey map[string]revocation
+	seq        atomic.Uint64
+	synced     chan struct{}
+	syncOnce   sync.Once
+}
+
+// New fetches the JWKS and starts following revocations. It returns once the keys
+// are loaded; Synced tells when the revocation set has caught up.
+func New(ctx context.Context, opts Options) (*Client, error) {
+	if opts.Conn == nil {
+		return nil, errors.New("client: Options.Conn is required")
+	}
+	if opts.Issuer == "" {
+		opts.Issuer = "keyward"
+	}
+	if opts.ClockSkew == 0 {
+		opts.ClockSkew = 30 * time.Second
+	}
+	if opts.JWKSRefresh <= 0 {
+		opts.JWKSRefresh = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Client{
+		opts:   opts,
+		tokens: keywardv1.NewTokenServiceClient(opts.Conn),
+		revs:   keywardv1.NewRevocationServiceClient(opts.Conn),
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{"RS256", "ES256", "EdDSA", "HS256"}),
+			jwt.WithIssuer(opts.Issuer), jwt.WithLeeway(opts.ClockSkew),
+			jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
+		),
+		keys: map[string]publicKey{}, revokedJTI: map[string]revocation{}, revokedKey: map[string]revocation{},
+		done: make(chan struct{}), synced: make(chan struct{}),
+	}
+	if err := c.fetchKeys(ctx); err != nil {
+		return nil, fmt.Errorf("client: fetching the JWKS: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go c.run(runCtx)
+	return c, nil
+}
+
+// Close stops following revocations.
+func (c *Client) Close() {
+	c.cancel()
+	<-c.done
+}
+
+// Synced is closed once the revocation set has caught up with the log for the first
+// time; until then a token revoked earlier may still validate.
+func (c *Client) Synced() <-chan struct{} { return c.synced }
+
+// Sequence is the last revocation log position applied.
+func (c *Client) Sequence() uint64 { return c.seq.Load() }
+
+// Validate checks a token locally and returns its claims.
+func (c *Client) Validate(token string, check Check) (*Claims, error) {
+	if len(token) > 8192 {
+		return nil, ErrMalformed
+	}
+	claims := &Claims{}
+	_, err := c.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		if t.Method.Alg() == "HS256" {
+			return nil, ErrSymmetric
+		}
+		kid, _ := t.Header["kid"].(string)
+		k, ok := c.key(kid)
+		if !ok || k.alg != t.Method.Alg() {
+			return nil, ErrBadSignature
+		}
+		return k.key, nil
+	})
+	if err != nil {
+		return nil, jwtError(err)
+	}
+	if c.revoked(claims) {
+		return nil, ErrRevoked
+	}
+	if check.Audience != "" && !slices.Contains(claims.Audience, check.Audience) {
+		return nil, ErrWrongAudience
+	}
+	if len(claims.CIDRs) > 0 && !inNetworks(check.ClientIP, claims.CIDRs) {
+		return nil, ErrIPNotAllowed
+	}
+	if check.Permission != "" {
+		need, err := permission.Parse(check.Permission)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		held, _ := permission.ParseSet(claims.Permissions)
+		if !held.Allows(need) {
+			return nil, ErrPermissionDenied
+		}
+	}
+	return claims, nil
+}
+
+func jwtError(err error) error {
+	for _, e := range []error{ErrSymmetric, ErrBadSignature} {
+		if errors.Is(err, e) {
+			return e
+		}
+	}
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return ErrMalformed
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ErrExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ErrNotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return ErrWrongIssuer
+	}
+	return ErrBadSignature
+}
+
+func inNetworks(ip netip.Addr, cidrs []string) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, s := range cidrs {
+		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) revoked(claims *Claims) bool {
+	now := time.Now()
+	c.revMu.RLock()
+	defer c.revMu.RUnlock()
+	if r, ok := c.revokedJTI[claims.ID]; ok && (r.until.IsZero() || now.Before(r.until)) {
+		return true
+	}
+	r, ok := c.revokedKey[claims.Subject]
+	return ok && (r.until.IsZero() || now.Before(r.until))
+}
+
+// key returns the public key of kid, re-fetching the JWKS (at most once a second) when
+// the kid is unknown, to learn of a signing-key rotation.
+func (c *Client) key(kid string) (publicKey, bool) {
+	c.keysMu.RLock()
+	k, ok := c.keys[kid]
+	stale := time.Since(c.lastFetch) > time.Second
+	c.keysMu.RUnlock()
+	if ok || !stale {
+		return k, ok
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.fetchKeys(ctx); err != nil {
+		c.opts.Logger.Warn("keyward client: fetching the JWKS", "error", err)
+	}
+	c.keysMu.RLock()
+	defer c.keysMu.RUnlock()
+	k, ok = c.keys[kid]
+	return k, ok
+}
+
+func (c *Client) fetchKeys(ctx context.Context) error {
+	resp, err := c.tokens.GetJwks(ctx, &keywardv1.GetJwksRequest{})
+	if err != nil {
+		return err
+	}
+	keys := map[string]publicKey{}
+	for _, j := range resp.GetKeys() {
+		k, err := parseJWK(j)
+		if err != nil {
+			c.opts.Logger.Warn("keyward client: skipping a JWK", "kid", j.GetKid(), "error", err)
+			continue
+		}
+		keys[j.GetKid()] = k
+	}
+	c.keysMu.Lock()
+	c.keys, c.lastFetch = keys, time.Now()
+	c.keysMu.Unlock()
+	return nil
+}
+
+func parseJWK(j *keywardv1.Jwk) (publicKey, error) {
+	dec := func(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+	switch j.GetKty() {
+	case "RSA":
+		n, err := dec(j.GetN())
+		if err != nil {
+			return publicKey{}, err
+		}
+		e, err := dec(j.GetE())
+		if err != nil {
+			return publicKey{}, err
+		}
+		return publicKey{alg: "RS256", key: &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}}, nil
+	case "EC":
+		x, err := dec(j.GetX())
+		if err != nil {
+			return publicKey{}, err
+		}
+		y, err := dec(j.GetY())
+		if err != nil {
+			return publicKey{}, err
+		}
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return publicKey{}, err
+		}
+		return publicKey{alg: "ES256", key: pub}, nil
+	case "OKP":
+		x, err := dec(j.GetX())
+		if err != nil || len(x) != ed25519.PublicKeySize {
+			return publicKey{}, fmt.Errorf("bad Ed25519 key")
+		}
+		return publicKey{alg: "EdDSA", key: ed25519.PublicKey(x)}, nil
+	}
+	return publicKey{}, fmt.Errorf("unsupported key type %q", j.GetKty())
+}
+
+// run follows revocations and refreshes the JWKS until ctx ends.
+func (c *Client) run(ctx context.Context) {
+	defer close(c.done)
+	go func() {
+		t := time.NewTicker(c.opts.JWKSRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := c.fetchKeys(ctx); err != nil && ctx.Err() == nil {
+					c.opts.Logger.Warn("keyward client: refreshing the JWKS", "error", err)
+				}
+			}
+		}
+	}()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := c.follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		c.opts.Logger.Warn("keyward client: revocation stream ended; reconnecting", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// follow reads one revocation stream, from the last sequence seen.
+func (c *Client) follow(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.opts.APIKey)
+	stream, err := c.revs.WatchRevocations(ctx, &keywardv1.WatchRevocationsRequest{AfterSequence: c.seq.Load()})
+	if err != nil {
+		return err
+	}
+	inSnapshot := false
+	var snapshotJTI, snapshotKey map[string]revocation
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch m := msg.GetMessage().(type) {
+		case *keywardv1.WatchRevocationsResponse_Event:
+			e := m.Event
+			r := revocation{until: e.GetRelevantUntil().AsTime()}
+			if e.GetRelevantUntil() == nil {
+				r.until = time.Time{}
+			}
+			c.revMu.Lock()
+			jtis, keys := c.revokedJTI, c.revokedKey
+			if inSnapshot {
+				jtis, keys = snapshotJTI, snapshotKey
+			}
+			switch e.GetKind() {
+			case keywardv1.RevocationKind_REVOCATION_KIND_ACCESS_TOKEN:
+				jtis[e.GetSubjectId()] = r
+			case keywardv1.RevocationKind_REVOCATION_KIND_API_KEY:
+				keys[e.GetSubjectId()] = r
+			case keywardv1.RevocationKind_REVOCATION_KIND_SIGNING_KEY:
+				c.keysMu.Lock()
+				delete(c.keys, e.GetSubjectId())
+				c.keysMu.Unlock()
+			}
+			c.revMu.Unlock()
+			if !inSnapshot {
+				c.seq.Store(e.GetSequence())
+			}
+		case *keywardv1.WatchRevocationsResponse_Resync:
+			inSnapshot = true
+			snapshotJTI, snapshotKey = map[string]revocation{}, map[string]revocation{}
+		case *keywardv1.WatchRevocationsResponse_SnapshotEnd:
+			c.revMu.Lock()
+			c.revokedJTI, c.revokedKey = snapshotJTI, snapshotKey
+			c.revMu.Unlock()
+			inSnapshot = false
+			c.seq.Store(m.SnapshotEnd.GetCurrentSequence())
+			c.syncOnce.Do(func() { close(c.synced) })
+		case *keywardv1.WatchRevocationsResponse_Heartbeat:
+			if !inSnapshot && m.Heartbeat.GetCurrentSequence() <= c.seq.Load() {
+				c.syncOnce.Do(func() { close(c.synced) })
+			}
+			c.forgetExpired()
+		}
+	}
+}
+
+func (c *Client) forgetExpired() {
+	now := time.Now()
+	c.revMu.Lock()
+	defer c.revMu.Unlock()
+	for _, m := range []map[string]revocation{c.revokedJTI, c.revokedKey} {
+		for id, r := range m {
+			if !r.until.IsZero() && now.After(r.until) {
+				delete(m, id)
+			}
+		}
+	}
+}

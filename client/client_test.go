@@ -1,0 +1,206 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/keyward/keyward/client"
+	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/server/servertest"
+)
+
+type env struct {
+	kw      *servertest.Keyward
+	admin   context.Context
+	keys    keywardv1.KeyServiceClient
+	tokens  keywardv1.TokenServiceClient
+	keyID   string
+	caller  context.Context
+	watcher string
+}
+
+func newEnv(t *testing.T, opts ...servertest.Option) *env {
+	kw := servertest.Start(t, opts...)
+	e := &env{kw: kw, admin: servertest.Auth(context.Background(), kw.AdminKey),
+		keys: keywardv1.NewKeyServiceClient(kw.Conn), tokens: keywardv1.NewTokenServiceClient(kw.Conn)}
+	k, err := e.keys.CreateKey(e.admin, &keywardv1.CreateKeyRequest{Name: "app", Owner: "acme",
+		Environment: keywardv1.Environment_ENVIRONMENT_LIVE, Permissions: []string{"orders"},
+		AllowedCidrs: []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8"}})
+	require.NoError(t, err)
+	e.keyID, e.caller = k.GetKey().GetKeyId(), servertest.Auth(context.Background(), k.GetSecret())
+	w, err := e.keys.CreateKey(e.admin, &keywardv1.CreateKeyRequest{Name: "orders-api", Owner: "orders",
+		Environment: keywardv1.Environment_ENVIRONMENT_LIVE, Permissions: []string{"keyward.revocations:watch"}})
+	require.NoError(t, err)
+	e.watcher = w.GetSecret()
+	return e
+}
+
+func (e *env) client(t *testing.T, addr string) *client.Client {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	c, err := client.New(context.Background(), client.Options{Conn: conn, APIKey: e.watcher,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	select {
+	case <-c.Synced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client did not catch up with the revocation log")
+	}
+	return c
+}
+
+func (e *env) issue(t *testing.T) *keywardv1.IssueTokenResponse {
+	out, err := e.tokens.IssueToken(e.caller, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}})
+	require.NoError(t, err)
+	return out
+}
+
+var local = netip.MustParseAddr("10.1.2.3")
+
+func TestLocalValidation(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(t, e.kw.Server.GRPCAddr())
+	for _, alg := range []keywardv1.SigningAlgorithm{keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
+		keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256, keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA} {
+		t.Run(alg.String(), func(t *testing.T) {
+			// A rotation the client has not seen: the unknown kid makes it re-fetch.
+			_, err := e.tokens.RotateSigningKey(e.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: alg})
+			require.NoError(t, err)
+			tok := e.issue(t).GetAccessToken()
+			require.Eventually(t, func() bool {
+				_, err := c.Validate(tok, client.Check{ClientIP: local})
+				return err == nil
+			}, 10*time.Second, 100*time.Millisecond)
+			claims, err := c.Validate(tok, client.Check{Audience: "orders-api", Permission: "orders/7:refund", ClientIP: local})
+			require.NoError(t, err)
+			assert.Equal(t, e.keyID, claims.Subject)
+
+			cases := []struct {
+				check client.Check
+				want  error
+			}{
+				{client.Check{Audience: "billing-api", ClientIP: local}, client.ErrWrongAudience},
+				{client.Check{Permission: "payments:refund", ClientIP: local}, client.ErrPermissionDenied},
+				{client.Check{}, client.ErrIPNotAllowed},
+				{client.Check{ClientIP: netip.MustParseAddr("192.0.2.1")}, client.ErrIPNotAllowed},
+			}
+			for _, tc := range cases {
+				_, err := c.Validate(tok, tc.check)
+				assert.ErrorIs(t, err, tc.want)
+			}
+			_, err = c.Validate(tok[:len(tok)-3]+"AAA", client.Check{ClientIP: local})
+			assert.ErrorIs(t, err, client.ErrBadSignature)
+			_, err = c.Validate("nonsense", client.Check{})
+			assert.ErrorIs(t, err, client.ErrMalformed)
+		})
+	}
+	_, err := e.tokens.RotateSigningKey(e.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256})
+	require.NoError(t, err)
+	_, err = c.Validate(e.issue(t).GetAccessToken(), client.Check{ClientIP: local})
+	assert.ErrorIs(t, err, client.ErrSymmetric)
+}
+
+func TestRevocationsReachTheClient(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.tokens.RotateSigningKey(e.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA})
+	require.NoError(t, err)
+	c := e.client(t, e.kw.Server.GRPCAddr())
+	a, b := e.issue(t), e.issue(t)
+	_, err = c.Validate(a.GetAccessToken(), client.Check{ClientIP: local})
+	require.NoError(t, err)
+
+	start := time.Now()
+	_, err = e.tokens.RevokeToken(e.admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: a.GetTokenId()}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := c.Validate(a.GetAccessToken(), client.Check{ClientIP: local})
+		return errors.Is(err, client.ErrRevoked)
+	}, 2*time.Second, time.Millisecond)
+	t.Logf("token revocation reached the client in %s", time.Since(start))
+	_, err = c.Validate(b.GetAccessToken(), client.Check{ClientIP: local})
+	assert.NoError(t, err, "other tokens are untouched")
+
+	_, err = e.keys.RevokeKey(e.admin, &keywardv1.RevokeKeyRequest{KeyId: e.keyID})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := c.Validate(b.GetAccessToken(), client.Check{ClientIP: local})
+		return errors.Is(err, client.ErrRevoked)
+	}, 2*time.Second, time.Millisecond, "revoking the key revokes its tokens")
+}
+
+func TestClientReconnectsAndResumes(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	first := newEnvOn(t, dir, port)
+	_, err := first.tokens.RotateSigningKey(first.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256})
+	require.NoError(t, err)
+	c := first.client(t, first.kw.Server.GRPCAddr())
+	tok := first.issue(t)
+	first.kw.Stop()
+
+	// The same server comes back on the same address and data dir.
+	kw := servertest.Start(t, func(cfg *server.Config) { cfg.DataDir, cfg.GRPCAddr = dir, "127.0.0.1:"+port })
+	_, err = keywardv1.NewTokenServiceClient(kw.Conn).RevokeToken(servertest.Auth(context.Background(), first.kw.AdminKey),
+		&keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: tok.GetTokenId()}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := c.Validate(tok.GetAccessToken(), client.Check{ClientIP: local})
+		return errors.Is(err, client.ErrRevoked)
+	}, 15*time.Second, 10*time.Millisecond, "the client reconnected and resumed")
+}
+
+func newEnvOn(t *testing.T, dir, port string) *env {
+	return newEnv(t, func(cfg *server.Config) { cfg.DataDir, cfg.GRPCAddr = dir, "127.0.0.1:"+port })
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+func BenchmarkValidateLocally(b *testing.B) {
+	kw := servertest.Start(b)
+	admin := servertest.Auth(context.Background(), kw.AdminKey)
+	keys, tokens := keywardv1.NewKeyServiceClient(kw.Conn), keywardv1.NewTokenServiceClient(kw.Conn)
+	w, err := keys.CreateKey(admin, &keywardv1.CreateKeyRequest{Name: "w", Owner: "o", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
+		Permissions: []string{"keyward.revocations:watch", "orders"}})
+	require.NoError(b, err)
+	conn, err := grpc.NewClient(kw.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(b, err)
+	defer conn.Close()
+	for _, alg := range []keywardv1.SigningAlgorithm{keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
+		keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256, keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA} {
+		_, err := tokens.RotateSigningKey(admin, &keywardv1.RotateSigningKeyRequest{Algorithm: alg})
+		require.NoError(b, err)
+		c, err := client.New(context.Background(), client.Options{Conn: conn, APIKey: w.GetSecret(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(b, err)
+		tok, err := tokens.IssueToken(servertest.Auth(context.Background(), w.GetSecret()), &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}})
+		require.NoError(b, err)
+		b.Run(alg.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Validate(tok.GetAccessToken(), client.Check{Audience: "orders-api", Permission: "orders/1:read"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		c.Close()
+	}
+}

@@ -1,0 +1,213 @@
+package embedded
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/repository"
+)
+
+// auditRepo implements repository.AuditRepository. Request events live in
+// audit_events, with each row's size kept in a column so TrimAuditEvents can bound
+// the table by bytes, oldest first (SQLite has no capped tables). Key history lives
+// in key_events and is never trimmed.
+type auditRepo struct{ s *Store }
+
+var _ repository.AuditRepository = (*auditRepo)(nil)
+
+// auditDoc holds the fields of an event that are never filtered on.
+type auditDoc struct {
+	RequestID    string            `json:"request_id,omitempty"`
+	HTTPMethod   string            `json:"http_method,omitempty"`
+	HTTPRoute    string            `json:"http_route,omitempty"`
+	TokenID      string            `json:"token_id,omitempty"`
+	UserAgent    string            `json:"user_agent,omitempty"`
+	Headers      map[string]string `json:"headers,omitempty"`
+	HTTPStatus   int32             `json:"http_status,omitempty"`
+	DenialReason string            `json:"denial_reason,omitempty"`
+	LatencyNS    int64             `json:"latency_ns,omitempty"`
+}
+
+const auditColumns = "id, time_ms, method, caller_key_id, subject, client_ip, code, doc"
+
+func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.AuditEvent) (err error) {
+	if len(events) == 0 {
+		return nil
+	}
+	tx, err := a.s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("insert audit events", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+auditColumns+`, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`)
+	if err != nil {
+		return wrap("insert audit events", err)
+	}
+	defer stmt.Close()
+	for _, e := range events {
+		doc, err := json.Marshal(auditDoc{
+			RequestID: e.RequestID, HTTPMethod: e.HTTPMethod, HTTPRoute: e.HTTPRoute, TokenID: e.TokenID,
+			UserAgent: e.UserAgent, Headers: e.Headers, HTTPStatus: e.HTTPStatus, DenialReason: e.DenialReason,
+			LatencyNS: int64(e.Latency),
+		})
+		if err != nil {
+			return wrap("encode audit event", err)
+		}
+		size := len(doc) + len(e.ID) + len(e.Method) + len(e.CallerKeyID) + len(e.Subject) + len(e.ClientIP) + len(e.Code) + 8
+		if _, err := stmt.ExecContext(ctx, e.ID, e.Time.UnixMilli(), e.Method, e.CallerKeyID, e.Subject, e.ClientIP, e.Code, string(doc), size); err != nil {
+			return wrap("insert audit events", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return wrap("insert audit events", err)
+	}
+	return nil
+}
+
+func scanAuditEvent(row rowScanner) (*repository.AuditEvent, error) {
+	var (
+		e   repository.AuditEvent
+		ms  int64
+		raw string
+		d   auditDoc
+	)
+	if err := row.Scan(&e.ID, &ms, &e.Method, &e.CallerKeyID, &e.Subject, &e.ClientIP, &e.Code, &raw); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		return nil, err
+	}
+	e.Time = time.UnixMilli(ms).UTC()
+	e.RequestID, e.HTTPMethod, e.HTTPRoute, e.TokenID = d.RequestID, d.HTTPMethod, d.HTTPRoute, d.TokenID
+	e.UserAgent, e.HTTPStatus, e.DenialReason, e.Latency = d.UserAgent, d.HTTPStatus, d.DenialReason, time.Duration(d.LatencyNS)
+	if len(d.Headers) > 0 {
+		e.Headers = d.Headers
+	}
+	return &e, nil
+}
+
+func (a *auditRepo) ListAuditEvents(ctx context.Context, f repository.AuditFilter, limit int, beforeID string) ([]*repository.AuditEvent, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	var conds []string
+	var args []any
+	add := func(cond string, arg any) {
+		conds = append(conds, cond)
+		args = append(args, arg)
+	}
+	for col, v := range map[string]string{"caller_key_id": f.CallerKeyID, "method": f.Method, "code": f.Code, "client_ip": f.ClientIP, "subject": f.Subject} {
+		if v != "" {
+			add(col+" = ?", v)
+		}
+	}
+	if !f.Start.IsZero() {
+		add("time_ms >= ?", f.Start.UnixMilli())
+	}
+	if !f.End.IsZero() {
+		add("time_ms < ?", f.End.UnixMilli())
+	}
+	if beforeID != "" {
+		add("id < ?", beforeID)
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_events`
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	rows, err := a.s.r.QueryContext(ctx, q+" ORDER BY id DESC LIMIT ?", append(args, limit)...)
+	if err != nil {
+		return nil, wrap("list audit events", err)
+	}
+	defer rows.Close()
+	var out []*repository.AuditEvent
+	for rows.Next() {
+		e, err := scanAuditEvent(rows)
+		if err != nil {
+			return nil, wrap("list audit events", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list audit events", err)
+	}
+	return out, nil
+}
+
+// TrimAuditEvents keeps the newest events whose sizes add up to at most maxBytes.
+func (a *auditRepo) TrimAuditEvents(ctx context.Context, maxBytes int64) (int64, error) {
+	res, err := a.s.w.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= (
+		SELECT id FROM (SELECT id, sum(size) OVER (ORDER BY id DESC) AS total FROM audit_events)
+		WHERE total > ? ORDER BY id DESC LIMIT 1)`, maxBytes)
+	if err != nil {
+		return 0, wrap("trim audit events", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, wrap("trim audit events", err)
+	}
+	return n, nil
+}
+
+type keyEventDoc struct {
+	ActorKeyID    string   `json:"actor_key_id,omitempty"`
+	ActorIP       string   `json:"actor_ip,omitempty"`
+	Reason        string   `json:"reason,omitempty"`
+	ChangedFields []string `json:"changed_fields,omitempty"`
+}
+
+func (a *auditRepo) AppendKeyEvent(ctx context.Context, e *repository.KeyEvent) error {
+	doc, err := json.Marshal(keyEventDoc{ActorKeyID: e.ActorKeyID, ActorIP: e.ActorIP, Reason: e.Reason, ChangedFields: e.ChangedFields})
+	if err != nil {
+		return wrap("encode key event", err)
+	}
+	_, err = a.s.w.ExecContext(ctx, `INSERT INTO key_events (id, key_id, action, time_ms, doc) VALUES (?, ?, ?, ?, ?)`,
+		e.ID, e.KeyID, e.Action, e.Time.UnixMilli(), string(doc))
+	if isUniqueViolation(err) {
+		return repository.ErrAlreadyExists
+	}
+	if err != nil {
+		return wrap("append key event", err)
+	}
+	return nil
+}
+
+func (a *auditRepo) ListKeyEvents(ctx context.Context, keyID string, limit int, afterID string) ([]*repository.KeyEvent, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	rows, err := a.s.r.QueryContext(ctx,
+		`SELECT id, key_id, action, time_ms, doc FROM key_events WHERE key_id = ? AND id > ? ORDER BY id LIMIT ?`, keyID, afterID, limit)
+	if err != nil {
+		return nil, wrap("list key events", err)
+	}
+	defer rows.Close()
+	var out []*repository.KeyEvent
+	for rows.Next() {
+		var (
+			e   repository.KeyEvent
+			ms  int64
+			raw string
+			d   keyEventDoc
+		)
+		if err := rows.Scan(&e.ID, &e.KeyID, &e.Action, &ms, &raw); err != nil {
+			return nil, wrap("list key events", err)
+		}
+		if err := json.Unmarshal([]byte(raw), &d); err != nil {
+			return nil, wrap("list key events", err)
+		}
+		e.Time = time.UnixMilli(ms).UTC()
+		e.ActorKeyID, e.ActorIP, e.Reason, e.ChangedFields = d.ActorKeyID, d.ActorIP, d.Reason, nilIfEmpty(d.ChangedFields)
+		out = append(out, &e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list key events", err)
+	}
+	return out, nil
+}

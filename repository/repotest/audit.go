@@ -1,0 +1,151 @@
+package repotest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyward/keyward/repository"
+)
+
+// auditID makes a time-ordered event id the way the service does.
+func auditID(t time.Time, n int) string {
+	return fmt.Sprintf("%016x%08x", t.UnixNano(), n)
+}
+
+func sampleEvent(at time.Time, n int, key, method, code, ip string) *repository.AuditEvent {
+	return &repository.AuditEvent{
+		ID: auditID(at, n), Time: at, RequestID: fmt.Sprintf("req-%d", n), Method: method,
+		HTTPMethod: "POST", HTTPRoute: "/v1/keys:verify", CallerKeyID: key, Subject: "subject-" + key,
+		ClientIP: ip, UserAgent: "curl/8", Headers: map[string]string{"x-request-id": fmt.Sprintf("req-%d", n)},
+		Code: code, HTTPStatus: 200, Latency: 1500 * time.Microsecond,
+	}
+}
+
+func testAudit(t *testing.T, fresh func(*testing.T) repository.Store) {
+	ctx := context.Background()
+	at := time.Date(2126, 5, 6, 7, 8, 9, 0, time.UTC)
+
+	t.Run("InsertListFilterPage", func(t *testing.T) {
+		audit := fresh(t).Audit()
+		var all []*repository.AuditEvent
+		for i := range 20 {
+			key, code, ip := "key-a", "OK", "10.0.0.1"
+			if i%2 == 1 {
+				key = "key-b"
+			}
+			if i%5 == 0 {
+				code, ip = "PERMISSION_DENIED", "2001:db8::1"
+			}
+			all = append(all, sampleEvent(at.Add(time.Duration(i)*time.Second), i, key, "/keyward.v1.KeyService/VerifyKey", code, ip))
+		}
+		all[3].Method = "/keyward.v1.KeyService/CreateKey"
+		all[4].Headers, all[4].DenialReason, all[4].TokenID = nil, "lacks permission", "jti-4"
+		require.NoError(t, audit.InsertAuditEvents(ctx, all[:10]))
+		require.NoError(t, audit.InsertAuditEvents(ctx, all[10:]))
+		require.NoError(t, audit.InsertAuditEvents(ctx, all[5:12]), "a retried batch is skipped, not duplicated")
+
+		got, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 100, "")
+		require.NoError(t, err)
+		require.Len(t, got, 20)
+		assert.Equal(t, all[19], got[0], "newest first, every field")
+		assert.Equal(t, all[4], got[15])
+
+		ids := func(es []*repository.AuditEvent) []string {
+			out := []string{}
+			for _, e := range es {
+				out = append(out, e.RequestID)
+			}
+			return out
+		}
+		cases := []struct {
+			name string
+			f    repository.AuditFilter
+			want int
+		}{
+			{"key", repository.AuditFilter{CallerKeyID: "key-b"}, 10},
+			{"code", repository.AuditFilter{Code: "PERMISSION_DENIED"}, 4},
+			{"client ip", repository.AuditFilter{ClientIP: "2001:db8::1"}, 4},
+			{"method", repository.AuditFilter{Method: "/keyward.v1.KeyService/CreateKey"}, 1},
+			{"subject", repository.AuditFilter{Subject: "subject-key-a"}, 10},
+			{"time range", repository.AuditFilter{Start: at.Add(5 * time.Second), End: at.Add(8 * time.Second)}, 3},
+			{"combined", repository.AuditFilter{CallerKeyID: "key-a", Code: "PERMISSION_DENIED"}, 2},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				got, err := audit.ListAuditEvents(ctx, tc.f, 100, "")
+				require.NoError(t, err)
+				assert.Len(t, got, tc.want, "%v", ids(got))
+			})
+		}
+
+		// Paging by the last id is stable while new events arrive.
+		page1, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 7, "")
+		require.NoError(t, err)
+		require.NoError(t, audit.InsertAuditEvents(ctx, []*repository.AuditEvent{sampleEvent(at.Add(time.Hour), 99, "key-c", "m", "OK", "10.0.0.9")}))
+		var rest []*repository.AuditEvent
+		before := page1[len(page1)-1].ID
+		for {
+			page, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 7, before)
+			require.NoError(t, err)
+			if len(page) == 0 {
+				break
+			}
+			rest = append(rest, page...)
+			before = page[len(page)-1].ID
+		}
+		assert.Equal(t, ids(got), append(ids(page1), ids(rest)...), "no event skipped or repeated")
+	})
+
+	t.Run("TrimKeepsTheNewest", func(t *testing.T) {
+		audit := fresh(t).Audit()
+		var batch []*repository.AuditEvent
+		for i := range 200 {
+			e := sampleEvent(at.Add(time.Duration(i)*time.Millisecond), i, "key-a", "m", "OK", "10.0.0.1")
+			e.UserAgent = strings.Repeat("x", 400)
+			batch = append(batch, e)
+		}
+		require.NoError(t, audit.InsertAuditEvents(ctx, batch))
+		deleted, err := audit.TrimAuditEvents(ctx, 20_000)
+		require.NoError(t, err)
+		left, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 1000, "")
+		require.NoError(t, err)
+		if deleted == 0 {
+			t.Logf("the engine bounds the log itself (kept %d)", len(left))
+			return
+		}
+		assert.Less(t, len(left), 200)
+		assert.Greater(t, len(left), 10)
+		assert.Equal(t, int64(200-len(left)), deleted)
+		assert.Equal(t, batch[199].ID, left[0].ID, "the newest event is kept")
+		assert.Equal(t, batch[200-len(left)].ID, left[len(left)-1].ID, "the oldest ones went")
+	})
+
+	t.Run("KeyHistory", func(t *testing.T) {
+		audit := fresh(t).Audit()
+		events := []*repository.KeyEvent{
+			{ID: auditID(at, 1), KeyID: "key-a", Action: "created", Time: at, ActorKeyID: "admin", ActorIP: "10.0.0.1"},
+			{ID: auditID(at.Add(time.Second), 2), KeyID: "key-b", Action: "created", Time: at.Add(time.Second), ActorKeyID: "admin"},
+			{ID: auditID(at.Add(2*time.Second), 3), KeyID: "key-a", Action: "updated", Time: at.Add(2 * time.Second), ActorKeyID: "admin", ChangedFields: []string{"name", "roles"}},
+			{ID: auditID(at.Add(3*time.Second), 4), KeyID: "key-a", Action: "revoked", Time: at.Add(3 * time.Second), ActorKeyID: "ops", Reason: "leaked"},
+		}
+		for _, e := range events {
+			require.NoError(t, audit.AppendKeyEvent(ctx, e))
+		}
+		assert.ErrorIs(t, audit.AppendKeyEvent(ctx, events[0]), repository.ErrAlreadyExists)
+		got, err := audit.ListKeyEvents(ctx, "key-a", 10, "")
+		require.NoError(t, err)
+		assert.Equal(t, []*repository.KeyEvent{events[0], events[2], events[3]}, got, "oldest first, every field")
+		page, err := audit.ListKeyEvents(ctx, "key-a", 1, events[0].ID)
+		require.NoError(t, err)
+		assert.Equal(t, []*repository.KeyEvent{events[2]}, page)
+		none, err := audit.ListKeyEvents(ctx, "key-z", 10, "")
+		require.NoError(t, err)
+		assert.Empty(t, none)
+	})
+}

@@ -1,0 +1,240 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/server/servertest"
+)
+
+// auditEvents waits until the audit log holds at least n events matching f and
+// returns them, newest first.
+func auditEvents(t *testing.T, kw *servertest.Keyward, f *keywardv1.AuditFilter, n int) []*keywardv1.AuditEvent {
+	t.Helper()
+	c := keywardv1.NewAuditServiceClient(kw.Conn)
+	var out []*keywardv1.AuditEvent
+	require.Eventually(t, func() bool {
+		out = nil
+		token := ""
+		for {
+			resp, err := c.ListAuditEvents(servertest.Auth(context.Background(), kw.AdminKey),
+				&keywardv1.ListAuditEventsRequest{Filter: f, PageSize: 1000, PageToken: token})
+			require.NoError(t, err)
+			out = append(out, resp.GetEvents()...)
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		return len(out) >= n
+	}, 10*time.Second, 50*time.Millisecond, "waiting for %d audit events", n)
+	return out
+}
+
+func TestEveryCallIsAuditedOnce(t *testing.T) {
+	kw := servertest.Start(t)
+	_, secret := createKey(t, kw, &keywardv1.CreateKeyRequest{Permissions: []string{"orders"}})
+	ks := keywardv1.NewKeyServiceClient(kw.Conn)
+
+	// gRPC: allowed, then denied (no credentials), each with its own request id.
+	ctx := metadata.AppendToOutgoingContext(servertest.Auth(context.Background(), kw.AdminKey), "x-request-id", "grpc-allowed-1")
+	_, err := ks.VerifyKey(ctx, &keywardv1.VerifyKeyRequest{Secret: secret})
+	require.NoError(t, err)
+	_, err = ks.ListKeys(metadata.AppendToOutgoingContext(context.Background(), "x-request-id", "grpc-denied-1"), &keywardv1.ListKeysRequest{})
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+
+	// REST: allowed and denied (a key without the permission).
+	req, _ := http.NewRequest(http.MethodGet, kw.BaseURL+"/v1/keys/"+strings.Split(secret, "_")[2], nil)
+	req.Header.Set("Authorization", "Bearer "+kw.AdminKey)
+	req.Header.Set("X-Request-Id", "rest-allowed-1")
+	req.Header.Set("User-Agent", "pos-terminal/4.2")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "rest-allowed-1", resp.Header.Get("X-Request-Id"), "the request id comes back")
+	req, _ = http.NewRequest(http.MethodPost, kw.BaseURL+"/v1/keys", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	req.Header.Set("X-Request-Id", "rest-denied-1")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	events := auditEvents(t, kw, nil, 4)
+	byID := map[string][]*keywardv1.AuditEvent{}
+	for _, e := range events {
+		byID[e.GetRequestId()] = append(byID[e.GetRequestId()], e)
+	}
+	for _, id := range []string{"grpc-allowed-1", "grpc-denied-1", "rest-allowed-1", "rest-denied-1"} {
+		require.Len(t, byID[id], 1, "exactly one event for %s", id)
+	}
+	g := byID["grpc-allowed-1"][0]
+	assert.Equal(t, "/keyward.v1.KeyService/VerifyKey", g.GetMethod())
+	assert.Equal(t, "OK", g.GetCode())
+	assert.Equal(t, strings.Split(secret, "_")[2], g.GetSubject(), "the verified key is the subject")
+	assert.NotEmpty(t, g.GetCallerKeyId())
+	assert.Equal(t, "127.0.0.1", g.GetClientIp())
+	assert.Empty(t, g.GetHttpMethod())
+	assert.NotNil(t, g.GetLatency())
+
+	d := byID["grpc-denied-1"][0]
+	assert.Equal(t, "UNAUTHENTICATED", d.GetCode())
+	assert.Contains(t, d.GetDenialReason(), "missing credentials")
+	assert.Empty(t, d.GetCallerKeyId())
+
+	r := byID["rest-allowed-1"][0]
+	assert.Equal(t, "GET", r.GetHttpMethod())
+	assert.Equal(t, "/v1/keys/{key_id}", r.GetHttpRoute())
+	assert.Equal(t, int32(200), r.GetHttpStatus())
+	assert.Equal(t, "pos-terminal/4.2", r.GetUserAgent())
+	assert.Equal(t, "/keyward.v1.KeyService/GetKey", r.GetMethod())
+	assert.True(t, strings.HasPrefix(r.GetHeaders()["authorization"], "hmac-sha256:"), "credentials only as a keyed HMAC")
+
+	rd := byID["rest-denied-1"][0]
+	assert.Equal(t, int32(403), rd.GetHttpStatus())
+	assert.Equal(t, "PERMISSION_DENIED", rd.GetCode())
+	assert.Contains(t, rd.GetDenialReason(), "keyward.keys:create")
+
+	// Filters.
+	denied := auditEvents(t, kw, &keywardv1.AuditFilter{Code: "PERMISSION_DENIED"}, 1)
+	for _, e := range denied {
+		assert.Equal(t, "PERMISSION_DENIED", e.GetCode())
+	}
+	_, err = keywardv1.NewAuditServiceClient(kw.Conn).ListAuditEvents(servertest.Auth(context.Background(), secret), &keywardv1.ListAuditEventsRequest{})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "reading the audit log is a permission")
+}
+
+func TestKeyHistoryIsKept(t *testing.T) {
+	kw := servertest.Start(t)
+	ks := keywardv1.NewKeyServiceClient(kw.Conn)
+	admin := servertest.Auth(context.Background(), kw.AdminKey)
+	_, err := ks.CreateRole(admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders"}}})
+	require.NoError(t, err)
+	k, _ := createKey(t, kw, &keywardv1.CreateKeyRequest{})
+	id := k.GetKeyId()
+	_, err = ks.UpdateKey(admin, &keywardv1.UpdateKeyRequest{Key: &keywardv1.Key{KeyId: id, Roles: []string{"cashier"}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"roles"}}})
+	require.NoError(t, err)
+	_, err = ks.RotateKey(admin, &keywardv1.RotateKeyRequest{KeyId: id})
+	require.NoError(t, err)
+	_, err = ks.RevokeKey(admin, &keywardv1.RevokeKeyRequest{KeyId: id, Reason: "stolen"})
+	require.NoError(t, err)
+
+	h, err := keywardv1.NewAuditServiceClient(kw.Conn).ListKeyHistory(admin, &keywardv1.ListKeyHistoryRequest{KeyId: id})
+	require.NoError(t, err)
+	var actions []string
+	for _, e := range h.GetEvents() {
+		actions = append(actions, e.GetAction())
+		assert.NotEmpty(t, e.GetActorKeyId(), "who did it")
+		assert.Equal(t, "127.0.0.1", e.GetActorIp(), "from where")
+	}
+	assert.Equal(t, []string{"created", "updated", "role_granted", "rotated", "revoked"}, actions)
+	assert.Equal(t, "stolen", h.GetEvents()[4].GetReason())
+	assert.Equal(t, []string{"roles"}, h.GetEvents()[1].GetChangedFields())
+}
+
+func TestWatchAuditEventsOverREST(t *testing.T) {
+	kw := servertest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lines := make(chan []byte, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, kw.BaseURL+"/v1/audit-events:watch?filter.method=/keyward.v1.KeyService/GetKey", nil)
+		req.Header.Set("Authorization", "Bearer "+kw.AdminKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		if line, err := bufio.NewReader(resp.Body).ReadBytes('\n'); err == nil {
+			lines <- line
+		}
+	}()
+	// Events before the watcher subscribed are not streamed: keep making them until
+	// one arrives. ListKeys calls are filtered out.
+	ks := keywardv1.NewKeyServiceClient(kw.Conn)
+	admin := servertest.Auth(context.Background(), kw.AdminKey)
+	var line []byte
+	for line == nil {
+		_, err := ks.ListKeys(admin, &keywardv1.ListKeysRequest{})
+		require.NoError(t, err)
+		_, err = ks.GetKey(admin, &keywardv1.GetKeyRequest{KeyId: "aaaaaaaaaaaaaaaa"})
+		require.Equal(t, codes.NotFound, status.Code(err))
+		select {
+		case line = <-lines:
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("no event streamed")
+		}
+	}
+	var msg struct {
+		Result struct {
+			Event struct {
+				Method, Code, Subject string
+			} `json:"event"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(line, &msg), "newline-delimited JSON: %s", line)
+	assert.Equal(t, "/keyward.v1.KeyService/GetKey", msg.Result.Event.Method)
+	assert.Equal(t, "NOT_FOUND", msg.Result.Event.Code)
+	assert.Equal(t, "aaaaaaaaaaaaaaaa", msg.Result.Event.Subject)
+}
+
+// After a run that used secrets of every kind, neither the audit log nor the
+// database file holds any of them.
+func TestNoSecretInTheAuditLog(t *testing.T) {
+	e := newTokenEnv(t)
+	secrets := []string{e.kw.AdminKey, e.secret}
+	issued := e.issue(t, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
+	secrets = append(secrets, issued.GetAccessToken(), issued.GetRefreshToken())
+	refreshed, err := e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: issued.GetRefreshToken()})
+	require.NoError(t, err)
+	secrets = append(secrets, refreshed.GetAccessToken(), refreshed.GetRefreshToken())
+	tmp, err := e.tokens.IssueTemporaryToken(e.client, &keywardv1.IssueTemporaryTokenRequest{Operation: "op"})
+	require.NoError(t, err)
+	secrets = append(secrets, tmp.GetToken())
+	_, err = e.tokens.ConsumeTemporaryToken(e.checker, &keywardv1.ConsumeTemporaryTokenRequest{Token: tmp.GetToken(), Operation: "op"})
+	require.NoError(t, err)
+	e.validate(t, &keywardv1.ValidateTokenRequest{Token: issued.GetAccessToken()})
+	// Secrets in allow-listed headers and in the REST query string too.
+	for _, s := range secrets[:3] {
+		req, _ := http.NewRequest(http.MethodGet, e.kw.BaseURL+"/v1/keys?owner="+s, nil)
+		req.Header.Set("Authorization", "Bearer "+s)
+		req.Header.Set("User-Agent", "leaky-client "+s)
+		req.Header.Set("Cookie", "session="+s)
+		req.Header.Set("X-Api-Key", s)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	events := auditEvents(t, e.kw, nil, 15)
+	dump, err := json.Marshal(events)
+	require.NoError(t, err)
+	e.kw.Stop() // flush the writer and close the database file
+	db, err := os.ReadFile(filepath.Join(e.kw.Config.DataDir, "keyward.db"))
+	require.NoError(t, err)
+	wal, _ := os.ReadFile(filepath.Join(e.kw.Config.DataDir, "keyward.db-wal"))
+	for _, s := range secrets {
+		assert.NotContains(t, string(dump), s)
+		assert.NotContains(t, string(db)+string(wal), s, "not in the database file either")
+		random := s[len(s)-20:]
+		assert.NotContains(t, string(dump), random)
+	}
+}

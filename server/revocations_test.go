@@ -1,0 +1,191 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/repository/mongodb/mongotest"
+	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/server/servertest"
+	"github.com/keyward/keyward/service"
+)
+
+// twoInstances starts two Keywards sharing one MongoDB database and master key.
+func twoInstances(t testing.TB) (a, b *servertest.Keyward) {
+	uri, db := mongotest.URI(t), mongotest.Database(t)
+	mk := filepath.Join(t.TempDir(), "master.key")
+	_, err := service.LoadMasterKey(mk, true)
+	require.NoError(t, err)
+	shared := func(c *server.Config) {
+		servertest.WithMongoDB(uri, db)(c)
+		c.MasterKeyFile = mk
+		c.LogLevel = "info"
+	}
+	a = servertest.Start(t, shared)
+	b = servertest.Start(t, shared)
+	b.AdminKey = a.AdminKey
+	return a, b
+}
+
+// watch subscribes to the revocation stream of kw and returns its events.
+func watch(t testing.TB, kw *servertest.Keyward, secret string, after uint64) (<-chan *keywardv1.RevocationEvent, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(servertest.Auth(context.Background(), secret))
+	stream, err := keywardv1.NewRevocationServiceClient(kw.Conn).WatchRevocations(ctx, &keywardv1.WatchRevocationsRequest{AfterSequence: after})
+	require.NoError(t, err)
+	events := make(chan *keywardv1.RevocationEvent, 10_000)
+	ready := make(chan struct{})
+	go func() {
+		defer close(events)
+		once := sync.Once{}
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			if msg.GetHeartbeat() != nil {
+				once.Do(func() { close(ready) })
+			}
+			if e := msg.GetEvent(); e != nil {
+				events <- e
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revocation stream did not catch up")
+	}
+	return events, cancel
+}
+
+func TestRevocationsReachEveryInstanceInOrder(t *testing.T) {
+	a, b := twoInstances(t)
+	events, cancel := watch(t, b, a.AdminKey, 0)
+	defer cancel()
+
+	// Both instances revoke at the same moment.
+	var wg sync.WaitGroup
+	var want []string
+	for i := range 20 {
+		for name, kw := range map[string]*servertest.Keyward{"a": a, "b": b} {
+			jti := fmt.Sprintf("jti-%s-%d", name, i)
+			want = append(want, jti)
+			wg.Go(func() {
+				_, err := keywardv1.NewTokenServiceClient(kw.Conn).RevokeToken(servertest.Auth(context.Background(), a.AdminKey),
+					&keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: jti}})
+				assert.NoError(t, err)
+			})
+		}
+	}
+	wg.Wait()
+
+	var got []*keywardv1.RevocationEvent
+	timeout := time.After(15 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case e := <-events:
+			got = append(got, e)
+		case <-timeout:
+			t.Fatalf("got %d of %d revocations", len(got), len(want))
+		}
+	}
+	var subjects []string
+	for i, e := range got {
+		subjects = append(subjects, e.GetSubjectId())
+		if i > 0 {
+			assert.Equal(t, got[i-1].GetSequence()+1, e.GetSequence(), "in order, no gap, no repeat")
+		}
+	}
+	sort.Strings(want)
+	sort.Strings(subjects)
+	assert.Equal(t, want, subjects, "no subscriber misses either instance's revocations")
+
+	// And validation on B reflects a revocation made on A.
+	issued, err := keywardv1.NewTokenServiceClient(a.Conn).IssueToken(servertest.Auth(context.Background(), a.AdminKey), &keywardv1.IssueTokenRequest{})
+	require.NoError(t, err)
+	_, err = keywardv1.NewTokenServiceClient(a.Conn).RevokeToken(servertest.Auth(context.Background(), a.AdminKey),
+		&keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: issued.GetTokenId()}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		v, err := keywardv1.NewTokenServiceClient(b.Conn).ValidateToken(servertest.Auth(context.Background(), a.AdminKey),
+			&keywardv1.ValidateTokenRequest{Token: issued.GetAccessToken()})
+		return err == nil && v.GetReason() == keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+// BenchmarkRevocationPropagation measures the time from RevokeToken returning on
+// instance A to the event reaching a subscriber of instance B, both sharing one
+// MongoDB-protocol store (the embedded FerretDB, or KEYWARD_TEST_MONGODB_URI).
+func BenchmarkRevocationPropagation(b *testing.B) {
+	a, bb := twoInstances(b)
+	events, cancel := watch(b, bb, a.AdminKey, 0)
+	defer cancel()
+	tokens := keywardv1.NewTokenServiceClient(a.Conn)
+	admin := servertest.Auth(context.Background(), a.AdminKey)
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		jti := fmt.Sprintf("bench-%d", i)
+		_, err := tokens.RevokeToken(admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: jti}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		for e := range events {
+			if e.GetSubjectId() == jti {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkRevocationFanOut measures delivery of each revocation to 1,000
+// subscribers of one instance, and the memory they take.
+func BenchmarkRevocationFanOut(b *testing.B) {
+	kw := servertest.Start(b, func(c *server.Config) { c.LogLevel = "info" })
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const subscribers = 1000
+	subs := make([]<-chan *keywardv1.RevocationEvent, subscribers)
+	for i := range subs {
+		var cancel context.CancelFunc
+		subs[i], cancel = watch(b, kw, kw.AdminKey, 0)
+		defer cancel()
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	tokens := keywardv1.NewTokenServiceClient(kw.Conn)
+	admin := servertest.Auth(context.Background(), kw.AdminKey)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		jti := fmt.Sprintf("fan-%d", i)
+		if _, err := tokens.RevokeToken(admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: jti}}); err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range subs {
+			for e := range s {
+				if e.GetSubjectId() == jti {
+					break
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/subscribers/1024, "KiB/subscriber")
+}

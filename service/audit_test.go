@@ -1,0 +1,137 @@
+package service_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/embedded"
+	"github.com/keyward/keyward/service"
+)
+
+// outageStore is the real embedded store whose audit writes fail while down is set,
+// as a store that lost its network would.
+type outageStore struct {
+	repository.Store
+	audit *outageAudit
+}
+
+type outageAudit struct {
+	repository.AuditRepository
+	down     atomic.Bool
+	failures atomic.Int64
+}
+
+func (s *outageStore) Audit() repository.AuditRepository { return s.audit }
+
+func (a *outageAudit) InsertAuditEvents(ctx context.Context, events []*repository.AuditEvent) error {
+	if a.down.Load() {
+		a.failures.Add(1)
+		return repository.ErrUnavailable
+	}
+	return a.AuditRepository.InsertAuditEvents(ctx, events)
+}
+
+func newAuditStore(t *testing.T) *outageStore {
+	st, err := embedded.Open(context.Background(), t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return &outageStore{Store: st, audit: &outageAudit{AuditRepository: st.Audit()}}
+}
+
+func event(a *service.Audit, i int) *repository.AuditEvent {
+	return &repository.AuditEvent{Time: time.Now().UTC(), Method: "/m", Code: "OK", RequestID: "r" + string(rune('a'+i%26))}
+}
+
+func countEvents(t *testing.T, st repository.Store) int {
+	all, err := st.Audit().ListAuditEvents(context.Background(), repository.AuditFilter{}, 100_000, "")
+	require.NoError(t, err)
+	return len(all)
+}
+
+func TestAuditSurvivesAStoreOutage(t *testing.T) {
+	st := newAuditStore(t)
+	a := service.NewAudit(st, service.AuditConfig{Buffer: 5000, Batch: 100, FlushEvery: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	go a.Run(ctx, 10*time.Second)
+
+	for i := range 300 {
+		a.Record(event(a, i))
+	}
+	require.Eventually(t, func() bool { return a.Written() == 300 }, 5*time.Second, 10*time.Millisecond)
+
+	st.audit.down.Store(true)
+	for i := range 2000 {
+		a.Record(event(a, i))
+	}
+	require.Eventually(t, func() bool { return st.audit.failures.Load() >= 3 }, 10*time.Second, 10*time.Millisecond, "writes are retried")
+	time.Sleep(2 * time.Second) // a few seconds of outage
+	st.audit.down.Store(false)
+
+	require.Eventually(t, func() bool { return a.Written() == 2300 }, 10*time.Second, 20*time.Millisecond)
+	assert.Zero(t, a.Dropped())
+	assert.Equal(t, 2300, countEvents(t, st))
+
+	// Shutdown flushes what is still queued.
+	for i := range 50 {
+		a.Record(event(a, i))
+	}
+	cancel()
+	<-a.Stopped()
+	assert.Equal(t, 2350, countEvents(t, st))
+}
+
+func TestAuditCountsAndRecordsDrops(t *testing.T) {
+	st := newAuditStore(t)
+	st.audit.down.Store(true)
+	a := service.NewAudit(st, service.AuditConfig{Buffer: 100, Batch: 10, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	go a.Run(ctx, 10*time.Second)
+	for i := range 500 {
+		a.Record(event(a, i))
+	}
+	assert.Greater(t, a.Dropped(), int64(300), "an overflowing buffer drops and counts")
+	st.audit.down.Store(false)
+	cancel()
+	<-a.Stopped()
+	drops, err := st.Audit().ListAuditEvents(context.Background(), repository.AuditFilter{Method: "keyward.audit/dropped"}, 10, "")
+	require.NoError(t, err)
+	require.NotEmpty(t, drops, "the drop count is itself recorded")
+	var counted int64
+	for _, d := range drops {
+		var n int64
+		_, err := fmt.Sscanf(d.DenialReason, "%d audit events dropped", &n)
+		require.NoError(t, err, d.DenialReason)
+		counted += n
+	}
+	assert.Equal(t, a.Dropped(), counted, "every drop is counted once")
+	assert.Equal(t, int(500-a.Dropped())+len(drops), countEvents(t, st), "every other event was written")
+}
+
+func TestAuditHeadersNeverKeepSecrets(t *testing.T) {
+	a := service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	headers := map[string]string{
+		"authorization": "Bearer kw_live_abcdefghijklmnop_xyz",
+		"cookie":        "session=1",
+		"x-api-key":     "anything",
+		"user-agent":    "curl/8 kw_test_abcdefghijklmnop_leak",
+		"referer":       "https://example.com/?token=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.sig",
+		"accept":        "application/json",
+		"x-secret":      "not allow-listed",
+	}
+	got := a.AuditHeaders(func(h string) string { return headers[h] })
+	for _, h := range []string{"authorization", "cookie", "x-api-key", "user-agent", "referer"} {
+		assert.Regexp(t, `^hmac-sha256:[0-9a-f]{32}$`, got[h], h)
+	}
+	assert.Equal(t, "application/json", got["accept"])
+	assert.NotContains(t, got, "x-secret")
+	assert.Equal(t, a.Correlation("cookie-value"), a.Correlation("cookie-value"), "stable, so requests correlate")
+}

@@ -1,0 +1,140 @@
+package service_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/embedded"
+	"github.com/keyward/keyward/service"
+)
+
+func newRevocations(t *testing.T, cfg service.RevocationsConfig) (*service.Revocations, repository.Store) {
+	st, err := embedded.Open(context.Background(), t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	r := service.NewRevocations(st, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, r.Load(context.Background()))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Follow(ctx)
+	return r, st
+}
+
+// collect runs Watch until it has n messages (or 5 s pass) and returns them.
+func collect(t *testing.T, r *service.Revocations, after uint64, n int) []service.WatchMessage {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []service.WatchMessage
+	_ = r.Watch(ctx, after, func(m service.WatchMessage) error {
+		got = append(got, m)
+		if len(got) == n {
+			cancel()
+		}
+		return nil
+	})
+	require.Len(t, got, n)
+	return got
+}
+
+func TestWatchReplaysThenGoesLive(t *testing.T) {
+	r, _ := newRevocations(t, service.RevocationsConfig{})
+	ctx := context.Background()
+	until := time.Now().Add(time.Hour)
+	for _, s := range []string{"a", "b", "c"} {
+		require.NoError(t, r.Append(ctx, repository.RevokedAccessToken, s, "test", until))
+	}
+	require.Eventually(t, func() bool { return r.LatestSequence() == 3 }, 5*time.Second, time.Millisecond)
+
+	done := make(chan []service.WatchMessage)
+	go func() { done <- collect(t, r, 1, 4) }()
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, r.Append(ctx, repository.RevokedAPIKey, "key-d", "test", until))
+	got := <-done
+	assert.Equal(t, uint64(2), got[0].Event.Sequence, "history after the requested sequence")
+	assert.Equal(t, uint64(3), got[1].Event.Sequence)
+	require.NotNil(t, got[2].Heartbeat, "a heartbeat marks the end of the catch-up")
+	assert.Equal(t, uint64(3), *got[2].Heartbeat)
+	assert.Equal(t, "key-d", got[3].Event.SubjectID, "then live events")
+	assert.Equal(t, uint64(4), got[3].Event.Sequence)
+}
+
+func TestWatchFromAPrunedSequenceResyncs(t *testing.T) {
+	r, st := newRevocations(t, service.RevocationsConfig{})
+	ctx := context.Background()
+	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	require.NoError(t, r.Append(ctx, repository.RevokedAccessToken, "old-1", "t", past))
+	require.NoError(t, r.Append(ctx, repository.RevokedAccessToken, "old-2", "t", past))
+	require.NoError(t, r.Append(ctx, repository.RevokedAPIKey, "live-key", "t", future))
+	require.NoError(t, r.Append(ctx, repository.RevokedAccessToken, "old-3", "t", past))
+	require.NoError(t, r.Append(ctx, repository.RevokedAccessToken, "live-jti", "t", future))
+	require.Eventually(t, func() bool { return r.LatestSequence() == 5 }, 5*time.Second, time.Millisecond)
+	n, err := st.Revocations().PruneRevocations(ctx, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, int64(3), n)
+
+	got := collect(t, r, 1, 5)
+	assert.NotEmpty(t, got[0].Resync, "never a silent gap")
+	assert.Equal(t, "live-key", got[1].Event.SubjectID, "the snapshot holds what still matters")
+	assert.Equal(t, "live-jti", got[2].Event.SubjectID)
+	require.NotNil(t, got[3].SnapshotEnd)
+	assert.Equal(t, uint64(5), *got[3].SnapshotEnd)
+	require.NotNil(t, got[4].Heartbeat)
+
+	fromStart := collect(t, r, 0, 3)
+	assert.Equal(t, "live-key", fromStart[0].Event.SubjectID, "0 means from the start of what is retained")
+}
+
+func TestSlowSubscriberIsToldToResync(t *testing.T) {
+	r, _ := newRevocations(t, service.RevocationsConfig{SubscriberBuffer: 4})
+	ctx := context.Background()
+	until := time.Now().Add(time.Hour)
+	release := make(chan struct{})
+	var got []service.WatchMessage
+	watchCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	watched := make(chan error)
+	go func() {
+		watched <- r.Watch(watchCtx, 0, func(m service.WatchMessage) error {
+			if len(got) == 1 {
+				<-release // stall while revocations pile up
+			}
+			got = append(got, m)
+			if m.SnapshotEnd != nil {
+				cancel()
+			}
+			return nil
+		})
+	}()
+	require.NoError(t, r.Append(ctx, repository.RevokedAccessToken, "first", "t", until))
+	require.Eventually(t, func() bool { return r.LatestSequence() == 1 }, 5*time.Second, time.Millisecond)
+	start := time.Now()
+	for i := range 20 {
+		require.NoError(t, r.Append(ctx, repository.RevokedAccessToken, "jti-"+string(rune('a'+i)), "t", until))
+	}
+	assert.Less(t, time.Since(start), 5*time.Second, "revoking never waits for a slow subscriber")
+	require.Eventually(t, func() bool { return r.LatestSequence() == 21 }, 5*time.Second, time.Millisecond)
+	close(release)
+	<-watched
+	var resynced, ended bool
+	subjects := map[string]bool{}
+	for _, m := range got {
+		switch {
+		case m.Resync != "":
+			resynced = true
+		case m.SnapshotEnd != nil:
+			ended = true
+		case m.Event != nil:
+			subjects[m.Event.SubjectID] = true
+		}
+	}
+	assert.True(t, resynced)
+	assert.True(t, ended)
+	assert.Len(t, subjects, 21, "after the resync the subscriber has every revocation")
+}
