@@ -108,6 +108,9 @@ func (a *auditor) record(ctx context.Context, method string, req any, start time
 	case codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.InvalidArgument, codes.FailedPrecondition:
 		e.DenialReason = st.Message()
 	}
+	if viaGateway && handOver(md, e) {
+		return // the REST side records it, with the HTTP status it wrote
+	}
 	a.audit.Record(e)
 }
 

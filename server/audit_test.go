@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -236,5 +237,52 @@ func TestNoSecretInTheAuditLog(t *testing.T) {
 		assert.NotContains(t, string(db)+string(wal), s, "not in the database file either")
 		random := s[len(s)-20:]
 		assert.NotContains(t, string(dump), random)
+	}
+}
+
+// Requests the REST gateway answers by itself are audited too, and answer JSON.
+func TestGatewayRejectionsAreAudited(t *testing.T) {
+	kw := servertest.Start(t, func(c *server.Config) { c.MaxRequestBytes = 4096 })
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"malformed JSON", http.MethodPost, "/v1/keys", `{"name": `, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"unknown field", http.MethodPost, "/v1/keys", `{"nmae": "typo"}`, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"unknown route", http.MethodGet, "/v1/nothing-here", "", http.StatusNotFound, "NOT_FOUND"},
+		{"oversized body", http.MethodPost, "/v1/keys", `{"name": "` + strings.Repeat("x", 5000) + `"}`, http.StatusRequestEntityTooLarge, "INVALID_ARGUMENT"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, kw.BaseURL+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer "+kw.AdminKey)
+			req.Header.Set("X-Request-Id", "gw-"+strings.ReplaceAll(tc.name, " ", "-"))
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, tc.status, resp.StatusCode, "%s", body)
+			var e struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			}
+			assert.NoError(t, json.Unmarshal(body, &e), "a JSON error body, not %q", body)
+			assert.NotEmpty(t, e.Message)
+
+			var found []*keywardv1.AuditEvent
+			require.Eventually(t, func() bool {
+				found = nil
+				for _, ev := range auditEvents(t, kw, nil, 1) {
+					if ev.GetRequestId() == req.Header.Get("X-Request-Id") {
+						found = append(found, ev)
+					}
+				}
+				return len(found) > 0
+			}, 5*time.Second, 20*time.Millisecond)
+			require.Len(t, found, 1, "exactly one event")
+			assert.Equal(t, int32(tc.status), found[0].GetHttpStatus())
+			assert.Equal(t, tc.code, found[0].GetCode())
+		})
 	}
 }

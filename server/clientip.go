@@ -44,20 +44,30 @@ func newClientIPs(trusted []netip.Prefix) *clientIPs {
 
 // annotate is the gateway's metadata hook: it passes the resolved HTTP client address.
 func (c *clientIPs) annotate(ctx context.Context, r *http.Request) metadata.MD {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return nil
+	md := metadata.Pairs(gatewaySecretHeader, c.secret, gatewayHTTPMethodHeader, r.Method)
+	if ip := c.resolveHTTP(r); ip.IsValid() {
+		md.Set(gatewayClientHeader, ip.String())
 	}
-	remote, err := netip.ParseAddr(host)
-	if err != nil {
-		return nil
-	}
-	ip := c.resolve(remote.Unmap(), r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Real-Ip"))
-	md := metadata.Pairs(gatewaySecretHeader, c.secret, gatewayClientHeader, ip.String(), gatewayHTTPMethodHeader, r.Method)
 	if route, ok := runtime.HTTPPathPattern(ctx); ok {
 		md.Set(gatewayHTTPRouteHeader, route)
 	}
+	if id, ok := restCallMetadata(ctx); ok {
+		md.Set(gatewayRESTCallHeader, id)
+	}
 	return md
+}
+
+// resolveHTTP is the client address of an HTTP request, after the proxy rules.
+func (c *clientIPs) resolveHTTP(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	remote, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return c.resolve(remote.Unmap(), r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Real-Ip"))
 }
 
 // viaGateway reports whether a call came through this process's REST gateway.

@@ -189,3 +189,25 @@ func BenchmarkRevocationFanOut(b *testing.B) {
 	}
 	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/subscribers/1024, "KiB/subscriber")
 }
+
+// A role change made on one instance reaches the cached verifications of another.
+func TestRoleChangeReachesOtherInstances(t *testing.T) {
+	a, b := twoInstances(t)
+	admin := servertest.Auth(context.Background(), a.AdminKey)
+	ka := keywardv1.NewKeyServiceClient(a.Conn)
+	_, err := ka.CreateRole(admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:refund"}}})
+	require.NoError(t, err)
+	k, err := ka.CreateKey(admin, &keywardv1.CreateKeyRequest{Name: "till", Owner: "store", Environment: keywardv1.Environment_ENVIRONMENT_LIVE, Roles: []string{"cashier"}})
+	require.NoError(t, err)
+	kb := keywardv1.NewKeyServiceClient(b.Conn)
+	allowed := func() bool {
+		v, err := kb.VerifyKey(admin, &keywardv1.VerifyKeyRequest{Secret: k.GetSecret(), RequiredPermission: "orders:refund"})
+		require.NoError(t, err)
+		return v.GetValid()
+	}
+	require.True(t, allowed(), "B caches the verification")
+	_, err = ka.DeleteRole(admin, &keywardv1.DeleteRoleRequest{Name: "cashier"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !allowed() }, 5*time.Second, 20*time.Millisecond,
+		"B drops its cached verification well before the cache TTL")
+}

@@ -115,7 +115,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if err != nil {
 		return nil, fmt.Errorf("creating the request validator: %w", err)
 	}
-	opts := append(chain(log, &auditor{audit: s.audit, ips: ips}, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips}, validator),
+	aud := &auditor{audit: s.audit, ips: ips}
+	opts := append(chain(log, aud, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips}, validator),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 	)
 	s.grpc = grpc.NewServer(opts...)
@@ -138,7 +139,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		return nil, fmt.Errorf("connecting the gateway to the gRPC server: %w", err)
 	}
-	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips)
+	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips, aud)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,13 @@ func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
 		audit:     cfg.Audit,
 	}
 	if k.revs != nil {
-		k.revs.onKey = k.cache.invalidate
+		k.revs.onKey = func(subject string) {
+			if strings.HasPrefix(subject, RoleSubjectPrefix) {
+				k.cache.clear() // a role changed: any key may hold it
+				return
+			}
+			k.cache.invalidate(subject)
+		}
 	}
 	return k
 }

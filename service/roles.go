@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/permission"
@@ -111,6 +112,10 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 		if err != nil {
 			return nil, err
 		}
+		if slices.Contains(paths, "permissions") {
+			// Other instances drop their cached verifications of the role's keys too.
+			s.rightsReduced(ctx, in.Name)
+		}
 		return r, nil
 	}
 }
@@ -122,7 +127,26 @@ func (s *Roles) Delete(ctx context.Context, name string) error {
 	if errors.Is(err, repository.ErrNotFound) {
 		return NotFound("role %q not found", name)
 	}
+	if err == nil {
+		s.rightsReduced(ctx, name)
+	}
 	return err
+}
+
+// RoleSubjectPrefix marks a rights-reduced revocation that concerns every key
+// holding a role ("role:cashier") rather than one key.
+const RoleSubjectPrefix = "role:"
+
+// rightsReduced records in the revocation log that the role's keys may have lost
+// rights, so that every instance and subscriber drops what it cached for them.
+func (s *Roles) rightsReduced(ctx context.Context, name string) {
+	if s.keys.revs == nil {
+		return
+	}
+	if err := s.keys.revs.Append(ctx, repository.RevokedKeyRightsReduced, RoleSubjectPrefix+name, "role changed",
+		s.keys.now().Add(s.keys.cache.ttl+time.Hour)); err != nil {
+		s.keys.log.ErrorContext(ctx, "recording a role change in the revocation log", "role", name, "error", err)
+	}
 }
 
 func (s *Roles) checkPermissions(ctx context.Context, perms []string) error {

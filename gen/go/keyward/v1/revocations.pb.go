@@ -37,7 +37,9 @@ const (
 	RevocationKind_REVOCATION_KIND_REFRESH_FAMILY RevocationKind = 3
 	// A signing key: subject_id is its kid.
 	RevocationKind_REVOCATION_KIND_SIGNING_KEY RevocationKind = 4
-	// A key lost a role or permission: subject_id is the key id; cached verifications of it are stale.
+	// A key lost a role or permission: subject_id is the key id, or `role:<name>` when a
+	// role lost permissions or was deleted (every key holding it); cached verifications
+	// of those keys are stale.
 	RevocationKind_REVOCATION_KIND_KEY_RIGHTS_REDUCED RevocationKind = 5
 )
 
