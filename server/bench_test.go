@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -24,13 +26,43 @@ func BenchmarkVerifyKeyGRPC(b *testing.B) {
 	_, err := c.VerifyKey(ctx, req)
 	require.NoError(b, err)
 	b.ReportAllocs()
+	var calls atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if v, err := c.VerifyKey(ctx, req); err != nil || !v.GetValid() {
 				b.Fatalf("verify: %v", err)
 			}
+			calls.Add(1)
 		}
 	})
+	b.StopTimer()
+	// Every call of the run has its audit event: none dropped under this load.
+	want := calls.Load() + 1 // and the warm-up call
+	var got int
+	deadline := time.Now().Add(30 * time.Second)
+	for got < int(want) && time.Now().Before(deadline) {
+		got = countAudit(b, kw, keywardv1.KeyService_VerifyKey_FullMethodName)
+		if got < int(want) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if got != int(want) {
+		b.Fatalf("%d VerifyKey calls but %d audit events", want, got)
+	}
+}
+
+func countAudit(b *testing.B, kw *servertest.Keyward, method string) int {
+	c := keywardv1.NewAuditServiceClient(kw.Conn)
+	n, token := 0, ""
+	for {
+		resp, err := c.ListAuditEvents(servertest.Auth(context.Background(), kw.AdminKey),
+			&keywardv1.ListAuditEventsRequest{Filter: &keywardv1.AuditFilter{Method: method}, PageSize: 1000, PageToken: token})
+		require.NoError(b, err)
+		n += len(resp.GetEvents())
+		if token = resp.GetNextPageToken(); token == "" {
+			return n
+		}
+	}
 }
 
 // BenchmarkVerifyKeyREST measures the same call through the REST gateway.
