@@ -21,10 +21,14 @@ bench: ## Go benchmarks of the hot paths, then revocation propagation over 1,000
 	$(GO) test -run '^$$' -bench 'VerifyKey' -benchmem ./server/
 	$(GO) test -run '^$$' -bench 'Revocation' -benchtime 1000x ./server/
 
-FUZZTIME ?= 20s
-fuzz: ## fuzz the parsers for FUZZTIME each
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./service/apikey/
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./service/permission/
+FUZZTIME ?= 30s
+fuzz: ## fuzz the parsers and token validation, FUZZTIME each (seed corpora are in testdata/fuzz)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./service/apikey/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseOpaque$$' -fuzztime $(FUZZTIME) ./service/apikey/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./service/permission/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateToken$$' -fuzztime $(FUZZTIME) ./service/
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalCIDRs$$' -fuzztime $(FUZZTIME) ./service/
+	$(GO) test -run '^$$' -fuzz '^FuzzCountry$$' -fuzztime $(FUZZTIME) ./service/geoip/
 
 generate: ## regenerate gen/ from proto/ with the pinned tools
 	$(GO) tool buf generate

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"net/netip"
 	"strings"
+	"time"
 
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
@@ -15,9 +17,10 @@ import (
 
 // authenticator checks the credential of every call against the permission table.
 type authenticator struct {
-	keys   *service.Keys
-	tokens *service.Tokens
-	ips    *clientIPs
+	keys     *service.Keys
+	tokens   *service.Tokens
+	ips      *clientIPs
+	failures *failureLimiter
 }
 
 func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -49,12 +52,32 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 	if access.Public {
 		return ctx, nil
 	}
+	ip := a.ips.of(ctx)
+	now := time.Now()
+	if blocked, wait := a.failures.blocked(ip, now); blocked {
+		return nil, retryLater(ctx, "too many failed authentications from this address; retry later", wait)
+	}
+	p, err := a.authenticate(ctx, ip)
+	if err != nil {
+		if c := status.Code(err); c == codes.Unauthenticated {
+			a.failures.failed(ip, now)
+		}
+		return nil, err
+	}
+	callFrom(ctx).keyID = p.KeyID
+	if need, ok := parsedAccess[method]; ok && !p.Permissions.Allows(need) {
+		return nil, status.Errorf(codes.PermissionDenied, "key %s lacks permission %q, needed for %s", p.KeyID, access.Permission, method)
+	}
+	return service.WithPrincipal(ctx, p), nil
+}
+
+// authenticate checks the call's credential: an access token or an API key.
+func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*service.Principal, error) {
 	secret, err := bearer(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var p *service.Principal
-	ip := a.ips.of(ctx)
 	if service.LooksLikeJWT(secret) {
 		v, err := a.tokens.Validate(ctx, secret, "", "", ip)
 		if err != nil {
@@ -75,11 +98,7 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		}
 		p = &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Permissions: v.Permissions, ClientIP: ip}
 	}
-	callFrom(ctx).keyID = p.KeyID
-	if need, ok := parsedAccess[method]; ok && !p.Permissions.Allows(need) {
-		return nil, status.Errorf(codes.PermissionDenied, "key %s lacks permission %q, needed for %s", p.KeyID, access.Permission, method)
-	}
-	return service.WithPrincipal(ctx, p), nil
+	return p, nil
 }
 
 // bearer returns the credential of `authorization: Bearer <credential>`.

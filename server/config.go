@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -30,6 +33,13 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+
+	AuthFailureRate  float64
+	AuthFailureBurst int
+
+	TLSCert     string
+	TLSKey      string
+	TLSClientCA string
 
 	AuditBuffer            int
 	RevocationPollInterval time.Duration
@@ -64,6 +74,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 15 * time.Second,
 
 		AuditBuffer:            10_000,
+		AuthFailureRate:        1,
+		AuthFailureBurst:       20,
 		RevocationPollInterval: 100 * time.Millisecond,
 		RevocationHeartbeat:    15 * time.Second,
 		TokenIssuer:            "keyward",
@@ -91,6 +103,11 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a graceful shutdown waits for requests in flight")
+	fs.Float64Var(&cfg.AuthFailureRate, "auth-failure-rate", cfg.AuthFailureRate, "failed authentications per second one client address regains after its burst is spent")
+	fs.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", cfg.AuthFailureBurst, "failed authentications one client address may make before it is slowed down")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (chain) for gRPC and REST; with --tls-key enables TLS on both listeners")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert")
+	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", cfg.TLSClientCA, "PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)")
 	fs.DurationVar(&cfg.RevocationPollInterval, "revocation-poll-interval", cfg.RevocationPollInterval, "how often the revocation log is polled for other instances' revocations (bounds cross-instance propagation)")
 	fs.DurationVar(&cfg.RevocationHeartbeat, "revocation-heartbeat", cfg.RevocationHeartbeat, "how often an idle revocation stream sends a heartbeat")
 	fs.IntVar(&cfg.AuditBuffer, "audit-buffer", cfg.AuditBuffer, "audit events that may wait to be written; beyond it events are dropped and counted")
@@ -164,6 +181,15 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.KeyCacheTTL <= 0 || cfg.UsageFlushEvery <= 0 || cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--key-cache-ttl, --usage-flush-interval and --shutdown-timeout must be positive"))
+	}
+	if cfg.AuthFailureRate <= 0 || cfg.AuthFailureBurst < 1 {
+		errs = append(errs, errors.New("--auth-failure-rate must be positive and --auth-failure-burst at least 1"))
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if cfg.TLSClientCA != "" && cfg.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
 	}
 	if cfg.RevocationPollInterval < time.Millisecond || cfg.RevocationHeartbeat < 10*time.Millisecond {
 		errs = append(errs, errors.New("--revocation-poll-interval must be at least 1ms and --revocation-heartbeat at least 10ms"))
@@ -271,4 +297,28 @@ func (cfg Config) trustedProxies() ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// tlsConfig returns the server TLS configuration, or nil when TLS is off.
+func (cfg Config) tlsConfig() (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("reading --tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", cfg.TLSClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }

@@ -351,3 +351,32 @@ func TestCountryRestrictionWithoutDatabaseFailsClosed(t *testing.T) {
 	assert.Equal(t, keywardv1.VerificationReason_VERIFICATION_REASON_COUNTRY_NOT_ALLOWED, v.GetReason())
 	assert.Contains(t, v.GetMessage(), "--geoip-db")
 }
+
+func TestRepeatedAuthenticationFailuresAreThrottled(t *testing.T) {
+	// The guesser is 203.0.113.9 behind the (trusted) loopback proxy; the admin
+	// reading the audit log is loopback itself and is not slowed down.
+	kw := servertest.Start(t, func(c *server.Config) {
+		c.AuthFailureBurst, c.AuthFailureRate, c.TrustedProxies = 5, 0.01, "127.0.0.1/32"
+	})
+	ks := keywardv1.NewKeyServiceClient(kw.Conn)
+	guesser := func(secret string) context.Context {
+		return metadata.NewOutgoingContext(context.Background(),
+			metadata.Pairs("authorization", "Bearer "+secret, "x-forwarded-for", "203.0.113.9"))
+	}
+	for range 5 {
+		_, err := ks.ListKeys(guesser("kw_live_aaaaaaaaaaaaaaaa_guess"), &keywardv1.ListKeysRequest{})
+		require.Equal(t, codes.Unauthenticated, status.Code(err))
+	}
+	_, err := ks.ListKeys(guesser("kw_live_aaaaaaaaaaaaaaaa_guess"), &keywardv1.ListKeysRequest{})
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "the sixth guess is refused unchecked")
+	_, err = ks.ListKeys(guesser(kw.AdminKey), &keywardv1.ListKeysRequest{})
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "while throttled, the address gets nothing checked")
+	_, code, hdr := verifyREST(t, kw, "kw_live_aaaaaaaaaaaaaaaa_guess", map[string]any{"secret": "x"}, map[string]string{"X-Forwarded-For": "203.0.113.9"})
+	assert.Equal(t, http.StatusTooManyRequests, code, "over REST too")
+	assert.NotEmpty(t, hdr.Get("Retry-After"))
+
+	_, err = ks.ListKeys(servertest.Auth(context.Background(), kw.AdminKey), &keywardv1.ListKeysRequest{})
+	require.NoError(t, err, "other addresses are not affected")
+	events := auditEvents(t, kw, &keywardv1.AuditFilter{Code: "RESOURCE_EXHAUSTED", ClientIp: "203.0.113.9"}, 3)
+	assert.Contains(t, events[0].GetDenialReason(), "too many failed authentications", "refusals are audited")
+}

@@ -14,10 +14,12 @@ import (
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
@@ -47,6 +49,8 @@ type Server struct {
 	conn   *grpc.ClientConn
 
 	grpcLis, httpLis net.Listener
+	inproc           *bufconn.Listener
+	internal         *grpc.Server // serves the gateway on inproc
 	// stopping is closed when shutdown begins, ending long-lived streams so that
 	// the graceful stop does not wait for them.
 	stopping chan struct{}
@@ -116,17 +120,35 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		return nil, fmt.Errorf("creating the request validator: %w", err)
 	}
 	aud := &auditor{audit: s.audit, ips: ips}
-	opts := append(chain(log, aud, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips}, validator),
+	opts := append(chain(log, aud, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips,
+		failures: newFailureLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst, 100_000)}, validator),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 	)
-	s.grpc = grpc.NewServer(opts...)
-	keywardv1.RegisterKeyServiceServer(s.grpc, &keyServer{keys: s.keys, roles: service.NewRoles(s.store, s.keys), ips: ips})
-	keywardv1.RegisterTokenServiceServer(s.grpc, &tokenServer{tokens: s.tokens, ips: ips})
-	keywardv1.RegisterAuditServiceServer(s.grpc, &auditServer{audit: s.audit, stopping: s.stopping})
-	keywardv1.RegisterRevocationServiceServer(s.grpc, &revocationServer{revs: s.revs, stopping: s.stopping})
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	// Two gRPC servers with the same services and interceptors: the public one (TLS
+	// when configured) and the in-process one the REST gateway calls, which never
+	// leaves the process and so needs no TLS.
 	s.health = health.NewServer()
-	grpc_health_v1.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	roles := service.NewRoles(s.store, s.keys)
+	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
+		g := grpc.NewServer(append(opts, extra...)...)
+		keywardv1.RegisterKeyServiceServer(g, &keyServer{keys: s.keys, roles: roles, ips: ips})
+		keywardv1.RegisterTokenServiceServer(g, &tokenServer{tokens: s.tokens, ips: ips})
+		keywardv1.RegisterAuditServiceServer(g, &auditServer{audit: s.audit, stopping: s.stopping})
+		keywardv1.RegisterRevocationServiceServer(g, &revocationServer{revs: s.revs, stopping: s.stopping})
+		grpc_health_v1.RegisterHealthServer(g, s.health)
+		reflection.Register(g)
+		return g
+	}
+	if tlsCfg != nil {
+		s.grpc = newGRPC(grpc.Creds(credentials.NewTLS(tlsCfg)))
+	} else {
+		s.grpc = newGRPC()
+	}
+	s.internal = newGRPC()
 
 	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("listening for gRPC on %s: %w", cfg.GRPCAddr, err)
@@ -134,8 +156,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
-	// The gateway calls the gRPC server over loopback, through every interceptor.
-	if s.conn, err = grpc.NewClient("passthrough:///"+dialAddr(s.grpcLis.Addr()),
+	// The gateway calls the gRPC server in process, over an in-memory listener
+	// that never leaves the process (so it needs no TLS), through every interceptor.
+	s.inproc = bufconn.Listen(1 << 20)
+	if s.conn, err = grpc.NewClient("passthrough:///keyward-inprocess",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		return nil, fmt.Errorf("connecting the gateway to the gRPC server: %w", err)
 	}
@@ -149,6 +174,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         tlsCfg,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
@@ -180,7 +206,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() {
-		if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// The in-process listener carries the REST gateway's calls.
+		_ = s.internal.Serve(s.inproc)
+	})
+	wg.Go(func() {
+		serve := s.http.Serve
+		if s.http.TLSConfig != nil {
+			serve = func(l net.Listener) error { return s.http.ServeTLS(l, "", "") }
+		}
+		if err := serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("HTTP server: %w", err)
 			cancel()
 		}
@@ -204,11 +238,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stop()
 	_ = s.http.Shutdown(shutdownCtx)
 	stopped := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	go func() { s.grpc.GracefulStop(); s.internal.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-shutdownCtx.Done():
 		s.grpc.Stop()
+		s.internal.Stop()
 	}
 	wg.Wait()
 	background.Wait()
@@ -253,6 +288,9 @@ func (s *Server) close() {
 		if l != nil {
 			_ = l.Close()
 		}
+	}
+	if s.inproc != nil {
+		_ = s.inproc.Close()
 	}
 	if s.geo != nil {
 		_ = s.geo.Close()
@@ -314,19 +352,6 @@ func (s *Server) masterKey() ([]byte, error) {
 		path, create = filepath.Join(s.cfg.DataDir, service.MasterKeyFile), true
 	}
 	return service.LoadMasterKey(path, create)
-}
-
-// dialAddr turns a listener address into one a client can dial: an unspecified
-// host (0.0.0.0 or ::) becomes loopback.
-func dialAddr(a net.Addr) string {
-	tcp, ok := a.(*net.TCPAddr)
-	if !ok || !tcp.IP.IsUnspecified() {
-		return a.String()
-	}
-	if tcp.IP.To4() != nil {
-		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
-	}
-	return net.JoinHostPort("::1", fmt.Sprint(tcp.Port))
 }
 
 // streamContext ends when the stream's own context does or shutdown begins.

@@ -236,3 +236,43 @@ func TestTemporaryTokenExpires(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, TemporaryExpired, c.Reason)
 }
+
+// FuzzValidateToken feeds arbitrary credentials to validation: it must never panic,
+// and whatever it accepts must carry exactly the claims Keyward signed.
+func FuzzValidateToken(f *testing.F) {
+	fx := newTokenFixture(f, AlgEdDSA)
+	issued, err := fx.tokens.Issue(fx.ctx, IssueRequest{})
+	require.NoError(f, err)
+	f.Add(issued.AccessToken)
+	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+	f.Add(fx.secret)
+	f.Fuzz(func(t *testing.T, token string) {
+		v, err := fx.tokens.Validate(context.Background(), token, "", "", netip.MustParseAddr("10.0.0.1"))
+		if err != nil || !v.Valid() || v.APIKey {
+			return
+		}
+		if v.Claims.ID != issued.TokenID || v.Claims.Subject != fx.key.ID {
+			t.Fatalf("accepted a token Keyward did not sign: %q", token)
+		}
+	})
+}
+
+// FuzzCanonicalCIDRs checks the CIDR parser never panics and only accepts networks
+// in canonical form.
+func FuzzCanonicalCIDRs(f *testing.F) {
+	for _, s := range []string{"10.0.0.0/8", "2001:db8::/32", "10.0.0.1/8", "::ffff:10.0.0.0/104", "0.0.0.0/0", "1.2.3.4/33", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := canonicalCIDRs([]string{s})
+		if err != nil {
+			return
+		}
+		for _, c := range out {
+			p, err := netip.ParsePrefix(c)
+			if err != nil || p.Masked() != p {
+				t.Fatalf("accepted %q as %q, not a canonical network", s, c)
+			}
+		}
+	})
+}

@@ -327,3 +327,24 @@ func writeDB(t testing.TB, databaseType string, ipVersion int, built time.Time, 
 	require.NoError(t, f.Close())
 	return path
 }
+
+// FuzzCountry looks up arbitrary addresses: never a panic, always a two-letter code
+// when found.
+func FuzzCountry(f *testing.F) {
+	db, err := geoip.Open(geoiptest.Write(f, map[string]string{"81.2.69.0/24": "GB", "2001:db8:1::/48": "DE"}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte{81, 2, 69, 1})
+	f.Add([]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ip, ok := netip.AddrFromSlice(b)
+		if !ok {
+			return
+		}
+		code, found, err := db.Country(ip)
+		if err == nil && found && len(code) != 2 {
+			t.Fatalf("country %q for %v", code, ip)
+		}
+	})
+}
