@@ -163,9 +163,9 @@ func (s *auditServer) WatchAuditEvents(req *keywardv1.WatchAuditEventsRequest, s
 	}
 	ctx, cancel := streamContext(stream.Context(), s.stopping)
 	defer cancel()
-	return s.audit.Watch(ctx, auditFilter(req.GetFilter()), func(e *repository.AuditEvent) error {
+	return endStream(s.audit.Watch(ctx, auditFilter(req.GetFilter()), func(e *repository.AuditEvent) error {
 		return stream.Send(&keywardv1.WatchAuditEventsResponse{Event: auditEventToProto(e)})
-	})
+	}), s.stopping)
 }
 
 func (s *auditServer) ListKeyHistory(ctx context.Context, req *keywardv1.ListKeyHistoryRequest) (*keywardv1.ListKeyHistoryResponse, error) {

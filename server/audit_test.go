@@ -14,12 +14,16 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 )
@@ -285,4 +289,33 @@ func TestGatewayRejectionsAreAudited(t *testing.T) {
 			assert.Equal(t, tc.code, found[0].GetCode())
 		})
 	}
+}
+
+// Graceful shutdown ends open streams with UNAVAILABLE and flushes the audit log.
+func TestGracefulShutdown(t *testing.T) {
+	kw := servertest.Start(t)
+	admin := servertest.Auth(context.Background(), kw.AdminKey)
+	conn, err := grpc.NewClient(kw.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	stream, err := keywardv1.NewRevocationServiceClient(conn).WatchRevocations(admin, &keywardv1.WatchRevocationsRequest{})
+	require.NoError(t, err)
+	_, err = stream.Recv() // the catch-up heartbeat
+	require.NoError(t, err)
+	ks := keywardv1.NewKeyServiceClient(kw.Conn)
+	for range 50 {
+		_, err := ks.ListKeys(admin, &keywardv1.ListKeysRequest{})
+		require.NoError(t, err)
+	}
+	kw.Stop()
+	_, err = stream.Recv()
+	assert.Equal(t, codes.Unavailable, status.Code(err), "the stream ends with a clear status: %v", err)
+	assert.Contains(t, status.Convert(err).Message(), "shutting down")
+
+	st, err := embedded.Open(context.Background(), kw.Config.DataDir)
+	require.NoError(t, err)
+	defer st.Close(context.Background())
+	events, err := st.Audit().ListAuditEvents(context.Background(), repository.AuditFilter{Method: keywardv1.KeyService_ListKeys_FullMethodName}, 1000, "")
+	require.NoError(t, err)
+	assert.Len(t, events, 50, "every event was flushed before the store closed")
 }

@@ -30,7 +30,7 @@ func (s *revocationServer) WatchRevocations(req *keywardv1.WatchRevocationsReque
 	}
 	ctx, cancel := streamContext(stream.Context(), s.stopping)
 	defer cancel()
-	return s.revs.Watch(ctx, req.GetAfterSequence(), func(m service.WatchMessage) error {
+	return endStream(s.revs.Watch(ctx, req.GetAfterSequence(), func(m service.WatchMessage) error {
 		out := &keywardv1.WatchRevocationsResponse{}
 		switch {
 		case m.Event != nil:
@@ -49,5 +49,5 @@ func (s *revocationServer) WatchRevocations(req *keywardv1.WatchRevocationsReque
 			out.Message = &keywardv1.WatchRevocationsResponse_Resync{Resync: &keywardv1.Resync{Reason: m.Resync}}
 		}
 		return stream.Send(out)
-	})
+	}), s.stopping)
 }

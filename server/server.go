@@ -14,11 +14,13 @@ import (
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
@@ -352,6 +354,21 @@ func (s *Server) masterKey() ([]byte, error) {
 		path, create = filepath.Join(s.cfg.DataDir, service.MasterKeyFile), true
 	}
 	return service.LoadMasterKey(path, create)
+}
+
+// errShuttingDown ends the streams still open when shutdown begins.
+var errShuttingDown = status.Error(codes.Unavailable, "Keyward is shutting down; reconnect (to another instance) and resume")
+
+// endStream turns a stream's end caused by shutdown into errShuttingDown.
+func endStream(err error, stopping <-chan struct{}) error {
+	select {
+	case <-stopping:
+		if err == nil || status.Code(err) == codes.Canceled {
+			return errShuttingDown
+		}
+	default:
+	}
+	return err
 }
 
 // streamContext ends when the stream's own context does or shutdown begins.
