@@ -87,8 +87,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 
 	// No client-level timeout (SetTimeout): it adds maxTimeMS to every command.
-	// Deadlines come from contexts.
-	client, err := mongo.Connect(options.Client().ApplyURI(o.URI))
+	// Deadlines come from contexts. Server selection gives up after 5 s (the
+	// driver's default is 30 s) so that calls answer UNAVAILABLE promptly while the
+	// store is down; a serverSelectionTimeoutMS in the URI wins.
+	copts := options.Client().SetServerSelectionTimeout(5 * time.Second).ApplyURI(o.URI)
+	client, err := mongo.Connect(copts)
 	if err != nil {
 		return nil, wrapErr("connect", err)
 	}

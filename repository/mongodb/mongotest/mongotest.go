@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -129,4 +130,65 @@ func Database(t testing.TB) string {
 		}
 	})
 	return name
+}
+
+// Instance is a FerretDB a test owns: it can stop it and start it again on the same
+// address and files, to test outages.
+type Instance struct {
+	t      testing.TB
+	dir    string
+	addr   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// StartInstance starts a FerretDB of the test's own on a free port; Stop and
+// Restart control it, and it stops when the test ends.
+func StartInstance(t testing.TB) *Instance {
+	t.Helper()
+	in := &Instance{t: t, dir: t.TempDir()}
+	in.start("127.0.0.1:0")
+	t.Cleanup(in.Stop)
+	return in
+}
+
+func (in *Instance) start(addr string) {
+	in.t.Helper()
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + in.dir + "/",
+		Logger:    ferretLogger(),
+	})
+	if err != nil {
+		in.t.Fatalf("starting FerretDB: %v", err)
+	}
+	if in.addr == "" {
+		u, err := url.Parse(f.MongoDBURI())
+		if err != nil {
+			in.t.Fatal(err)
+		}
+		in.addr = u.Host
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in.cancel, in.done = cancel, make(chan struct{})
+	go func() { defer close(in.done); _ = f.Run(ctx) }()
+}
+
+// URI is the instance's connection string.
+func (in *Instance) URI() string { return "mongodb://" + in.addr + "/" }
+
+// Stop stops the instance; its connections drop.
+func (in *Instance) Stop() {
+	if in.cancel != nil {
+		in.cancel()
+		<-in.done
+		in.cancel = nil
+	}
+}
+
+// Restart starts the stopped instance again on the same address and files.
+func (in *Instance) Restart() {
+	in.t.Helper()
+	in.start(in.addr)
 }
