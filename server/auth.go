@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/permission"
 )
 
 // authenticator checks the credential of every call against the permission table.
@@ -65,7 +66,7 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		return nil, err
 	}
 	callFrom(ctx).keyID = p.KeyID
-	if need, ok := parsedAccess[method]; ok && !p.Permissions.Allows(need) {
+	if need, ok := parsedAccess[method]; ok && !allowed(p.Permissions, need, access.ByOwner) {
 		return nil, status.Errorf(codes.PermissionDenied, "key %s lacks permission %q, needed for %s", p.KeyID, access.Permission, method)
 	}
 	return service.WithPrincipal(ctx, p), nil
@@ -116,4 +117,11 @@ func bearer(ctx context.Context) (string, error) {
 		return "", status.Error(codes.Unauthenticated, "malformed Authorization header: want Bearer <api key or access token>")
 	}
 	return strings.TrimSpace(cred), nil
+}
+
+func allowed(perms permission.Set, need permission.Permission, byOwner bool) bool {
+	if byOwner {
+		return perms.AllowsSome(need)
+	}
+	return perms.Allows(need)
 }

@@ -491,3 +491,42 @@ func TestNoSecretInLogs(t *testing.T) {
 		assert.NotContains(t, logs, s[len(s)-49:], "not even the random part")
 	}
 }
+
+// A key may manage only the owners its permissions name.
+func TestOwnerScoping(t *testing.T) {
+	kw := servertest.Start(t)
+	ks := keywardv1.NewKeyServiceClient(kw.Conn)
+	admin := servertest.Auth(context.Background(), kw.AdminKey)
+	globex, err := ks.CreateKey(admin, &keywardv1.CreateKeyRequest{Name: "g", Owner: "globex", Environment: keywardv1.Environment_ENVIRONMENT_LIVE})
+	require.NoError(t, err)
+	m, err := ks.CreateKey(admin, &keywardv1.CreateKeyRequest{Name: "acme manager", Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
+		Permissions: []string{"keyward.keys/acme:read", "keyward.keys/acme:create", "keyward.keys/acme:revoke"}})
+	require.NoError(t, err)
+	manager := servertest.Auth(context.Background(), m.GetSecret())
+
+	own, err := ks.CreateKey(manager, &keywardv1.CreateKeyRequest{Name: "till", Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE})
+	require.NoError(t, err, "creating for its own owner")
+	_, err = ks.CreateKey(manager, &keywardv1.CreateKeyRequest{Name: "x", Owner: "globex", Environment: keywardv1.Environment_ENVIRONMENT_LIVE})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err))
+	assert.Contains(t, status.Convert(err).Message(), `"globex"`)
+
+	_, err = ks.GetKey(manager, &keywardv1.GetKeyRequest{KeyId: own.GetKey().GetKeyId()})
+	assert.NoError(t, err)
+	_, err = ks.GetKey(manager, &keywardv1.GetKeyRequest{KeyId: globex.GetKey().GetKeyId()})
+	assert.Equal(t, codes.NotFound, status.Code(err), "another owner's key does not exist for it")
+	_, err = ks.RevokeKey(manager, &keywardv1.RevokeKeyRequest{KeyId: globex.GetKey().GetKeyId()})
+	assert.Equal(t, codes.NotFound, status.Code(err))
+	_, err = ks.RotateKey(manager, &keywardv1.RotateKeyRequest{KeyId: own.GetKey().GetKeyId()})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "it may read but not rotate")
+
+	list, err := ks.ListKeys(manager, &keywardv1.ListKeysRequest{Owner: "acme"})
+	require.NoError(t, err)
+	assert.Len(t, list.GetKeys(), 2)
+	_, err = ks.ListKeys(manager, &keywardv1.ListKeysRequest{})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "listing every owner needs keyward.keys:read")
+	assert.Contains(t, status.Convert(err).Message(), "set owner")
+	_, err = ks.ListKeys(manager, &keywardv1.ListKeysRequest{Owner: "globex"})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err))
+	_, err = ks.RevokeKey(manager, &keywardv1.RevokeKeyRequest{KeyId: own.GetKey().GetKeyId()})
+	assert.NoError(t, err)
+}

@@ -15,6 +15,10 @@ type Access struct {
 	// Empty on a non-public RPC: any valid credential will do (the handler itself
 	// limits what the caller gets, as IssueToken limits a token to the key's rights).
 	Permission string
+	// ByOwner marks RPCs on keys whose entity is the key's owner: a grant for some
+	// owners (`keyward.keys/acme:read`) lets the call through, and the service then
+	// checks the owner of the keys concerned.
+	ByOwner bool
 }
 
 // methodAccess is the one table of what every RPC requires, keyed by full method
@@ -23,12 +27,12 @@ type Access struct {
 // customers' (module "keyward.<area>"), so a key holding "keyward.keys" may do
 // everything with keys and "*" may do everything.
 var methodAccess = map[string]Access{
-	keywardv1.KeyService_CreateKey_FullMethodName:  {Permission: "keyward.keys:create"},
-	keywardv1.KeyService_GetKey_FullMethodName:     {Permission: "keyward.keys:read"},
-	keywardv1.KeyService_ListKeys_FullMethodName:   {Permission: "keyward.keys:read"},
-	keywardv1.KeyService_UpdateKey_FullMethodName:  {Permission: "keyward.keys:update"},
-	keywardv1.KeyService_RevokeKey_FullMethodName:  {Permission: "keyward.keys:revoke"},
-	keywardv1.KeyService_RotateKey_FullMethodName:  {Permission: "keyward.keys:rotate"},
+	keywardv1.KeyService_CreateKey_FullMethodName:  {Permission: "keyward.keys:create", ByOwner: true},
+	keywardv1.KeyService_GetKey_FullMethodName:     {Permission: "keyward.keys:read", ByOwner: true},
+	keywardv1.KeyService_ListKeys_FullMethodName:   {Permission: "keyward.keys:read", ByOwner: true},
+	keywardv1.KeyService_UpdateKey_FullMethodName:  {Permission: "keyward.keys:update", ByOwner: true},
+	keywardv1.KeyService_RevokeKey_FullMethodName:  {Permission: "keyward.keys:revoke", ByOwner: true},
+	keywardv1.KeyService_RotateKey_FullMethodName:  {Permission: "keyward.keys:rotate", ByOwner: true},
 	keywardv1.KeyService_VerifyKey_FullMethodName:  {Permission: "keyward.keys:verify"},
 	keywardv1.KeyService_CreateRole_FullMethodName: {Permission: "keyward.roles:create"},
 	keywardv1.KeyService_GetRole_FullMethodName:    {Permission: "keyward.roles:read"},

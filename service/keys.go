@@ -117,6 +117,9 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 	if !in.ExpireTime.IsZero() && !in.ExpireTime.After(now) {
 		return nil, "", InvalidArgument("expire_time", "must be in the future")
 	}
+	if !mayManage(ctx, "create", in.Owner) {
+		return nil, "", PermissionDenied("the calling key may not create keys for owner %q", in.Owner)
+	}
 	cidrs, err := canonicalCIDRs(in.AllowedCIDRs)
 	if err != nil {
 		return nil, "", err
@@ -181,10 +184,27 @@ func (s *Keys) Get(ctx context.Context, id string) (*repository.Key, error) {
 		return nil, InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
 	}
 	k, err := s.keys.GetKey(ctx, id)
-	if errors.Is(err, repository.ErrNotFound) {
-		return nil, NotFound("key %q not found", id)
+	if errors.Is(err, repository.ErrNotFound) || (err == nil && !mayManage(ctx, "read", k.Owner)) {
+		return nil, NotFound("key %q not found", id) // keys the caller may not read do not exist for it
 	}
 	return k, err
+}
+
+// keysModule is the permission module of Keyward's key management.
+const keysModule = "keyward.keys"
+
+// mayManage reports whether the caller may do action on keys of owner: a grant of
+// the action for every owner (`keyward.keys:read`) or for that owner
+// (`keyward.keys/acme:read`). Internal calls (no caller) may.
+func mayManage(ctx context.Context, action, owner string) bool {
+	p := PrincipalFrom(ctx)
+	return p == nil || p.Permissions.Allows(permission.Permission{Module: keysModule, Entity: owner, Action: action})
+}
+
+// mayManageAll reports whether the caller may do action on every owner's keys.
+func mayManageAll(ctx context.Context, action string) bool {
+	p := PrincipalFrom(ctx)
+	return p == nil || p.Permissions.Allows(permission.Permission{Module: keysModule, Action: action})
 }
 
 // ListKeysQuery selects a page of keys.
@@ -208,6 +228,12 @@ func (s *Keys) List(ctx context.Context, q ListKeysQuery) ([]*repository.Key, st
 			return nil, "", InvalidArgument("page_token", "is not a token returned by ListKeys")
 		}
 		after = c
+	}
+	switch {
+	case q.Filter.Owner != "" && !mayManage(ctx, "read", q.Filter.Owner):
+		return nil, "", PermissionDenied("the calling key may not read keys of owner %q", q.Filter.Owner)
+	case q.Filter.Owner == "" && !mayManageAll(ctx, "read"):
+		return nil, "", PermissionDenied("the calling key may read only some owners' keys: set owner")
 	}
 	q.Filter.Now = s.now()
 	keys, err := s.keys.ListKeys(ctx, q.Filter, size+1, after)
@@ -258,7 +284,10 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 	if err := s.checkGrants(ctx, roles, perms); err != nil {
 		return nil, err
 	}
-	k, err := s.modify(ctx, id, func(k *repository.Key) error {
+	if has("owner") && !mayManage(ctx, "update", in.Owner) {
+		return nil, PermissionDenied("the calling key may not move keys to owner %q", in.Owner)
+	}
+	k, err := s.modify(ctx, id, "update", func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
 			return FailedPrecondition("key %q is revoked and cannot be changed", id)
 		}
@@ -342,7 +371,7 @@ func (s *Keys) appendRevocation(ctx context.Context, kind string, k *repository.
 // Revoke revokes a key at once. Revoking a revoked key changes nothing.
 func (s *Keys) Revoke(ctx context.Context, id, reason string) (*repository.Key, error) {
 	already := false
-	k, err := s.modify(ctx, id, func(k *repository.Key) error {
+	k, err := s.modify(ctx, id, "revoke", func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
 			already = true
 			return errUnchanged
@@ -392,7 +421,7 @@ func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*rep
 		return nil, "", InvalidArgument("grace_period", "must not be negative")
 	}
 	var secret string
-	k, err := s.modify(ctx, id, func(k *repository.Key) error {
+	k, err := s.modify(ctx, id, "rotate", func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
 			return FailedPrecondition("key %q is revoked and cannot be rotated", id)
 		}
@@ -429,18 +458,21 @@ var errUnchanged = errors.New("unchanged")
 
 // modify applies change to the stored key with optimistic concurrency, retrying when
 // another writer got there first, and invalidates the cached verification.
-func (s *Keys) modify(ctx context.Context, id string, change func(*repository.Key) error) (*repository.Key, error) {
+func (s *Keys) modify(ctx context.Context, id, action string, change func(*repository.Key) error) (*repository.Key, error) {
 	if !apikey.ValidID(id) {
 		return nil, InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
 	}
 	defer s.cache.invalidate(id)
 	for {
 		k, err := s.keys.GetKey(ctx, id)
-		if errors.Is(err, repository.ErrNotFound) {
+		if errors.Is(err, repository.ErrNotFound) || (err == nil && !mayManage(ctx, "read", k.Owner) && !mayManage(ctx, action, k.Owner)) {
 			return nil, NotFound("key %q not found", id)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if !mayManage(ctx, action, k.Owner) {
+			return nil, PermissionDenied("the calling key may not %s keys of owner %q", action, k.Owner)
 		}
 		switch err := change(k); {
 		case errors.Is(err, errUnchanged):

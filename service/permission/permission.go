@@ -128,6 +128,26 @@ func (s Set) Allows(r Permission) bool {
 	return false
 }
 
+// AllowsSome reports whether the set allows r for at least one entity: a grant
+// scoped to an entity (`keyward.keys/acme:read`) counts for the module-level
+// requirement (`keyward.keys:read`). Callers then check the entity itself.
+func (s Set) AllowsSome(r Permission) bool {
+	for _, g := range s {
+		rr := r
+		switch g.Entity {
+		case "":
+		case "*":
+			rr.Entity = "any"
+		default:
+			rr.Entity = g.Entity
+		}
+		if g.Covers(rr) {
+			return true
+		}
+	}
+	return false
+}
+
 // AllowsAll reports whether the set covers every permission of other (no privilege
 // escalation: a key may hand out only what it holds). It returns the first one not
 // covered.

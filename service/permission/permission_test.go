@@ -103,3 +103,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestAllowsSome(t *testing.T) {
+	set, err := ParseSet([]string{"keyward.keys/acme:read", "orders/*:refund"})
+	require.NoError(t, err)
+	assert.True(t, set.AllowsSome(MustParse("keyward.keys:read")), "an entity-scoped grant counts")
+	assert.False(t, set.AllowsSome(MustParse("keyward.keys:create")))
+	assert.True(t, set.AllowsSome(MustParse("orders:refund")))
+	assert.False(t, set.Allows(MustParse("keyward.keys:read")), "but not for every entity")
+}
