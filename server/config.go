@@ -34,6 +34,10 @@ type Config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPIdleTimeout       time.Duration
+
 	AuthFailureRate  float64
 	AuthFailureBurst int
 
@@ -74,6 +78,9 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 15 * time.Second,
 
 		AuditBuffer:            10_000,
+		HTTPReadHeaderTimeout:  10 * time.Second,
+		HTTPReadTimeout:        30 * time.Second,
+		HTTPIdleTimeout:        2 * time.Minute,
 		AuthFailureRate:        1,
 		AuthFailureBurst:       20,
 		RevocationPollInterval: 100 * time.Millisecond,
@@ -103,6 +110,9 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a graceful shutdown waits for requests in flight")
+	fs.DurationVar(&cfg.HTTPReadHeaderTimeout, "http-read-header-timeout", cfg.HTTPReadHeaderTimeout, "time a REST client has to send its request headers (slowloris defence)")
+	fs.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", cfg.HTTPReadTimeout, "time a REST client has to send its whole request")
+	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", cfg.HTTPIdleTimeout, "how long an idle keep-alive REST connection is kept")
 	fs.Float64Var(&cfg.AuthFailureRate, "auth-failure-rate", cfg.AuthFailureRate, "failed authentications per second one client address regains after its burst is spent")
 	fs.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", cfg.AuthFailureBurst, "failed authentications one client address may make before it is slowed down")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (chain) for gRPC and REST; with --tls-key enables TLS on both listeners")
@@ -181,6 +191,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.KeyCacheTTL <= 0 || cfg.UsageFlushEvery <= 0 || cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--key-cache-ttl, --usage-flush-interval and --shutdown-timeout must be positive"))
+	}
+	if cfg.HTTPReadHeaderTimeout <= 0 || cfg.HTTPReadTimeout <= 0 || cfg.HTTPIdleTimeout <= 0 {
+		errs = append(errs, errors.New("--http-read-header-timeout, --http-read-timeout and --http-idle-timeout must be positive"))
 	}
 	if cfg.AuthFailureRate <= 0 || cfg.AuthFailureBurst < 1 {
 		errs = append(errs, errors.New("--auth-failure-rate must be positive and --auth-failure-burst at least 1"))
