@@ -1,6 +1,7 @@
-// Command keyward runs the Keyward credential service.
+// Command keyward runs the Keyward credential service and manages it.
 //
 //	keyward serve [flags]   serve gRPC and REST (the default when no subcommand is given)
+//	keyward keys|roles|tokens|audit|revocations ...   talk to a running server
 //	keyward version         print the version
 //
 // Every flag of serve can also be set with an environment variable KEYWARD_<FLAG>,
@@ -37,10 +38,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, version())
 		return 0
 	case "help":
-		fmt.Fprintln(stdout, "usage: keyward serve [flags] | keyward version\nRun `keyward serve -h` for the flags.")
+		fmt.Fprint(stdout, cliUsage)
 		return 0
+	case "keys", "roles", "tokens", "audit", "revocations":
+		return runClient(cmd, args, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "keyward: unknown command %q (want serve or version)\n", cmd)
+	fmt.Fprintf(stderr, "keyward: unknown command %q\n\n%s", cmd, cliUsage)
 	return 2
 }
 
