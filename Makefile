@@ -2,7 +2,7 @@
 GO ?= go
 DATA_DIR ?= ./keyward-data
 
-.PHONY: run build test test-short bench fuzz generate lint fmt-check check-generated ci clean
+.PHONY: run build test test-e2e test-short bench fuzz generate lint fmt-check check-generated ci clean
 
 run: ## serve gRPC on 127.0.0.1:7070 and REST on 127.0.0.1:8080, embedded store in $(DATA_DIR)
 	$(GO) run ./cmd/keyward serve --data-dir $(DATA_DIR)
@@ -12,6 +12,9 @@ build: ## build bin/keyward
 
 test: ## all tests, with the race detector; the storage suite runs on the embedded store and on FerretDB (or MongoDB when KEYWARD_TEST_MONGODB_URI is set)
 	$(GO) test -race -count=1 ./...
+
+test-e2e: ## the admin panel in headless Chromium (Debian's chromium package); writes docs/admin-keys.png
+	$(GO) test -tags e2e -count=1 -run TestAdminPanel ./server/admin/
 
 test-short: ## all tests without the race detector
 	$(GO) test -count=1 ./...
@@ -47,7 +50,7 @@ check-generated: generate ## fail when gen/ is not what proto/ generates
 	@if ! git diff --quiet -- gen; then \
 		echo "gen/ is stale: run 'make generate' and commit the result"; git diff --stat -- gen; exit 1; fi
 
-ci: lint check-generated test
+ci: lint check-generated test test-e2e
 
 clean:
 	rm -rf bin

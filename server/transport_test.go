@@ -82,3 +82,21 @@ func TestInFlightRequestsFinishOnShutdown(t *testing.T) {
 	_, err := ks.ListKeys(admin, &keywardv1.ListKeysRequest{})
 	assert.Error(t, err, "new calls are refused once stopped")
 }
+
+func TestAdminPanelIsServed(t *testing.T) {
+	kw := servertest.Start(t)
+	resp, err := http.Get(kw.BaseURL + "/admin/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "<title>Keyward admin</title>")
+	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "script-src 'self'", "no inline or third-party scripts")
+	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+	for _, asset := range []string{"app.js", "app.css"} {
+		r, err := http.Get(kw.BaseURL + "/admin/" + asset)
+		require.NoError(t, err)
+		r.Body.Close()
+		assert.Equal(t, http.StatusOK, r.StatusCode, asset)
+	}
+}
