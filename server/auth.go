@@ -12,16 +12,19 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/permission"
 )
 
 // authenticator checks the credential of every call against the permission table.
 type authenticator struct {
-	keys     *service.Keys
-	tokens   *service.Tokens
-	ips      *clientIPs
-	failures *failureLimiter
+	keys      *service.Keys
+	tokens    *service.Tokens
+	ips       *clientIPs
+	failures  *failureLimiter
+	throttled prometheus.Counter
 }
 
 func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -56,6 +59,7 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 	ip := a.ips.of(ctx)
 	now := time.Now()
 	if blocked, wait := a.failures.blocked(ip, now); blocked {
+		a.throttled.Inc()
 		return nil, retryLater(ctx, "too many failed authentications from this address; retry later", wait)
 	}
 	p, err := a.authenticate(ctx, ip)

@@ -44,11 +44,12 @@ func requestIDFrom(ctx context.Context) string { return callFrom(ctx).requestID 
 // chain builds the interceptors every RPC passes through, in this order:
 //  1. recovery: a panic becomes INTERNAL, logged, and never kills the server;
 //  2. request id: taken from x-request-id when well formed, else generated; returned;
-//  3. audit: one event per call, with the outcome the client saw;
+//  3. metrics and audit: counted, timed, and one audit event per call, with the
+//     outcome the client saw;
 //  4. errors and request log: every error leaves as a proper status (toStatus);
 //  5. authentication and authorization against the permission table;
 //  6. protovalidate: request messages checked against their proto annotations.
-func chain(log *slog.Logger, audit *auditor, auth *authenticator, validator protovalidate.Validator) []grpc.ServerOption {
+func chain(log *slog.Logger, m *metrics, audit *auditor, auth *authenticator, validator protovalidate.Validator) []grpc.ServerOption {
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic serving request", "panic", p, "request_id", requestIDFrom(ctx))
 		return status.Errorf(codes.Internal, "internal error (request id %s)", requestIDFrom(ctx))
@@ -57,6 +58,7 @@ func chain(log *slog.Logger, audit *auditor, auth *authenticator, validator prot
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(onPanic),
 			unaryRequestID,
+			m.unary,
 			audit.unary,
 			unaryErrors(log),
 			auth.unary,
@@ -65,6 +67,7 @@ func chain(log *slog.Logger, audit *auditor, auth *authenticator, validator prot
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(onPanic),
 			streamRequestID,
+			m.stream,
 			audit.stream,
 			streamErrors(log),
 			auth.stream,

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,7 +78,10 @@ func TestStoreOutage(t *testing.T) {
 	assert.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
 	assert.Equal(t, "the store is unavailable; retry later", status.Convert(err).Message())
 	assert.Less(t, time.Since(start), 15*time.Second, "never hangs")
-	time.Sleep(2 * time.Second)
+	require.Eventually(t, func() bool {
+		code, body, _ := kw.Do(t, "GET", "/readyz", "", "")
+		return code == 503 && strings.Contains(string(body), "store")
+	}, 10*time.Second, 100*time.Millisecond, "/readyz tells the load balancer")
 
 	db.Restart()
 	require.Eventually(t, func() bool {
@@ -86,6 +90,10 @@ func TestStoreOutage(t *testing.T) {
 	}, 30*time.Second, 200*time.Millisecond, "Keyward reconnects by itself")
 	stopLoad()
 	wg.Wait()
+	require.Eventually(t, func() bool {
+		code, _, _ := kw.Do(t, "GET", "/readyz", "", "")
+		return code == 200
+	}, 10*time.Second, 100*time.Millisecond, "ready again")
 	t.Logf("%d calls under load, %d answered UNAVAILABLE", answers.Load(), unavailable.Load())
 	loadEvents := answers.Load()
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -37,18 +38,19 @@ const BootstrapKeyFile = "bootstrap-admin.key"
 
 // Server is a running Keyward: store, services, gRPC server and REST gateway.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  repository.Store
-	keys   *service.Keys
-	tokens *service.Tokens
-	revs   *service.Revocations
-	audit  *service.Audit
-	geo    *geoip.DB
-	grpc   *grpc.Server
-	health *health.Server
-	http   *http.Server
-	conn   *grpc.ClientConn
+	cfg     Config
+	log     *slog.Logger
+	store   repository.Store
+	keys    *service.Keys
+	tokens  *service.Tokens
+	revs    *service.Revocations
+	audit   *service.Audit
+	geo     *geoip.DB
+	metrics *metrics
+	grpc    *grpc.Server
+	health  *health.Server
+	http    *http.Server
+	conn    *grpc.ClientConn
 
 	grpcLis, httpLis net.Listener
 	inproc           *bufconn.Listener
@@ -56,6 +58,8 @@ type Server struct {
 	// stopping is closed when shutdown begins, ending long-lived streams so that
 	// the graceful stop does not wait for them.
 	stopping chan struct{}
+	// notReady is why the instance should get no traffic ("" when ready).
+	notReady atomic.Value
 }
 
 // New opens the store, creates the bootstrap admin key on an empty store, and binds
@@ -122,7 +126,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		return nil, fmt.Errorf("creating the request validator: %w", err)
 	}
 	aud := &auditor{audit: s.audit, ips: ips}
-	opts := append(chain(log, aud, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips,
+	s.metrics = newMetrics(ips, s.keys, s.audit, s.revs)
+	opts := append(chain(log, s.metrics, aud, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips, throttled: s.metrics.throttled,
 		failures: newFailureLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst, 100_000)}, validator),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 	)
@@ -166,7 +171,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		return nil, fmt.Errorf("connecting the gateway to the gRPC server: %w", err)
 	}
-	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips, aud)
+	s.notReady.Store("starting")
+	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips, aud, s.metrics.handler(), http.HandlerFunc(s.readyz))
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +203,7 @@ func (s *Server) Keys() *service.Keys { return s.keys }
 func (s *Server) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.health.SetServingStatus("", grpc_health_v1.HealthCheckResponse_SERVING)
+	s.setReady(s.readiness(ctx))
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
@@ -225,6 +231,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	background.Go(func() { s.keys.RunUsageFlusher(ctx, s.cfg.UsageFlushEvery) })
 	background.Go(func() { s.revs.Follow(ctx) })
 	background.Go(func() { s.prune(ctx) })
+	background.Go(func() { s.watchReadiness(ctx, 2*time.Second) })
 	background.Go(func() { s.tokens.RunKeyReloader(ctx) })
 	// The audit writer outlives the listeners: it stops after the last request.
 	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
@@ -258,6 +265,62 @@ func (s *Server) Serve(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// readiness checks what the instance needs to serve: the store answers, and a
+// signing key is loaded. It returns why not, or "".
+func (s *Server) readiness(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return "the store does not answer"
+	}
+	if !s.tokens.Ready() {
+		return "no signing key is loaded"
+	}
+	return ""
+}
+
+// setReady records readiness, reports it through gRPC health and /readyz, and logs
+// changes.
+func (s *Server) setReady(reason string) {
+	old, _ := s.notReady.Swap(reason).(string)
+	st := grpc_health_v1.HealthCheckResponse_SERVING
+	if reason != "" {
+		st = grpc_health_v1.HealthCheckResponse_NOT_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	switch {
+	case reason != "" && old != reason:
+		s.log.Warn("not ready", "reason", reason)
+	case reason == "" && old != "":
+		s.log.Info("ready again")
+	}
+}
+
+// watchReadiness re-checks readiness every interval until ctx ends.
+func (s *Server) watchReadiness(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.setReady(s.readiness(ctx))
+		}
+	}
+}
+
+// readyz answers load balancers: 200 when ready, 503 and the reason when not.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if reason, _ := s.notReady.Load().(string); reason != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready: " + reason + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
 }
 
 // prune deletes, every ten minutes, revocations that no longer matter and expired

@@ -44,6 +44,7 @@ type Audit struct {
 
 	dropped atomic.Int64
 	written atomic.Int64
+	batches atomic.Int64
 	seq     atomic.Uint32
 
 	mu   sync.Mutex
@@ -103,6 +104,9 @@ func (a *Audit) Dropped() int64 { return a.dropped.Load() }
 // Written is how many events were stored.
 func (a *Audit) Written() int64 { return a.written.Load() }
 
+// Batches is how many batches were written.
+func (a *Audit) Batches() int64 { return a.batches.Load() }
+
 // Pending is how many events wait to be written.
 func (a *Audit) Pending() int { return len(a.ch) }
 
@@ -132,6 +136,7 @@ func (a *Audit) Run(ctx context.Context, flushTimeout time.Duration) {
 			err := a.repo.InsertAuditEvents(ctx, batch)
 			if err == nil {
 				a.written.Add(int64(len(batch)))
+				a.batches.Add(1)
 				batch = batch[:0]
 				return true
 			}

@@ -36,6 +36,8 @@ type KeysConfig struct {
 	Geo CountryResolver
 	// Audit, when set, receives the permanent history of every key.
 	Audit *Audit
+	// Stats, when set, counts verifications; otherwise a private one is used.
+	Stats *Stats
 }
 
 // Keys is the API key use case: create, read, update, rotate, revoke and verify.
@@ -50,6 +52,7 @@ type Keys struct {
 	geo       CountryResolver
 	limiters  limiters
 	audit     *Audit
+	stats     *Stats
 }
 
 // NewKeys returns the key service over the store's repositories.
@@ -77,6 +80,10 @@ func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
 		relevance: cfg.RevokedKeyRelevance,
 		geo:       cfg.Geo,
 		audit:     cfg.Audit,
+		stats:     cfg.Stats,
+	}
+	if k.stats == nil {
+		k.stats = &Stats{}
 	}
 	if k.revs != nil {
 		k.revs.onKey = func(subject string) {
@@ -89,6 +96,9 @@ func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
 	}
 	return k
 }
+
+// Stats returns the service's counters.
+func (s *Keys) Stats() *Stats { return s.stats }
 
 // KeyInput holds the caller-settable fields of a key.
 type KeyInput struct {

@@ -137,6 +137,7 @@ func (s *Keys) spend(ctx context.Context, e *cachedKey, now time.Time, v *Verifi
 	p := &e.policy
 	if p.limiter != nil {
 		if !p.limiter.AllowN(now, 1) {
+			s.stats.RateLimited.Add(1)
 			tokens := p.limiter.TokensAt(now)
 			wait := time.Duration((1 - tokens) / float64(p.limiter.Limit()) * float64(time.Second))
 			return &Error{Code: CodeResourceExhausted, RetryAfter: wait,
@@ -155,6 +156,7 @@ func (s *Keys) spend(ctx context.Context, e *cachedKey, now time.Time, v *Verifi
 		}
 		used, err := s.keys.UseQuota(ctx, e.key.ID, window, q.Limit, expire.Add(24*time.Hour))
 		if errors.Is(err, repository.ErrLimitReached) {
+			s.stats.QuotaExhausted.Add(1)
 			msg := fmt.Sprintf("key %s has used its quota of %d", e.key.ID, q.Limit)
 			var wait time.Duration
 			if !reset.IsZero() {

@@ -37,6 +37,9 @@ type Revocations struct {
 	subs     map[*RevocationSub]struct{}
 
 	published atomic.Uint64
+	// OnPublish, when set, observes each entry's propagation lag: the time from its
+	// revocation (on any instance) to its publication here.
+	OnPublish func(lag time.Duration)
 }
 
 // RevocationsConfig tunes the follower and the stream.
@@ -134,6 +137,9 @@ func (r *Revocations) publishInOrder(rev *repository.Revocation, initial bool) b
 	r.gapSince = time.Time{}
 	r.last = rev.Sequence
 	r.published.Store(rev.Sequence)
+	if r.OnPublish != nil && !initial && !rev.RevokeTime.IsZero() {
+		r.OnPublish(r.now().Sub(rev.RevokeTime))
+	}
 	for s := range r.subs {
 		s.deliver(rev)
 	}

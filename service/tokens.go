@@ -88,6 +88,9 @@ func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, ke
 	return t, nil
 }
 
+// Ready reports whether a signing key is loaded.
+func (t *Tokens) Ready() bool { return t.ring.active() != nil }
+
 // RunKeyReloader re-reads signing keys every KeyReload until ctx ends.
 func (t *Tokens) RunKeyReloader(ctx context.Context) {
 	tick := time.NewTicker(t.cfg.KeyReload)
@@ -235,6 +238,7 @@ func (t *Tokens) sign(k *repository.Key, g grant, ttl time.Duration) (*Issued, e
 		},
 		Owner: k.Owner, Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs,
 	}
+	t.keys.stats.issued(sk.Algorithm)
 	tok := jwt.NewWithClaims(sk.method, claims)
 	tok.Header["kid"] = sk.Kid
 	signed, err := tok.SignedString(sk.private)
@@ -312,6 +316,7 @@ func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
 		if err := t.revs.Append(ctx, repository.RevokedRefreshFamily, rt.FamilyID, "refresh token reused", rt.FamilyExpireTime); err != nil {
 			return nil, err
 		}
+		t.keys.stats.RefreshReuse.Add(1)
 		t.log.WarnContext(ctx, "refresh token reuse detected: session revoked", "key_id", rt.KeyID, "family_id", rt.FamilyID)
 		return nil, Unauthenticated("this refresh token was already used: the session has been revoked")
 	case err != nil:

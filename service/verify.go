@@ -91,6 +91,14 @@ func (v Verification) Valid() bool { return v.Reason == ReasonOK }
 // cache TTL. It returns an error for a bad required permission, an exhausted rate
 // limit or quota (RESOURCE_EXHAUSTED), or a store failure.
 func (s *Keys) Verify(ctx context.Context, secret string, check Check) (Verification, error) {
+	v, err := s.verify(ctx, secret, check)
+	if err == nil {
+		s.stats.verified(v.Reason)
+	}
+	return v, err
+}
+
+func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verification, error) {
 	required := check.Permission
 	var need permission.Permission
 	if required != "" {
@@ -105,7 +113,10 @@ func (s *Keys) Verify(ctx context.Context, secret string, check Check) (Verifica
 	}
 	now := s.now()
 	e := s.cache.get(parsed.KeyID, now)
-	if e == nil {
+	if e != nil {
+		s.stats.CacheHits.Add(1)
+	} else {
+		s.stats.CacheMisses.Add(1)
 		if e, err = s.load(ctx, parsed.KeyID, now); err != nil {
 			return Verification{}, err
 		}
