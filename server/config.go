@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 	"time"
 )
 
@@ -141,12 +143,28 @@ func EnvName(flagName string) string {
 }
 
 // LoadConfig parses args (without the program and subcommand names) over the
-// environment given by getenv, and validates the result.
+// environment given by getenv, over the optional YAML file named by --config or
+// KEYWARD_CONFIG, over the defaults, and validates the result. Precedence: flag,
+// then environment variable, then file, then default.
 func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	cfg, _, err := loadConfig(args, getenv, usage)
+	return cfg, err
+}
+
+func loadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, *flag.FlagSet, error) {
+	if usage == nil {
+		usage = io.Discard
+	}
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("keyward serve", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	cfg.Flags(fs)
+	_ = fs.String("config", "", "YAML file of settings (flag names as keys); flags and KEYWARD_* variables override it")
+	if path := configPath(args, getenv); path != "" {
+		if err := applyFile(fs, path); err != nil {
+			return Config{}, nil, err
+		}
+	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := EnvName(f.Name)
@@ -158,15 +176,73 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 		f.Usage += " (env " + name + ")"
 	})
 	if envErr != nil {
-		return Config{}, envErr
+		return Config{}, nil, envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		return Config{}, nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	return cfg, cfg.Validate()
+	return cfg, fs, cfg.Validate()
+}
+
+// configPath finds --config in args, else KEYWARD_CONFIG.
+func configPath(args []string, getenv func(string) string) string {
+	for i, a := range args {
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 < len(args) {
+				return args[i+1]
+			}
+		case strings.HasPrefix(a, "--config="):
+			return strings.TrimPrefix(a, "--config=")
+		case strings.HasPrefix(a, "-config="):
+			return strings.TrimPrefix(a, "-config=")
+		}
+	}
+	return getenv("KEYWARD_CONFIG")
+}
+
+// applyFile sets flags from a YAML file of flag names to values.
+func applyFile(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading the config file: %w", err)
+	}
+	var settings map[string]any
+	if err := yaml.Unmarshal(b, &settings); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for name, v := range settings {
+		if name == "config" || fs.Lookup(name) == nil {
+			return fmt.Errorf("config file %s: unknown setting %q (settings are the flag names of keyward serve)", path, name)
+		}
+		if err := fs.Set(name, fmt.Sprint(v)); err != nil {
+			return fmt.Errorf("config file %s: %s: %v", path, name, err)
+		}
+	}
+	return nil
+}
+
+// PrintConfig writes the effective configuration, one `name: value` line per
+// setting, with the MongoDB URI's password masked.
+func PrintConfig(args []string, getenv func(string) string, out, usage io.Writer) error {
+	cfg, fs, err := loadConfig(args, getenv, usage)
+	if err != nil {
+		return err
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		v := f.Value.String()
+		if f.Name == "mongodb-uri" {
+			v = cfg.Redacted()
+		}
+		fmt.Fprintf(out, "%s: %q\n", f.Name, v)
+	})
+	return nil
 }
 
 // Validate checks every setting and names the flag of the first bad one.

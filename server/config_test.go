@@ -3,6 +3,8 @@ package server
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,4 +61,28 @@ func TestConfigNeverLogsTheMongoDBPassword(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("start", "config", cfg)
 	assert.NotContains(t, b.String(), "s3cr3t-pw")
 	assert.Contains(t, b.String(), "db.internal")
+}
+
+func TestConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyward.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("grpc-addr: 127.0.0.1:9100\nhttp-addr: 127.0.0.1:9101\nkey-cache-ttl: 10s\nkey-cache-size: 500\n"), 0o600))
+	cfg, err := LoadConfig([]string{"--config", path, "--http-addr", "127.0.0.1:9201"}, env(map[string]string{"KEYWARD_KEY_CACHE_TTL": "20s"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9100", cfg.GRPCAddr, "the file over the default")
+	assert.Equal(t, 20*time.Second, cfg.KeyCacheTTL, "a variable over the file")
+	assert.Equal(t, "127.0.0.1:9201", cfg.HTTPAddr, "a flag over everything")
+	assert.Equal(t, 500, cfg.KeyCacheSize)
+
+	require.NoError(t, os.WriteFile(path, []byte("grcp-addr: typo\n"), 0o600))
+	_, err = LoadConfig(nil, env(map[string]string{"KEYWARD_CONFIG": path}), io.Discard)
+	assert.ErrorContains(t, err, `unknown setting "grcp-addr"`)
+}
+
+func TestPrintConfigMasksSecrets(t *testing.T) {
+	var out strings.Builder
+	require.NoError(t, PrintConfig([]string{"--mongodb-uri", "mongodb://keyward:s3cr3t@db:27017/keyward", "--master-key-file", "/etc/keyward/master.key"},
+		env(nil), &out, io.Discard))
+	assert.NotContains(t, out.String(), "s3cr3t")
+	assert.Contains(t, out.String(), `mongodb-uri: "mongodb://keyward:xxxxx@db:27017/keyward"`)
+	assert.Contains(t, out.String(), `grpc-addr: "127.0.0.1:7070"`)
 }

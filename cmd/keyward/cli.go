@@ -45,6 +45,7 @@ const (
 const cliUsage = `usage: keyward <command> [flags]
 
   serve                         run the server (keyward serve -h)
+  config print [flags]          show the effective configuration, secrets masked
   keys create|list|get|rotate|revoke|verify
   roles create|list|get|update|delete
   tokens issue|validate|revoke

@@ -40,6 +40,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help":
 		fmt.Fprint(stdout, cliUsage)
 		return 0
+	case "config":
+		if len(args) == 0 || args[0] != "print" {
+			fmt.Fprintln(stderr, "usage: keyward config print [serve flags]")
+			return 2
+		}
+		if err := server.PrintConfig(args[1:], os.Getenv, stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "keyward: %v\n", err)
+			return 2
+		}
+		return 0
 	case "keys", "roles", "tokens", "audit", "revocations":
 		return runClient(cmd, args, stdout, stderr)
 	}
