@@ -208,7 +208,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Go(func() {
-		if err := s.grpc.Serve(s.grpcLis); err != nil {
+		// Serve after a stop (a very short life) is not an error.
+		if err := s.grpc.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			errs <- fmt.Errorf("gRPC server: %w", err)
 			cancel()
 		}
