@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -47,10 +49,12 @@ type Server struct {
 	audit   *service.Audit
 	geo     *geoip.DB
 	metrics *metrics
-	grpc    *grpc.Server
-	health  *health.Server
-	http    *http.Server
-	conn    *grpc.ClientConn
+	// stopTracing flushes and stops the trace exporter, when tracing is on.
+	stopTracing func(context.Context) error
+	grpc        *grpc.Server
+	health      *health.Server
+	http        *http.Server
+	conn        *grpc.ClientConn
 
 	grpcLis, httpLis net.Listener
 	inproc           *bufconn.Listener
@@ -140,6 +144,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	// leaves the process and so needs no TLS.
 	s.health = health.NewServer()
 	roles := service.NewRoles(s.store, s.keys)
+	if tracingEnabled() {
+		if s.stopTracing, err = startTracing(ctx); err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+		log.Info("OpenTelemetry tracing on")
+	}
 	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(opts, extra...)...)
 		keywardv1.RegisterKeyServiceServer(g, &keyServer{keys: s.keys, roles: roles, ips: ips})
@@ -175,6 +186,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips, aud, s.metrics.handler(), http.HandlerFunc(s.readyz))
 	if err != nil {
 		return nil, err
+	}
+	if tracingEnabled() {
+		handler = otelhttp.NewHandler(handler, "keyward")
 	}
 	s.http = &http.Server{
 		Handler:           handler,
@@ -347,6 +361,11 @@ func (s *Server) prune(ctx context.Context) {
 }
 
 func (s *Server) close() {
+	if s.stopTracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.stopTracing(ctx)
+		cancel()
+	}
 	if s.conn != nil {
 		_ = s.conn.Close()
 	}
