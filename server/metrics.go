@@ -28,8 +28,8 @@ type metrics struct {
 	ips       *clientIPs
 }
 
-func newMetrics(ips *clientIPs, keys *service.Keys, audit *service.Audit, revs *service.Revocations) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), ips: ips}
+func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, audit *service.Audit, revs *service.Revocations) *metrics {
+	m := &metrics{reg: reg, ips: ips}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyward_requests_total", Help: "Requests by service, method, status code and transport (grpc, rest).",
 	}, []string{"service", "method", "code", "transport"})

@@ -94,6 +94,7 @@ func TestStoreOutage(t *testing.T) {
 		code, _, _ := kw.Do(t, "GET", "/readyz", "", "")
 		return code == 200
 	}, 10*time.Second, 100*time.Millisecond, "ready again")
+	assert.GreaterOrEqual(t, scrape(t, kw)(`keyward_store_errors_total{op="create_key"}`), 1.0, "store failures are exported")
 	t.Logf("%d calls under load, %d answered UNAVAILABLE", answers.Load(), unavailable.Load())
 	loadEvents := answers.Load()
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
@@ -82,6 +83,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	registry := prometheus.NewRegistry()
+	s.store = observedStore{Store: s.store, o: newStoreObserver(registry)}
 	s.revs = service.NewRevocations(s.store, service.RevocationsConfig{
 		PollInterval: cfg.RevocationPollInterval, Heartbeat: cfg.RevocationHeartbeat,
 	}, log)
@@ -130,7 +133,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		return nil, fmt.Errorf("creating the request validator: %w", err)
 	}
 	aud := &auditor{audit: s.audit, ips: ips}
-	s.metrics = newMetrics(ips, s.keys, s.audit, s.revs)
+	s.metrics = newMetrics(registry, ips, s.keys, s.audit, s.revs)
 	opts := append(chain(log, s.metrics, aud, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips, throttled: s.metrics.throttled,
 		failures: newFailureLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst, 100_000)}, validator),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
