@@ -236,7 +236,10 @@ func TestNoSecretInTheAuditLog(t *testing.T) {
 	db, err := os.ReadFile(filepath.Join(e.kw.Config.DataDir, "keyward.db"))
 	require.NoError(t, err)
 	wal, _ := os.ReadFile(filepath.Join(e.kw.Config.DataDir, "keyward.db-wal"))
+	logs := e.kw.Logs()
+	require.Contains(t, logs, "access token issued", "the run was logged")
 	for _, s := range secrets {
+		assert.NotContains(t, logs, s, "no secret in the logs")
 		assert.NotContains(t, string(dump), s)
 		assert.NotContains(t, string(db)+string(wal), s, "not in the database file either")
 		random := s[len(s)-20:]

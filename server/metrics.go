@@ -65,6 +65,7 @@ func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, au
 		counter("keyward_audit_batches_total", "Audit batches written.", func() float64 { return float64(audit.Batches()) }, nil),
 		counter("keyward_audit_dropped_total", "Audit events dropped because the buffer was full.", func() float64 { return float64(audit.Dropped()) }, nil),
 		gauge("keyward_revocation_sequence", "Latest revocation log sequence published on this instance.", func() float64 { return float64(revs.LatestSequence()) }),
+		counter("keyward_revocations_published_total", "Revocation log entries published to this instance's subscribers.", func() float64 { return float64(revs.Published()) }, nil),
 		gauge("keyward_revocation_subscribers", "Open revocation streams.", func() float64 { return float64(revs.Subscribers()) }),
 	}
 	for _, r := range service.Reasons() {

@@ -68,6 +68,13 @@ func TestMetricsMoveWithTheCalls(t *testing.T) {
 	assert.Equal(t, 10.0, delta(`keyward_key_cache_hits_total`), "known keys are answered from the cache")
 	assert.Equal(t, 1.0, delta(`keyward_key_cache_misses_total`), "the first verification of the new key reads the store")
 	assert.Equal(t, 5.0, delta(`keyward_request_duration_seconds_count{method="VerifyKey",service="keyward.v1.KeyService",transport="grpc"}`))
+	assert.Equal(t, 0.0, delta(`keyward_revocations_published_total`))
+	_, err = ks.RevokeKey(admin, &keywardv1.RevokeKeyRequest{KeyId: k.GetKey().GetKeyId()})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return scrape(t, kw)(`keyward_revocations_published_total`)-before(`keyward_revocations_published_total`) == 1
+	},
+		5*time.Second, 20*time.Millisecond, "the revocation is published")
 	assert.Equal(t, 1.0, delta(`keyward_store_operation_seconds_count{op="get_key"}`), "one key read: the new key's first verification")
 	require.Eventually(t, func() bool { return scrape(t, kw)(`keyward_audit_written_total`) >= 9 }, 5*time.Second, 50*time.Millisecond,
 		"the audit writer's progress is exported (9 calls: 1 + 5 + 2 + 1)")

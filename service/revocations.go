@@ -37,6 +37,7 @@ type Revocations struct {
 	subs     map[*RevocationSub]struct{}
 
 	published atomic.Uint64
+	events    atomic.Int64 // entries published since start
 	// OnPublish, when set, observes each entry's propagation lag: the time from its
 	// revocation (on any instance) to its publication here.
 	OnPublish func(lag time.Duration)
@@ -137,6 +138,7 @@ func (r *Revocations) publishInOrder(rev *repository.Revocation, initial bool) b
 	r.gapSince = time.Time{}
 	r.last = rev.Sequence
 	r.published.Store(rev.Sequence)
+	r.events.Add(1)
 	if r.OnPublish != nil && !initial && !rev.RevokeTime.IsZero() {
 		r.OnPublish(r.now().Sub(rev.RevokeTime))
 	}
@@ -231,6 +233,9 @@ func (r *Revocations) FamilyRevoked(ctx context.Context, family string) (bool, e
 
 // LatestSequence is the last log position published here.
 func (r *Revocations) LatestSequence() uint64 { return r.published.Load() }
+
+// Published is how many log entries this instance has published since it started.
+func (r *Revocations) Published() int64 { return r.events.Load() }
 
 // Subscribers is the number of open subscriptions.
 func (r *Revocations) Subscribers() int {
