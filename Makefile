@@ -19,7 +19,8 @@ test-e2e: ## the admin panel in headless Chromium (Debian's chromium package); w
 test-short: ## all tests without the race detector
 	$(GO) test -count=1 ./...
 
-bench: ## Go benchmarks of the hot paths, then revocation propagation over 1,000 revocations
+bench: ## load harness (real server, loopback, results in bench/results), Go benchmarks, revocation propagation
+	$(GO) run ./cmd/keyward-bench -duration 5s -concurrency 16,64
 	$(GO) test -run '^$$' -bench . -benchmem ./service/... ./client/... ./repository/embedded/...
 	$(GO) test -run '^$$' -bench 'VerifyKey' -benchmem ./server/
 	$(GO) test -run '^$$' -bench 'Revocation' -benchtime 1000x ./server/
