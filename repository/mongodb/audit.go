@@ -190,20 +190,8 @@ func (r *auditRepo) ListAuditEvents(ctx context.Context, f repository.AuditFilte
 	if limit <= 0 {
 		return nil, nil
 	}
-	cur, err := r.events.Find(ctx, auditFilter(f, beforeID),
-		options.Find().SetSort(bson.D{{Key: fieldID, Value: -1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, wrapErr("list audit events", err)
-	}
-	var docs []auditEventDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrapErr("list audit events", err)
-	}
-	out := make([]*repository.AuditEvent, len(docs))
-	for i := range docs {
-		out[i] = docs[i].auditEvent()
-	}
-	return out, nil
+	return findAll(ctx, r.events, "list audit events", auditFilter(f, beforeID),
+		options.Find().SetSort(bson.D{{Key: fieldID, Value: -1}}).SetLimit(int64(limit)), (*auditEventDoc).auditEvent)
 }
 
 // auditFilter builds the query document for f and, when given, the page cursor.
@@ -270,18 +258,6 @@ func (r *auditRepo) ListKeyEvents(ctx context.Context, keyID string, limit int, 
 	if afterID != "" {
 		filter = append(filter, bson.E{Key: fieldID, Value: bson.D{{Key: "$gt", Value: afterID}}})
 	}
-	cur, err := r.keyEvents.Find(ctx, filter,
-		options.Find().SetSort(bson.D{{Key: fieldID, Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, wrapErr("list key events", err)
-	}
-	var docs []keyEventDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrapErr("list key events", err)
-	}
-	out := make([]*repository.KeyEvent, len(docs))
-	for i := range docs {
-		out[i] = docs[i].keyEvent()
-	}
-	return out, nil
+	return findAll(ctx, r.keyEvents, "list key events", filter,
+		options.Find().SetSort(bson.D{{Key: fieldID, Value: 1}}).SetLimit(int64(limit)), (*keyEventDoc).keyEvent)
 }

@@ -148,3 +148,22 @@ func missingOrConflict(ctx context.Context, coll *mongo.Collection, what, id str
 		return fmt.Errorf("mongodb: update %s %q: %w", what, id, repository.ErrConflict)
 	}
 }
+
+// findAll runs a query and converts each document it returns; op names the
+// operation in errors.
+func findAll[D, R any](ctx context.Context, coll *mongo.Collection, op string, filter any,
+	opts options.Lister[options.FindOptions], convert func(*D) R) ([]R, error) {
+	cur, err := coll.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, wrapErr(op, err)
+	}
+	var docs []D
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, wrapErr(op, err)
+	}
+	out := make([]R, len(docs))
+	for i := range docs {
+		out[i] = convert(&docs[i])
+	}
+	return out, nil
+}

@@ -180,19 +180,7 @@ func (r *keyRepo) ListKeys(ctx context.Context, f repository.KeyFilter, limit in
 	opts := options.Find().
 		SetSort(bson.D{{Key: fieldCreateTime, Value: -1}, {Key: fieldID, Value: -1}}).
 		SetLimit(int64(limit))
-	cur, err := r.coll.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, wrapErr("list keys", err)
-	}
-	var docs []keyDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrapErr("list keys", err)
-	}
-	keys := make([]*repository.Key, len(docs))
-	for i := range docs {
-		keys[i] = docs[i].key()
-	}
-	return keys, nil
+	return findAll(ctx, r.coll, "list keys", filter, opts, (*keyDoc).key)
 }
 
 // CountKeys counts the keys matching f.

@@ -119,21 +119,9 @@ func (r *revocationRepo) ListRevocations(ctx context.Context, after uint64, limi
 	if limit <= 0 || after >= math.MaxInt64 {
 		return nil, nil
 	}
-	cur, err := r.coll.Find(ctx,
+	return findAll(ctx, r.coll, "list revocations",
 		bson.D{{Key: fieldID, Value: bson.D{{Key: "$gt", Value: int64(after)}}}},
-		options.Find().SetSort(bson.D{{Key: fieldID, Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, wrapErr("list revocations", err)
-	}
-	var docs []revocationDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrapErr("list revocations", err)
-	}
-	out := make([]*repository.Revocation, len(docs))
-	for i := range docs {
-		out[i] = docs[i].revocation()
-	}
-	return out, nil
+		options.Find().SetSort(bson.D{{Key: fieldID, Value: 1}}).SetLimit(int64(limit)), (*revocationDoc).revocation)
 }
 
 // FindRevocation returns the entry of that kind and subject with the lowest _id.

@@ -89,20 +89,8 @@ func (r *roleRepo) ListRoles(ctx context.Context, limit int, afterName string) (
 	if afterName != "" {
 		filter = append(filter, bson.E{Key: fieldID, Value: bson.D{{Key: "$gt", Value: afterName}}})
 	}
-	cur, err := r.coll.Find(ctx, filter,
-		options.Find().SetSort(bson.D{{Key: fieldID, Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, wrapErr("list roles", err)
-	}
-	var docs []roleDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrapErr("list roles", err)
-	}
-	roles := make([]*repository.Role, len(docs))
-	for i := range docs {
-		roles[i] = docs[i].role()
-	}
-	return roles, nil
+	return findAll(ctx, r.coll, "list roles", filter,
+		options.Find().SetSort(bson.D{{Key: fieldID, Value: 1}}).SetLimit(int64(limit)), (*roleDoc).role)
 }
 
 // UpdateRole sets every field of role if the stored version is role.Version, and

@@ -69,20 +69,8 @@ func (r *signingKeyRepo) CreateSigningKey(ctx context.Context, k *repository.Sig
 // ListSigningKeys returns every key in (create_time, _id) descending order: the
 // active key (the newest) first.
 func (r *signingKeyRepo) ListSigningKeys(ctx context.Context) ([]*repository.SigningKey, error) {
-	cur, err := r.coll.Find(ctx, bson.D{},
-		options.Find().SetSort(bson.D{{Key: fieldCreateTime, Value: -1}, {Key: fieldID, Value: -1}}))
-	if err != nil {
-		return nil, wrapErr("list signing keys", err)
-	}
-	var docs []signingKeyDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, wrapErr("list signing keys", err)
-	}
-	keys := make([]*repository.SigningKey, len(docs))
-	for i := range docs {
-		keys[i] = docs[i].signingKey()
-	}
-	return keys, nil
+	return findAll(ctx, r.coll, "list signing keys", bson.D{},
+		options.Find().SetSort(bson.D{{Key: fieldCreateTime, Value: -1}, {Key: fieldID, Value: -1}}), (*signingKeyDoc).signingKey)
 }
 
 // DeleteSigningKey deletes the key by _id.
