@@ -122,6 +122,7 @@ func run(duration, warmup time.Duration, levelList, outDir, binary string) error
 	type scenario struct {
 		name, baseline string
 		call           func() error
+		setup          func() error // run once before the scenario, untimed
 	}
 	rest := func(method, path string, body []byte, auth string) func() error {
 		return func() error {
@@ -142,24 +143,60 @@ func run(duration, warmup time.Duration, levelList, outDir, binary string) error
 		}
 	}
 	scenarios := []scenario{
-		{"grpc health check (baseline)", "", func() error {
+		{name: "grpc health check (baseline)", call: func() error {
 			_, err := health.Check(context.Background(), &grpc_health_v1.HealthCheckRequest{})
 			return err
 		}},
-		{"grpc VerifyKey, cache hit", "grpc health check (baseline)", func() error {
+		{name: "grpc VerifyKey, cache hit", baseline: "grpc health check (baseline)", call: func() error {
 			v, err := ks.VerifyKey(rsCtx, &keywardv1.VerifyKeyRequest{Secret: k.GetSecret(), RequiredPermission: "orders/1234:refund"})
 			if err == nil && !v.GetValid() {
 				err = fmt.Errorf("not valid: %s", v.GetMessage())
 			}
 			return err
 		}},
-		{"rest GetJwks (baseline)", "", rest(http.MethodGet, "/.well-known/jwks.json", nil, "")},
-		{"rest VerifyKey, cache hit", "rest GetJwks (baseline)", rest(http.MethodPost, "/v1/keys:verify", verifyBody, verifier.GetSecret())},
+		{name: "rest GetJwks (baseline)", call: rest(http.MethodGet, "/.well-known/jwks.json", nil, "")},
+		{name: "rest VerifyKey, cache hit", baseline: "rest GetJwks (baseline)", call: rest(http.MethodPost, "/v1/keys:verify", verifyBody, verifier.GetSecret())},
+	}
+	// Scenario 2: issuing and validating access tokens, per signing algorithm.
+	tokens := keywardv1.NewTokenServiceClient(conn)
+	client := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+k.GetSecret())
+	validator := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+srv.adminKey)
+	for _, alg := range []keywardv1.SigningAlgorithm{keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256, keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
+		keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256, keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA} {
+		name := strings.TrimPrefix(alg.String(), "SIGNING_ALGORITHM_")
+		var token string
+		rotate := func() error {
+			if _, err := tokens.RotateSigningKey(admin, &keywardv1.RotateSigningKeyRequest{Algorithm: alg}); err != nil {
+				return err
+			}
+			t, err := tokens.IssueToken(client, &keywardv1.IssueTokenRequest{Audience: nil})
+			if err == nil {
+				token = t.GetAccessToken()
+			}
+			return err
+		}
+		scenarios = append(scenarios,
+			scenario{name: "grpc IssueToken " + name, baseline: "grpc health check (baseline)", setup: rotate, call: func() error {
+				_, err := tokens.IssueToken(client, &keywardv1.IssueTokenRequest{})
+				return err
+			}},
+			scenario{name: "grpc ValidateToken " + name, baseline: "grpc health check (baseline)", call: func() error {
+				v, err := tokens.ValidateToken(validator, &keywardv1.ValidateTokenRequest{Token: token, RequiredPermission: "orders/1:refund"})
+				if err == nil && !v.GetValid() {
+					err = fmt.Errorf("not valid: %s", v.GetMessage())
+				}
+				return err
+			}})
 	}
 	var results []Result
 	byName := map[string]Result{}
 	for _, c := range levels {
 		for _, sc := range scenarios {
+			if sc.setup != nil {
+				if err := sc.setup(); err != nil {
+					return fmt.Errorf("%s: %w", sc.name, err)
+				}
+			}
 			drive(sc.call, c, warmup)
 			cpu0, _ := srv.cpuSeconds()
 			r := drive(sc.call, c, duration)
