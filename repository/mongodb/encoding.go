@@ -149,6 +149,21 @@ func missingOrConflict(ctx context.Context, coll *mongo.Collection, what, id str
 	}
 }
 
+// findByID decodes the document whose _id is id and converts it; what names the
+// record in errors: "mongodb: key \"k1\": not found", or the operation "get key".
+func findByID[D, R any](ctx context.Context, coll *mongo.Collection, what, id string, convert func(*D) R) (R, error) {
+	var d D
+	err := coll.FindOne(ctx, bson.D{{Key: fieldID, Value: id}}).Decode(&d)
+	if err != nil {
+		var zero R
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return zero, fmt.Errorf("mongodb: %s %q: %w", what, id, repository.ErrNotFound)
+		}
+		return zero, wrapErr("get "+what, err)
+	}
+	return convert(&d), nil
+}
+
 // findAll runs a query and converts each document it returns; op names the
 // operation in errors.
 func findAll[D, R any](ctx context.Context, coll *mongo.Collection, op string, filter any,

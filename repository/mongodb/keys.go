@@ -156,15 +156,7 @@ func (r *keyRepo) CreateKey(ctx context.Context, k *repository.Key) error {
 
 // GetKey finds the key by _id.
 func (r *keyRepo) GetKey(ctx context.Context, id string) (*repository.Key, error) {
-	var d keyDoc
-	err := r.coll.FindOne(ctx, bson.D{{Key: fieldID, Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, fmt.Errorf("mongodb: key %q: %w", id, repository.ErrNotFound)
-	}
-	if err != nil {
-		return nil, wrapErr("get key", err)
-	}
-	return d.key(), nil
+	return findByID(ctx, r.coll, "key", id, (*keyDoc).key)
 }
 
 // ListKeys finds the keys matching f in (create_time, _id) descending order, after

@@ -2,7 +2,6 @@ package mongodb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -68,15 +67,7 @@ func (r *roleRepo) CreateRole(ctx context.Context, role *repository.Role) error 
 
 // GetRole finds the role by _id.
 func (r *roleRepo) GetRole(ctx context.Context, name string) (*repository.Role, error) {
-	var d roleDoc
-	err := r.coll.FindOne(ctx, bson.D{{Key: fieldID, Value: name}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, fmt.Errorf("mongodb: role %q: %w", name, repository.ErrNotFound)
-	}
-	if err != nil {
-		return nil, wrapErr("get role", err)
-	}
-	return d.role(), nil
+	return findByID(ctx, r.coll, "role", name, (*roleDoc).role)
 }
 
 // ListRoles returns up to limit roles in name order, after afterName. A limit of 0

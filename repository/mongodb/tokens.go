@@ -2,7 +2,6 @@ package mongodb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -124,15 +123,7 @@ func (r *tokenRepo) CreateRefreshToken(ctx context.Context, t *repository.Refres
 // stored until PruneExpired or MongoDB's TTL monitor deletes it (then ErrNotFound);
 // judging expiry is the caller's.
 func (r *tokenRepo) GetRefreshToken(ctx context.Context, id string) (*repository.RefreshToken, error) {
-	var d refreshTokenDoc
-	err := r.refresh.FindOne(ctx, bson.D{{Key: fieldID, Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, fmt.Errorf("mongodb: refresh token %q: %w", id, repository.ErrNotFound)
-	}
-	if err != nil {
-		return nil, wrapErr("get refresh token", err)
-	}
-	return d.refreshToken(), nil
+	return findByID(ctx, r.refresh, "refresh token", id, (*refreshTokenDoc).refreshToken)
 }
 
 // CreateTemporaryToken inserts t; ErrAlreadyExists when the id is taken.
@@ -148,15 +139,7 @@ func (r *tokenRepo) CreateTemporaryToken(ctx context.Context, t *repository.Temp
 
 // GetTemporaryToken finds the temporary token by _id.
 func (r *tokenRepo) GetTemporaryToken(ctx context.Context, id string) (*repository.TemporaryToken, error) {
-	var d temporaryTokenDoc
-	err := r.temporary.FindOne(ctx, bson.D{{Key: fieldID, Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, fmt.Errorf("mongodb: temporary token %q: %w", id, repository.ErrNotFound)
-	}
-	if err != nil {
-		return nil, wrapErr("get temporary token", err)
-	}
-	return d.temporaryToken(), nil
+	return findByID(ctx, r.temporary, "temporary token", id, (*temporaryTokenDoc).temporaryToken)
 }
 
 // Claim inserts {_id: name}. It must stay a plain insert: the unique _id is what
