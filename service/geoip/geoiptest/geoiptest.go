@@ -4,6 +4,7 @@ package geoiptest
 
 import (
 	"cmp"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,7 +36,16 @@ const DatabaseType = "GeoIP2-Country"
 // the more specific one wins, whatever the map's iteration order.
 func Write(t testing.TB, countries map[string]string) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "GeoIP2-Country-Test.mmdb")
+	if err := WriteFile(path, countries); err != nil {
+		t.Fatalf("geoiptest: %v", err)
+	}
+	return path
+}
 
+// WriteFile is Write for callers outside a test, such as the load harness: it
+// writes the database to path and returns what went wrong.
+func WriteFile(path string, countries map[string]string) error {
 	type entry struct {
 		network *net.IPNet
 		bits    int
@@ -46,7 +56,7 @@ func Write(t testing.TB, countries map[string]string) string {
 	for cidr, code := range countries {
 		_, network, err := net.ParseCIDR(cidr)
 		if err != nil {
-			t.Fatalf("geoiptest: network %q: %v", cidr, err)
+			return fmt.Errorf("network %q: %w", cidr, err)
 		}
 		ones, _ := network.Mask.Size()
 		if len(network.Mask) == net.IPv4len {
@@ -68,28 +78,26 @@ func Write(t testing.TB, countries map[string]string) string {
 		DisableIPv4Aliasing:     true,
 	})
 	if err != nil {
-		t.Fatalf("geoiptest: new tree: %v", err)
+		return fmt.Errorf("new tree: %w", err)
 	}
 	for _, e := range entries {
 		record := mmdbtype.Map{
 			"country": mmdbtype.Map{"iso_code": mmdbtype.String(e.code)},
 		}
 		if err := tree.Insert(e.network, record); err != nil {
-			t.Fatalf("geoiptest: insert %s: %v", e.key, err)
+			return fmt.Errorf("insert %s: %w", e.key, err)
 		}
 	}
-
-	path := filepath.Join(t.TempDir(), "GeoIP2-Country-Test.mmdb")
 	f, err := os.Create(path)
 	if err != nil {
-		t.Fatalf("geoiptest: %v", err)
+		return err
 	}
 	if _, err := tree.WriteTo(f); err != nil {
 		_ = f.Close()
-		t.Fatalf("geoiptest: write %s: %v", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		t.Fatalf("geoiptest: close %s: %v", path, err)
+		return fmt.Errorf("close %s: %w", path, err)
 	}
-	return path
+	return nil
 }
