@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -53,7 +54,11 @@ func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, au
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	cs := []prometheus.Collector{
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// The Go runtime's memstats, plus the heap that was live after the last
+		// collection (go_gc_heap_live_bytes): the memory the data in use takes.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.latency, m.throttled, m.lag,
 		counter("keyward_key_cache_hits_total", "Verifications answered from the cache.", func() float64 { return float64(stats.CacheHits.Load()) }, nil),
 		counter("keyward_key_cache_misses_total", "Verifications that read the store.", func() float64 { return float64(stats.CacheMisses.Load()) }, nil),

@@ -1,375 +1,282 @@
-// Command keyward-bench measures Keyward under load on this machine: it starts a real
-// Keyward (embedded store) as a child process, drives it over loopback at fixed
-// concurrency levels with gRPC and REST clients, and reports requests per second,
-// latency percentiles, errors, and the server's CPU time and peak memory, each next
-// to a baseline measured in the same run on the same server (the gRPC health check,
-// a trivial REST route through the same gateway), so that the ratios hold on any
-// machine. Results go to bench/results/ as JSON and Markdown.
+// Command keyward-bench measures Keyward under load on this machine and checks
+// the performance targets.
 //
-//	go run ./cmd/keyward-bench -duration 5s -concurrency 16,64
+// It starts a real Keyward (embedded store) as a child process and drives it over
+// loopback at fixed concurrency levels with gRPC and REST clients: VerifyKey on a
+// cache hit, plain and with a permission, CIDR and country check (scenario 1);
+// IssueToken and ValidateToken per signing algorithm, and local validation in the
+// Go client (2); RefreshToken, ConsumeTemporaryToken and CreateKey (3); revocation
+// propagation and fan-out, through the Go benchmarks of package server (4); an
+// audit count after a load run (5); and a store of 100,000 keys, verified cold
+// after a restart and warm, with the heap each cached key takes (6).
+//
+// Each figure stands next to a baseline measured in the same run on the same
+// cores, because machines differ: the gRPC health check and the JWKS route through
+// the same REST gateway (the cost of the transport), and the raw cost of the
+// crypto (golang-jwt sign and parse per algorithm, SHA-256). The report prints
+// requests per second, p50/p99/p99.9 latency, errors, the server's CPU seconds
+// and peak RSS, the ratios, and a table of the targets with what this run
+// measured; it is written as JSON and Markdown to bench/results/.
+//
+// Any HTTP endpoint can be driven by the same load generator in the same run
+// with -peer, for instance a peer's token and introspection endpoints:
+//
+//	go run ./cmd/keyward-bench -duration 3s -concurrency 16,64 \
+//	  -peer '{"name":"hydra token","method":"POST","url":"http://127.0.0.1:4444/oauth2/token",
+//	          "headers":{"Content-Type":"application/x-www-form-urlencoded","Authorization":"Basic ..."},
+//	          "body":"grant_type=client_credentials","expect":200,"compare":"issue"}'
+//
+// -peer takes a JSON object or @file (an object or an array); -peers-only skips
+// Keyward and measures the endpoints alone.
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 
+	"github.com/keyward/keyward/client"
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/service/geoip/geoiptest"
 )
 
-// Result is one scenario at one concurrency.
-type Result struct {
-	Scenario    string  `json:"scenario"`
-	Baseline    string  `json:"baseline,omitempty"`
-	Concurrency int     `json:"concurrency"`
-	Requests    int64   `json:"requests"`
-	Errors      int64   `json:"errors"`
-	RPS         float64 `json:"rps"`
-	P50ms       float64 `json:"p50_ms"`
-	P99ms       float64 `json:"p99_ms"`
-	P999ms      float64 `json:"p999_ms"`
-	CPUSeconds  float64 `json:"server_cpu_seconds"`
-	PeakRSSMiB  float64 `json:"server_peak_rss_mib"`
-	RPSRatio    float64 `json:"rps_ratio_to_baseline,omitempty"`
-	P99Ratio    float64 `json:"p99_ratio_to_baseline,omitempty"`
+// options are the command line.
+type options struct {
+	duration, warmup time.Duration
+	levels           []int
+	outDir, binary   string
+	scaleKeys        int
+	revocation       bool
+	peers            endpointFlag
+	peersOnly        bool
 }
 
 func main() {
-	duration := flag.Duration("duration", 5*time.Second, "measurement time per scenario and concurrency")
-	warmup := flag.Duration("warmup", time.Second, "warm-up before each measurement")
+	var o options
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measurement time per scenario and concurrency")
+	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "warm-up before each measurement")
 	levels := flag.String("concurrency", "16,64", "comma-separated concurrency levels")
-	out := flag.String("out", "bench/results", "directory for the JSON and Markdown results")
-	binary := flag.String("keyward", "", "keyward binary to benchmark (default: build ./cmd/keyward)")
+	flag.StringVar(&o.outDir, "out", "bench/results", "directory for the JSON and Markdown results")
+	flag.StringVar(&o.binary, "keyward", "", "keyward binary to benchmark (default: build ./cmd/keyward)")
+	flag.IntVar(&o.scaleKeys, "scale-keys", 100_000, "keys in the store for the scale scenario; 0 skips it")
+	flag.BoolVar(&o.revocation, "revocation", true, "run the revocation propagation and fan-out benchmarks (go test, package server)")
+	flag.Var(&o.peers, "peer", "an HTTP endpoint to drive too: a JSON object {name, method, url, headers, body, expect, compare}, or @file; repeatable")
+	flag.BoolVar(&o.peersOnly, "peers-only", false, "measure only the -peer endpoints, not Keyward")
 	flag.Parse()
-	if err := run(*duration, *warmup, *levels, *out, *binary); err != nil {
+	for _, s := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "keyward-bench: -concurrency: %q is not a positive number\n", s)
+			os.Exit(2)
+		}
+		o.levels = append(o.levels, n)
+	}
+	if o.peersOnly && len(o.peers) == 0 {
+		fmt.Fprintln(os.Stderr, "keyward-bench: -peers-only needs at least one -peer")
+		os.Exit(2)
+	}
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "keyward-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(duration, warmup time.Duration, levelList, outDir, binary string) error {
-	var levels []int
-	for _, s := range strings.Split(levelList, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return fmt.Errorf("bad concurrency %q", s)
-		}
-		levels = append(levels, n)
+func run(o options) error {
+	report := &Report{Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), CPUs: runtime.NumCPU(),
+		Duration: o.duration.String(), byName: map[string]Result{}}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+	if o.peersOnly {
+		report.Peers = drivePeers(o, httpClient)
+		return report.write(o.outDir)
 	}
 	dir, err := os.MkdirTemp("", "keyward-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if binary == "" {
-		binary = filepath.Join(dir, "keyward")
-		build := exec.Command("go", "build", "-o", binary, "./cmd/keyward")
+	if o.binary == "" {
+		o.binary = filepath.Join(dir, "keyward")
+		build := exec.Command("go", "build", "-o", o.binary, "./cmd/keyward")
 		build.Stderr = os.Stderr
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("building keyward: %w", err)
 		}
 	}
-	srv, err := startServer(binary, dir)
+	countries := filepath.Join(dir, "countries.mmdb")
+	if err := geoiptest.WriteFile(countries, map[string]string{policyCIDR: policyCountry}); err != nil {
+		return err
+	}
+	srv, err := startServer(o.binary, filepath.Join(dir, "data"), "--geoip-db", countries, "--key-cache-size", fmt.Sprint(o.scaleKeys+1000))
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-
 	conn, err := grpc.NewClient(srv.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	admin := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+srv.adminKey)
-	ks := keywardv1.NewKeyServiceClient(conn)
-	k, err := ks.CreateKey(admin, &keywardv1.CreateKeyRequest{Name: "bench", Owner: "bench", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
-		Permissions: []string{"orders"}})
+	f, err := newFixtures(srv, conn)
 	if err != nil {
 		return err
 	}
-	verifier, err := ks.CreateKey(admin, &keywardv1.CreateKeyRequest{Name: "resource server", Owner: "bench", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
-		Permissions: []string{"keyward.keys:verify", "keyward.client-ip:assert"}})
-	if err != nil {
-		return err
-	}
-	rsCtx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+verifier.GetSecret())
-	health := grpc_health_v1.NewHealthClient(conn)
-	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
-	base := "http://" + srv.httpAddr
-	verifyBody := []byte(`{"secret":"` + k.GetSecret() + `","required_permission":"orders/1234:refund"}`)
+	defer func() { _ = f.conn.Close() }()
 
-	type scenario struct {
-		name, baseline string
-		call           func() error
-		setup          func() error // run once before the scenario, untimed
+	progress("raw crypto")
+	sample, err := f.tokens.IssueToken(f.client, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}})
+	if err != nil {
+		return err
 	}
-	rest := func(method, path string, body []byte, auth string) func() error {
-		return func() error {
-			req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
-			if auth != "" {
-				req.Header.Set("Authorization", "Bearer "+auth)
-			}
-			resp, err := httpClient.Do(req)
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
-		}
+	claims, err := payload(sample.GetAccessToken())
+	if err != nil {
+		return err
 	}
-	scenarios := []scenario{
-		{name: "grpc health check (baseline)", call: func() error {
-			_, err := health.Check(context.Background(), &grpc_health_v1.HealthCheckRequest{})
-			return err
-		}},
-		{name: "grpc VerifyKey, cache hit", baseline: "grpc health check (baseline)", call: func() error {
-			v, err := ks.VerifyKey(rsCtx, &keywardv1.VerifyKeyRequest{Secret: k.GetSecret(), RequiredPermission: "orders/1234:refund"})
-			if err == nil && !v.GetValid() {
-				err = fmt.Errorf("not valid: %s", v.GetMessage())
-			}
-			return err
-		}},
-		{name: "rest GetJwks (baseline)", call: rest(http.MethodGet, "/.well-known/jwks.json", nil, "")},
-		{name: "rest VerifyKey, cache hit", baseline: "rest GetJwks (baseline)", call: rest(http.MethodPost, "/v1/keys:verify", verifyBody, verifier.GetSecret())},
+	raw, list, err := rawCrypto(claims, f.plain)
+	if err != nil {
+		return err
 	}
-	// Scenario 2: issuing and validating access tokens, per signing algorithm.
-	tokens := keywardv1.NewTokenServiceClient(conn)
-	client := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+k.GetSecret())
-	validator := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+srv.adminKey)
-	for _, alg := range []keywardv1.SigningAlgorithm{keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256, keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
-		keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256, keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA} {
-		name := strings.TrimPrefix(alg.String(), "SIGNING_ALGORITHM_")
-		var token string
-		rotate := func() error {
-			if _, err := tokens.RotateSigningKey(admin, &keywardv1.RotateSigningKeyRequest{Algorithm: alg}); err != nil {
-				return err
-			}
-			t, err := tokens.IssueToken(client, &keywardv1.IssueTokenRequest{Audience: nil})
-			if err == nil {
-				token = t.GetAccessToken()
-			}
-			return err
-		}
-		scenarios = append(scenarios,
-			scenario{name: "grpc IssueToken " + name, baseline: "grpc health check (baseline)", setup: rotate, call: func() error {
-				_, err := tokens.IssueToken(client, &keywardv1.IssueTokenRequest{})
-				return err
-			}},
-			scenario{name: "grpc ValidateToken " + name, baseline: "grpc health check (baseline)", call: func() error {
-				v, err := tokens.ValidateToken(validator, &keywardv1.ValidateTokenRequest{Token: token, RequiredPermission: "orders/1:refund"})
-				if err == nil && !v.GetValid() {
-					err = fmt.Errorf("not valid: %s", v.GetMessage())
-				}
-				return err
-			}})
-	}
-	var results []Result
-	byName := map[string]Result{}
-	for _, c := range levels {
+	report.Crypto = list
+
+	scenarios := append(append(f.transportScenarios(), f.tokenScenarios()...), f.writeScenarios()...)
+	for _, c := range o.levels {
 		for _, sc := range scenarios {
 			if sc.setup != nil {
 				if err := sc.setup(); err != nil {
 					return fmt.Errorf("%s: %w", sc.name, err)
 				}
 			}
-			drive(sc.call, c, warmup)
-			cpu0, _ := srv.cpuSeconds()
-			r := drive(sc.call, c, duration)
-			cpu1, _ := srv.cpuSeconds()
-			r.Scenario, r.Baseline, r.Concurrency = sc.name, sc.baseline, c
-			r.CPUSeconds = cpu1 - cpu0
-			r.PeakRSSMiB, _ = srv.peakRSSMiB()
-			if b, ok := byName[fmt.Sprint(sc.baseline, c)]; ok && b.RPS > 0 && b.P99ms > 0 {
-				r.RPSRatio, r.P99Ratio = r.RPS/b.RPS, r.P99ms/b.P99ms
-			}
-			byName[fmt.Sprint(sc.name, c)] = r
-			results = append(results, r)
-			fmt.Fprintf(os.Stderr, "%-32s c=%-3d %9.0f req/s  p99 %7.3f ms  errors %d\n", sc.name, c, r.RPS, r.P99ms, r.Errors)
+			report.add(measureLoad(sc, c, o, srv, raw))
 		}
 	}
-	return write(results, outDir, duration)
-}
+	report.Peers = drivePeers(o, httpClient)
 
-// drive calls f from c goroutines for d and measures every call.
-func drive(f func() error, c int, d time.Duration) Result {
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		errs      atomic.Int64
-		wg        sync.WaitGroup
-	)
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	for range c {
-		wg.Go(func() {
-			local := make([]time.Duration, 0, 4096)
-			for time.Now().Before(deadline) {
-				t := time.Now()
-				if err := f(); err != nil {
-					errs.Add(1)
-				}
-				local = append(local, time.Since(t))
-			}
-			mu.Lock()
-			latencies = append(latencies, local...)
-			mu.Unlock()
-		})
+	progress("local validation in the Go client")
+	if report.Client, err = clientValidation(f, raw); err != nil {
+		return err
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	slices.Sort(latencies)
-	pct := func(p float64) float64 {
-		if len(latencies) == 0 {
-			return 0
+	progress("audit count")
+	if report.Audit, err = auditCheck(f, slicesMax(o.levels), o.duration); err != nil {
+		return err
+	}
+	if o.scaleKeys > 0 {
+		progress(fmt.Sprintf("scale: %d keys", o.scaleKeys))
+		if report.Scale, err = scale(f, o.scaleKeys, o.levels[0], o.duration); err != nil {
+			return err
 		}
-		return float64(latencies[min(len(latencies)-1, int(p*float64(len(latencies))))].Microseconds()) / 1000
+		report.Scale.Cold.PeakRSSMiB, report.Scale.Warm.PeakRSSMiB = srv.peakRSSMiB(), srv.peakRSSMiB()
 	}
-	return Result{Requests: int64(len(latencies)), Errors: errs.Load(), RPS: float64(len(latencies)) / elapsed.Seconds(),
-		P50ms: pct(.50), P99ms: pct(.99), P999ms: pct(.999)}
-}
-
-func write(results []Result, dir string, d time.Duration) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	stamp := time.Now().UTC().Format("2006-01-02")
-	b, _ := json.MarshalIndent(map[string]any{
-		"date": stamp, "duration": d.String(), "cpus": runtime.NumCPU(), "machine": machine(), "results": results,
-	}, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	var md strings.Builder
-	fmt.Fprintf(&md, "# Keyward benchmark, %s\n\n%s, %d CPUs, %s per scenario, loopback, embedded store, client and server on the same machine.\n\n",
-		stamp, machine(), runtime.NumCPU(), d)
-	w := tabwriter.NewWriter(&md, 0, 4, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(w, "| scenario\t concurrency\t req/s\t p50 ms\t p99 ms\t p99.9 ms\t errors\t server CPU s\t peak RSS MiB\t req/s vs baseline\t p99 vs baseline\t")
-	fmt.Fprintln(w, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
-	for _, r := range results {
-		ratio, p99 := "—", "—"
-		if r.RPSRatio > 0 {
-			ratio, p99 = fmt.Sprintf("%.0f%%", 100*r.RPSRatio), fmt.Sprintf("%.2f×", r.P99Ratio)
+	srv.stop()
+	if o.revocation {
+		progress("revocation benchmarks")
+		if report.Revocation, err = revocation(); err != nil {
+			return err
 		}
-		fmt.Fprintf(w, "| %s\t %d\t %.0f\t %.3f\t %.3f\t %.3f\t %d\t %.1f\t %.0f\t %s\t %s\t\n",
-			r.Scenario, r.Concurrency, r.RPS, r.P50ms, r.P99ms, r.P999ms, r.Errors, r.CPUSeconds, r.PeakRSSMiB, ratio, p99)
 	}
-	_ = w.Flush()
-	if err := os.WriteFile(filepath.Join(dir, "latest.md"), []byte(md.String()), 0o644); err != nil {
-		return err
-	}
-	fmt.Print(md.String())
-	return nil
+	report.check(o)
+	return report.write(o.outDir)
 }
 
-func machine() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
+func progress(what string) { fmt.Fprintf(os.Stderr, "— %s\n", what) }
+
+func slicesMax(s []int) int {
+	m := s[0]
+	for _, v := range s {
+		m = max(m, v)
+	}
+	return m
+}
+
+// measureLoad warms a scenario up, then measures it at concurrency c, with the
+// server's CPU time and the ratios to its baseline and crypto bound.
+func measureLoad(sc scenario, c int, o options, srv *server, raw map[string]Micro) Result {
+	drive(sc.newCaller, c, o.warmup)
+	cpu0 := srv.cpuSeconds()
+	r := drive(sc.newCaller, c, o.duration)
+	r.CPUSeconds = srv.cpuSeconds() - cpu0
+	r.PeakRSSMiB = srv.peakRSSMiB()
+	r.Scenario, r.Baseline, r.Concurrency = sc.name, sc.baseline, c
+	if m, ok := raw[sc.crypto]; ok && m.OpsPerSec > 0 {
+		r.Bound = m.OpsPerSec // completed by add, which knows the baseline
+	}
+	return r
+}
+
+// add records a load result, with its ratios to the baseline measured before it.
+func (r *Report) add(res Result) {
+	if b, ok := r.byName[fmt.Sprint(res.Baseline, res.Concurrency)]; ok && b.RPS > 0 && b.P99ms > 0 {
+		res.RPSRatio, res.P99Ratio = res.RPS/b.RPS, res.P99ms/b.P99ms
+		if res.Bound > 0 {
+			res.Bound = 1 / (1/b.RPS + 1/res.Bound)
+			res.BoundRatio = res.RPS / res.Bound
+		}
+	} else {
+		res.Bound = 0
+	}
+	r.byName[fmt.Sprint(res.Scenario, res.Concurrency)] = res
+	r.Load = append(r.Load, res)
+	fmt.Fprintf(os.Stderr, "%-46s c=%-3d %9.0f req/s  p99 %7.3f ms  errors %d %s\n", res.Scenario, res.Concurrency, res.RPS, res.P99ms,
+		res.Errors, res.FirstError)
+}
+
+func drivePeers(o options, httpClient *http.Client) []Result {
+	var out []Result
+	for _, c := range o.levels {
+		for _, ep := range o.peers {
+			call := ep.caller(httpClient)
+			drive(shared(call), c, o.warmup)
+			r := drive(shared(call), c, o.duration)
+			r.Scenario, r.Concurrency = ep.Name, c
+			out = append(out, r)
+			fmt.Fprintf(os.Stderr, "%-46s c=%-3d %9.0f req/s  p99 %7.3f ms  errors %d %s\n", r.Scenario, c, r.RPS, r.P99ms, r.Errors, r.FirstError)
+		}
+	}
+	return out
+}
+
+// clientValidation measures Validate in the Go client on tokens of each
+// asymmetric algorithm, against golang-jwt's own parse-and-verify of the same
+// claims with the same algorithm.
+func clientValidation(f *fixtures, raw map[string]Micro) ([]Micro, error) {
+	w, err := f.keys.CreateKey(f.admin, &keywardv1.CreateKeyRequest{Name: "watcher", Owner: "bench", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
+		Permissions: []string{"keyward.revocations:watch"}})
 	if err != nil {
-		return runtime.GOARCH
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if name, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
-		}
-	}
-	return runtime.GOARCH
-}
-
-// server is the Keyward under test, a child process.
-type server struct {
-	cmd                *exec.Cmd
-	grpcAddr, httpAddr string
-	adminKey           string
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func startServer(binary, dir string) (*server, error) {
-	s := &server{grpcAddr: freeAddr(), httpAddr: freeAddr()}
-	s.cmd = exec.Command(binary, "serve", "--data-dir", filepath.Join(dir, "data"), "--grpc-addr", s.grpcAddr,
-		"--http-addr", s.httpAddr, "--log-level", "warn", "--auth-failure-burst", "1000000")
-	s.cmd.Stderr = os.Stderr
-	if err := s.cmd.Start(); err != nil {
 		return nil, err
 	}
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if key, err := os.ReadFile(filepath.Join(dir, "data", "bootstrap-admin.key")); err == nil && len(key) > 0 {
-			if c, err := net.Dial("tcp", s.grpcAddr); err == nil {
-				c.Close()
-				s.adminKey = strings.TrimSpace(string(key))
-				return s, nil
-			}
-		}
+	c, err := client.New(context.Background(), client.Options{Conn: f.conn, APIKey: w.GetSecret(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return nil, err
 	}
-	s.stop()
-	return nil, fmt.Errorf("keyward did not start")
-}
-
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
+	defer c.Close()
 	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
+	case <-c.Synced():
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("the client did not sync the revocations")
 	}
-}
-
-// cpuSeconds reads the server's user+system CPU time from /proc.
-func (s *server) cpuSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, _ := strconv.ParseFloat(fields[11], 64)
-	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / 100, nil // clock ticks (USER_HZ = 100 on Linux)
-}
-
-// peakRSSMiB reads the server's peak resident memory (VmHWM).
-func (s *server) peakRSSMiB() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024, nil
+	var out []Micro
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		token := f.issued[alg]
+		m, err := measure("client.Validate "+alg, false, func() error {
+			_, err := c.Validate(token, client.Check{Audience: "orders-api", Permission: "orders/1:refund"})
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
+		m.Raw = "parse " + alg
+		m.Ratio = m.NsPerOp / raw[m.Raw].NsPerOp
+		out = append(out, m)
 	}
-	return 0, fmt.Errorf("no VmHWM")
+	return out, nil
 }

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+)
+
+// Report is everything one run measured.
+type Report struct {
+	Date       string      `json:"date"`
+	Machine    string      `json:"machine"`
+	CPUs       int         `json:"cpus"`
+	Duration   string      `json:"duration"`
+	Load       []Result    `json:"load"`
+	Peers      []Result    `json:"peers,omitempty"`
+	Crypto     []Micro     `json:"raw_crypto"`
+	Client     []Micro     `json:"client_local_validation"`
+	Audit      *AuditCheck `json:"audit,omitempty"`
+	Scale      *Scale      `json:"scale,omitempty"`
+	Revocation *Revocation `json:"revocation,omitempty"`
+	Targets    []Target    `json:"targets"`
+	Notes      []string    `json:"notes,omitempty"`
+	byName     map[string]Result
+}
+
+// Target is one of the targets the harness checks, with what this run measured.
+type Target struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+func (r *Report) target(name, want, got string, met bool) {
+	r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: got, Met: met})
+}
+
+func machine() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func pct(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) }
+
+// table writes a Markdown table.
+func table(md *strings.Builder, header []string, rows [][]string) {
+	w := tabwriter.NewWriter(md, 0, 4, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(w, "| "+strings.Join(header, "\t ")+"\t")
+	fmt.Fprintln(w, "|"+strings.Repeat("---\t", len(header)))
+	for _, row := range rows {
+		fmt.Fprintln(w, "| "+strings.Join(row, "\t ")+"\t")
+	}
+	_ = w.Flush()
+	md.WriteString("\n")
+}
+
+func loadRows(results []Result) [][]string {
+	var rows [][]string
+	for _, r := range results {
+		ratio, p99, bound := "—", "—", "—"
+		if r.RPSRatio > 0 {
+			ratio, p99 = pct(r.RPSRatio), fmt.Sprintf("%.2f×", r.P99Ratio)
+		}
+		if r.BoundRatio > 0 {
+			bound = fmt.Sprintf("%s of %.0f", pct(r.BoundRatio), r.Bound)
+		}
+		errs := fmt.Sprint(r.Errors)
+		if r.FirstError != "" {
+			errs += " (" + r.FirstError + ")"
+		}
+		rows = append(rows, []string{r.Scenario, fmt.Sprint(r.Concurrency), fmt.Sprintf("%.0f", r.RPS), fmt.Sprintf("%.3f", r.P50ms),
+			fmt.Sprintf("%.3f", r.P99ms), fmt.Sprintf("%.3f", r.P999ms), errs, fmt.Sprintf("%.1f", r.CPUSeconds),
+			fmt.Sprintf("%.0f", r.PeakRSSMiB), ratio, p99, bound})
+	}
+	return rows
+}
+
+// markdown renders the report.
+func (r *Report) markdown() string {
+	var md strings.Builder
+	fmt.Fprintf(&md, "# Keyward benchmark, %s\n\n%s, %d CPUs, %s per scenario after a warm-up, loopback, embedded store, "+
+		"load generator and server on the same cores.\n\n", r.Date, r.Machine, r.CPUs, r.Duration)
+	md.WriteString("## Targets\n\n")
+	var rows [][]string
+	for _, t := range r.Targets {
+		met := "yes"
+		if !t.Met {
+			met = "**no**"
+		}
+		rows = append(rows, []string{t.Name, t.Want, t.Got, met})
+	}
+	table(&md, []string{"target", "wanted", "measured", "met"}, rows)
+	md.WriteString("## Load (scenarios 1 to 3)\n\nA ratio to the baseline compares with the gRPC health check (gRPC scenarios) or the JWKS route through the same gateway (REST scenarios) " +
+		"at the same concurrency. The crypto bound is what the baseline's transport cost plus the raw golang-jwt cost of the scenario's signature " +
+		"(measured on all cores, below) allow: 1 / (1/baseline + 1/raw).\n\n")
+	header := []string{"scenario", "concurrency", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "server CPU s", "peak RSS MiB",
+		"req/s vs baseline", "p99 vs baseline", "vs crypto bound (req/s)"}
+	table(&md, header, loadRows(r.Load))
+	if len(r.Peers) > 0 {
+		md.WriteString("## Peers, same load generator\n\n")
+		table(&md, header, loadRows(r.Peers))
+	}
+	md.WriteString("## Raw crypto (golang-jwt, in the harness process)\n\n")
+	rows = nil
+	for _, m := range r.Crypto {
+		rows = append(rows, []string{m.Name, fmt.Sprintf("%.0f", m.NsPerOp), fmt.Sprint(m.AllocsPerOp), fmt.Sprintf("%.0f", m.OpsPerSec)})
+	}
+	table(&md, []string{"operation", "ns/op, one core", "allocs/op", "ops/s, all cores"}, rows)
+	md.WriteString("## Local validation in the Go client (scenario 2)\n\n")
+	rows = nil
+	for _, m := range r.Client {
+		rows = append(rows, []string{m.Name, fmt.Sprintf("%.0f", m.NsPerOp), fmt.Sprint(m.AllocsPerOp), fmt.Sprint(m.BytesPerOp), m.Raw,
+			fmt.Sprintf("%.2f×", m.Ratio)})
+	}
+	table(&md, []string{"validation", "ns/op", "allocs/op", "B/op", "raw golang-jwt", "vs raw"}, rows)
+	if a := r.Audit; a != nil {
+		fmt.Fprintf(&md, "## Audit under load (scenario 5)\n\n%s at concurrency %d: %d requests (%.0f req/s), %d audit events of the calling key "+
+			"counted afterwards (flushed within %s), %.0f dropped.\n\n", a.Scenario, a.Concurrency, a.Requests, a.RPS, a.Events, a.FlushWait, a.Dropped)
+	}
+	if s := r.Scale; s != nil {
+		fmt.Fprintf(&md, "## Scale (scenario 6)\n\n%d keys written to the store in %.1f s, then a restart.\n\n", s.Keys, s.SeedSeconds)
+		table(&md, header, loadRows([]Result{s.Cold, s.Warm}))
+		fmt.Fprintf(&md, "Cache misses during the warm run: %.0f. Live heap %.1f MiB after the restart, %.1f MiB with %d keys cached: "+
+			"%.0f bytes per cached key.\n\n", s.WarmMisses, s.HeapBeforeMiB, s.HeapAfterMiB, s.Keys, s.BytesPerKey)
+	}
+	if v := r.Revocation; v != nil {
+		fmt.Fprintf(&md, "## Revocation (scenario 4, Go benchmarks of package server, 1,000 revocations each)\n\n"+
+			"- Two instances sharing one MongoDB-protocol store: RevokeToken returning on one to the event at a subscriber of the other, "+
+			"p50 %.1f ms, p99 %.1f ms.\n"+
+			"- One instance, 1,000 subscribers: %.2f ms per revocation to reach all of them, %.0f KiB per subscriber.\n"+
+			"- The revoking call itself: p50 %.2f ms / p99 %.2f ms with no subscriber, p50 %.2f ms / p99 %.2f ms with 1,000.\n\n",
+			v.PropagationP50ms, v.PropagationP99ms, v.FanOutMsPerRev, v.KiBPerSubscriber, v.RevokeP50msNone, v.RevokeP99msNone,
+			v.RevokeP50msFan, v.RevokeP99msFan)
+	}
+	for _, n := range r.Notes {
+		md.WriteString("- " + n + "\n")
+	}
+	return md.String()
+}
+
+// write stores the report as latest.json and latest.md in dir and prints it.
+func (r *Report) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	md := r.markdown()
+	if err := os.WriteFile(filepath.Join(dir, "latest.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	return nil
+}

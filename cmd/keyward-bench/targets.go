@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// check evaluates the targets on what the run measured.
+func (r *Report) check(o options) {
+	for _, c := range o.levels {
+		for _, name := range []string{"grpc VerifyKey, cache hit", "grpc VerifyKey + permission, CIDR, country",
+			"rest VerifyKey, cache hit", "rest VerifyKey + permission, CIDR, country"} {
+			if res, ok := r.byName[fmt.Sprint(name, c)]; ok {
+				r.target(fmt.Sprintf("%s, c=%d", name, c), "≥ 60% of baseline req/s, p99 < 2× baseline",
+					fmt.Sprintf("%s, p99 %.2f×", pct(res.RPSRatio), res.P99Ratio), res.RPSRatio >= .6 && res.P99Ratio < 2 && res.Errors == 0)
+			}
+		}
+		for _, res := range r.Load {
+			if res.Concurrency != c {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(res.Scenario, "grpc ValidateToken") && !strings.Contains(res.Scenario, "RS256"):
+				r.target(fmt.Sprintf("%s, c=%d", res.Scenario, c), "≥ 50% of baseline req/s", pct(res.RPSRatio), res.RPSRatio >= .5 && res.Errors == 0)
+			case strings.HasPrefix(res.Scenario, "grpc ValidateToken RS256"), strings.HasPrefix(res.Scenario, "grpc IssueToken"):
+				r.target(fmt.Sprintf("%s, c=%d", res.Scenario, c), "≥ 80% of the crypto bound",
+					fmt.Sprintf("%s of %.0f req/s", pct(res.BoundRatio), res.Bound), res.BoundRatio >= .8 && res.Errors == 0)
+			}
+		}
+	}
+	for _, m := range r.Client {
+		r.target(m.Name, "≤ 1.5× raw golang-jwt parse", fmt.Sprintf("%.2f× (%.0f ns vs %.0f ns)", m.Ratio, m.NsPerOp, m.NsPerOp/m.Ratio), m.Ratio <= 1.5)
+	}
+	if a := r.Audit; a != nil {
+		r.target(fmt.Sprintf("audit events after %s at c=%d", a.Scenario, a.Concurrency), "one per request, none dropped",
+			fmt.Sprintf("%d events for %d requests, %.0f dropped", a.Events, a.Requests, a.Dropped), a.Events == a.Requests && a.Dropped == 0)
+	}
+	if v := r.Revocation; v != nil {
+		r.target("revocation propagation across two instances", "p99 < 250 ms", fmt.Sprintf("p99 %.1f ms", v.PropagationP99ms), v.PropagationP99ms < 250)
+		r.target("revoking call with 1,000 subscribers", "p50 within 25% of no subscriber",
+			fmt.Sprintf("p50 %.2f ms vs %.2f ms", v.RevokeP50msFan, v.RevokeP50msNone), v.RevokeP50msFan <= 1.25*v.RevokeP50msNone)
+	}
+	for _, c := range o.levels {
+		for _, p := range r.Peers {
+			if p.Concurrency != c || p.RPS == 0 {
+				continue
+			}
+			var ep Endpoint
+			for _, e := range o.peers {
+				if e.Name == p.Scenario {
+					ep = e
+				}
+			}
+			var scenarios []string
+			factor := 0.0
+			switch ep.Compare {
+			case "issue":
+				scenarios, factor = []string{"grpc IssueToken ES256", "grpc IssueToken EdDSA"}, 20
+			case "validate":
+				scenarios, factor = []string{"grpc ValidateToken HS256", "grpc ValidateToken RS256", "grpc ValidateToken ES256", "grpc ValidateToken EdDSA"}, 10
+			}
+			for _, s := range scenarios {
+				k, ok := r.byName[fmt.Sprint(s, c)]
+				if !ok {
+					continue
+				}
+				r.target(fmt.Sprintf("%s vs %s, c=%d", s, p.Scenario, c), fmt.Sprintf("≥ %.0f× req/s, lower p99", factor),
+					fmt.Sprintf("%.1f×, p99 %.2f vs %.2f ms", k.RPS/p.RPS, k.P99ms, p.P99ms), k.RPS >= factor*p.RPS && k.P99ms < p.P99ms)
+			}
+		}
+	}
+}
