@@ -57,7 +57,7 @@ func (a *auditor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 }
 
 func (a *auditor) record(ctx context.Context, method string, req any, start time.Time, err error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+	md := incoming(ctx)
 	viaGateway := a.ips.viaGateway(md)
 	get := func(name string) string {
 		if viaGateway {

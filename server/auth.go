@@ -9,7 +9,6 @@ import (
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,8 +107,7 @@ func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*servi
 
 // bearer returns the credential of `authorization: Bearer <credential>`.
 func bearer(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	vals := incoming(ctx).Get("authorization")
 	if len(vals) == 0 {
 		return "", status.Error(codes.Unauthenticated, "missing credentials: send the header Authorization: Bearer <api key or access token>")
 	}

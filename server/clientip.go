@@ -78,7 +78,7 @@ func (c *clientIPs) viaGateway(md metadata.MD) bool {
 
 // of returns the address of the client behind a call; invalid when unknown.
 func (c *clientIPs) of(ctx context.Context) netip.Addr {
-	md, _ := metadata.FromIncomingContext(ctx)
+	md := incoming(ctx)
 	if c.viaGateway(md) {
 		if ip := md.Get(gatewayClientHeader); len(ip) == 1 {
 			if a, err := netip.ParseAddr(ip[0]); err == nil {

@@ -23,6 +23,10 @@ const requestIDHeader = "x-request-id"
 // call is what the interceptors learn about a request, shared down the chain: the
 // outer ones (request log, and audit later) read what the inner ones (auth) found.
 type call struct {
+	// md is the request's incoming metadata, copied once by the first interceptor:
+	// metadata.FromIncomingContext copies the whole map on every call, and the
+	// request id, metrics, audit, client address and authentication all read it.
+	md        metadata.MD
 	requestID string
 	keyID     string
 	tokenID   string
@@ -78,16 +82,25 @@ func chain(log *slog.Logger, m *metrics, audit *auditor, auth *authenticator, va
 
 func withRequestID(ctx context.Context) context.Context {
 	id := ""
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(requestIDHeader); len(v) > 0 && validRequestID(v[0]) {
-			id = v[0]
-		}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(requestIDHeader); len(v) > 0 && validRequestID(v[0]) {
+		id = v[0]
 	}
 	if id == "" {
 		id = rand.Text()
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, id))
-	return context.WithValue(ctx, callKey{}, &call{requestID: id})
+	return context.WithValue(ctx, callKey{}, &call{md: md, requestID: id})
+}
+
+// incoming returns the request's incoming metadata, read-only: the copy the first
+// interceptor made, or a fresh copy outside an intercepted call.
+func incoming(ctx context.Context) metadata.MD {
+	if c, _ := ctx.Value(callKey{}).(*call); c != nil && c.md != nil {
+		return c.md
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	return md
 }
 
 // validRequestID accepts ids of 1 to 128 characters of letters, digits and ._:-, so a

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/keyward/keyward/service"
@@ -99,7 +98,7 @@ func splitMethod(full string) (string, string) {
 func (m *metrics) observe(ctx context.Context, full string, start time.Time, err error) {
 	svc, method := splitMethod(full)
 	transport := "grpc"
-	if md, _ := metadata.FromIncomingContext(ctx); m.ips.viaGateway(md) {
+	if m.ips.viaGateway(incoming(ctx)) {
 		transport = "rest"
 	}
 	m.requests.WithLabelValues(svc, method, codeName(status.Code(err)), transport).Inc()
