@@ -169,7 +169,8 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 			return nil, err
 		}
 	}
-	t.log.InfoContext(ctx, "access token issued", "key_id", e.key.ID, "jti", out.TokenID, "refresh", req.IncludeRefresh)
+	// Debug, not info: issuance is a hot path, and the audit log records every call.
+	t.log.DebugContext(ctx, "access token issued", "key_id", e.key.ID, "jti", out.TokenID, "refresh", req.IncludeRefresh)
 	return out, nil
 }
 

@@ -40,6 +40,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -62,6 +63,7 @@ type options struct {
 	revocation       bool
 	peers            endpointFlag
 	peersOnly        bool
+	run              *regexp.Regexp
 }
 
 func main() {
@@ -75,6 +77,7 @@ func main() {
 	flag.BoolVar(&o.revocation, "revocation", true, "run the revocation propagation and fan-out benchmarks (go test, package server)")
 	flag.Var(&o.peers, "peer", "an HTTP endpoint to drive too: a JSON object {name, method, url, headers, body, expect, compare}, or @file; repeatable")
 	flag.BoolVar(&o.peersOnly, "peers-only", false, "measure only the -peer endpoints, not Keyward")
+	runFlag := flag.String("run", "", "measure only the load scenarios whose name matches this regular expression (baselines always run)")
 	flag.Parse()
 	for _, s := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -83,6 +86,13 @@ func main() {
 			os.Exit(2)
 		}
 		o.levels = append(o.levels, n)
+	}
+	if *runFlag != "" {
+		var err error
+		if o.run, err = regexp.Compile(*runFlag); err != nil {
+			fmt.Fprintf(os.Stderr, "keyward-bench: -run: %v\n", err)
+			os.Exit(2)
+		}
 	}
 	if o.peersOnly && len(o.peers) == 0 {
 		fmt.Fprintln(os.Stderr, "keyward-bench: -peers-only needs at least one -peer")
@@ -152,10 +162,13 @@ func run(o options) error {
 	scenarios := append(append(f.transportScenarios(), f.tokenScenarios()...), f.writeScenarios()...)
 	for _, c := range o.levels {
 		for _, sc := range scenarios {
-			if sc.setup != nil {
+			if sc.setup != nil { // even when the scenario is not measured: later ones depend on it
 				if err := sc.setup(); err != nil {
 					return fmt.Errorf("%s: %w", sc.name, err)
 				}
+			}
+			if o.run != nil && sc.baseline != "" && !o.run.MatchString(sc.name) {
+				continue
 			}
 			report.add(measureLoad(sc, c, o, srv, raw))
 		}

@@ -42,9 +42,15 @@ func startServer(binary, dataDir string, extra ...string) (*server, error) {
 func (s *server) start() error {
 	s.grpcAddr, s.httpAddr = freeAddr(), freeAddr()
 	args := append([]string{"serve", "--data-dir", s.dataDir, "--grpc-addr", s.grpcAddr,
-		"--http-addr", s.httpAddr, "--log-level", "warn", "--auth-failure-burst", "1000000"}, s.extra...)
+		"--http-addr", s.httpAddr, "--auth-failure-burst", "1000000"}, s.extra...)
 	s.cmd = exec.Command(s.binary, args...)
-	s.cmd.Stderr = os.Stderr
+	// The server logs at its default level (info) to a file beside its store.
+	logFile, err := os.OpenFile(s.dataDir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
@@ -60,7 +66,7 @@ func (s *server) start() error {
 		}
 	}
 	s.stop()
-	return fmt.Errorf("keyward did not become ready within 60 s")
+	return fmt.Errorf("keyward did not become ready within 60 s; its log:\n%s", s.logTail())
 }
 
 // restart stops the server and starts it again on the same store.
@@ -144,4 +150,10 @@ func (s *server) metric(name string) (float64, error) {
 func (s *server) liveHeapMiB() (float64, error) {
 	v, err := s.metric("go_gc_heap_live_bytes")
 	return v / (1 << 20), err
+}
+
+// logTail is the end of the server's log, for error messages.
+func (s *server) logTail() string {
+	b, _ := os.ReadFile(s.dataDir + ".log")
+	return string(b[max(0, len(b)-4096):])
 }
