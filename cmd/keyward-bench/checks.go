@@ -173,8 +173,8 @@ func scale(f *fixtures, n, c int, d time.Duration) (*Scale, error) {
 	return out, nil
 }
 
-// seedKeys creates n live keys, each with a permission, in the store in dir and
-// returns their secrets.
+// seedKeys creates n live keys, each with a permission, in the store in dir (in
+// batches, one transaction each) and returns their secrets.
 func seedKeys(dir string, n int) ([]string, error) {
 	ctx := context.Background()
 	st, err := embedded.Open(ctx, dir)
@@ -182,35 +182,26 @@ func seedKeys(dir string, n int) ([]string, error) {
 		return nil, err
 	}
 	defer st.Close(ctx)
-	secrets := make([]string, n)
+	secrets := make([]string, 0, n)
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	var (
-		wg    sync.WaitGroup
-		next  atomic.Int64
-		first atomic.Value
-	)
-	for range 4 {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
-				id := apikey.NewID()
-				secret, err := apikey.New(string(repository.EnvironmentLive), id)
-				if err == nil {
-					h := apikey.HashOf(secret)
-					err = st.Keys().CreateKey(ctx, &repository.Key{ID: id, Name: fmt.Sprint("scale-", i), Owner: "scale",
-						Environment: repository.EnvironmentLive, State: repository.KeyActive, Permissions: []string{"orders"},
-						SecretHash: h[:], SecretRotateTime: now, CreateTime: now, UpdateTime: now})
-				}
-				if err != nil {
-					first.CompareAndSwap(nil, err)
-					return
-				}
-				secrets[i] = secret
+	batch := make([]*repository.Key, 0, 10_000)
+	for i := range n {
+		id := apikey.NewID()
+		secret, err := apikey.New(string(repository.EnvironmentLive), id)
+		if err != nil {
+			return nil, err
+		}
+		h := apikey.HashOf(secret)
+		secrets = append(secrets, secret)
+		batch = append(batch, &repository.Key{ID: id, Name: fmt.Sprint("scale-", i), Owner: "scale",
+			Environment: repository.EnvironmentLive, State: repository.KeyActive, Permissions: []string{"orders"},
+			SecretHash: h[:], SecretRotateTime: now, CreateTime: now, UpdateTime: now})
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := st.ImportKeys(ctx, batch); err != nil {
+				return nil, fmt.Errorf("seeding keys: %w", err)
 			}
-		})
-	}
-	wg.Wait()
-	if err, ok := first.Load().(error); ok {
-		return nil, fmt.Errorf("seeding keys: %w", err)
+			batch = batch[:0]
+		}
 	}
 	return secrets, nil
 }

@@ -302,7 +302,7 @@ func BenchmarkGetKey100k(b *testing.B) {
 		ids = append(ids, k.ID)
 		batch = append(batch, k)
 		if len(batch) == cap(batch) {
-			require.NoError(b, s.keys.insertKeys(ctx, batch))
+			require.NoError(b, s.ImportKeys(ctx, batch))
 			batch = batch[:0]
 		}
 	}
@@ -320,4 +320,31 @@ func BenchmarkGetKey100k(b *testing.B) {
 			b.Fatalf("got key %q, want %q", k.ID, id)
 		}
 	}
+}
+
+// ImportKeys stores a batch in one transaction: every key is readable afterwards,
+// and a batch with an id already stored fails whole, storing none of its keys.
+func TestImportKeysAllOrNone(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var first []*repository.Key
+	for i := range 50 {
+		first = append(first, repotest.SampleKey("importer", base.Add(time.Duration(i)*time.Second)))
+	}
+	require.NoError(t, s.ImportKeys(ctx, first))
+	for _, k := range first {
+		got, err := s.Keys().GetKey(ctx, k.ID)
+		require.NoError(t, err)
+		assert.Equal(t, k.SecretHash, got.SecretHash)
+		assert.Equal(t, int64(1), got.Version)
+	}
+
+	fresh := repotest.SampleKey("importer", base.Add(time.Hour))
+	err := s.ImportKeys(ctx, []*repository.Key{fresh, first[7]})
+	require.ErrorIs(t, err, repository.ErrAlreadyExists)
+	assert.Contains(t, err.Error(), first[7].ID, "the error names the duplicate")
+	_, err = s.Keys().GetKey(ctx, fresh.ID)
+	require.ErrorIs(t, err, repository.ErrNotFound, "nothing of a failed import is stored")
 }
