@@ -30,6 +30,7 @@ type Config struct {
 	AuditMaxBytes   int64
 	KeyCacheTTL     time.Duration
 	KeyCacheSize    int
+	TokenCacheSize  int
 	UsageFlushEvery time.Duration
 	MaxRequestBytes int64
 	LogLevel        string
@@ -73,6 +74,7 @@ func DefaultConfig() Config {
 		AuditMaxBytes:   1 << 30,
 		KeyCacheTTL:     30 * time.Second,
 		KeyCacheSize:    100_000,
+		TokenCacheSize:  10_000,
 		UsageFlushEvery: time.Minute,
 		MaxRequestBytes: 1 << 20,
 		LogLevel:        "info",
@@ -107,6 +109,7 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.Int64Var(&cfg.AuditMaxBytes, "audit-max-bytes", cfg.AuditMaxBytes, "size of the capped audit collection")
 	fs.DurationVar(&cfg.KeyCacheTTL, "key-cache-ttl", cfg.KeyCacheTTL, "how long a cached key verification is trusted before the key is read again")
 	fs.IntVar(&cfg.KeyCacheSize, "key-cache-size", cfg.KeyCacheSize, "most keys kept in the verification cache")
+	fs.IntVar(&cfg.TokenCacheSize, "token-cache-size", cfg.TokenCacheSize, "most access tokens whose verified signature is remembered, so validating one again skips the signature check; 0: no cache")
 	fs.DurationVar(&cfg.UsageFlushEvery, "usage-flush-interval", cfg.UsageFlushEvery, "how often keys' last-used times are written")
 	fs.Int64Var(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "largest request body or message accepted")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
@@ -288,6 +291,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.KeyCacheSize < 1 {
 		errs = append(errs, errors.New("--key-cache-size must be at least 1"))
+	}
+	if cfg.TokenCacheSize < 0 {
+		errs = append(errs, errors.New("--token-cache-size must not be negative (0 turns the cache off)"))
 	}
 	if cfg.MaxRequestBytes < 1024 {
 		errs = append(errs, errors.New("--max-request-bytes must be at least 1024"))

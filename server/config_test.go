@@ -31,6 +31,14 @@ func TestConfigPrecedence(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:9000", cfg.GRPCAddr, "a flag wins over its variable")
 	assert.Equal(t, "127.0.0.1:8001", cfg.HTTPAddr, "a variable wins over the default")
 	assert.Equal(t, 5*time.Second, cfg.KeyCacheTTL)
+
+	assert.Equal(t, 10_000, DefaultConfig().TokenCacheSize)
+	cfg, err = LoadConfig([]string{"--token-cache-size", "0"}, env(map[string]string{"KEYWARD_TOKEN_CACHE_SIZE": "20"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 0, cfg.TokenCacheSize, "0 turns the token cache off, and a flag wins over its variable")
+	cfg, err = LoadConfig(nil, env(map[string]string{"KEYWARD_TOKEN_CACHE_SIZE": "20"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 20, cfg.TokenCacheSize)
 }
 
 func TestConfigErrorsNameTheSetting(t *testing.T) {
@@ -45,6 +53,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--log-level", "loud"}, nil, "--log-level"},
 		{[]string{"--log-format", "xml"}, nil, "--log-format"},
 		{[]string{"--key-cache-ttl", "-1s"}, nil, "--key-cache-ttl"},
+		{[]string{"--token-cache-size", "-1"}, nil, "--token-cache-size"},
+		{nil, map[string]string{"KEYWARD_TOKEN_CACHE_SIZE": "many"}, "KEYWARD_TOKEN_CACHE_SIZE"},
 		{[]string{"extra"}, nil, "unexpected arguments"},
 	}
 	for _, tc := range cases {
@@ -65,13 +75,14 @@ func TestConfigNeverLogsTheMongoDBPassword(t *testing.T) {
 
 func TestConfigFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keyward.yaml")
-	require.NoError(t, os.WriteFile(path, []byte("grpc-addr: 127.0.0.1:9100\nhttp-addr: 127.0.0.1:9101\nkey-cache-ttl: 10s\nkey-cache-size: 500\n"), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte("grpc-addr: 127.0.0.1:9100\nhttp-addr: 127.0.0.1:9101\nkey-cache-ttl: 10s\nkey-cache-size: 500\ntoken-cache-size: 50\n"), 0o600))
 	cfg, err := LoadConfig([]string{"--config", path, "--http-addr", "127.0.0.1:9201"}, env(map[string]string{"KEYWARD_KEY_CACHE_TTL": "20s"}), io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9100", cfg.GRPCAddr, "the file over the default")
 	assert.Equal(t, 20*time.Second, cfg.KeyCacheTTL, "a variable over the file")
 	assert.Equal(t, "127.0.0.1:9201", cfg.HTTPAddr, "a flag over everything")
 	assert.Equal(t, 500, cfg.KeyCacheSize)
+	assert.Equal(t, 50, cfg.TokenCacheSize)
 
 	require.NoError(t, os.WriteFile(path, []byte("grcp-addr: typo\n"), 0o600))
 	_, err = LoadConfig(nil, env(map[string]string{"KEYWARD_CONFIG": path}), io.Discard)

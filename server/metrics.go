@@ -61,6 +61,8 @@ func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, au
 		m.requests, m.latency, m.throttled, m.lag,
 		counter("keyward_key_cache_hits_total", "Verifications answered from the cache.", func() float64 { return float64(stats.CacheHits.Load()) }, nil),
 		counter("keyward_key_cache_misses_total", "Verifications that read the store.", func() float64 { return float64(stats.CacheMisses.Load()) }, nil),
+		counter("keyward_token_cache_hits_total", "Access token validations whose signature check was answered from the cache.", func() float64 { return float64(stats.TokenCacheHits.Load()) }, nil),
+		counter("keyward_token_cache_misses_total", "Access token validations that checked the signature (the cache on).", func() float64 { return float64(stats.TokenCacheMisses.Load()) }, nil),
 		counter("keyward_rate_limited_total", "Verifications refused by a key's rate limit.", func() float64 { return float64(stats.RateLimited.Load()) }, nil),
 		counter("keyward_quota_exhausted_total", "Verifications refused by a key's used-up quota.", func() float64 { return float64(stats.QuotaExhausted.Load()) }, nil),
 		counter("keyward_refresh_reuse_total", "Refresh tokens presented twice (their sessions were revoked).", func() float64 { return float64(stats.RefreshReuse.Load()) }, nil),

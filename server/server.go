@@ -122,6 +122,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	tcfg.Issuer, tcfg.Algorithm, tcfg.ClockSkew = cfg.TokenIssuer, cfg.TokenAlgorithm, cfg.ClockSkew
 	tcfg.DefaultTTL, tcfg.MaxTTL = cfg.AccessTokenTTL, cfg.AccessTokenMaxTTL
 	tcfg.RefreshTTL, tcfg.RefreshFamilyTTL, tcfg.RefreshMinInterval = cfg.RefreshTokenTTL, cfg.RefreshFamilyTTL, cfg.RefreshMinInterval
+	tcfg.VerifiedCacheSize = cfg.TokenCacheSize
 	if s.tokens, err = service.NewTokens(ctx, s.store, tcfg, s.keys, s.revs, sealer, log); err != nil {
 		return nil, err
 	}

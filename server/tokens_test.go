@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
@@ -113,9 +114,20 @@ func TestValidationReasons(t *testing.T) {
 	good := e.issue(t, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}}).GetAccessToken()
 	short := e.issue(t, &keywardv1.IssueTokenRequest{Ttl: durationpb.New(time.Second)}).GetAccessToken()
 	revoked := e.issue(t, &keywardv1.IssueTokenRequest{})
-	_, err := e.tokens.RevokeToken(e.admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: revoked.GetTokenId()}})
-	require.NoError(t, err)
-	time.Sleep(2100 * time.Millisecond) // let the short token expire (whole seconds, no skew)
+	// Two more, validated once while still good, so that the verified token cache
+	// holds them when they expire or are revoked. Two seconds: the first validation
+	// is within its lifetime even when issued at the end of a second.
+	shortSeen := e.issue(t, &keywardv1.IssueTokenRequest{Ttl: durationpb.New(2 * time.Second)}).GetAccessToken()
+	revokedSeen := e.issue(t, &keywardv1.IssueTokenRequest{})
+	for _, tok := range []string{shortSeen, revokedSeen.GetAccessToken()} {
+		v := e.validate(t, &keywardv1.ValidateTokenRequest{Token: tok})
+		require.True(t, v.GetValid(), v.GetMessage())
+	}
+	for _, id := range []string{revoked.GetTokenId(), revokedSeen.GetTokenId()} {
+		_, err := e.tokens.RevokeToken(e.admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: id}})
+		require.NoError(t, err)
+	}
+	time.Sleep(2100 * time.Millisecond) // let the short tokens expire (whole seconds, no skew)
 	// A different last character, whatever the secret ends with.
 	last := "A"
 	if strings.HasSuffix(e.secret, last) {
@@ -131,6 +143,8 @@ func TestValidationReasons(t *testing.T) {
 		{"valid", &keywardv1.ValidateTokenRequest{Token: good}, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_OK},
 		{"expired", &keywardv1.ValidateTokenRequest{Token: short}, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_EXPIRED},
 		{"revoked by jti", &keywardv1.ValidateTokenRequest{Token: revoked.GetAccessToken()}, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED},
+		{"expired after a validation", &keywardv1.ValidateTokenRequest{Token: shortSeen}, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_EXPIRED},
+		{"revoked after a validation", &keywardv1.ValidateTokenRequest{Token: revokedSeen.GetAccessToken()}, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED},
 		{"wrong audience", &keywardv1.ValidateTokenRequest{Token: good, Audience: "billing-api"}, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_AUDIENCE},
 		{"permission not held", &keywardv1.ValidateTokenRequest{Token: good, RequiredPermission: "payments:refund"}, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_PERMISSION_DENIED},
 		{"outside the IP binding", &keywardv1.ValidateTokenRequest{Token: good, ClientIp: "192.0.2.7"}, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED},
@@ -162,6 +176,62 @@ func TestValidationReasons(t *testing.T) {
 	require.NoError(t, err)
 	v := e.validate(t, &keywardv1.ValidateTokenRequest{Token: good})
 	assert.Equal(t, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED, v.GetReason())
+}
+
+// A resource server presents one token on every call: its signature is checked
+// once, everything else on each call; with --token-cache-size 0, on each call.
+func TestValidateTokenCache(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+		want float64 // hits and misses of two validations
+	}{{"on", 10_000, 1}, {"off", 0, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTokenEnv(t, func(c *server.Config) { c.TokenCacheSize = tc.size })
+			token := e.issue(t, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}}).GetAccessToken()
+			req := &keywardv1.ValidateTokenRequest{Token: token, Audience: "orders-api", RequiredPermission: "orders:read", ClientIp: "10.1.2.3"}
+			before := scrape(t, e.kw)
+			first := e.validate(t, req)
+			second := e.validate(t, req)
+			after := scrape(t, e.kw)
+			require.True(t, first.GetValid(), first.GetMessage())
+			assert.True(t, proto.Equal(first, second), "one answer, from the cache or not:\n%v\n%v", first, second)
+			assert.Equal(t, tc.want, after("keyward_token_cache_hits_total")-before("keyward_token_cache_hits_total"))
+			assert.Equal(t, tc.want, after("keyward_token_cache_misses_total")-before("keyward_token_cache_misses_total"))
+
+			parts := strings.Split(token, ".")
+			c := "A"
+			if parts[2][:1] == c {
+				c = "B"
+			}
+			with := func(mod func(*keywardv1.ValidateTokenRequest)) *keywardv1.ValidateTokenRequest {
+				r := proto.Clone(req).(*keywardv1.ValidateTokenRequest)
+				mod(r)
+				return r
+			}
+			for _, check := range []struct {
+				name string
+				req  *keywardv1.ValidateTokenRequest
+				want keywardv1.TokenValidationReason
+			}{
+				{"another audience", with(func(r *keywardv1.ValidateTokenRequest) { r.Audience = "billing-api" }), keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_AUDIENCE},
+				{"another permission", with(func(r *keywardv1.ValidateTokenRequest) { r.RequiredPermission = "payments:refund" }), keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_PERMISSION_DENIED},
+				{"another address", with(func(r *keywardv1.ValidateTokenRequest) { r.ClientIp = "192.0.2.7" }), keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED},
+				{"one character of the signature changed", with(func(r *keywardv1.ValidateTokenRequest) {
+					r.Token = parts[0] + "." + parts[1] + "." + c + parts[2][1:]
+				}), keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_BAD_SIGNATURE},
+				{"as before", req, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_OK},
+			} {
+				v := e.validate(t, check.req)
+				assert.Equal(t, check.want, v.GetReason(), "%s: %s", check.name, v.GetMessage())
+			}
+
+			_, err := e.tokens.RevokeToken(e.admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_AccessToken{AccessToken: token}})
+			require.NoError(t, err)
+			v := e.validate(t, req)
+			assert.Equal(t, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED, v.GetReason(), "revoked at once")
+		})
+	}
 }
 
 func TestIssueTokenRefusesMoreThanTheKeyHolds(t *testing.T) {

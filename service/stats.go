@@ -12,6 +12,11 @@ type Stats struct {
 	QuotaExhausted atomic.Int64
 	tokensIssued   [4]atomic.Int64
 	RefreshReuse   atomic.Int64
+	// TokenCacheHits counts access token validations answered from the verified
+	// token cache; TokenCacheMisses those that verified the signature (none when the
+	// cache is off).
+	TokenCacheHits   atomic.Int64
+	TokenCacheMisses atomic.Int64
 }
 
 // Verifications returns how many verifications ended with the reason.

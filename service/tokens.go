@@ -35,6 +35,10 @@ type TokensConfig struct {
 	TemporaryTTL, TemporaryMaxTTL time.Duration
 	// KeyReload is how often signing keys are re-read (rotations on other instances).
 	KeyReload time.Duration
+	// VerifiedCacheSize is the most access tokens whose verified signature is
+	// remembered, so that validating one again skips the signature check; 0 turns
+	// the cache off.
+	VerifiedCacheSize int
 }
 
 // DefaultTokensConfig returns the default policy.
@@ -44,7 +48,7 @@ func DefaultTokensConfig() TokensConfig {
 		DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour, ClockSkew: 30 * time.Second,
 		RefreshTTL: 30 * 24 * time.Hour, RefreshFamilyTTL: 90 * 24 * time.Hour,
 		TemporaryTTL: 5 * time.Minute, TemporaryMaxTTL: time.Hour,
-		KeyReload: 30 * time.Second,
+		KeyReload: 30 * time.Second, VerifiedCacheSize: 10_000,
 	}
 }
 
@@ -56,7 +60,11 @@ type Tokens struct {
 	store  repository.TokenRepository
 	ring   *keyring
 	parser *jwt.Parser
-	log    *slog.Logger
+	// verified remembers tokens whose signature verified; nil when turned off.
+	verified *tokenCache
+	// now is the clock validation reads (the parser's too); time.Now but in tests.
+	now func() time.Time
+	log *slog.Logger
 }
 
 // NewTokens returns the token service. It loads the signing keys and creates the
@@ -65,17 +73,26 @@ func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, ke
 	if !slices.Contains(Algorithms, cfg.Algorithm) {
 		return nil, fmt.Errorf("unknown token algorithm %q (want one of %s)", cfg.Algorithm, strings.Join(Algorithms, ", "))
 	}
+	if cfg.VerifiedCacheSize < 0 {
+		return nil, fmt.Errorf("the verified token cache size %d is negative (0 turns the cache off)", cfg.VerifiedCacheSize)
+	}
 	t := &Tokens{
-		cfg: cfg, keys: keys, revs: revs, store: store.Tokens(), log: log,
+		cfg: cfg, keys: keys, revs: revs, store: store.Tokens(), log: log, now: time.Now,
 		ring: &keyring{store: store.SigningKeys(), sealer: sealer, log: log,
 			grace: cfg.MaxTTL + cfg.ClockSkew + cfg.KeyReload},
-		parser: jwt.NewParser(
-			jwt.WithValidMethods(Algorithms),
-			jwt.WithIssuer(cfg.Issuer),
-			jwt.WithLeeway(cfg.ClockSkew),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-		),
+	}
+	// A cache hit re-checks the times itself (verifiedToken.timeReason): it must
+	// agree with these options.
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods(Algorithms),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithLeeway(cfg.ClockSkew),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(func() time.Time { return t.now() }),
+	)
+	if cfg.VerifiedCacheSize > 0 {
+		t.verified = newTokenCache(cfg.VerifiedCacheSize, cfg.ClockSkew)
 	}
 	if err := t.ring.reload(ctx); err != nil {
 		return nil, fmt.Errorf("loading signing keys: %w", err)

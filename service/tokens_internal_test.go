@@ -32,6 +32,12 @@ type tokenFixture struct {
 
 func newTokenFixture(t testing.TB, alg string) *tokenFixture {
 	t.Helper()
+	return newTokenFixtureWith(t, alg, nil)
+}
+
+// newTokenFixtureWith is newTokenFixture with mod applied to the token policy.
+func newTokenFixtureWith(t testing.TB, alg string, mod func(*TokensConfig)) *tokenFixture {
+	t.Helper()
 	ctx := context.Background()
 	st, err := embedded.Open(ctx, t.TempDir())
 	require.NoError(t, err)
@@ -45,6 +51,9 @@ func newTokenFixture(t testing.TB, alg string) *tokenFixture {
 	require.NoError(t, err)
 	cfg := DefaultTokensConfig()
 	cfg.Algorithm = alg
+	if mod != nil {
+		mod(&cfg)
+	}
 	tokens, err := NewTokens(ctx, st, cfg, keys, revs, sealer, log)
 	require.NoError(t, err)
 	k, secret, err := keys.Create(ctx, KeyInput{Name: "n", Owner: "acme", Environment: repository.EnvironmentLive,
@@ -210,9 +219,19 @@ func BenchmarkIssueToken(b *testing.B) {
 }
 
 func BenchmarkValidateToken(b *testing.B) {
+	benchmarkValidateToken(b, nil)
+}
+
+// BenchmarkValidateTokenUncached is BenchmarkValidateToken with the verified token
+// cache off: every validation parses the token and checks its signature.
+func BenchmarkValidateTokenUncached(b *testing.B) {
+	benchmarkValidateToken(b, func(c *TokensConfig) { c.VerifiedCacheSize = 0 })
+}
+
+func benchmarkValidateToken(b *testing.B, mod func(*TokensConfig)) {
 	for _, alg := range Algorithms {
 		b.Run(alg, func(b *testing.B) {
-			f := newTokenFixture(b, alg)
+			f := newTokenFixtureWith(b, alg, mod)
 			issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
 			require.NoError(b, err)
 			ip := netip.MustParseAddr("10.1.2.3")

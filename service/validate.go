@@ -59,6 +59,9 @@ type TokenVerdict struct {
 	APIKey    bool
 	KeyReason Reason
 	// Claims are set once the signature verified (for API keys: built from the key).
+	// Claims and Permissions may be shared with other verdicts (an access token's
+	// come from the verified token cache, an API key's from the key cache): they
+	// are read-only, and a caller that needs to change them copies them first.
 	Claims      *AccessClaims
 	Permissions permission.Set
 }
@@ -83,24 +86,12 @@ func (t *Tokens) Validate(ctx context.Context, token, audience, required string,
 	if len(token) > MaxTokenLen {
 		return TokenVerdict{Reason: TokenMalformed}, nil
 	}
-	now := time.Now()
-	claims := &AccessClaims{}
-	_, err := t.parser.ParseWithClaims(token, claims, func(tok *jwt.Token) (any, error) {
-		kid, _ := tok.Header["kid"].(string)
-		sk := t.ring.lookup(ctx, kid, now)
-		if sk == nil {
-			return nil, errUnknownKid
-		}
-		// Pin the algorithm to the key: an HS256 token "signed" with an RSA key's
-		// public half, or any other mismatch, never verifies.
-		if tok.Method.Alg() != sk.Algorithm {
-			return nil, errAlgMismatch
-		}
-		return sk.public, nil
-	})
-	if err != nil {
-		return TokenVerdict{Reason: jwtReason(err)}, nil
+	now := t.now()
+	vt, reason := t.verify(ctx, token, now)
+	if reason != TokenOK {
+		return TokenVerdict{Reason: reason}, nil
 	}
+	claims := vt.claims
 	v := TokenVerdict{Claims: claims}
 	if t.revs.TokenRevoked(claims.ID) {
 		v.Reason = TokenRevoked
@@ -122,19 +113,58 @@ func (t *Tokens) Validate(ctx context.Context, token, audience, required string,
 		v.Reason = TokenIPNotAllowed
 		return v, nil
 	}
-	perms := make(permission.Set, 0, len(claims.Permissions))
-	for _, p := range claims.Permissions {
-		if parsed, err := permission.Parse(p); err == nil {
-			perms = append(perms, parsed)
-		}
-	}
-	v.Permissions = perms
-	if required != "" && !perms.Allows(need) {
+	v.Permissions = vt.perms
+	if required != "" && !vt.perms.Allows(need) {
 		v.Reason = TokenPermissionDenied
 		return v, nil
 	}
 	v.Reason = TokenOK
 	return v, nil
+}
+
+// verify returns what the token's signature proves, or why it does not verify.
+// A token that verified before is answered from the cache without parsing or
+// verifying it again, but with every check that can change since re-done, in the
+// parser's order: its signing key must still verify at now (not retired), then its
+// exp, nbf and iat must hold at now with the same leeway. A hit and a miss give one
+// answer.
+func (t *Tokens) verify(ctx context.Context, token string, now time.Time) (*verifiedToken, TokenReason) {
+	if t.verified != nil {
+		if e := t.verified.get(token); e != nil {
+			t.keys.stats.TokenCacheHits.Add(1)
+			if t.ring.lookup(ctx, e.kid, now) == nil {
+				return nil, TokenBadSignature
+			}
+			if r := e.timeReason(now, t.cfg.ClockSkew); r != TokenOK {
+				return nil, r
+			}
+			return e, TokenOK
+		}
+		t.keys.stats.TokenCacheMisses.Add(1)
+	}
+	claims := &AccessClaims{}
+	var kid string
+	_, err := t.parser.ParseWithClaims(token, claims, func(tok *jwt.Token) (any, error) {
+		kid, _ = tok.Header["kid"].(string)
+		sk := t.ring.lookup(ctx, kid, now)
+		if sk == nil {
+			return nil, errUnknownKid
+		}
+		// Pin the algorithm to the key: an HS256 token "signed" with an RSA key's
+		// public half, or any other mismatch, never verifies.
+		if tok.Method.Alg() != sk.Algorithm {
+			return nil, errAlgMismatch
+		}
+		return sk.public, nil
+	})
+	if err != nil {
+		return nil, jwtReason(err) // failures are never cached
+	}
+	e := newVerifiedToken(claims, kid)
+	if t.verified != nil {
+		t.verified.put(token, e, now)
+	}
+	return e, TokenOK
 }
 
 var (
