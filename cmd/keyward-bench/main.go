@@ -183,6 +183,26 @@ func run(o options) error {
 	if report.Audit, err = auditCheck(f, slicesMax(o.levels), o.duration); err != nil {
 		return err
 	}
+	// Scenario 2 again with every validation verifying the signature: the server
+	// restarted with its verified-token cache off.
+	uncached := o.run == nil || o.run.MatchString("ValidateToken")
+	if uncached {
+		progress("ValidateToken with the verified-token cache off")
+		srv.extra = append(srv.extra, "--token-cache-size", "0")
+		if err := srv.restart(); err != nil {
+			return err
+		}
+		if err := f.reconnect(); err != nil {
+			return err
+		}
+		for _, c := range o.levels {
+			for _, alg := range algorithms {
+				name := jwtName(alg)
+				report.add(measureLoad(scenario{name: "grpc ValidateToken " + name + ", no token cache", baseline: grpcBaseline,
+					crypto: "parse " + name, newCaller: shared(f.validateToken(name))}, c, o, srv, raw))
+			}
+		}
+	}
 	if o.scaleKeys > 0 {
 		progress(fmt.Sprintf("scale: %d keys", o.scaleKeys))
 		if report.Scale, err = scale(f, o.scaleKeys, o.levels[0], o.duration); err != nil {
