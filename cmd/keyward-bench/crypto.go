@@ -9,8 +9,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -30,9 +32,18 @@ type Micro struct {
 	Ratio float64 `json:"ratio_to_raw,omitempty"`
 }
 
+// microTime is how long testing.Benchmark runs each measurement.
+const microTime = "500ms"
+
+var initTesting sync.Once
+
 // measure benchmarks f on one core (ns/op, allocations) and, when parallel is
 // set, on all cores at once (operations per second).
 func measure(name string, parallel bool, f func() error) (Micro, error) {
+	initTesting.Do(func() {
+		testing.Init() // registers -test.benchtime, which testing.Benchmark reads
+		_ = flag.Set("test.benchtime", microTime)
+	})
 	var failed error
 	serial := testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()

@@ -105,7 +105,7 @@ func main() {
 }
 
 func run(o options) error {
-	report := &Report{Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), CPUs: runtime.NumCPU(),
+	report := &Report{start: time.Now(), Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), CPUs: runtime.NumCPU(),
 		Duration: o.duration.String(), byName: map[string]Result{}}
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	if o.peersOnly {

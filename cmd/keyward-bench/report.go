@@ -8,24 +8,28 @@ import (
 	"runtime"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Report is everything one run measured.
 type Report struct {
-	Date       string      `json:"date"`
-	Machine    string      `json:"machine"`
-	CPUs       int         `json:"cpus"`
-	Duration   string      `json:"duration"`
-	Load       []Result    `json:"load"`
-	Peers      []Result    `json:"peers,omitempty"`
-	Crypto     []Micro     `json:"raw_crypto"`
-	Client     []Micro     `json:"client_local_validation"`
-	Audit      *AuditCheck `json:"audit,omitempty"`
-	Scale      *Scale      `json:"scale,omitempty"`
-	Revocation *Revocation `json:"revocation,omitempty"`
-	Targets    []Target    `json:"targets"`
-	Notes      []string    `json:"notes,omitempty"`
-	byName     map[string]Result
+	Date     string `json:"date"`
+	Machine  string `json:"machine"`
+	CPUs     int    `json:"cpus"`
+	Duration string `json:"duration"`
+	// WallSeconds is how long the whole run took.
+	WallSeconds float64     `json:"wall_seconds"`
+	Load        []Result    `json:"load"`
+	Peers       []Result    `json:"peers,omitempty"`
+	Crypto      []Micro     `json:"raw_crypto"`
+	Client      []Micro     `json:"client_local_validation"`
+	Audit       *AuditCheck `json:"audit,omitempty"`
+	Scale       *Scale      `json:"scale,omitempty"`
+	Revocation  *Revocation `json:"revocation,omitempty"`
+	Targets     []Target    `json:"targets"`
+	Notes       []string    `json:"notes,omitempty"`
+	byName      map[string]Result
+	start       time.Time
 }
 
 // Target is one of the targets the harness checks, with what this run measured.
@@ -92,7 +96,7 @@ func loadRows(results []Result) [][]string {
 func (r *Report) markdown() string {
 	var md strings.Builder
 	fmt.Fprintf(&md, "# Keyward benchmark, %s\n\n%s, %d CPUs, %s per scenario after a warm-up, loopback, embedded store, "+
-		"load generator and server on the same cores.\n\n", r.Date, r.Machine, r.CPUs, r.Duration)
+		"load generator and server on the same cores; the whole run took %.0f s.\n\n", r.Date, r.Machine, r.CPUs, r.Duration, r.WallSeconds)
 	md.WriteString("## Targets\n\n")
 	var rows [][]string
 	for _, t := range r.Targets {
@@ -156,6 +160,7 @@ func (r *Report) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	r.WallSeconds = time.Since(r.start).Round(time.Second).Seconds()
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
