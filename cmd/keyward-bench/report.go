@@ -142,7 +142,7 @@ func (r *Report) markdown() string {
 	}
 	if v := r.Revocation; v != nil {
 		fmt.Fprintf(&md, "## Revocation (scenario 4, Go benchmarks of package server, 1,000 revocations each)\n\n"+
-			"- Two instances sharing one MongoDB-protocol store: RevokeToken returning on one to the event at a subscriber of the other, "+
+			"- Two instances sharing one MongoDB-protocol store: RevokeKey returning on one to the event at a subscriber of the other, "+
 			"p50 %.1f ms, p99 %.1f ms.\n"+
 			"- One instance, 1,000 subscribers: %.2f ms per revocation to reach all of them, %.0f KiB per subscriber.\n"+
 			"- The revoking call itself: p50 %.2f ms / p99 %.2f ms with no subscriber, p50 %.2f ms / p99 %.2f ms with 1,000.\n\n",
