@@ -85,9 +85,12 @@ func loadRows(results []Result) [][]string {
 		if r.FirstError != "" {
 			errs += " (" + r.FirstError + ")"
 		}
+		cpu, rss := "—", "—" // not known for a peer, which runs as its own process
+		if r.CPUSeconds > 0 || r.PeakRSSMiB > 0 {
+			cpu, rss = fmt.Sprintf("%.1f", r.CPUSeconds), fmt.Sprintf("%.0f", r.PeakRSSMiB)
+		}
 		rows = append(rows, []string{r.Scenario, fmt.Sprint(r.Concurrency), fmt.Sprintf("%.0f", r.RPS), fmt.Sprintf("%.3f", r.P50ms),
-			fmt.Sprintf("%.3f", r.P99ms), fmt.Sprintf("%.3f", r.P999ms), errs, fmt.Sprintf("%.1f", r.CPUSeconds),
-			fmt.Sprintf("%.0f", r.PeakRSSMiB), ratio, p99, bound})
+			fmt.Sprintf("%.3f", r.P99ms), fmt.Sprintf("%.3f", r.P999ms), errs, cpu, rss, ratio, p99, bound})
 	}
 	return rows
 }
@@ -148,6 +151,9 @@ func (r *Report) markdown() string {
 			"- The revoking call itself: p50 %.2f ms / p99 %.2f ms with no subscriber, p50 %.2f ms / p99 %.2f ms with 1,000.\n\n",
 			v.PropagationP50ms, v.PropagationP99ms, v.FanOutMsPerRev, v.KiBPerSubscriber, v.RevokeP50msNone, v.RevokeP99msNone,
 			v.RevokeP50msFan, v.RevokeP99msFan)
+	}
+	if len(r.Notes) > 0 {
+		md.WriteString("## Notes\n\n")
 	}
 	for _, n := range r.Notes {
 		md.WriteString("- " + n + "\n")

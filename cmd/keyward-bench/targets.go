@@ -51,6 +51,12 @@ func (r *Report) check(o options) {
 					ep = e
 				}
 			}
+			if ep.Compare == "validate" {
+				if h, ok := r.byName[fmt.Sprint(grpcBaseline, c)]; ok {
+					r.Notes = append(r.Notes, fmt.Sprintf("At c=%d the gRPC health check, which does no work, answered %.1f× the requests of %s: "+
+						"the ceiling of any gRPC call's ratio to it on these cores.", c, h.RPS/p.RPS, p.Scenario))
+				}
+			}
 			var scenarios []string
 			factor := 0.0
 			switch ep.Compare {
