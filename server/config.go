@@ -22,8 +22,11 @@ import (
 // KEYWARD_* environment variables (a flag wins over its variable, which wins over
 // the default) and validated before anything starts.
 type Config struct {
-	GRPCAddr        string
-	HTTPAddr        string
+	GRPCAddr string
+	HTTPAddr string
+	// PprofAddr, when set, serves Go's profiler (net/http/pprof) on a listener of
+	// its own; loopback only.
+	PprofAddr       string
 	DataDir         string
 	MongoDBURI      string // may hold a password: never printed
 	MongoDBDatabase string
@@ -103,6 +106,7 @@ func DefaultConfig() Config {
 func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "REST (grpc-gateway) listen address")
+	fs.StringVar(&cfg.PprofAddr, "pprof-addr", cfg.PprofAddr, "serve Go's profiler (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; empty: off")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded store and the bootstrap admin key")
 	fs.StringVar(&cfg.MongoDBURI, "mongodb-uri", cfg.MongoDBURI, "MongoDB connection string; empty: use the embedded store")
 	fs.StringVar(&cfg.MongoDBDatabase, "mongodb-database", cfg.MongoDBDatabase, "MongoDB database, when the URI names none")
@@ -254,6 +258,13 @@ func (cfg Config) Validate() error {
 	for flagName, addr := range map[string]string{"grpc-addr": cfg.GRPCAddr, "http-addr": cfg.HTTPAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("--%s %q: want host:port", flagName, addr))
+		}
+	}
+	if cfg.PprofAddr != "" {
+		// Profiles show memory contents (heap, goroutine stacks): never off the host.
+		host, _, err := net.SplitHostPort(cfg.PprofAddr)
+		if ip, perr := netip.ParseAddr(host); err != nil || (host != "localhost" && (perr != nil || !ip.IsLoopback())) {
+			errs = append(errs, fmt.Errorf("--pprof-addr %q: want a loopback host:port such as 127.0.0.1:6060 (profiles expose memory contents)", cfg.PprofAddr))
 		}
 	}
 	if cfg.DataDir == "" {

@@ -56,6 +56,9 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--token-cache-size", "-1"}, nil, "--token-cache-size"},
 		{nil, map[string]string{"KEYWARD_TOKEN_CACHE_SIZE": "many"}, "KEYWARD_TOKEN_CACHE_SIZE"},
 		{[]string{"extra"}, nil, "unexpected arguments"},
+		{[]string{"--pprof-addr", "0.0.0.0:6060"}, nil, "--pprof-addr"},
+		{[]string{"--pprof-addr", "db.internal:6060"}, nil, "--pprof-addr"},
+		{[]string{"--pprof-addr", "6060"}, nil, "--pprof-addr"},
 	}
 	for _, tc := range cases {
 		_, err := LoadConfig(tc.args, env(tc.env), io.Discard)
@@ -96,4 +99,13 @@ func TestPrintConfigMasksSecrets(t *testing.T) {
 	assert.NotContains(t, out.String(), "s3cr3t")
 	assert.Contains(t, out.String(), `mongodb-uri: "mongodb://keyward:xxxxx@db:27017/keyward"`)
 	assert.Contains(t, out.String(), `grpc-addr: "127.0.0.1:7070"`)
+}
+
+func TestPprofAddrMustBeLoopback(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060"} {
+		cfg, err := LoadConfig([]string{"--pprof-addr", addr}, env(nil), io.Discard)
+		require.NoError(t, err, addr)
+		assert.Equal(t, addr, cfg.PprofAddr)
+	}
+	assert.Empty(t, DefaultConfig().PprofAddr, "the profiler is off by default")
 }

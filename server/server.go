@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -59,6 +60,8 @@ type Server struct {
 	conn        *grpc.ClientConn
 
 	grpcLis, httpLis net.Listener
+	pprofLis         net.Listener // nil unless --pprof-addr
+	pprof            *http.Server
 	inproc           *bufconn.Listener
 	internal         *grpc.Server // serves the gateway on inproc
 	// stopping is closed when shutdown begins, ending long-lived streams so that
@@ -183,6 +186,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
+	if cfg.PprofAddr != "" {
+		if s.pprofLis, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			return nil, fmt.Errorf("listening for the profiler on %s: %w", cfg.PprofAddr, err)
+		}
+		s.pprof = &http.Server{Handler: profiler(), ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
 	// The gateway calls the gRPC server in process, over an in-memory listener
 	// that never leaves the process (so it needs no TLS), through every interceptor.
 	s.inproc = bufconn.Listen(1 << 20)
@@ -216,6 +226,25 @@ func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 
 // HTTPAddr is the address the REST gateway listens on.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// PprofAddr is the address the profiler listens on; "" when it is off.
+func (s *Server) PprofAddr() string {
+	if s.pprofLis == nil {
+		return ""
+	}
+	return s.pprofLis.Addr().String()
+}
+
+// profiler serves Go's runtime profiles. /debug/pprof/cmdline is left out: the
+// command line may hold a MongoDB password.
+func profiler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
 
 // Keys is the key service, for in-process use such as benchmarks.
 func (s *Server) Keys() *service.Keys { return s.keys }
@@ -251,6 +280,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			cancel()
 		}
 	})
+	if s.pprof != nil {
+		wg.Go(func() { _ = s.pprof.Serve(s.pprofLis) })
+		s.log.Warn("profiler on: /debug/pprof/ on a loopback listener", "pprof_addr", s.pprofLis.Addr().String())
+	}
 	var background sync.WaitGroup
 	background.Go(func() { s.keys.RunUsageFlusher(ctx, s.cfg.UsageFlushEvery) })
 	background.Go(func() { s.revs.Follow(ctx) })
@@ -270,6 +303,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer stop()
 	_ = s.http.Shutdown(shutdownCtx)
+	if s.pprof != nil {
+		_ = s.pprof.Close() // a profile being taken is cut short
+	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); s.internal.GracefulStop(); close(stopped) }()
 	select {
@@ -378,7 +414,7 @@ func (s *Server) close() {
 	if s.conn != nil {
 		_ = s.conn.Close()
 	}
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.pprofLis} {
 		if l != nil {
 			_ = l.Close()
 		}

@@ -64,6 +64,7 @@ type options struct {
 	peers            endpointFlag
 	peersOnly        bool
 	run              *regexp.Regexp
+	profileDir       string
 }
 
 func main() {
@@ -77,6 +78,7 @@ func main() {
 	flag.BoolVar(&o.revocation, "revocation", true, "run the revocation propagation and fan-out benchmarks (go test, package server)")
 	flag.Var(&o.peers, "peer", "an HTTP endpoint to drive too: a JSON object {name, method, url, headers, body, expect, compare}, or @file; repeatable")
 	flag.BoolVar(&o.peersOnly, "peers-only", false, "measure only the -peer endpoints, not Keyward")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "write a CPU profile of the server for each measured load scenario into this directory (the server runs with --pprof-addr)")
 	runFlag := flag.String("run", "", "measure only the load scenarios whose name matches this regular expression (baselines always run)")
 	flag.Parse()
 	for _, s := range strings.Split(*levels, ",") {
@@ -129,7 +131,14 @@ func run(o options) error {
 	if err := geoiptest.WriteFile(countries, map[string]string{policyCIDR: policyCountry}); err != nil {
 		return err
 	}
-	srv, err := startServer(o.binary, filepath.Join(dir, "data"), "--geoip-db", countries, "--key-cache-size", fmt.Sprint(o.scaleKeys+1000))
+	serverFlags := []string{"--geoip-db", countries, "--key-cache-size", fmt.Sprint(o.scaleKeys + 1000)}
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+		serverFlags = append(serverFlags, "--pprof-addr", freeAddr())
+	}
+	srv, err := startServer(o.binary, filepath.Join(dir, "data"), serverFlags...)
 	if err != nil {
 		return err
 	}
@@ -235,9 +244,19 @@ func slicesMax(s []int) int {
 // server's CPU time and the ratios to its baseline and crypto bound.
 func measureLoad(sc scenario, c int, o options, srv *server, raw map[string]Micro) Result {
 	drive(sc.newCaller, c, o.warmup)
+	profiled := make(chan error, 1)
+	if o.profileDir != "" {
+		file := filepath.Join(o.profileDir, fmt.Sprintf("%s-c%d.pprof", slug(sc.name), c))
+		go func() { profiled <- srv.cpuProfile(file, o.duration) }()
+	} else {
+		profiled <- nil
+	}
 	cpu0 := srv.cpuSeconds()
 	r := drive(sc.newCaller, c, o.duration)
 	r.CPUSeconds = srv.cpuSeconds() - cpu0
+	if err := <-profiled; err != nil {
+		fmt.Fprintln(os.Stderr, "keyward-bench: profile:", err)
+	}
 	r.PeakRSSMiB = srv.peakRSSMiB()
 	r.Scenario, r.Baseline, r.Concurrency = sc.name, sc.baseline, c
 	if m, ok := raw[sc.crypto]; ok && m.OpsPerSec > 0 {
@@ -312,4 +331,9 @@ func clientValidation(f *fixtures, raw map[string]Micro) ([]Micro, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// slug makes a scenario name a file name.
+func slug(name string) string {
+	return strings.Trim(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(name, "-"), "-")
 }

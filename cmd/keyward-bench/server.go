@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -156,4 +157,36 @@ func (s *server) liveHeapMiB() (float64, error) {
 func (s *server) logTail() string {
 	b, _ := os.ReadFile(s.dataDir + ".log")
 	return string(b[max(0, len(b)-4096):])
+}
+
+// cpuProfile records the server's CPU profile for d into file, through the
+// profiler listener the server was started with (--pprof-addr).
+func (s *server) cpuProfile(file string, d time.Duration) error {
+	addr := ""
+	for i, a := range s.extra {
+		if a == "--pprof-addr" && i+1 < len(s.extra) {
+			addr = s.extra[i+1]
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("the server runs without --pprof-addr")
+	}
+	seconds := max(1, int(d.Round(time.Second)/time.Second))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile: status %d", resp.StatusCode)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
