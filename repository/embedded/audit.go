@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyward/keyward/repository"
@@ -45,23 +46,25 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 			_ = tx.Rollback()
 		}
 	}()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+auditColumns+`, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`)
-	if err != nil {
-		return wrap("insert audit events", err)
-	}
-	defer stmt.Close()
-	for _, e := range events {
-		doc, err := json.Marshal(auditDoc{
-			RequestID: e.RequestID, HTTPMethod: e.HTTPMethod, HTTPRoute: e.HTTPRoute, TokenID: e.TokenID,
-			UserAgent: e.UserAgent, Headers: e.Headers, HTTPStatus: e.HTTPStatus, DenialReason: e.DenialReason,
-			LatencyNS: int64(e.Latency),
-		})
-		if err != nil {
-			return wrap("encode audit event", err)
+	// Many rows per INSERT: one statement step per chunk instead of per event
+	// (the audit writer is on every request's path, in the background).
+	args := make([]any, 0, auditChunk*auditParams)
+	for start := 0; start < len(events); start += auditChunk {
+		chunk := events[start:min(start+auditChunk, len(events))]
+		args = args[:0]
+		for _, e := range chunk {
+			doc, err := json.Marshal(auditDoc{
+				RequestID: e.RequestID, HTTPMethod: e.HTTPMethod, HTTPRoute: e.HTTPRoute, TokenID: e.TokenID,
+				UserAgent: e.UserAgent, Headers: e.Headers, HTTPStatus: e.HTTPStatus, DenialReason: e.DenialReason,
+				LatencyNS: int64(e.Latency),
+			})
+			if err != nil {
+				return wrap("encode audit event", err)
+			}
+			size := len(doc) + len(e.ID) + len(e.Method) + len(e.CallerKeyID) + len(e.Subject) + len(e.ClientIP) + len(e.Code) + 8
+			args = append(args, e.ID, e.Time.UnixMilli(), e.Method, e.CallerKeyID, e.Subject, e.ClientIP, e.Code, string(doc), size)
 		}
-		size := len(doc) + len(e.ID) + len(e.Method) + len(e.CallerKeyID) + len(e.Subject) + len(e.ClientIP) + len(e.Code) + 8
-		if _, err := stmt.ExecContext(ctx, e.ID, e.Time.UnixMilli(), e.Method, e.CallerKeyID, e.Subject, e.ClientIP, e.Code, string(doc), size); err != nil {
+		if _, err := tx.ExecContext(ctx, insertAuditSQL(len(chunk)), args...); err != nil {
 			return wrap("insert audit events", err)
 		}
 	}
@@ -210,4 +213,31 @@ func (a *auditRepo) ListKeyEvents(ctx context.Context, keyID string, limit int, 
 		return nil, wrap("list key events", err)
 	}
 	return out, nil
+}
+
+const (
+	auditParams = 9   // columns bound per event
+	auditChunk  = 256 // events per INSERT, well under SQLite's 32,766 bound parameters
+)
+
+// insertAuditSQLs caches the INSERT statement text per number of rows.
+var insertAuditSQLs sync.Map
+
+// insertAuditSQL returns the statement inserting n events; an event whose id is
+// stored already is skipped, so retrying a partly stored batch is harmless.
+func insertAuditSQL(n int) string {
+	if q, ok := insertAuditSQLs.Load(n); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO audit_events (" + auditColumns + ", size) VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(" ON CONFLICT (id) DO NOTHING")
+	q, _ := insertAuditSQLs.LoadOrStore(n, b.String())
+	return q.(string)
 }

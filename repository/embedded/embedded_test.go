@@ -348,3 +348,28 @@ func TestImportKeysAllOrNone(t *testing.T) {
 	_, err = s.Keys().GetKey(ctx, fresh.ID)
 	require.ErrorIs(t, err, repository.ErrNotFound, "nothing of a failed import is stored")
 }
+
+// BenchmarkInsertAuditEvents measures the audit writer's batch insert, per event.
+func BenchmarkInsertAuditEvents(b *testing.B) {
+	ctx := context.Background()
+	s := open(b)
+	defer s.Close(ctx)
+	const batchSize = 500
+	base := time.Now()
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		batch := make([]*repository.AuditEvent, batchSize)
+		for i := range batch {
+			n++
+			batch[i] = &repository.AuditEvent{ID: fmt.Sprintf("%020d-%08d", base.UnixNano(), n), Time: base, RequestID: "r" + fmt.Sprint(n),
+				Method: "/keyward.v1.KeyService/VerifyKey", CallerKeyID: "abcdefghijklmnop", Subject: "qrstuvwxyzabcdef", ClientIP: "127.0.0.1",
+				UserAgent: "grpc-go/1.77", Headers: map[string]string{"content-type": "application/grpc", "authorization": "hmac:0123456789abcdef"},
+				Code: "OK", Latency: 150 * time.Microsecond}
+		}
+		if err := s.Audit().InsertAuditEvents(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
+}

@@ -102,6 +102,30 @@ func testAudit(t *testing.T, fresh func(*testing.T) repository.Store) {
 		assert.Equal(t, ids(got), append(ids(page1), ids(rest)...), "no event skipped or repeated")
 	})
 
+	t.Run("LargeBatchRetriedPartly", func(t *testing.T) {
+		audit := fresh(t).Audit()
+		var batch []*repository.AuditEvent
+		for i := range 700 {
+			batch = append(batch, sampleEvent(at.Add(time.Duration(i)*time.Millisecond), i, "key-big", "m", "OK", "10.0.0.1"))
+		}
+		require.NoError(t, audit.InsertAuditEvents(ctx, batch[:400]))
+		require.NoError(t, audit.InsertAuditEvents(ctx, batch), "a batch partly stored already is stored whole, once")
+		var got []*repository.AuditEvent
+		for before := ""; ; {
+			page, err := audit.ListAuditEvents(ctx, repository.AuditFilter{CallerKeyID: "key-big"}, 1000, before)
+			require.NoError(t, err)
+			if len(page) == 0 {
+				break
+			}
+			got = append(got, page...)
+			before = page[len(page)-1].ID
+		}
+		require.Len(t, got, 700, "every event once")
+		assert.Equal(t, batch[699].ID, got[0].ID)
+		assert.Equal(t, batch[0].ID, got[699].ID)
+		assert.Equal(t, batch[350].RequestID, got[349].RequestID, "fields stored with their event")
+	})
+
 	t.Run("TrimKeepsTheNewest", func(t *testing.T) {
 		audit := fresh(t).Audit()
 		var batch []*repository.AuditEvent
