@@ -2,9 +2,14 @@ package service_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,7 +45,7 @@ func (a *outageAudit) InsertAuditEvents(ctx context.Context, events []*repositor
 	return a.AuditRepository.InsertAuditEvents(ctx, events)
 }
 
-func newAuditStore(t *testing.T) *outageStore {
+func newAuditStore(t testing.TB) *outageStore {
 	st, err := embedded.Open(context.Background(), t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
@@ -134,4 +139,41 @@ func TestAuditHeadersNeverKeepSecrets(t *testing.T) {
 	assert.Equal(t, "application/json", got["accept"])
 	assert.NotContains(t, got, "x-secret")
 	assert.Equal(t, a.Correlation("cookie-value"), a.Correlation("cookie-value"), "stable, so requests correlate")
+}
+
+// Correlation is HMAC-SHA256 under the audit key, its first 16 bytes in hex, the
+// same from any goroutine (its hashers are pooled).
+func TestCorrelationIsTheKeyedHMAC(t *testing.T) {
+	key := []byte("audit correlation key")
+	a := service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	want := func(v string) string {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(v))
+		return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil)[:16])
+	}
+	values := []string{"", "Bearer kw_live_abcdefghijklmnop_xyz", "session=1", strings.Repeat("x", 10_000)}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 200 {
+				for _, v := range values {
+					assert.Equal(t, want(v), a.Correlation(v))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.NotEqual(t, a.Correlation("a"), service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: []byte("other")},
+		slog.New(slog.NewTextHandler(io.Discard, nil))).Correlation("a"), "keyed: another key gives another value")
+}
+
+func BenchmarkAuditHeaders(b *testing.B) {
+	a := service.NewAudit(newAuditStore(b), service.AuditConfig{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	headers := map[string]string{"authorization": "Bearer kw_live_abcdefghijklmnop_0123456789012345678901234567890123456789",
+		"user-agent": "grpc-go/1.77.0", "content-type": "application/grpc"}
+	get := func(h string) string { return headers[h] }
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = a.AuditHeaders(get)
+	}
 }
