@@ -35,6 +35,19 @@ func (f *tokenFixture) cacheCounts() (hits, misses int64) {
 	return f.keys.stats.TokenCacheHits.Load(), f.keys.stats.TokenCacheMisses.Load()
 }
 
+// issueValidated issues an access token and validates it once with audience and
+// required from inside the key's network, requiring a valid verdict: after it, the
+// token is in the cache.
+func (f *tokenFixture) issueValidated(t testing.TB, audience, required string) string {
+	t.Helper()
+	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
+	require.NoError(t, err)
+	v, err := f.tokens.Validate(context.Background(), issued.AccessToken, audience, required, inside)
+	require.NoError(t, err)
+	require.Equal(t, TokenOK, v.Reason, v.Reason.Message())
+	return issued.AccessToken
+}
+
 // validation is one Validate call's arguments.
 type validation struct {
 	audience, required string
@@ -77,12 +90,8 @@ func TestValidateTwiceIsACacheHit(t *testing.T) {
 func TestCachedTokenIsCheckedOnEveryCall(t *testing.T) {
 	f := newTokenFixture(t, AlgES256)
 	ref := f.uncached(t)
-	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
-	require.NoError(t, err)
+	token := f.issueValidated(t, "orders-api", "orders:read")
 	ctx := context.Background()
-	v, err := f.tokens.Validate(ctx, issued.AccessToken, "orders-api", "orders:read", inside)
-	require.NoError(t, err)
-	require.Equal(t, TokenOK, v.Reason)
 
 	cases := []struct {
 		name string
@@ -100,12 +109,12 @@ func TestCachedTokenIsCheckedOnEveryCall(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			hits, _ := f.cacheCounts()
-			got, err := f.tokens.Validate(ctx, issued.AccessToken, tc.call.audience, tc.call.required, tc.call.ip)
+			got, err := f.tokens.Validate(ctx, token, tc.call.audience, tc.call.required, tc.call.ip)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got.Reason, got.Reason.Message())
 			after, _ := f.cacheCounts()
 			assert.Equal(t, hits+1, after, "answered from the cache")
-			want, err := ref.Validate(ctx, issued.AccessToken, tc.call.audience, tc.call.required, tc.call.ip)
+			want, err := ref.Validate(ctx, token, tc.call.audience, tc.call.required, tc.call.ip)
 			require.NoError(t, err)
 			assert.Equal(t, want, got)
 		})
@@ -116,13 +125,9 @@ func TestCachedTokenStopsAtRevocation(t *testing.T) {
 	ctx := context.Background()
 	t.Run("the token", func(t *testing.T) {
 		f := newTokenFixture(t, AlgEdDSA)
-		issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
-		require.NoError(t, err)
-		v, err := f.tokens.Validate(ctx, issued.AccessToken, "", "", inside)
-		require.NoError(t, err)
-		require.Equal(t, TokenOK, v.Reason)
-		require.NoError(t, f.tokens.Revoke(ctx, RevokeTarget{AccessToken: issued.AccessToken}, "test"))
-		v, err = f.tokens.Validate(ctx, issued.AccessToken, "", "", inside)
+		token := f.issueValidated(t, "", "")
+		require.NoError(t, f.tokens.Revoke(ctx, RevokeTarget{AccessToken: token}, "test"))
+		v, err := f.tokens.Validate(ctx, token, "", "", inside)
 		require.NoError(t, err)
 		assert.Equal(t, TokenRevoked, v.Reason)
 		hits, _ := f.cacheCounts()
@@ -130,14 +135,10 @@ func TestCachedTokenStopsAtRevocation(t *testing.T) {
 	})
 	t.Run("the key it was issued to", func(t *testing.T) {
 		f := newTokenFixture(t, AlgEdDSA)
-		issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
+		token := f.issueValidated(t, "", "")
+		_, err := f.keys.Revoke(ctx, f.key.ID, "test")
 		require.NoError(t, err)
-		v, err := f.tokens.Validate(ctx, issued.AccessToken, "", "", inside)
-		require.NoError(t, err)
-		require.Equal(t, TokenOK, v.Reason)
-		_, err = f.keys.Revoke(ctx, f.key.ID, "test")
-		require.NoError(t, err)
-		v, err = f.tokens.Validate(ctx, issued.AccessToken, "", "", inside)
+		v, err := f.tokens.Validate(ctx, token, "", "", inside)
 		require.NoError(t, err)
 		assert.Equal(t, TokenRevoked, v.Reason)
 		hits, _ := f.cacheCounts()
@@ -196,22 +197,18 @@ func TestCachedTokenTimesAreCheckedAsTheParserDoes(t *testing.T) {
 
 func TestCachedTokenStopsWhenItsSigningKeyRetires(t *testing.T) {
 	f := newTokenFixture(t, AlgES256)
-	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
-	require.NoError(t, err)
+	token := f.issueValidated(t, "", "")
 	ctx := context.Background()
-	v, err := f.tokens.Validate(ctx, issued.AccessToken, "", "", inside)
-	require.NoError(t, err)
-	require.Equal(t, TokenOK, v.Reason)
 	time.Sleep(2 * time.Millisecond) // keys made in one millisecond are ordered by kid
-	_, err = f.tokens.RotateSigningKey(ctx, AlgEdDSA)
+	_, err := f.tokens.RotateSigningKey(ctx, AlgEdDSA)
 	require.NoError(t, err)
-	v, err = f.tokens.Validate(ctx, issued.AccessToken, "", "", inside)
+	v, err := f.tokens.Validate(ctx, token, "", "", inside)
 	require.NoError(t, err)
 	assert.Equal(t, TokenOK, v.Reason, "a replaced key verifies while its tokens live")
 
 	f.tokens.ring.grace = 0
 	require.NoError(t, f.tokens.ring.reload(ctx))
-	v, err = f.tokens.Validate(ctx, issued.AccessToken, "", "", inside)
+	v, err = f.tokens.Validate(ctx, token, "", "", inside)
 	require.NoError(t, err)
 	assert.Equal(t, TokenBadSignature, v.Reason, "retired: the cached verification no longer counts")
 	hits, misses := f.cacheCounts()
@@ -219,11 +216,11 @@ func TestCachedTokenStopsWhenItsSigningKeyRetires(t *testing.T) {
 
 	// Retired and expired: the parser looks at the key first, and so does a hit.
 	ref := f.uncached(t)
-	later := func() time.Time { return issued.ExpireTime.Add(time.Hour) }
+	later := func() time.Time { return time.Now().Add(f.tokens.cfg.DefaultTTL + time.Hour) } // past the token's exp
 	f.tokens.now, ref.now = later, later
-	v, err = f.tokens.Validate(ctx, issued.AccessToken, "", "", inside)
+	v, err = f.tokens.Validate(ctx, token, "", "", inside)
 	require.NoError(t, err)
-	want, err := ref.Validate(ctx, issued.AccessToken, "", "", inside)
+	want, err := ref.Validate(ctx, token, "", "", inside)
 	require.NoError(t, err)
 	assert.Equal(t, TokenBadSignature, want.Reason)
 	assert.Equal(t, want, v)
@@ -233,13 +230,9 @@ func TestTamperedTokenFailsAfterTheOriginalWasCached(t *testing.T) {
 	for _, alg := range Algorithms {
 		t.Run(alg, func(t *testing.T) {
 			f := newTokenFixture(t, alg)
-			issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
-			require.NoError(t, err)
-			good := issued.AccessToken
+			token := f.issueValidated(t, "", "")
+			good := token
 			ctx := context.Background()
-			v, err := f.tokens.Validate(ctx, good, "", "", inside)
-			require.NoError(t, err)
-			require.Equal(t, TokenOK, v.Reason)
 
 			parts := strings.Split(good, ".")
 			// One character of the signature: the first, whose bits all count.
@@ -265,7 +258,7 @@ func TestTamperedTokenFailsAfterTheOriginalWasCached(t *testing.T) {
 				assert.Contains(t, []TokenReason{TokenBadSignature, TokenMalformed}, v.Reason, tampered)
 				assert.False(t, v.Valid())
 			}
-			v, err = f.tokens.Validate(ctx, badSig, "", "", inside)
+			v, err := f.tokens.Validate(ctx, badSig, "", "", inside)
 			require.NoError(t, err)
 			assert.Equal(t, TokenBadSignature, v.Reason, "one character of the signature changed")
 			hits, _ := f.cacheCounts()
@@ -434,14 +427,10 @@ func TestConcurrentValidationWithTheCache(t *testing.T) {
 
 func TestValidateOnCacheHitDoesNotAllocate(t *testing.T) {
 	f := newTokenFixture(t, AlgES256)
-	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
-	require.NoError(t, err)
+	token := f.issueValidated(t, "orders-api", "orders/1:refund")
 	ctx := context.Background()
-	v, err := f.tokens.Validate(ctx, issued.AccessToken, "orders-api", "orders/1:refund", inside)
-	require.NoError(t, err)
-	require.True(t, v.Valid())
 	allocs := testing.AllocsPerRun(200, func() {
-		v, err := f.tokens.Validate(ctx, issued.AccessToken, "orders-api", "orders/1:refund", inside)
+		v, err := f.tokens.Validate(ctx, token, "orders-api", "orders/1:refund", inside)
 		if err != nil || !v.Valid() {
 			t.Fatal("validation failed")
 		}
