@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -14,7 +15,16 @@ import (
 // audit_events, with each row's size kept in a column so TrimAuditEvents can bound
 // the table by bytes, oldest first (SQLite has no capped tables). Key history lives
 // in key_events and is never trimmed.
-type auditRepo struct{ s *Store }
+//
+// The store's total size is kept in memory (one process owns the data dir), so a
+// trim of a log within its bound costs nothing and one over it reads only the rows
+// it deletes; summing a large log holds the writer for seconds.
+type auditRepo struct {
+	s *Store
+
+	mu    sync.Mutex // serialises inserts and trims, and guards bytes
+	bytes int64      // sum of the stored events' sizes; -1: not known, summed at the next trim
+}
 
 var _ repository.AuditRepository = (*auditRepo)(nil)
 
@@ -37,6 +47,8 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 	if len(events) == 0 {
 		return nil
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	tx, err := a.s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap("insert audit events", err)
@@ -46,12 +58,15 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 			_ = tx.Rollback()
 		}
 	}()
+	var added int64
+	exact := true // false when an event was stored already (a retried batch)
 	// Many rows per INSERT: one statement step per chunk instead of per event
 	// (the audit writer is on every request's path, in the background).
 	args := make([]any, 0, auditChunk*auditParams)
 	for start := 0; start < len(events); start += auditChunk {
 		chunk := events[start:min(start+auditChunk, len(events))]
 		args = args[:0]
+		var chunkBytes int64
 		for _, e := range chunk {
 			doc, err := json.Marshal(auditDoc{
 				RequestID: e.RequestID, HTTPMethod: e.HTTPMethod, HTTPRoute: e.HTTPRoute, TokenID: e.TokenID,
@@ -63,13 +78,25 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 			}
 			size := len(doc) + len(e.ID) + len(e.Method) + len(e.CallerKeyID) + len(e.Subject) + len(e.ClientIP) + len(e.Code) + 8
 			args = append(args, e.ID, e.Time.UnixMilli(), e.Method, e.CallerKeyID, e.Subject, e.ClientIP, e.Code, string(doc), size)
+			chunkBytes += int64(size)
 		}
-		if _, err := tx.ExecContext(ctx, insertAuditSQL(len(chunk)), args...); err != nil {
+		res, err := tx.ExecContext(ctx, insertAuditSQL(len(chunk)), args...)
+		if err != nil {
 			return wrap("insert audit events", err)
 		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
+			exact = false
+		}
+		added += chunkBytes
 	}
 	if err := tx.Commit(); err != nil {
 		return wrap("insert audit events", err)
+	}
+	switch {
+	case !exact:
+		a.bytes = -1
+	case a.bytes >= 0:
+		a.bytes += added
 	}
 	return nil
 }
@@ -145,17 +172,52 @@ func (a *auditRepo) ListAuditEvents(ctx context.Context, f repository.AuditFilte
 
 // TrimAuditEvents keeps the newest events whose sizes add up to at most maxBytes.
 func (a *auditRepo) TrimAuditEvents(ctx context.Context, maxBytes int64) (int64, error) {
-	res, err := a.s.w.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= (
-		SELECT id FROM (SELECT id, sum(size) OVER (ORDER BY id DESC) AS total FROM audit_events)
-		WHERE total > ? ORDER BY id DESC LIMIT 1)`, maxBytes)
-	if err != nil {
-		return 0, wrap("trim audit events", err)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.bytes < 0 {
+		if err := a.s.w.QueryRowContext(ctx, "SELECT coalesce(sum(size), 0) FROM audit_events").Scan(&a.bytes); err != nil {
+			a.bytes = -1
+			return 0, wrap("trim audit events", err)
+		}
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, wrap("trim audit events", err)
+	var deleted int64
+	for a.bytes > maxBytes {
+		// The oldest events, a page at a time, until enough bytes are found.
+		rows, err := a.s.w.QueryContext(ctx, "SELECT id, size FROM audit_events ORDER BY id LIMIT 1000")
+		if err != nil {
+			return deleted, wrap("trim audit events", err)
+		}
+		var last string
+		var freed int64
+		for rows.Next() && a.bytes-freed > maxBytes {
+			var size int64
+			if err := rows.Scan(&last, &size); err != nil {
+				rows.Close()
+				return deleted, wrap("trim audit events", err)
+			}
+			freed += size
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return deleted, wrap("trim audit events", err)
+		}
+		if last == "" { // the table is empty: the total was off
+			a.bytes = 0
+			break
+		}
+		res, err := a.s.w.ExecContext(ctx, "DELETE FROM audit_events WHERE id <= ?", last)
+		if err != nil {
+			a.bytes = -1
+			return deleted, wrap("trim audit events", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			a.bytes = -1
+			return deleted, wrap("trim audit events", err)
+		}
+		deleted += n
+		a.bytes -= freed
 	}
-	return n, nil
+	return deleted, nil
 }
 
 type keyEventDoc struct {

@@ -127,7 +127,7 @@ func Open(ctx context.Context, dir string) (_ *Store, err error) {
 	s.signingKeys = &signingKeyRepo{s: s}
 	s.tokens = &tokenRepo{s: s}
 	s.revocations = &revocationRepo{s: s}
-	s.audit = &auditRepo{s: s}
+	s.audit = &auditRepo{s: s, bytes: -1}
 	return s, nil
 }
 

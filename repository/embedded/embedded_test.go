@@ -373,3 +373,93 @@ func BenchmarkInsertAuditEvents(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
 }
+
+// BenchmarkTrimAuditEventsUnderTheBound measures the periodic trim of a large audit
+// log that is within its bound (the usual case): it holds the writer while it runs.
+func BenchmarkTrimAuditEventsUnderTheBound(b *testing.B) {
+	ctx := context.Background()
+	s := open(b)
+	defer s.Close(ctx)
+	base := time.Now()
+	const total = 200_000
+	for n := 0; n < total; {
+		batch := make([]*repository.AuditEvent, 0, 1000)
+		for range 1000 {
+			n++
+			batch = append(batch, &repository.AuditEvent{ID: fmt.Sprintf("%020d-%08d", base.UnixNano(), n), Time: base,
+				Method: "/keyward.v1.KeyService/VerifyKey", CallerKeyID: "abcdefghijklmnop", ClientIP: "127.0.0.1",
+				UserAgent: "grpc-go/1.77", Headers: map[string]string{"authorization": "hmac-sha256:0123456789abcdef0123456789abcdef"}, Code: "OK"})
+		}
+		require.NoError(b, s.Audit().InsertAuditEvents(ctx, batch))
+	}
+	start := time.Now()
+	_, err := s.Audit().TrimAuditEvents(ctx, 1<<30)
+	require.NoError(b, err)
+	first := time.Since(start) // sums the log, once per process
+	for b.Loop() {
+		n, err := s.Audit().TrimAuditEvents(ctx, 1<<30)
+		require.NoError(b, err)
+		require.Zero(b, n)
+	}
+	b.ReportMetric(float64(first.Microseconds())/1000, "first-trim-ms")
+}
+
+// The audit log's size is tracked in memory: after inserts, retried batches, trims
+// and a reopen, trimming keeps exactly the newest events that fit, and the tracked
+// total is the stored one.
+func TestAuditTrimTracksTheStoredSize(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir)
+	require.NoError(t, err)
+	base := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	var all []*repository.AuditEvent
+	for i := range 3000 {
+		all = append(all, &repository.AuditEvent{ID: fmt.Sprintf("%020d-%08d", base.UnixNano(), i), Time: base,
+			Method: "/m", CallerKeyID: "k", Code: "OK", UserAgent: strings.Repeat("u", i%50)})
+	}
+	stored := func(s *Store) (n, bytes int64) {
+		require.NoError(t, s.w.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(size), 0) FROM audit_events").Scan(&n, &bytes))
+		return n, bytes
+	}
+	check := func(s *Store, max int64) {
+		t.Helper()
+		var ids []string // oldest first, with their sizes
+		sizes := map[string]int64{}
+		rows, err := s.w.QueryContext(ctx, "SELECT id, size FROM audit_events ORDER BY id")
+		require.NoError(t, err)
+		for rows.Next() {
+			var id string
+			var size int64
+			require.NoError(t, rows.Scan(&id, &size))
+			ids, sizes[id] = append(ids, id), size
+		}
+		require.NoError(t, rows.Close())
+		deleted, err := s.Audit().TrimAuditEvents(ctx, max)
+		require.NoError(t, err)
+		n, bytes := stored(s)
+		assert.Equal(t, int64(len(ids))-deleted, n, "deleted counts the rows deleted")
+		assert.LessOrEqual(t, bytes, max, "within the bound")
+		if deleted > 0 {
+			newestGone := ids[deleted-1]
+			assert.Greater(t, bytes+sizes[newestGone], max, "no event was deleted that would have fit")
+			var oldestKept string
+			require.NoError(t, s.w.QueryRowContext(ctx, "SELECT min(id) FROM audit_events").Scan(&oldestKept))
+			assert.Equal(t, ids[deleted], oldestKept, "the oldest went first")
+		}
+		assert.Equal(t, bytes, s.Audit().(*auditRepo).bytes, "the tracked total is the stored one")
+	}
+	require.NoError(t, s.Audit().InsertAuditEvents(ctx, all[:1000]))
+	check(s, 1<<30) // summed once, nothing to delete
+	require.NoError(t, s.Audit().InsertAuditEvents(ctx, all[:2000]), "a batch retried after its first half was stored")
+	check(s, 200_000)
+	require.NoError(t, s.Audit().InsertAuditEvents(ctx, all[2000:]))
+	check(s, 150_000)
+	require.NoError(t, s.Close(ctx))
+
+	s, err = Open(ctx, dir) // the total is summed again after a reopen
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	check(s, 50_000)
+	check(s, 50_000)
+}
