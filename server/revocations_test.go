@@ -41,10 +41,15 @@ func twoInstances(t testing.TB) (a, b *servertest.Keyward) {
 
 // watch subscribes to the revocation stream of kw and returns its events.
 func watch(t testing.TB, kw *servertest.Keyward, secret string, after uint64) (<-chan *keywardv1.RevocationEvent, context.CancelFunc) {
+	return watchBuffered(t, kw, secret, after, 10_000)
+}
+
+// watchBuffered is watch with room for buffer events not yet read.
+func watchBuffered(t testing.TB, kw *servertest.Keyward, secret string, after uint64, buffer int) (<-chan *keywardv1.RevocationEvent, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(servertest.Auth(context.Background(), secret))
 	stream, err := keywardv1.NewRevocationServiceClient(kw.Conn).WatchRevocations(ctx, &keywardv1.WatchRevocationsRequest{AfterSequence: after})
 	require.NoError(t, err)
-	events := make(chan *keywardv1.RevocationEvent, 10_000)
+	events := make(chan *keywardv1.RevocationEvent, buffer)
 	ready := make(chan struct{})
 	go func() {
 		defer close(events)
@@ -197,7 +202,9 @@ func BenchmarkRevocationFanOut(b *testing.B) {
 			subs := make([]<-chan *keywardv1.RevocationEvent, subscribers)
 			for i := range subs {
 				var cancel context.CancelFunc
-				subs[i], cancel = watch(b, kw, kw.AdminKey, 0)
+				// A small buffer: each event is read before the next revocation, and
+				// the heap per subscriber should be the stream's, not this test's.
+				subs[i], cancel = watchBuffered(b, kw, kw.AdminKey, 0, 16)
 				defer cancel()
 			}
 			var after runtime.MemStats
