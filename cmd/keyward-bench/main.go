@@ -42,6 +42,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,7 +190,7 @@ func run(o options) error {
 		return err
 	}
 	progress("audit count")
-	if report.Audit, err = auditCheck(f, slicesMax(o.levels), o.duration); err != nil {
+	if report.Audit, err = auditCheck(f, slices.Max(o.levels), o.duration); err != nil {
 		return err
 	}
 	// Scenario 2 again with every validation verifying the signature: the server
@@ -231,14 +232,6 @@ func run(o options) error {
 }
 
 func progress(what string) { fmt.Fprintf(os.Stderr, "— %s\n", what) }
-
-func slicesMax(s []int) int {
-	m := s[0]
-	for _, v := range s {
-		m = max(m, v)
-	}
-	return m
-}
 
 // measureLoad warms a scenario up, then measures it at concurrency c, with the
 // server's CPU time and the ratios to its baseline and crypto bound.
