@@ -66,6 +66,20 @@ type options struct {
 	peersOnly        bool
 	run              *regexp.Regexp
 	profileDir       string
+	serverEnv        envFlag
+}
+
+// envFlag collects -server-env KEY=VALUE settings.
+type envFlag []string
+
+func (e *envFlag) String() string { return strings.Join(*e, " ") }
+
+func (e *envFlag) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 func main() {
@@ -80,6 +94,7 @@ func main() {
 	flag.Var(&o.peers, "peer", "an HTTP endpoint to drive too: a JSON object {name, method, url, headers, body, expect, compare}, or @file; repeatable")
 	flag.BoolVar(&o.peersOnly, "peers-only", false, "measure only the -peer endpoints, not Keyward")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "write a CPU profile of the server for each measured load scenario into this directory (the server runs with --pprof-addr)")
+	flag.Var(&o.serverEnv, "server-env", "an environment variable for the server only, KEY=VALUE (e.g. GOGC=400); repeatable")
 	runFlag := flag.String("run", "", "measure only the load scenarios whose name matches this regular expression (baselines always run)")
 	flag.Parse()
 	for _, s := range strings.Split(*levels, ",") {
@@ -139,7 +154,7 @@ func run(o options) error {
 		}
 		serverFlags = append(serverFlags, "--pprof-addr", freeAddr())
 	}
-	srv, err := startServer(o.binary, filepath.Join(dir, "data"), serverFlags...)
+	srv, err := startServer(o.binary, filepath.Join(dir, "data"), o.serverEnv, serverFlags...)
 	if err != nil {
 		return err
 	}

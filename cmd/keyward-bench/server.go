@@ -18,7 +18,7 @@ import (
 // server is a Keyward under test, a child process serving on loopback.
 type server struct {
 	binary, dataDir    string
-	extra              []string
+	env, extra         []string
 	cmd                *exec.Cmd
 	grpcAddr, httpAddr string
 	adminKey           string
@@ -33,10 +33,10 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-// startServer starts keyward on the embedded store in dataDir, with extra flags,
-// and waits until it serves and its bootstrap admin key is written.
-func startServer(binary, dataDir string, extra ...string) (*server, error) {
-	s := &server{binary: binary, dataDir: dataDir, extra: extra}
+// startServer starts keyward on the embedded store in dataDir, with env added to
+// its environment and extra flags, and waits until it serves and its bootstrap admin key is written.
+func startServer(binary, dataDir string, env []string, extra ...string) (*server, error) {
+	s := &server{binary: binary, dataDir: dataDir, env: env, extra: extra}
 	return s, s.start()
 }
 
@@ -45,6 +45,7 @@ func (s *server) start() error {
 	args := append([]string{"serve", "--data-dir", s.dataDir, "--grpc-addr", s.grpcAddr,
 		"--http-addr", s.httpAddr, "--auth-failure-burst", "1000000"}, s.extra...)
 	s.cmd = exec.Command(s.binary, args...)
+	s.cmd.Env = append(os.Environ(), s.env...)
 	// The server logs at its default level (info) to a file beside its store.
 	logFile, err := os.OpenFile(s.dataDir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
