@@ -238,13 +238,7 @@ func (r *auditRepo) TrimAuditEvents(context.Context, int64) (int64, error) {
 
 // AppendKeyEvent inserts e; ErrAlreadyExists when the id is taken.
 func (r *auditRepo) AppendKeyEvent(ctx context.Context, e *repository.KeyEvent) error {
-	if _, err := r.keyEvents.InsertOne(ctx, toKeyEventDoc(e)); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("mongodb: append key event %q: %w", e.ID, repository.ErrAlreadyExists)
-		}
-		return wrapErr("append key event", err)
-	}
-	return nil
+	return insertNew(ctx, r.keyEvents, "append key event", e.ID, toKeyEventDoc(e))
 }
 
 // ListKeyEvents finds the events of one key (with _id above afterID when given),

@@ -164,6 +164,22 @@ func findByID[D, R any](ctx context.Context, coll *mongo.Collection, what, id st
 	return convert(&d), nil
 }
 
+// insertNew inserts doc, a new record; op names the operation and id the record in
+// errors: "mongodb: create key \"k1\": already exists" when its unique key is taken
+// (the driver's message is left out: it quotes the duplicate value).
+func insertNew(ctx context.Context, coll *mongo.Collection, op, id string, doc any) error {
+	_, err := coll.InsertOne(ctx, doc)
+	switch {
+	case err == nil:
+		return nil
+	case !mongo.IsDuplicateKeyError(err):
+		return wrapErr(op, err)
+	case id == "":
+		return fmt.Errorf("mongodb: %s: %w", op, repository.ErrAlreadyExists)
+	}
+	return fmt.Errorf("mongodb: %s %q: %w", op, id, repository.ErrAlreadyExists)
+}
+
 // findAll runs a query and converts each document it returns; op names the
 // operation in errors.
 func findAll[D, R any](ctx context.Context, coll *mongo.Collection, op string, filter any,

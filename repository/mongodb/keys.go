@@ -143,12 +143,8 @@ var _ repository.KeyRepository = (*keyRepo)(nil)
 func (r *keyRepo) CreateKey(ctx context.Context, k *repository.Key) error {
 	d := toKeyDoc(k)
 	d.Version = 1
-	if _, err := r.coll.InsertOne(ctx, d); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			// The driver's message is left out: it quotes the duplicate value.
-			return fmt.Errorf("mongodb: create key %q: %w", k.ID, repository.ErrAlreadyExists)
-		}
-		return wrapErr("create key", err)
+	if err := insertNew(ctx, r.coll, "create key", k.ID, d); err != nil {
+		return err
 	}
 	k.Version = 1
 	return nil

@@ -55,11 +55,8 @@ var _ repository.RoleRepository = (*roleRepo)(nil)
 func (r *roleRepo) CreateRole(ctx context.Context, role *repository.Role) error {
 	d := toRoleDoc(role)
 	d.Version = 1
-	if _, err := r.coll.InsertOne(ctx, d); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("mongodb: create role %q: %w", role.Name, repository.ErrAlreadyExists)
-		}
-		return wrapErr("create role", err)
+	if err := insertNew(ctx, r.coll, "create role", role.Name, d); err != nil {
+		return err
 	}
 	role.Version = 1
 	return nil

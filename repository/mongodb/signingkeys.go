@@ -57,13 +57,7 @@ var _ repository.SigningKeyRepository = (*signingKeyRepo)(nil)
 // CreateSigningKey inserts k; the unique _id (the kid) makes a second key with that
 // kid ErrAlreadyExists.
 func (r *signingKeyRepo) CreateSigningKey(ctx context.Context, k *repository.SigningKey) error {
-	if _, err := r.coll.InsertOne(ctx, toSigningKeyDoc(k)); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("mongodb: create signing key %q: %w", k.Kid, repository.ErrAlreadyExists)
-		}
-		return wrapErr("create signing key", err)
-	}
-	return nil
+	return insertNew(ctx, r.coll, "create signing key", k.Kid, toSigningKeyDoc(k))
 }
 
 // ListSigningKeys returns every key in (create_time, _id) descending order: the

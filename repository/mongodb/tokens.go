@@ -2,7 +2,6 @@ package mongodb
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -109,14 +108,7 @@ var _ repository.TokenRepository = (*tokenRepo)(nil)
 
 // CreateRefreshToken inserts t; ErrAlreadyExists when the id is taken.
 func (r *tokenRepo) CreateRefreshToken(ctx context.Context, t *repository.RefreshToken) error {
-	if _, err := r.refresh.InsertOne(ctx, toRefreshTokenDoc(t)); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			// The driver's message is left out: it quotes the duplicate value.
-			return fmt.Errorf("mongodb: create refresh token %q: %w", t.ID, repository.ErrAlreadyExists)
-		}
-		return wrapErr("create refresh token", err)
-	}
-	return nil
+	return insertNew(ctx, r.refresh, "create refresh token", t.ID, toRefreshTokenDoc(t))
 }
 
 // GetRefreshToken finds the refresh token by _id. An expired token is returned as
@@ -128,13 +120,7 @@ func (r *tokenRepo) GetRefreshToken(ctx context.Context, id string) (*repository
 
 // CreateTemporaryToken inserts t; ErrAlreadyExists when the id is taken.
 func (r *tokenRepo) CreateTemporaryToken(ctx context.Context, t *repository.TemporaryToken) error {
-	if _, err := r.temporary.InsertOne(ctx, toTemporaryTokenDoc(t)); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("mongodb: create temporary token %q: %w", t.ID, repository.ErrAlreadyExists)
-		}
-		return wrapErr("create temporary token", err)
-	}
-	return nil
+	return insertNew(ctx, r.temporary, "create temporary token", t.ID, toTemporaryTokenDoc(t))
 }
 
 // GetTemporaryToken finds the temporary token by _id.
@@ -147,13 +133,7 @@ func (r *tokenRepo) GetTemporaryToken(ctx context.Context, id string) (*reposito
 // (an upsert or findOneAndUpdate is not atomic on FerretDB v1). The name is not
 // quoted in errors: callers build it, possibly from token material.
 func (r *tokenRepo) Claim(ctx context.Context, name string, expire time.Time) error {
-	if _, err := r.claims.InsertOne(ctx, claimDoc{Name: name, ExpireTime: timePtr(expire)}); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("mongodb: claim: %w", repository.ErrAlreadyExists)
-		}
-		return wrapErr("claim", err)
-	}
-	return nil
+	return insertNew(ctx, r.claims, "claim", "", claimDoc{Name: name, ExpireTime: timePtr(expire)})
 }
 
 // PruneExpired deletes, collection by collection, the refresh tokens, temporary
