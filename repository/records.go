@@ -186,8 +186,13 @@ type RefreshToken struct {
 
 // TemporaryToken is a stored temporary token for one named operation.
 type TemporaryToken struct {
-	ID         string
-	KeyID      string
+	ID    string
+	KeyID string
+	// TokenID and SessionID name the access token that issued it (its jti and
+	// refresh family), when a token rather than the key itself did: revoking that
+	// token or family revokes this one too. Empty when the key issued it.
+	TokenID    string
+	SessionID  string
 	Operation  string
 	Hash       []byte
 	MaxUses    int

@@ -98,6 +98,12 @@ type RevocationRepository interface {
 	// Sequence numbers strictly increase without gaps, also across processes
 	// appending concurrently: number n+1 is only taken once n is stored.
 	AppendRevocation(ctx context.Context, r *Revocation) error
+	// AppendRevocationOnce stores r as AppendRevocation does unless an entry of r's
+	// kind and subject is stored already: then it returns ErrAlreadyExists and stores
+	// nothing. Of concurrent calls for one kind and subject exactly one stores, so
+	// that revoking what is revoked (a refresh-token reuse raced by many callers)
+	// adds nothing to the log every subscriber reads.
+	AppendRevocationOnce(ctx context.Context, r *Revocation) error
 	// ListRevocations returns up to limit entries with Sequence > after, in order.
 	ListRevocations(ctx context.Context, after uint64, limit int) ([]*Revocation, error)
 	// FindRevocation returns the earliest entry of that kind and subject, or ErrNotFound.

@@ -123,6 +123,10 @@ func (w obsRevocations) AppendRevocation(ctx context.Context, r *repository.Revo
 	return observe0(w.o, "append_revocation", func() error { return w.RevocationRepository.AppendRevocation(ctx, r) })
 }
 
+func (w obsRevocations) AppendRevocationOnce(ctx context.Context, r *repository.Revocation) error {
+	return observe0(w.o, "append_revocation_once", func() error { return w.RevocationRepository.AppendRevocationOnce(ctx, r) })
+}
+
 func (w obsRevocations) ListRevocations(ctx context.Context, after uint64, limit int) ([]*repository.Revocation, error) {
 	return observe(w.o, "list_revocations", func() ([]*repository.Revocation, error) {
 		return w.RevocationRepository.ListRevocations(ctx, after, limit)

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"math"
 	"time"
 
@@ -43,6 +44,30 @@ func (rr *revocationRepo) AppendRevocation(ctx context.Context, r *repository.Re
 		r.Kind, r.SubjectID, nullMS(r.RevokeTime), nullMS(r.RelevantUntil), r.Reason)
 	if err != nil {
 		return wrap("append revocation", err)
+	}
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return wrap("append revocation", err)
+	}
+	r.Sequence = uint64(seq)
+	return nil
+}
+
+// AppendRevocationOnce stores r unless an entry of its kind and subject exists. The
+// check and the insert are one statement on the single writer connection, so
+// concurrent calls store exactly once.
+func (rr *revocationRepo) AppendRevocationOnce(ctx context.Context, r *repository.Revocation) error {
+	res, err := rr.s.w.ExecContext(ctx,
+		`INSERT INTO revocations (kind, subject_id, revoke_ms, relevant_until_ms, reason)
+		 SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM revocations WHERE kind = ? AND subject_id = ?)`,
+		r.Kind, r.SubjectID, nullMS(r.RevokeTime), nullMS(r.RelevantUntil), r.Reason, r.Kind, r.SubjectID)
+	if err != nil {
+		return wrap("append revocation", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap("append revocation", err)
+	} else if n == 0 {
+		return fmt.Errorf("embedded store: revocation of %s %q: %w", r.Kind, r.SubjectID, repository.ErrAlreadyExists)
 	}
 	seq, err := res.LastInsertId()
 	if err != nil {

@@ -28,6 +28,8 @@ type refreshDoc struct {
 
 // temporaryDoc is the JSON document of a temporary token.
 type temporaryDoc struct {
+	TokenID   string `json:"token_id,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
 	Operation string `json:"operation,omitempty"`
 	Hash      []byte `json:"hash,omitempty"`
 	MaxUses   int    `json:"max_uses,omitempty"`
@@ -83,6 +85,8 @@ func (r *tokenRepo) GetRefreshToken(ctx context.Context, id string) (*repository
 // CreateTemporaryToken stores a temporary token.
 func (r *tokenRepo) CreateTemporaryToken(ctx context.Context, t *repository.TemporaryToken) error {
 	doc, err := json.Marshal(temporaryDoc{
+		TokenID:   t.TokenID,
+		SessionID: t.SessionID,
 		Operation: t.Operation,
 		Hash:      t.Hash,
 		MaxUses:   t.MaxUses,
@@ -116,6 +120,8 @@ func (r *tokenRepo) GetTemporaryToken(ctx context.Context, id string) (*reposito
 	}
 	t.ExpireTime = nullTime(expire)
 	t.Operation = d.Operation
+	t.TokenID = d.TokenID
+	t.SessionID = d.SessionID
 	t.Hash = nilIfEmpty(d.Hash)
 	t.MaxUses = d.MaxUses
 	t.CreateTime = ptrTime(d.CreateMS)

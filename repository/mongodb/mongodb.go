@@ -161,10 +161,14 @@ var signingKeyIndexes = []mongo.IndexModel{
 }
 
 // revocationIndexes are the indexes of the revocations collection: FindRevocation's
-// lookup (earliest entry of a kind and subject) and PruneRevocations' filter.
+// lookup (earliest entry of a kind and subject), PruneRevocations' filter, and the
+// uniqueness AppendRevocationOnce relies on. That one is sparse, not partial
+// (FerretDB v1 does not implement partialFilterExpression): entries appended by
+// AppendRevocation have no `once` field and are not in it.
 var revocationIndexes = []mongo.IndexModel{
 	{Keys: bson.D{{Key: "kind", Value: 1}, {Key: "subject_id", Value: 1}, {Key: "_id", Value: 1}}},
 	{Keys: bson.D{{Key: "relevant_until", Value: 1}}},
+	{Keys: bson.D{{Key: fieldOnce, Value: 1}}, Options: options.Index().SetUnique(true).SetSparse(true)},
 }
 
 // auditIndexes are the indexes of the capped audit_events collection: one per

@@ -70,7 +70,7 @@ func TestOpenIsIdempotent(t *testing.T) {
 	})
 
 	t.Run("RevocationIndexes", func(t *testing.T) {
-		assert.ElementsMatch(t, []string{"_id:1", "kind:1,subject_id:1,_id:1", "relevant_until:1"},
+		assert.ElementsMatch(t, []string{"_id:1", "kind:1,subject_id:1,_id:1", "relevant_until:1", "once:1"},
 			indexes(t, s, mongodb.RevocationsCollection))
 	})
 

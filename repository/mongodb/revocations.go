@@ -22,6 +22,9 @@ type revocationDoc struct {
 	RevokeTime    *time.Time `bson:"revoke_time,omitempty"`
 	RelevantUntil *time.Time `bson:"relevant_until,omitempty"`
 	Reason        string     `bson:"reason,omitempty"`
+	// Once is "<kind>:<subject>" on entries appended by AppendRevocationOnce; a
+	// unique index makes it taken once.
+	Once string `bson:"once,omitempty"`
 }
 
 // Field names of the revocations collection used in queries.
@@ -29,6 +32,7 @@ const (
 	fieldKind          = "kind"
 	fieldSubjectID     = "subject_id"
 	fieldRelevantUntil = "relevant_until"
+	fieldOnce          = "once"
 )
 
 // maxAppendAttempts bounds AppendRevocation's retries. An attempt only fails on a
@@ -73,7 +77,37 @@ var _ repository.RevocationRepository = (*revocationRepo)(nil)
 // and on FerretDB; and number n+1 is only tried by an appender that has read n, so
 // numbers have no gaps. Sets r.Sequence.
 func (r *revocationRepo) AppendRevocation(ctx context.Context, rev *repository.Revocation) error {
+	return r.append(ctx, rev, toRevocationDoc(rev), nil)
+}
+
+// AppendRevocationOnce appends as AppendRevocation does, with `once` set to the
+// entry's kind and subject. The unique index on `once` lets one insert of each pair
+// succeed, on MongoDB and FerretDB alike. A duplicate key error is then either that
+// index (the pair is stored: ErrAlreadyExists) or _id (another append took the
+// sequence number: try the next); the lookup tells which. Entries of the pair that
+// AppendRevocation stored (without `once`) count as stored too.
+func (r *revocationRepo) AppendRevocationOnce(ctx context.Context, rev *repository.Revocation) error {
+	stored := func() error {
+		_, err := r.FindRevocation(ctx, rev.Kind, rev.SubjectID)
+		switch {
+		case err == nil:
+			return fmt.Errorf("mongodb: revocation of %s %q: %w", rev.Kind, rev.SubjectID, repository.ErrAlreadyExists)
+		case errors.Is(err, repository.ErrNotFound):
+			return nil
+		}
+		return err
+	}
+	if err := stored(); err != nil {
+		return err
+	}
 	d := toRevocationDoc(rev)
+	d.Once = rev.Kind + ":" + rev.SubjectID
+	return r.append(ctx, rev, d, stored)
+}
+
+// append inserts d under the next free sequence number. onDuplicate, when set, is
+// asked after each duplicate key error whether to give up (its error) or retry.
+func (r *revocationRepo) append(ctx context.Context, rev *repository.Revocation, d *revocationDoc, onDuplicate func() error) error {
 	for range maxAppendAttempts {
 		latest, err := r.latest(ctx)
 		if err != nil {
@@ -90,6 +124,11 @@ func (r *revocationRepo) AppendRevocation(ctx context.Context, rev *repository.R
 		}
 		if !mongo.IsDuplicateKeyError(err) {
 			return wrapErr("append revocation", err)
+		}
+		if onDuplicate != nil {
+			if err := onDuplicate(); err != nil {
+				return err
+			}
 		}
 	}
 	return fmt.Errorf("mongodb: append revocation: every sequence number tried was taken by a concurrent append (%d attempts): %w",

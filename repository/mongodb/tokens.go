@@ -59,6 +59,8 @@ func (d *refreshTokenDoc) refreshToken() *repository.RefreshToken {
 type temporaryTokenDoc struct {
 	ID         string     `bson:"_id"`
 	KeyID      string     `bson:"key_id"`
+	TokenID    string     `bson:"token_id,omitempty"`
+	SessionID  string     `bson:"session_id,omitempty"`
 	Operation  string     `bson:"operation"`
 	Hash       []byte     `bson:"hash,omitempty"`
 	MaxUses    int64      `bson:"max_uses"`
@@ -70,6 +72,8 @@ func toTemporaryTokenDoc(t *repository.TemporaryToken) *temporaryTokenDoc {
 	return &temporaryTokenDoc{
 		ID:         t.ID,
 		KeyID:      t.KeyID,
+		TokenID:    t.TokenID,
+		SessionID:  t.SessionID,
 		Operation:  t.Operation,
 		Hash:       t.Hash,
 		MaxUses:    int64(t.MaxUses),
@@ -82,6 +86,8 @@ func (d *temporaryTokenDoc) temporaryToken() *repository.TemporaryToken {
 	return &repository.TemporaryToken{
 		ID:         d.ID,
 		KeyID:      d.KeyID,
+		TokenID:    d.TokenID,
+		SessionID:  d.SessionID,
 		Operation:  d.Operation,
 		Hash:       nilIfEmpty(d.Hash),
 		MaxUses:    int(d.MaxUses),

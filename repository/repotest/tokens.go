@@ -72,13 +72,19 @@ func testTokens(t *testing.T, fresh func(*testing.T) repository.Store) {
 
 	t.Run("TemporaryTokens", func(t *testing.T) {
 		tokens := fresh(t).Tokens()
-		tt := &repository.TemporaryToken{ID: NewID(), KeyID: NewID(), Operation: "payments:refund:order-1234",
+		tt := &repository.TemporaryToken{ID: NewID(), KeyID: NewID(), TokenID: "jti-1", SessionID: NewID(), Operation: "payments/order-1234:refund",
 			Hash: []byte("fedcba9876543210fedcba9876543210"), MaxUses: 3, CreateTime: base, ExpireTime: base.Add(5 * time.Minute)}
 		require.NoError(t, tokens.CreateTemporaryToken(ctx, tt))
 		assert.ErrorIs(t, tokens.CreateTemporaryToken(ctx, tt), repository.ErrAlreadyExists)
 		got, err := tokens.GetTemporaryToken(ctx, tt.ID)
 		require.NoError(t, err)
 		assert.Equal(t, tt, got)
+		byKey := &repository.TemporaryToken{ID: NewID(), KeyID: NewID(), Operation: "reports:export",
+			Hash: []byte("fedcba9876543210fedcba9876543210"), MaxUses: 1, CreateTime: base, ExpireTime: base.Add(5 * time.Minute)}
+		require.NoError(t, tokens.CreateTemporaryToken(ctx, byKey))
+		got, err = tokens.GetTemporaryToken(ctx, byKey.ID)
+		require.NoError(t, err)
+		assert.Equal(t, byKey, got, "issued by a key: no token id or session")
 		_, err = tokens.GetTemporaryToken(ctx, NewID())
 		assert.ErrorIs(t, err, repository.ErrNotFound)
 	})
@@ -188,6 +194,66 @@ func testRevocations(t *testing.T, fresh func(*testing.T) repository.Store) {
 			subjects[r.SubjectID] = true
 		}
 		assert.Len(t, subjects, 50, "every append is stored")
+	})
+
+	t.Run("AppendOnceStoresOnePerKindAndSubject", func(t *testing.T) {
+		log := fresh(t).Revocations()
+		first := rev(repository.RevokedRefreshFamily, "family-1", base.Add(time.Hour))
+		require.NoError(t, log.AppendRevocationOnce(ctx, first))
+		assert.Equal(t, uint64(1), first.Sequence)
+		again := rev(repository.RevokedRefreshFamily, "family-1", base.Add(2*time.Hour))
+		assert.ErrorIs(t, log.AppendRevocationOnce(ctx, again), repository.ErrAlreadyExists)
+		assert.Zero(t, again.Sequence, "nothing stored")
+		other := rev(repository.RevokedAccessToken, "family-1", base.Add(time.Hour))
+		require.NoError(t, log.AppendRevocationOnce(ctx, other), "another kind, same subject")
+		plain := rev(repository.RevokedAPIKey, "key-1", base.Add(time.Hour))
+		require.NoError(t, log.AppendRevocation(ctx, plain))
+		assert.ErrorIs(t, log.AppendRevocationOnce(ctx, rev(repository.RevokedAPIKey, "key-1", base.Add(time.Hour))), repository.ErrAlreadyExists,
+			"an entry appended without once counts too")
+		next := rev(repository.RevokedKeyRightsReduced, "key-1", base.Add(time.Hour))
+		require.NoError(t, log.AppendRevocation(ctx, next))
+		require.NoError(t, log.AppendRevocation(ctx, rev(repository.RevokedKeyRightsReduced, "key-1", base.Add(time.Hour))), "plain appends repeat")
+		all, err := log.ListRevocations(ctx, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, all, 5)
+		for i, r := range all {
+			assert.Equal(t, uint64(i+1), r.Sequence, "a refused append leaves no gap")
+		}
+	})
+
+	t.Run("ConcurrentAppendOnceStoresExactlyOne", func(t *testing.T) {
+		log := fresh(t).Revocations()
+		var stored, refused atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() {
+				// Half of them race on one family, the others append plain entries
+				// meanwhile, so sequence numbers are contended too.
+				var err error
+				if i%2 == 0 {
+					err = log.AppendRevocationOnce(ctx, rev(repository.RevokedRefreshFamily, "family-x", base.Add(time.Hour)))
+				} else {
+					err = log.AppendRevocation(ctx, rev(repository.RevokedAccessToken, fmt.Sprintf("jti-%d", i), base.Add(time.Hour)))
+				}
+				switch {
+				case err == nil && i%2 == 0:
+					stored.Add(1)
+				case errors.Is(err, repository.ErrAlreadyExists):
+					refused.Add(1)
+				case err != nil:
+					t.Errorf("append: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, int32(1), stored.Load())
+		assert.Equal(t, int32(24), refused.Load())
+		all, err := log.ListRevocations(ctx, 0, 100)
+		require.NoError(t, err)
+		require.Len(t, all, 26)
+		for i, r := range all {
+			assert.Equal(t, uint64(i+1), r.Sequence, "no gaps, no duplicates")
+		}
 	})
 
 	t.Run("PruneKeepsTheLatest", func(t *testing.T) {
