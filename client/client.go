@@ -15,6 +15,15 @@
 //
 // HS256 tokens cannot be checked without the secret, which never leaves Keyward:
 // Validate rejects them (ErrSymmetric); call ValidateToken for those.
+//
+// A token is its key's delegate, and some of what Keyward enforces on it cannot be
+// checked locally: the key's rights and restrictions as they are now, its country
+// restriction, rate limit and quota. So Validate refuses (ErrRightsChanged) a
+// token issued before its key, or a role its key holds, lost rights or gained
+// restrictions, and refuses (ErrIssuerChecks) a token whose key has a country
+// restriction, rate limit or quota (its issuer_checks claim): for those, call
+// ValidateToken, which applies them. Revoking a token, its key or its session
+// (refresh family) reaches Validate through the revocation stream.
 package client
 
 import (
@@ -74,6 +83,11 @@ type Claims struct {
 	Roles       []string `json:"roles,omitempty"`
 	Permissions []string `json:"permissions,omitempty"`
 	CIDRs       []string `json:"cidrs,omitempty"`
+	// SessionID (sid) is the refresh family the token belongs to, if any.
+	SessionID string `json:"sid,omitempty"`
+	// IssuerChecks names restrictions only Keyward can apply (country,
+	// rate_limit, quota); Validate refuses such tokens with ErrIssuerChecks.
+	IssuerChecks []string `json:"issuer_checks,omitempty"`
 }
 
 // Validation errors; Validate wraps one of them.
@@ -88,6 +102,8 @@ var (
 	ErrRevoked          = errors.New("the token, or the key it was issued to, was revoked")
 	ErrIPNotAllowed     = errors.New("the client address is outside the token's network binding")
 	ErrPermissionDenied = errors.New("the token does not hold the required permission")
+	ErrRightsChanged    = errors.New("the token's key lost rights or gained restrictions after the token was issued: get a new token, or validate it with ValidateToken")
+	ErrIssuerChecks     = errors.New("the token's key has restrictions only Keyward can apply (country, rate limit or quota): validate it with ValidateToken")
 )
 
 type publicKey struct {
@@ -95,7 +111,42 @@ type publicKey struct {
 	key any
 }
 
-type revocation struct{ until time.Time }
+// revocation is one entry of the local revocation set: when it happened and until
+// when it matters (zero: for ever).
+type revocation struct{ at, until time.Time }
+
+func (r revocation) live(now time.Time) bool { return r.until.IsZero() || now.Before(r.until) }
+
+// revocations is the local revocation set, by kind.
+type revocations struct {
+	jti, key, family map[string]revocation
+	// reduced holds rights reductions of keys (by key id) and of roles (by
+	// "role:<name>"): tokens issued until then are stale.
+	reduced map[string]revocation
+}
+
+func newRevocations() revocations {
+	return revocations{jti: map[string]revocation{}, key: map[string]revocation{}, family: map[string]revocation{}, reduced: map[string]revocation{}}
+}
+
+// add records an event; it reports false for kinds that are not token revocations.
+func (s revocations) add(kind keywardv1.RevocationKind, subject string, r revocation) bool {
+	switch kind {
+	case keywardv1.RevocationKind_REVOCATION_KIND_ACCESS_TOKEN:
+		s.jti[subject] = r
+	case keywardv1.RevocationKind_REVOCATION_KIND_API_KEY:
+		s.key[subject] = r
+	case keywardv1.RevocationKind_REVOCATION_KIND_REFRESH_FAMILY:
+		s.family[subject] = r
+	case keywardv1.RevocationKind_REVOCATION_KIND_KEY_RIGHTS_REDUCED:
+		if old, ok := s.reduced[subject]; !ok || r.at.After(old.at) {
+			s.reduced[subject] = r
+		}
+	default:
+		return false
+	}
+	return true
+}
 
 // Client validates tokens locally and follows revocations.
 type Client struct {
@@ -110,12 +161,11 @@ type Client struct {
 	keys      map[string]publicKey
 	lastFetch time.Time
 
-	revMu      sync.RWMutex
-	revokedJTI map[string]revocation
-	revokedKey map[string]revocation
-	seq        atomic.Uint64
-	synced     chan struct{}
-	syncOnce   sync.Once
+	revMu    sync.RWMutex
+	revoked  revocations
+	seq      atomic.Uint64
+	synced   chan struct{}
+	syncOnce sync.Once
 }
 
 // New fetches the JWKS and starts following revocations. It returns once the keys
@@ -145,7 +195,7 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 			jwt.WithIssuer(opts.Issuer), jwt.WithLeeway(opts.ClockSkew),
 			jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
 		),
-		keys: map[string]publicKey{}, revokedJTI: map[string]revocation{}, revokedKey: map[string]revocation{},
+		keys: map[string]publicKey{}, revoked: newRevocations(),
 		done: make(chan struct{}), synced: make(chan struct{}),
 	}
 	if err := c.fetchKeys(ctx); err != nil {
@@ -190,8 +240,11 @@ func (c *Client) Validate(token string, check Check) (*Claims, error) {
 	if err != nil {
 		return nil, jwtError(err)
 	}
-	if c.revoked(claims) {
-		return nil, ErrRevoked
+	if err := c.revocation(claims); err != nil {
+		return nil, err
+	}
+	if len(claims.IssuerChecks) > 0 {
+		return nil, ErrIssuerChecks
 	}
 	if check.Audience != "" && !slices.Contains(claims.Audience, check.Audience) {
 		return nil, ErrWrongAudience
@@ -244,15 +297,47 @@ func inNetworks(ip netip.Addr, cidrs []string) bool {
 	return false
 }
 
-func (c *Client) revoked(claims *Claims) bool {
+// revocation returns ErrRevoked when the token, its key or its session was
+// revoked, ErrRightsChanged when its key or one of its roles lost rights after the
+// token was issued, and nil otherwise.
+func (c *Client) revocation(claims *Claims) error {
 	now := time.Now()
 	c.revMu.RLock()
 	defer c.revMu.RUnlock()
-	if r, ok := c.revokedJTI[claims.ID]; ok && (r.until.IsZero() || now.Before(r.until)) {
-		return true
+	s := c.revoked
+	if r, ok := s.jti[claims.ID]; ok && r.live(now) {
+		return ErrRevoked
 	}
-	r, ok := c.revokedKey[claims.Subject]
-	return ok && (r.until.IsZero() || now.Before(r.until))
+	if r, ok := s.key[claims.Subject]; ok && r.live(now) {
+		return ErrRevoked
+	}
+	if claims.SessionID != "" {
+		if r, ok := s.family[claims.SessionID]; ok && r.live(now) {
+			return ErrRevoked
+		}
+	}
+	if len(s.reduced) == 0 {
+		return nil
+	}
+	// iat is whole seconds: a token issued in the same second as the change is
+	// taken as issued before it.
+	var iat time.Time
+	if claims.IssuedAt != nil {
+		iat = claims.IssuedAt.Time
+	}
+	stale := func(subject string) bool {
+		r, ok := s.reduced[subject]
+		return ok && r.live(now) && !iat.After(r.at)
+	}
+	if stale(claims.Subject) {
+		return ErrRightsChanged
+	}
+	for _, role := range claims.Roles {
+		if stale("role:" + role) {
+			return ErrRightsChanged
+		}
+	}
+	return nil
 }
 
 // key returns the public key of kid, re-fetching the JWKS (at most once a second) when
@@ -380,7 +465,7 @@ func (c *Client) follow(ctx context.Context) error {
 		return err
 	}
 	inSnapshot := false
-	var snapshotJTI, snapshotKey map[string]revocation
+	var snapshot revocations
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -389,21 +474,16 @@ func (c *Client) follow(ctx context.Context) error {
 		switch m := msg.GetMessage().(type) {
 		case *keywardv1.WatchRevocationsResponse_Event:
 			e := m.Event
-			r := revocation{until: e.GetRelevantUntil().AsTime()}
-			if e.GetRelevantUntil() == nil {
-				r.until = time.Time{}
+			r := revocation{at: e.GetRevokeTime().AsTime()}
+			if e.GetRelevantUntil() != nil {
+				r.until = e.GetRelevantUntil().AsTime()
 			}
 			c.revMu.Lock()
-			jtis, keys := c.revokedJTI, c.revokedKey
+			set := c.revoked
 			if inSnapshot {
-				jtis, keys = snapshotJTI, snapshotKey
+				set = snapshot
 			}
-			switch e.GetKind() {
-			case keywardv1.RevocationKind_REVOCATION_KIND_ACCESS_TOKEN:
-				jtis[e.GetSubjectId()] = r
-			case keywardv1.RevocationKind_REVOCATION_KIND_API_KEY:
-				keys[e.GetSubjectId()] = r
-			case keywardv1.RevocationKind_REVOCATION_KIND_SIGNING_KEY:
+			if !set.add(e.GetKind(), e.GetSubjectId(), r) && e.GetKind() == keywardv1.RevocationKind_REVOCATION_KIND_SIGNING_KEY {
 				c.keysMu.Lock()
 				delete(c.keys, e.GetSubjectId())
 				c.keysMu.Unlock()
@@ -414,10 +494,10 @@ func (c *Client) follow(ctx context.Context) error {
 			}
 		case *keywardv1.WatchRevocationsResponse_Resync:
 			inSnapshot = true
-			snapshotJTI, snapshotKey = map[string]revocation{}, map[string]revocation{}
+			snapshot = newRevocations()
 		case *keywardv1.WatchRevocationsResponse_SnapshotEnd:
 			c.revMu.Lock()
-			c.revokedJTI, c.revokedKey = snapshotJTI, snapshotKey
+			c.revoked = snapshot
 			c.revMu.Unlock()
 			inSnapshot = false
 			c.seq.Store(m.SnapshotEnd.GetCurrentSequence())
@@ -435,9 +515,10 @@ func (c *Client) forgetExpired() {
 	now := time.Now()
 	c.revMu.Lock()
 	defer c.revMu.Unlock()
-	for _, m := range []map[string]revocation{c.revokedJTI, c.revokedKey} {
+	s := c.revoked
+	for _, m := range []map[string]revocation{s.jti, s.key, s.family, s.reduced} {
 		for id, r := range m {
-			if !r.until.IsZero() && now.After(r.until) {
+			if !r.live(now) {
 				delete(m, id)
 			}
 		}

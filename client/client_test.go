@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/keyward/keyward/client"
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
@@ -204,3 +205,102 @@ func BenchmarkValidateLocally(b *testing.B) {
 		c.Close()
 	}
 }
+
+// A token is its key's delegate: what the client cannot check itself it refuses,
+// and what Keyward revokes reaches it through the stream.
+func TestTheClientHonoursTheDelegationModel(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.tokens.RotateSigningKey(e.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256})
+	require.NoError(t, err)
+	c := e.client(t, e.kw.Server.GRPCAddr())
+	check := client.Check{ClientIP: local}
+
+	t.Run("a refresh-token reuse revokes the session's access tokens", func(t *testing.T) {
+		first, err := e.tokens.IssueToken(e.caller, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
+		require.NoError(t, err)
+		second, err := e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: first.GetRefreshToken()})
+		require.NoError(t, err)
+		for _, tok := range []string{first.GetAccessToken(), second.GetAccessToken()} {
+			claims, err := c.Validate(tok, check)
+			require.NoError(t, err)
+			assert.NotEmpty(t, claims.SessionID)
+		}
+		_, err = e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: first.GetRefreshToken()})
+		require.Error(t, err)
+		for _, tok := range []string{first.GetAccessToken(), second.GetAccessToken()} {
+			require.Eventually(t, func() bool {
+				_, err := c.Validate(tok, check)
+				return errors.Is(err, client.ErrRevoked)
+			}, 5*time.Second, time.Millisecond)
+		}
+	})
+
+	t.Run("a key that lost rights makes its older tokens stale", func(t *testing.T) {
+		k, err := e.keys.CreateKey(e.admin, &keywardv1.CreateKeyRequest{Name: "till", Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
+			Permissions: []string{"orders"}, Roles: nil})
+		require.NoError(t, err)
+		ctx := servertest.Auth(context.Background(), k.GetSecret())
+		old, err := e.tokens.IssueToken(ctx, &keywardv1.IssueTokenRequest{})
+		require.NoError(t, err)
+		_, err = c.Validate(old.GetAccessToken(), client.Check{})
+		require.NoError(t, err)
+		_, err = e.keys.UpdateKey(e.admin, &keywardv1.UpdateKeyRequest{
+			Key: &keywardv1.Key{KeyId: k.GetKey().GetKeyId(), Permissions: []string{"orders:read"}}, UpdateMask: fieldMask("permissions")})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			_, err := c.Validate(old.GetAccessToken(), client.Check{})
+			return errors.Is(err, client.ErrRightsChanged)
+		}, 5*time.Second, time.Millisecond)
+		// Tokens issued after the change (in a later second: iat is whole seconds)
+		// carry the key's rights as they are now, and validate.
+		require.Eventually(t, func() bool {
+			fresh, err := e.tokens.IssueToken(ctx, &keywardv1.IssueTokenRequest{})
+			require.NoError(t, err)
+			_, err = c.Validate(fresh.GetAccessToken(), client.Check{Permission: "orders:read"})
+			return err == nil
+		}, 5*time.Second, 50*time.Millisecond)
+	})
+
+	t.Run("a role that lost rights makes its keys' older tokens stale", func(t *testing.T) {
+		_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:create"}}})
+		require.NoError(t, err)
+		k, err := e.keys.CreateKey(e.admin, &keywardv1.CreateKeyRequest{Name: "till", Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
+			Roles: []string{"cashier"}})
+		require.NoError(t, err)
+		old, err := e.tokens.IssueToken(servertest.Auth(context.Background(), k.GetSecret()), &keywardv1.IssueTokenRequest{})
+		require.NoError(t, err)
+		_, err = c.Validate(old.GetAccessToken(), client.Check{Permission: "orders:create"})
+		require.NoError(t, err)
+		_, err = e.keys.UpdateRole(e.admin, &keywardv1.UpdateRoleRequest{
+			Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:read"}}, UpdateMask: fieldMask("permissions")})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			_, err := c.Validate(old.GetAccessToken(), client.Check{})
+			return errors.Is(err, client.ErrRightsChanged)
+		}, 5*time.Second, time.Millisecond)
+	})
+
+	t.Run("restrictions only Keyward can apply send the token to Keyward", func(t *testing.T) {
+		for name, edit := range map[string]func(*keywardv1.CreateKeyRequest){
+			"rate limit": func(r *keywardv1.CreateKeyRequest) { r.RateLimit = &keywardv1.RateLimit{RequestsPerSecond: 100} },
+			"quota":      func(r *keywardv1.CreateKeyRequest) { r.Quota = &keywardv1.Quota{Limit: 100} },
+			"country":    func(r *keywardv1.CreateKeyRequest) { r.DeniedCountries = []string{"KP"} },
+		} {
+			req := &keywardv1.CreateKeyRequest{Name: name, Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE, Permissions: []string{"orders"}}
+			edit(req)
+			k, err := e.keys.CreateKey(e.admin, req)
+			require.NoError(t, err)
+			tok, err := e.tokens.IssueToken(servertest.Auth(context.Background(), k.GetSecret()), &keywardv1.IssueTokenRequest{})
+			if name == "country" {
+				// No GeoIP database here: the key cannot even issue; its restriction fails closed.
+				require.Error(t, err)
+				continue
+			}
+			require.NoError(t, err)
+			_, err = c.Validate(tok.GetAccessToken(), client.Check{})
+			assert.ErrorIs(t, err, client.ErrIssuerChecks, name)
+		}
+	})
+}
+
+func fieldMask(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }

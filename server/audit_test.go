@@ -212,10 +212,10 @@ func TestNoSecretInTheAuditLog(t *testing.T) {
 	refreshed, err := e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: issued.GetRefreshToken()})
 	require.NoError(t, err)
 	secrets = append(secrets, refreshed.GetAccessToken(), refreshed.GetRefreshToken())
-	tmp, err := e.tokens.IssueTemporaryToken(e.client, &keywardv1.IssueTemporaryTokenRequest{Operation: "op"})
+	tmp, err := e.tokens.IssueTemporaryToken(e.client, &keywardv1.IssueTemporaryTokenRequest{Operation: "orders/1:refund"})
 	require.NoError(t, err)
 	secrets = append(secrets, tmp.GetToken())
-	_, err = e.tokens.ConsumeTemporaryToken(e.checker, &keywardv1.ConsumeTemporaryTokenRequest{Token: tmp.GetToken(), Operation: "op"})
+	_, err = e.tokens.ConsumeTemporaryToken(e.checker, &keywardv1.ConsumeTemporaryTokenRequest{Token: tmp.GetToken(), Operation: "orders/1:refund"})
 	require.NoError(t, err)
 	e.validate(t, &keywardv1.ValidateTokenRequest{Token: issued.GetAccessToken()})
 	// Secrets in allow-listed headers and in the REST query string too.

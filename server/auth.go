@@ -14,13 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/permission"
 )
 
 // authenticator checks the credential of every call against the permission table.
 type authenticator struct {
-	keys      *service.Keys
-	tokens    *service.Tokens
+	keys   *service.Keys
+	tokens *service.Tokens
+	// audience is what an access token's aud must name to be a credential for
+	// Keyward's own API (--api-audience).
+	audience  string
 	ips       *clientIPs
 	failures  *failureLimiter
 	throttled prometheus.Counter
@@ -69,40 +73,55 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		return nil, err
 	}
 	callFrom(ctx).keyID = p.KeyID
-	if need, ok := parsedAccess[method]; ok && !allowed(p.Permissions, need, access.ByOwner) {
-		return nil, status.Errorf(codes.PermissionDenied, "key %s lacks permission %q, needed for %s", p.KeyID, access.Permission, method)
+	if need, ok := parsedAccess[method]; ok && !allowed(p, need, access.ByOwner) {
+		what := "key " + p.KeyID
+		if p.Token != nil {
+			what = "the access token of key " + p.KeyID
+		}
+		return nil, status.Errorf(codes.PermissionDenied, "%s lacks permission %q, needed for %s", what, access.Permission, method)
 	}
 	return service.WithPrincipal(ctx, p), nil
 }
 
-// authenticate checks the call's credential: an access token or an API key.
+// authenticate checks the call's credential: an API key, or an access token whose
+// audience names Keyward, which then acts as its key's delegate (the rights both
+// hold, the key's restrictions). Refresh and temporary tokens are never
+// credentials for the API.
 func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*service.Principal, error) {
 	secret, err := bearer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var p *service.Principal
-	if service.LooksLikeJWT(secret) {
-		v, err := a.tokens.Validate(ctx, secret, "", "", ip)
+	switch {
+	case service.LooksLikeJWT(secret):
+		v, err := a.tokens.Validate(ctx, secret, a.audience, "", ip)
 		if err != nil {
 			return nil, err
 		}
-		if !v.Valid() {
-			return nil, status.Errorf(codes.Unauthenticated, "invalid access token: %s", v.Reason.Message())
-		}
-		p = &service.Principal{KeyID: v.Claims.Subject, Owner: v.Claims.Owner, Permissions: v.Permissions, TokenID: v.Claims.ID, ClientIP: ip}
-		callFrom(ctx).tokenID = v.Claims.ID
-	} else {
-		v, err := a.keys.Verify(ctx, secret, service.Check{ClientIP: ip})
-		if err != nil {
-			return nil, err
+		if v.Reason == service.TokenWrongAudience {
+			return nil, status.Errorf(codes.Unauthenticated,
+				"invalid access token: it is not for Keyward's API: its audience (aud) must include %q; ask IssueToken for that audience", a.audience)
 		}
 		if !v.Valid() {
-			return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Message())
+			return nil, status.Errorf(codes.Unauthenticated, "invalid access token: %s", v.Message())
 		}
-		p = &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Permissions: v.Permissions, ClientIP: ip}
+		c := v.Claims
+		callFrom(ctx).tokenID = c.ID
+		return &service.Principal{KeyID: c.Subject, Owner: v.Key.Owner, Key: v.Key, Permissions: v.KeyPermissions, ClientIP: ip,
+			Token: &service.Delegate{ID: c.ID, SessionID: c.SessionID, Audience: c.Audience, Permissions: v.Permissions,
+				CIDRs: c.CIDRs, ExpireTime: c.ExpiresAt.Time}}, nil
+	case strings.HasPrefix(secret, apikey.RefreshPrefix), strings.HasPrefix(secret, apikey.TemporaryPrefix):
+		return nil, status.Error(codes.Unauthenticated,
+			"refresh and temporary tokens are not credentials for Keyward's API: exchange a refresh token with RefreshToken, and present a temporary token to the service it was issued for")
 	}
-	return p, nil
+	v, err := a.keys.Verify(ctx, secret, service.Check{ClientIP: ip})
+	if err != nil {
+		return nil, err
+	}
+	if !v.Valid() {
+		return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Message())
+	}
+	return &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: ip}, nil
 }
 
 // bearer returns the credential of `authorization: Bearer <credential>`.
@@ -121,9 +140,9 @@ func bearer(ctx context.Context) (string, error) {
 	return strings.TrimSpace(cred), nil
 }
 
-func allowed(perms permission.Set, need permission.Permission, byOwner bool) bool {
+func allowed(p *service.Principal, need permission.Permission, byOwner bool) bool {
 	if byOwner {
-		return perms.AllowsSome(need)
+		return p.AllowsSome(need)
 	}
-	return perms.Allows(need)
+	return p.Allows(need)
 }

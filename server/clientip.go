@@ -148,7 +148,7 @@ func (c *clientIPs) checkedIP(ctx context.Context, requested string) (netip.Addr
 		return c.of(ctx), nil
 	}
 	p := service.PrincipalFrom(ctx)
-	if p == nil || !p.Permissions.Allows(assertClientIP) {
+	if p == nil || !p.Allows(assertClientIP) {
 		return netip.Addr{}, service.PermissionDenied("client_ip: naming the client's address needs the permission %q", assertClientIP.String())
 	}
 	a, err := netip.ParseAddr(requested)

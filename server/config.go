@@ -58,6 +58,7 @@ type Config struct {
 	GeoIPDB                string
 	MasterKeyFile          string
 	TokenIssuer            string
+	APIAudience            string
 	TokenAlgorithm         string
 	AccessTokenTTL         time.Duration
 	AccessTokenMaxTTL      time.Duration
@@ -93,6 +94,7 @@ func DefaultConfig() Config {
 		RevocationPollInterval: 100 * time.Millisecond,
 		RevocationHeartbeat:    15 * time.Second,
 		TokenIssuer:            "keyward",
+		APIAudience:            "keyward",
 		TokenAlgorithm:         "RS256",
 		AccessTokenTTL:         15 * time.Minute,
 		AccessTokenMaxTTL:      time.Hour,
@@ -134,6 +136,7 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.GeoIPDB, "geoip-db", cfg.GeoIPDB, "MaxMind-format country database (GeoLite2/GeoIP2 Country or City) for keys restricted by country")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", cfg.MasterKeyFile, "file holding the 32-byte master key that encrypts signing keys at rest (hex or base64); default with the embedded store: <data-dir>/master.key, created when missing")
 	fs.StringVar(&cfg.TokenIssuer, "token-issuer", cfg.TokenIssuer, "the iss claim of access tokens")
+	fs.StringVar(&cfg.APIAudience, "api-audience", cfg.APIAudience, "the audience an access token's aud must name to be a credential for Keyward's own API")
 	fs.StringVar(&cfg.TokenAlgorithm, "token-algorithm", cfg.TokenAlgorithm, "algorithm of new signing keys: HS256, RS256, ES256 or EdDSA")
 	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", cfg.AccessTokenTTL, "lifetime of an access token when none is asked for")
 	fs.DurationVar(&cfg.AccessTokenMaxTTL, "access-token-max-ttl", cfg.AccessTokenMaxTTL, "longest lifetime of an access token")
@@ -322,6 +325,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.TokenIssuer == "" {
 		errs = append(errs, errors.New("--token-issuer must not be empty"))
+	}
+	if cfg.APIAudience == "" {
+		errs = append(errs, errors.New("--api-audience must not be empty: access tokens for Keyward's API must name it"))
 	}
 	if cfg.AccessTokenTTL <= 0 || cfg.AccessTokenMaxTTL < cfg.AccessTokenTTL {
 		errs = append(errs, errors.New("--access-token-ttl must be positive and at most --access-token-max-ttl"))

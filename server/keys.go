@@ -140,8 +140,8 @@ func (s *keyServer) VerifyKey(ctx context.Context, req *keywardv1.VerifyKeyReque
 		out.QuotaRemaining = &v.QuotaRemaining
 		out.QuotaResetTime = timeToProto(v.QuotaReset)
 	}
+	callFrom(ctx).subject = v.Subject
 	if v.Key != nil {
-		callFrom(ctx).subject = v.Key.ID
 		out.Key = keyToProto(v.Key, time.Now())
 		out.EffectivePermissions = v.Effective
 	}
@@ -225,6 +225,8 @@ func rateLimitFromProto(r *keywardv1.RateLimit) *repository.RateLimit {
 	return &repository.RateLimit{RequestsPerSecond: r.GetRequestsPerSecond(), Burst: r.GetBurst()}
 }
 
+// quotaFromProto converts a quota; QUOTA_PERIOD_UNSPECIFIED is a total that never
+// refills (the empty period), as the API documents.
 func quotaFromProto(q *keywardv1.Quota) *repository.Quota {
 	if q == nil {
 		return nil
@@ -234,7 +236,7 @@ func quotaFromProto(q *keywardv1.Quota) *repository.Quota {
 			return &repository.Quota{Limit: q.GetLimit(), Period: name}
 		}
 	}
-	return nil
+	return &repository.Quota{Limit: q.GetLimit()}
 }
 
 func environmentFromProto(e keywardv1.Environment) repository.Environment {

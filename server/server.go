@@ -139,7 +139,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	}
 	aud := &auditor{audit: s.audit, ips: ips}
 	s.metrics = newMetrics(registry, ips, s.keys, s.audit, s.revs)
-	opts := append(chain(log, s.metrics, aud, &authenticator{keys: s.keys, tokens: s.tokens, ips: ips, throttled: s.metrics.throttled,
+	opts := append(chain(log, s.metrics, aud, &authenticator{keys: s.keys, tokens: s.tokens, audience: cfg.APIAudience, ips: ips, throttled: s.metrics.throttled,
 		failures: newFailureLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst, 100_000)}, validator),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 	)

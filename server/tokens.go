@@ -54,9 +54,10 @@ func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.Validate
 	out := &keywardv1.ValidateTokenResponse{
 		Valid:          v.Valid(),
 		Reason:         tokenReasons[v.Reason],
-		Message:        v.Reason.Message(),
+		Message:        v.Message(),
 		CredentialType: keywardv1.CredentialType_CREDENTIAL_TYPE_ACCESS_TOKEN,
 	}
+	callFrom(ctx).subject = v.Subject
 	if v.APIKey {
 		out.CredentialType = keywardv1.CredentialType_CREDENTIAL_TYPE_API_KEY
 		out.KeyReason = reasonToProto[v.KeyReason]
@@ -65,10 +66,9 @@ func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.Validate
 		}
 	}
 	if c := v.Claims; c != nil {
-		callFrom(ctx).subject = c.Subject
 		out.Claims = &keywardv1.TokenClaims{
 			Subject: c.Subject, TokenId: c.ID, Issuer: c.Issuer, Audience: c.Audience,
-			Roles: c.Roles, Permissions: c.Permissions, AllowedCidrs: c.CIDRs, Owner: c.Owner,
+			Roles: c.Roles, Permissions: c.Permissions, AllowedCidrs: c.CIDRs, Owner: c.Owner, SessionId: c.SessionID,
 		}
 		if c.IssuedAt != nil {
 			out.Claims.IssueTime = timestamppb.New(c.IssuedAt.Time)
@@ -84,17 +84,18 @@ func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.Validate
 }
 
 var tokenReasons = map[service.TokenReason]keywardv1.TokenValidationReason{
-	service.TokenOK:               keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_OK,
-	service.TokenMalformed:        keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_MALFORMED,
-	service.TokenBadSignature:     keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_BAD_SIGNATURE,
-	service.TokenExpired:          keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_EXPIRED,
-	service.TokenNotYetValid:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_NOT_YET_VALID,
-	service.TokenWrongAudience:    keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_AUDIENCE,
-	service.TokenRevoked:          keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED,
-	service.TokenPermissionDenied: keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_PERMISSION_DENIED,
-	service.TokenIPNotAllowed:     keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED,
-	service.TokenInvalidKey:       keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_INVALID_KEY,
-	service.TokenWrongIssuer:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_ISSUER,
+	service.TokenOK:                keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_OK,
+	service.TokenMalformed:         keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_MALFORMED,
+	service.TokenBadSignature:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_BAD_SIGNATURE,
+	service.TokenExpired:           keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_EXPIRED,
+	service.TokenNotYetValid:       keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_NOT_YET_VALID,
+	service.TokenWrongAudience:     keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_AUDIENCE,
+	service.TokenRevoked:           keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED,
+	service.TokenPermissionDenied:  keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_PERMISSION_DENIED,
+	service.TokenIPNotAllowed:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED,
+	service.TokenInvalidKey:        keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_INVALID_KEY,
+	service.TokenWrongIssuer:       keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_ISSUER,
+	service.TokenCountryNotAllowed: keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_COUNTRY_NOT_ALLOWED,
 }
 
 func (s *tokenServer) RevokeToken(ctx context.Context, req *keywardv1.RevokeTokenRequest) (*keywardv1.RevokeTokenResponse, error) {
@@ -116,13 +117,14 @@ func (s *tokenServer) IssueTemporaryToken(ctx context.Context, req *keywardv1.Is
 }
 
 var temporaryReasons = map[service.TemporaryReason]keywardv1.TemporaryTokenReason{
-	service.TemporaryOK:             keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
-	service.TemporaryMalformed:      keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
-	service.TemporaryNotFound:       keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
-	service.TemporaryExpired:        keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
-	service.TemporaryUsedUp:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
-	service.TemporaryWrongOperation: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
-	service.TemporaryRevoked:        keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
+	service.TemporaryOK:               keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
+	service.TemporaryMalformed:        keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
+	service.TemporaryNotFound:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
+	service.TemporaryExpired:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
+	service.TemporaryUsedUp:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
+	service.TemporaryWrongOperation:   keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
+	service.TemporaryRevoked:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
+	service.TemporaryPermissionDenied: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED,
 }
 
 func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.ConsumeTemporaryTokenRequest) (*keywardv1.ConsumeTemporaryTokenResponse, error) {
@@ -130,9 +132,10 @@ func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.
 	if err != nil {
 		return nil, err
 	}
+	callFrom(ctx).subject = c.Subject
 	return &keywardv1.ConsumeTemporaryTokenResponse{
 		Valid: c.Reason == service.TemporaryOK, Reason: temporaryReasons[c.Reason], Message: c.Reason.Message(),
-		Subject: c.Subject, RemainingUses: uint32(c.Remaining),
+		Subject: c.KeyID, Owner: c.Owner, RemainingUses: uint32(c.Remaining),
 	}, nil
 }
 

@@ -262,7 +262,7 @@ func TestIssueTokenRefusesMoreThanTheKeyHolds(t *testing.T) {
 
 func TestAccessTokenAuthenticatesTheAPI(t *testing.T) {
 	e := newTokenEnv(t)
-	adminToken, err := e.tokens.IssueToken(e.admin, &keywardv1.IssueTokenRequest{Permissions: []string{"keyward.keys:read"}})
+	adminToken, err := e.tokens.IssueToken(e.admin, &keywardv1.IssueTokenRequest{Audience: []string{"keyward"}, Permissions: []string{"keyward.keys:read"}})
 	require.NoError(t, err)
 	asToken := servertest.Auth(context.Background(), adminToken.GetAccessToken())
 	_, err = e.keys.ListKeys(asToken, &keywardv1.ListKeysRequest{})
@@ -407,24 +407,24 @@ func TestTemporaryTokens(t *testing.T) {
 		require.NoError(t, err)
 		return out
 	}
-	once := issue("payments:refund:order-1234", 0)
-	r := consume(once, "payments:refund:order-9999")
+	once := issue("orders/order-1234:refund", 0)
+	r := consume(once, "orders/order-9999:refund")
 	assert.Equal(t, keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION, r.GetReason())
-	r = consume(once, "payments:refund:order-1234")
+	r = consume(once, "orders/order-1234:refund")
 	assert.True(t, r.GetValid())
 	assert.Equal(t, e.keyID, r.GetSubject())
-	r = consume(once, "payments:refund:order-1234")
+	r = consume(once, "orders/order-1234:refund")
 	assert.Equal(t, keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP, r.GetReason())
 	r = consume("kwt_garbage", "x")
 	assert.Equal(t, keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED, r.GetReason())
 
 	for _, uses := range []uint32{1, 3} {
-		tok := issue("reports:export", uses)
+		tok := issue("orders:export", uses)
 		var ok atomic.Int32
 		var wg sync.WaitGroup
 		for range 50 {
 			wg.Go(func() {
-				out, err := e.tokens.ConsumeTemporaryToken(e.checker, &keywardv1.ConsumeTemporaryTokenRequest{Token: tok, Operation: "reports:export"})
+				out, err := e.tokens.ConsumeTemporaryToken(e.checker, &keywardv1.ConsumeTemporaryTokenRequest{Token: tok, Operation: "orders:export"})
 				if err != nil {
 					t.Errorf("consume: %v", err)
 					return
@@ -440,7 +440,7 @@ func TestTemporaryTokens(t *testing.T) {
 
 	_, err := e.tokens.IssueTemporaryToken(e.client, &keywardv1.IssueTemporaryTokenRequest{Operation: "bad op!"})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
-	_, err = e.tokens.IssueTemporaryToken(e.client, &keywardv1.IssueTemporaryTokenRequest{Operation: "x", Ttl: durationpb.New(2 * time.Hour)})
+	_, err = e.tokens.IssueTemporaryToken(e.client, &keywardv1.IssueTemporaryTokenRequest{Operation: "orders:x", Ttl: durationpb.New(2 * time.Hour)})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
 }
 

@@ -134,7 +134,8 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.checkGrants(ctx, in.Roles, in.Permissions); err != nil {
+	granted, err := s.permissionsOf(ctx, in.Roles, in.Permissions, true)
+	if err != nil {
 		return nil, "", err
 	}
 	k := &repository.Key{
@@ -159,6 +160,9 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 	}
 	if len(k.Metadata) == 0 {
 		k.Metadata = nil
+	}
+	if short := mayHold(ctx, holdingOf(k, granted)); short != nil {
+		return nil, "", PermissionDenied("%s", short)
 	}
 	if p := PrincipalFrom(ctx); p != nil {
 		k.CreatedBy = p.KeyID
@@ -208,13 +212,21 @@ const keysModule = "keyward.keys"
 // (`keyward.keys/acme:read`). Internal calls (no caller) may.
 func mayManage(ctx context.Context, action, owner string) bool {
 	p := PrincipalFrom(ctx)
-	return p == nil || p.Permissions.Allows(permission.Permission{Module: keysModule, Entity: owner, Action: action})
+	return p == nil || p.Allows(permission.Permission{Module: keysModule, Entity: owner, Action: action})
 }
 
 // mayManageAll reports whether the caller may do action on every owner's keys.
 func mayManageAll(ctx context.Context, action string) bool {
 	p := PrincipalFrom(ctx)
-	return p == nil || p.Permissions.Allows(permission.Permission{Module: keysModule, Action: action})
+	return p == nil || p.Allows(permission.Permission{Module: keysModule, Action: action})
+}
+
+// mayRead reports whether an authenticated caller may read keys of owner; unlike
+// mayManage it is false without a principal, as verification answers
+// unauthenticated callers too.
+func mayRead(ctx context.Context, owner string) bool {
+	p := PrincipalFrom(ctx)
+	return p != nil && p.Allows(permission.Permission{Module: keysModule, Entity: owner, Action: "read"})
 }
 
 // ListKeysQuery selects a page of keys.
@@ -283,15 +295,16 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 	if has("expire_time") && !in.ExpireTime.IsZero() && !in.ExpireTime.After(s.now()) {
 		return nil, InvalidArgument("key.expire_time", "must be in the future")
 	}
-	var oldRoles []string
-	var roles, perms []string
+	var oldRoles, roles, perms []string
 	if has("roles") {
 		roles = in.Roles
 	}
 	if has("permissions") {
 		perms = in.Permissions
 	}
-	if err := s.checkGrants(ctx, roles, perms); err != nil {
+	// The new rights must parse and name existing roles; whether the caller may
+	// grant them is judged with the rest of the key below.
+	if _, err := s.permissionsOf(ctx, roles, perms, true); err != nil {
 		return nil, err
 	}
 	if has("owner") && !mayManage(ctx, "update", in.Owner) {
@@ -300,6 +313,10 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 	k, err := s.modify(ctx, id, "update", func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
 			return FailedPrecondition("key %q is revoked and cannot be changed", id)
+		}
+		// Changing a key needs every right and freedom it holds, before and after.
+		if err := s.mayHoldKey(ctx, k, "changing"); err != nil {
+			return err
 		}
 		oldRoles = slices.Clone(k.Roles)
 		for _, p := range paths {
@@ -335,6 +352,13 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 				k.MaxTokenTTL = in.MaxTokenTTL.Truncate(time.Millisecond)
 			}
 		}
+		granted, err := s.permissionsOf(ctx, k.Roles, k.Permissions, true)
+		if err != nil {
+			return err
+		}
+		if short := mayHold(ctx, holdingOf(k, granted)); short != nil {
+			return PermissionDenied("%s", short)
+		}
 		return nil
 	})
 	if err != nil {
@@ -367,7 +391,11 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 var (
 	updatablePaths = []string{"name", "owner", "roles", "permissions", "allowed_cidrs", "allowed_countries", "denied_countries", "expire_time",
 		"metadata", "rate_limit", "quota", "allowed_audiences", "max_token_ttl"}
-	rightsPaths = []string{"roles", "permissions", "allowed_cidrs", "allowed_countries", "denied_countries", "expire_time", "allowed_audiences"}
+	// rightsPaths are the fields whose change may take away a right or add a
+	// restriction: every instance and subscriber drops what it cached of the key,
+	// and local validators refuse its older tokens.
+	rightsPaths = []string{"owner", "roles", "permissions", "allowed_cidrs", "allowed_countries", "denied_countries", "expire_time",
+		"rate_limit", "quota", "allowed_audiences", "max_token_ttl"}
 )
 
 // appendRevocation records a key's revocation (or loss of rights) in the log.
@@ -394,16 +422,12 @@ func (s *Keys) Revoke(ctx context.Context, id, reason string) (*repository.Key, 
 	if err != nil {
 		return nil, err
 	}
-	if already && s.revs != nil {
-		// A retried revocation whose log entry failed the first time gets it now.
-		if _, err := s.revs.log.FindRevocation(ctx, repository.RevokedAPIKey, id); err == nil {
-			return k, nil
-		} else if !isNotFound(err) {
+	// Once per key: a retried revocation whose log entry failed the first time gets
+	// it now, and revoking again adds nothing.
+	if s.revs != nil {
+		if err := s.revs.AppendOnce(ctx, repository.RevokedAPIKey, k.ID, k.RevokeReason, s.now().Add(s.relevance)); err != nil {
 			return nil, err
 		}
-	}
-	if err := s.appendRevocation(ctx, repository.RevokedAPIKey, k, k.RevokeReason); err != nil {
-		return nil, err
 	}
 	if !already {
 		s.history(ctx, id, "revoked", k.RevokeReason, nil)
@@ -438,6 +462,11 @@ func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*rep
 		now := s.now()
 		if k.Expired(now) {
 			return FailedPrecondition("key %q has expired and cannot be rotated", id)
+		}
+		// The new secret is the key itself: only a caller holding everything the
+		// key holds may have it.
+		if err := s.mayHoldKey(ctx, k, "rotating"); err != nil {
+			return err
 		}
 		var err error
 		secret, err = apikey.New(string(k.Environment), k.ID)
@@ -502,33 +531,49 @@ func (s *Keys) modify(ctx context.Context, id, action string, change func(*repos
 	}
 }
 
-// checkGrants checks that the roles exist and that the caller holds every permission
-// it hands out, directly or through a role: no key can create rights it lacks.
-func (s *Keys) checkGrants(ctx context.Context, roles, perms []string) error {
+// permissionsOf parses the permissions and resolves the roles of a key, and returns
+// every permission they grant. strict is for a key about to be stored: a bad
+// permission or a role that does not exist is then bad input; otherwise (a stored
+// key) a deleted role grants nothing.
+func (s *Keys) permissionsOf(ctx context.Context, roles, perms []string, strict bool) (permission.Set, error) {
 	wanted, err := permission.ParseSet(perms)
 	if err != nil {
-		return InvalidArgument("permissions", "%v", err)
+		return nil, InvalidArgument("permissions", "%v", err)
 	}
 	for _, name := range roles {
 		r, err := s.roles.GetRole(ctx, name)
 		if errors.Is(err, repository.ErrNotFound) {
-			return InvalidArgument("roles", "role %q does not exist", name)
+			if !strict {
+				continue
+			}
+			return nil, InvalidArgument("roles", "role %q does not exist", name)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rp, err := permission.ParseSet(r.Permissions)
 		if err != nil {
-			return fmt.Errorf("role %q holds a bad permission: %w", name, err)
+			return nil, fmt.Errorf("role %q holds a bad permission: %w", name, err)
 		}
 		wanted = append(wanted, rp...)
 	}
-	caller := PrincipalFrom(ctx)
-	if caller == nil {
+	return wanted, nil
+}
+
+// mayHoldKey refuses (PERMISSION_DENIED) a caller who does not hold every right
+// and freedom of the stored key k, for an action ("rotating", "changing") that
+// would give it to the caller or let it act as the key's equal. Roles deleted
+// since the key got them grant nothing.
+func (s *Keys) mayHoldKey(ctx context.Context, k *repository.Key, action string) error {
+	if PrincipalFrom(ctx) == nil {
 		return nil
 	}
-	if missing, ok := caller.Permissions.AllowsAll(wanted); !ok {
-		return PermissionDenied("cannot grant %q: the calling key does not hold it", missing.String())
+	perms, err := s.permissionsOf(ctx, k.Roles, k.Permissions, false)
+	if err != nil {
+		return err
+	}
+	if short := mayHold(ctx, holdingOf(k, perms)); short != nil {
+		return PermissionDenied("%s key %s needs everything it holds: %s", action, k.ID, short)
 	}
 	return nil
 }

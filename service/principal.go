@@ -3,23 +3,76 @@ package service
 import (
 	"context"
 	"net/netip"
+	"time"
 
+	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/permission"
 )
 
-// Principal is the authenticated caller of an RPC.
+// Principal is the authenticated caller of an RPC: an API key, or an access token
+// acting as its key's delegate.
 type Principal struct {
-	// KeyID is the API key the caller authenticated with.
+	// KeyID is the API key the caller authenticated with, or the key its access
+	// token was issued to.
 	KeyID string
 	// Owner is that key's owner.
 	Owner string
-	// Permissions are the caller's effective permissions: the key's, or those its
-	// access token carries.
+	// Key is that key as loaded for this call (shared with the key cache:
+	// read-only). Its restrictions bound what the caller may hand out. Nil only for
+	// principals built by tests.
+	Key *repository.Key
+	// Permissions are the key's effective permissions now (direct and through roles).
 	Permissions permission.Set
-	// TokenID is the access token's jti when the caller presented a token.
-	TokenID string
+	// Token is set when the caller presented an access token rather than the key:
+	// its rights are then what the token carries intersected with what the key
+	// holds now.
+	Token *Delegate
 	// ClientIP is the caller's address, as resolved by the trusted-proxy rules.
 	ClientIP netip.Addr
+}
+
+// Delegate is what an access token adds to its key's limits: a subset of its
+// rights, its audiences, its network binding and its lifetime.
+type Delegate struct {
+	// ID is the token's jti; SessionID its refresh family (sid), if any.
+	ID, SessionID string
+	Audience      []string
+	Permissions   permission.Set
+	CIDRs         []string
+	ExpireTime    time.Time
+}
+
+// Allows reports whether the caller holds the required permission: its key holds
+// it, and so does its token when it presented one.
+func (p *Principal) Allows(need permission.Permission) bool {
+	return p.Permissions.Allows(need) && (p.Token == nil || p.Token.Permissions.Allows(need))
+}
+
+// AllowsSome reports whether the caller holds the permission for at least one
+// entity (see permission.Set.AllowsSome); the service then checks the entity.
+func (p *Principal) AllowsSome(need permission.Permission) bool {
+	return p.Permissions.AllowsSome(need) && (p.Token == nil || p.Token.Permissions.AllowsSome(need))
+}
+
+// TokenID is the jti of the caller's access token; empty for an API key.
+func (p *Principal) TokenID() string {
+	if p.Token == nil {
+		return ""
+	}
+	return p.Token.ID
+}
+
+// ExpireTime is when the caller's credential stops working: its key's expiry, or
+// its token's when that comes first; zero when never.
+func (p *Principal) ExpireTime() time.Time {
+	var t time.Time
+	if p.Key != nil {
+		t = p.Key.ExpireTime
+	}
+	if p.Token != nil && (t.IsZero() || p.Token.ExpireTime.Before(t)) {
+		t = p.Token.ExpireTime
+	}
+	return t
 }
 
 type principalKey struct{}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -82,20 +83,46 @@ func (r *Revocations) Load(ctx context.Context) error { return r.poll(ctx, true)
 // Append stores a revocation in the log, applies it here at once and wakes the
 // follower, which publishes it to subscribers in sequence order.
 func (r *Revocations) Append(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
-	rev := &repository.Revocation{
-		Kind: kind, SubjectID: subject, Reason: reason,
-		RevokeTime:    r.now().UTC().Truncate(time.Millisecond),
-		RelevantUntil: relevantUntil.UTC().Truncate(time.Millisecond),
-	}
+	rev := r.entry(kind, subject, reason, relevantUntil)
 	if err := r.log.AppendRevocation(ctx, rev); err != nil {
 		return err
 	}
 	r.applyState(rev)
+	r.wakeFollower()
+	return nil
+}
+
+// AppendOnce appends a revocation unless one of that kind and subject is in the log
+// already (then it only applies it here): revoking what is revoked adds nothing to
+// the log every subscriber reads, however many callers race to do it.
+func (r *Revocations) AppendOnce(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
+	rev := r.entry(kind, subject, reason, relevantUntil)
+	err := r.log.AppendRevocationOnce(ctx, rev)
+	if errors.Is(err, repository.ErrAlreadyExists) {
+		r.applyState(rev)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.applyState(rev)
+	r.wakeFollower()
+	return nil
+}
+
+func (r *Revocations) entry(kind, subject, reason string, relevantUntil time.Time) *repository.Revocation {
+	return &repository.Revocation{
+		Kind: kind, SubjectID: subject, Reason: reason,
+		RevokeTime:    r.now().UTC().Truncate(time.Millisecond),
+		RelevantUntil: relevantUntil.UTC().Truncate(time.Millisecond),
+	}
+}
+
+func (r *Revocations) wakeFollower() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // Poll publishes the entries appended since the last poll.
@@ -203,10 +230,14 @@ func (r *Revocations) forgetExpired() {
 	}
 }
 
-// TokenRevoked reports whether the access token id was revoked.
-func (r *Revocations) TokenRevoked(jti string) bool {
+// TokenRevoked reports whether the access token jti was revoked, or the refresh
+// family (session) it belongs to; session is empty for a token outside any.
+func (r *Revocations) TokenRevoked(jti, session string) bool {
 	r.mu.RLock()
 	_, ok := r.tokens[jti]
+	if !ok && session != "" {
+		_, ok = r.families[session]
+	}
 	r.mu.RUnlock()
 	return ok
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"time"
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/permission"
@@ -96,6 +95,11 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 		if err != nil {
 			return nil, err
 		}
+		// Every key holding the role changes with it: only a caller holding all the
+		// role grants may change it.
+		if err := s.checkPermissions(ctx, r.Permissions); err != nil {
+			return nil, PermissionDenied("changing role %q needs every permission it grants: %s", r.Name, err)
+		}
 		for _, p := range paths {
 			switch p {
 			case "description":
@@ -138,26 +142,28 @@ func (s *Roles) Delete(ctx context.Context, name string) error {
 const RoleSubjectPrefix = "role:"
 
 // rightsReduced records in the revocation log that the role's keys may have lost
-// rights, so that every instance and subscriber drops what it cached for them.
+// rights, so that every instance and subscriber drops what it cached for them, and
+// local validators refuse tokens issued before. It stays in the log as long as a
+// key's reduction does: longer than any token issued before it lives.
 func (s *Roles) rightsReduced(ctx context.Context, name string) {
 	if s.keys.revs == nil {
 		return
 	}
 	if err := s.keys.revs.Append(ctx, repository.RevokedKeyRightsReduced, RoleSubjectPrefix+name, "role changed",
-		s.keys.now().Add(s.keys.cache.ttl+time.Hour)); err != nil {
+		s.keys.now().Add(s.keys.relevance)); err != nil {
 		s.keys.log.ErrorContext(ctx, "recording a role change in the revocation log", "role", name, "error", err)
 	}
 }
 
+// checkPermissions refuses permissions that do not parse, or that the caller does
+// not hold (a role grants only what its author holds).
 func (s *Roles) checkPermissions(ctx context.Context, perms []string) error {
 	set, err := permission.ParseSet(perms)
 	if err != nil {
 		return InvalidArgument("role.permissions", "%v", err)
 	}
-	if caller := PrincipalFrom(ctx); caller != nil {
-		if missing, ok := caller.Permissions.AllowsAll(set); !ok {
-			return PermissionDenied("cannot grant %q: the calling key does not hold it", missing.String())
-		}
+	if short := mayGrant(ctx, set); short != nil {
+		return PermissionDenied("%s", short.Why)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/permission"
 )
 
 // IssuedTemporary is a new temporary token.
@@ -20,11 +21,22 @@ type IssuedTemporary struct {
 	MaxUses    int
 }
 
-// IssueTemporary issues a token for one named operation, for the calling API key.
+// IssueTemporary issues a token for one operation, for the calling API key (or
+// access token): the operation is a permission the caller holds, and the token
+// ends no later than the caller's credential. A temporary token is a delegate like
+// an access token: it stops when its key is revoked or loses the operation's
+// right, and when the access token that issued it is revoked.
 func (t *Tokens) IssueTemporary(ctx context.Context, operation string, ttl time.Duration, maxUses int) (*IssuedTemporary, error) {
 	caller := PrincipalFrom(ctx)
 	if caller == nil {
 		return nil, Unauthenticated("temporary tokens are issued to authenticated callers")
+	}
+	need, err := permission.Parse(operation)
+	if err != nil {
+		return nil, InvalidArgument("operation", "must be a permission (module[/entity][:action], such as payments/order-1234:refund): %v", err)
+	}
+	if !caller.Allows(need) {
+		return nil, PermissionDenied("cannot issue a temporary token for %q: the caller does not hold it", operation)
 	}
 	if ttl <= 0 {
 		ttl = t.cfg.TemporaryTTL
@@ -36,10 +48,17 @@ func (t *Tokens) IssueTemporary(ctx context.Context, operation string, ttl time.
 		maxUses = 1
 	}
 	now := t.keys.now()
+	expire := now.Add(ttl)
+	if end := caller.ExpireTime(); !end.IsZero() && end.Before(expire) {
+		expire = end
+	}
 	token, id := apikey.NewOpaque(apikey.TemporaryPrefix)
 	h := apikey.HashOf(token)
 	tt := &repository.TemporaryToken{ID: id, KeyID: caller.KeyID, Operation: operation, Hash: h[:], MaxUses: maxUses,
-		CreateTime: now, ExpireTime: now.Add(ttl)}
+		CreateTime: now, ExpireTime: expire}
+	if caller.Token != nil {
+		tt.TokenID, tt.SessionID = caller.Token.ID, caller.Token.SessionID
+	}
 	if err := t.store.CreateTemporaryToken(ctx, tt); err != nil {
 		return nil, err
 	}
@@ -58,26 +77,33 @@ const (
 	TemporaryUsedUp
 	TemporaryWrongOperation
 	TemporaryRevoked
+	TemporaryPermissionDenied
 )
 
 var temporaryMessages = map[TemporaryReason]string{
-	TemporaryOK:             "accepted; one use counted",
-	TemporaryMalformed:      "not a well-formed temporary token",
-	TemporaryNotFound:       "no such temporary token",
-	TemporaryExpired:        "the temporary token has expired",
-	TemporaryUsedUp:         "every use of the temporary token has been consumed",
-	TemporaryWrongOperation: "the temporary token was issued for another operation",
-	TemporaryRevoked:        "the key the token was issued to is no longer valid",
+	TemporaryOK:               "accepted; one use counted",
+	TemporaryMalformed:        "not a well-formed temporary token",
+	TemporaryNotFound:         "no such temporary token",
+	TemporaryExpired:          "the temporary token has expired",
+	TemporaryUsedUp:           "every use of the temporary token has been consumed",
+	TemporaryWrongOperation:   "the temporary token was issued for another operation",
+	TemporaryRevoked:          "the key the token was issued to, or the access token that issued it, is no longer valid",
+	TemporaryPermissionDenied: "the key the token was issued to no longer holds the right to this operation",
 }
 
 // Message is a human-readable explanation of the reason.
 func (r TemporaryReason) Message() string { return temporaryMessages[r] }
 
-// Consumed is the verdict on a temporary token.
+// Consumed is the verdict on a temporary token. KeyID and Owner, the key that
+// approved the operation, are set only when valid.
 type Consumed struct {
 	Reason    TemporaryReason
-	Subject   string
+	KeyID     string
+	Owner     string
 	Remaining int
+	// Subject is the key the token names, once found: for the audit log, not for
+	// the caller.
+	Subject string
 }
 
 // ConsumeTemporary checks a temporary token for an operation and counts one use.
@@ -111,8 +137,15 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string) 
 	if err != nil {
 		return Consumed{}, err
 	}
-	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(t.keys.now()) {
+	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(t.keys.now()) ||
+		(tt.TokenID != "" && t.revs.TokenRevoked(tt.TokenID, tt.SessionID)) {
 		c.Reason = TemporaryRevoked
+		return c, nil
+	}
+	// Still the key's right now: a token issued before a right was taken away (or
+	// stored by an older version with an operation outside the grammar) stops.
+	if need, err := permission.Parse(tt.Operation); err != nil || !e.perms.Allows(need) {
+		c.Reason = TemporaryPermissionDenied
 		return c, nil
 	}
 	for slot := 1; slot <= tt.MaxUses; slot++ {
@@ -124,6 +157,7 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string) 
 			return Consumed{}, err
 		}
 		c.Reason, c.Remaining = TemporaryOK, tt.MaxUses-slot
+		c.KeyID, c.Owner = e.key.ID, e.key.Owner
 		return c, nil
 	}
 	c.Reason = TemporaryUsedUp
@@ -159,9 +193,9 @@ func (t *Tokens) Revoke(ctx context.Context, target RevokeTarget, reason string)
 		if claims.ExpiresAt != nil {
 			until = claims.ExpiresAt.Add(t.cfg.ClockSkew)
 		}
-		return t.revs.Append(ctx, repository.RevokedAccessToken, claims.ID, reason, until)
+		return t.revs.AppendOnce(ctx, repository.RevokedAccessToken, claims.ID, reason, until)
 	case target.TokenID != "":
-		return t.revs.Append(ctx, repository.RevokedAccessToken, target.TokenID, reason, now.Add(t.cfg.MaxTTL+t.cfg.ClockSkew))
+		return t.revs.AppendOnce(ctx, repository.RevokedAccessToken, target.TokenID, reason, now.Add(t.cfg.MaxTTL+t.cfg.ClockSkew))
 	case target.RefreshToken != "":
 		id, err := apikey.ParseOpaque(apikey.RefreshPrefix, target.RefreshToken)
 		if err != nil {
@@ -174,9 +208,9 @@ func (t *Tokens) Revoke(ctx context.Context, target RevokeTarget, reason string)
 		if err != nil {
 			return err
 		}
-		return t.revs.Append(ctx, repository.RevokedRefreshFamily, rt.FamilyID, reason, rt.FamilyExpireTime)
+		return t.revs.AppendOnce(ctx, repository.RevokedRefreshFamily, rt.FamilyID, reason, rt.FamilyExpireTime)
 	case target.FamilyID != "":
-		return t.revs.Append(ctx, repository.RevokedRefreshFamily, target.FamilyID, reason, now.Add(t.cfg.RefreshFamilyTTL))
+		return t.revs.AppendOnce(ctx, repository.RevokedRefreshFamily, target.FamilyID, reason, now.Add(t.cfg.RefreshFamilyTTL))
 	}
 	return InvalidArgument("target", "name an access_token, token_id, refresh_token or family_id")
 }

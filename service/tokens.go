@@ -131,6 +131,35 @@ type AccessClaims struct {
 	Roles       []string `json:"roles,omitempty"`
 	Permissions []string `json:"permissions,omitempty"`
 	CIDRs       []string `json:"cidrs,omitempty"`
+	// SessionID (sid) is the refresh-token family the token belongs to: revoking
+	// the family, as a refresh-token reuse does, revokes the token.
+	SessionID string `json:"sid,omitempty"`
+	// IssuerChecks names the restrictions of the token's key that only Keyward can
+	// apply at use (country, rate_limit, quota): a validator that cannot must ask
+	// Keyward (ValidateToken) rather than accept the token locally.
+	IssuerChecks []string `json:"issuer_checks,omitempty"`
+}
+
+// Issuer checks: restrictions a local validator cannot apply.
+const (
+	CheckCountry   = "country"
+	CheckRateLimit = "rate_limit"
+	CheckQuota     = "quota"
+)
+
+// issuerChecks lists the restrictions of k that only Keyward can apply at use.
+func issuerChecks(k *repository.Key) []string {
+	var out []string
+	if len(k.AllowedCountries) > 0 || len(k.DeniedCountries) > 0 {
+		out = append(out, CheckCountry)
+	}
+	if k.RateLimit != nil && k.RateLimit.RequestsPerSecond > 0 {
+		out = append(out, CheckRateLimit)
+	}
+	if k.Quota != nil && k.Quota.Limit > 0 {
+		out = append(out, CheckQuota)
+	}
+	return out
 }
 
 // IssueRequest asks for tokens for the calling API key.
@@ -153,7 +182,7 @@ type Issued struct {
 // of its rights, and optionally a refresh token starting a new session.
 func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	caller := PrincipalFrom(ctx)
-	if caller == nil || caller.TokenID != "" {
+	if caller == nil || caller.Token != nil {
 		return nil, PermissionDenied("tokens are issued to API keys: authenticate with the key, not a token")
 	}
 	e, err := t.keys.snapshot(ctx, caller.KeyID)
@@ -171,18 +200,19 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	if ttl <= 0 {
 		ttl = t.cfg.DefaultTTL
 	}
-	ttl = min(ttl, t.cfg.MaxTTL)
-	if e.key.MaxTokenTTL > 0 {
-		ttl = min(ttl, e.key.MaxTokenTTL)
+	if req.IncludeRefresh {
+		grant.Session = apikey.NewID()
 	}
 	out, err := t.sign(e.key, grant, ttl)
 	if err != nil {
 		return nil, err
 	}
 	if req.IncludeRefresh {
-		now := t.keys.now()
-		family := apikey.NewID()
-		if err := t.newRefresh(ctx, out, e.key.ID, family, grant, now.Add(t.cfg.RefreshFamilyTTL)); err != nil {
+		familyEnd := t.keys.now().Add(t.cfg.RefreshFamilyTTL)
+		if end := e.key.ExpireTime; !end.IsZero() && end.Before(familyEnd) {
+			familyEnd = end // a session ends with its key
+		}
+		if err := t.newRefresh(ctx, out, e.key.ID, grant.Session, grant, familyEnd); err != nil {
 			return nil, err
 		}
 	}
@@ -191,12 +221,16 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	return out, nil
 }
 
-// grant is what a token carries: a subset of the key's rights.
+// grant is what a token carries: a subset of the key's rights, and its session.
 type grant struct {
 	Audience, Roles, Permissions []string
+	Session                      string
 }
 
 // grant checks a request for rights against the key and returns what to embed.
+// Requested roles narrow the token to them: its permissions are then those roles'
+// (or a requested subset of them and of the key's direct permissions), so that its
+// roles claim says where every permission it carries comes from.
 func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms []string) (grant, error) {
 	k := e.key
 	for _, a := range audience {
@@ -212,15 +246,26 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 			return grant{}, PermissionDenied("the key does not hold role %q", r)
 		}
 	}
-	if len(perms) > 0 {
+	held := e.perms
+	if len(roles) > 0 {
+		var err error
+		if held, err = t.keys.permissionsOf(ctx, roles, k.Permissions, false); err != nil {
+			return grant{}, err
+		}
+	}
+	switch {
+	case len(perms) > 0:
 		wanted, err := permission.ParseSet(perms)
 		if err != nil {
 			return grant{}, InvalidArgument("permissions", "%v", err)
 		}
-		if missing, ok := e.perms.AllowsAll(wanted); !ok {
+		if missing, ok := held.AllowsAll(wanted); !ok {
+			if len(roles) > 0 {
+				return grant{}, PermissionDenied("neither the roles asked for nor the key's own permissions hold %q", missing.String())
+			}
 			return grant{}, PermissionDenied("the key does not hold permission %q", missing.String())
 		}
-	} else if len(roles) > 0 {
+	case len(roles) > 0:
 		for _, name := range roles {
 			r, err := t.keys.roles.GetRole(ctx, name)
 			if isNotFound(err) {
@@ -232,7 +277,7 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 			perms = append(perms, r.Permissions...)
 		}
 		perms = dedupe(perms)
-	} else {
+	default:
 		perms = e.effective
 	}
 	if len(roles) == 0 {
@@ -241,20 +286,31 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 	return grant{Audience: slices.Clone(audience), Roles: slices.Clone(roles), Permissions: slices.Clone(perms)}, nil
 }
 
-// sign makes an access token for key with the grant.
+// sign makes an access token for key with the grant. Its lifetime is ttl capped by
+// the server's maximum, the key's max_token_ttl and the key's own expiry: a token
+// never outlives its key.
 func (t *Tokens) sign(k *repository.Key, g grant, ttl time.Duration) (*Issued, error) {
 	sk := t.ring.active()
 	if sk == nil {
 		return nil, errNoSigningKey
 	}
+	ttl = min(ttl, t.cfg.MaxTTL)
+	if k.MaxTokenTTL > 0 {
+		ttl = min(ttl, k.MaxTokenTTL)
+	}
 	now := time.Now().UTC().Truncate(time.Second)
+	exp := now.Add(ttl)
+	if !k.ExpireTime.IsZero() && k.ExpireTime.Before(exp) {
+		exp = k.ExpireTime.Truncate(time.Second)
+	}
 	claims := AccessClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: t.cfg.Issuer, Subject: k.ID, Audience: g.Audience,
 			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)), ID: strings.ToLower(rand.Text()),
+			ExpiresAt: jwt.NewNumericDate(exp), ID: strings.ToLower(rand.Text()),
 		},
 		Owner: k.Owner, Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs,
+		SessionID: g.Session, IssuerChecks: issuerChecks(k),
 	}
 	t.keys.stats.issued(sk.Algorithm)
 	tok := jwt.NewWithClaims(sk.method, claims)
@@ -331,7 +387,8 @@ func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
 	}
 	switch err := t.store.Claim(ctx, "refresh:"+rt.ID, rt.ExpireTime); {
 	case errors.Is(err, repository.ErrAlreadyExists):
-		if err := t.revs.Append(ctx, repository.RevokedRefreshFamily, rt.FamilyID, "refresh token reused", rt.FamilyExpireTime); err != nil {
+		// Once per family, however many callers present the used token at once.
+		if err := t.revs.AppendOnce(ctx, repository.RevokedRefreshFamily, rt.FamilyID, "refresh token reused", rt.FamilyExpireTime); err != nil {
 			return nil, err
 		}
 		t.keys.stats.RefreshReuse.Add(1)
@@ -342,17 +399,13 @@ func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
 	}
 	// The key's rights may have shrunk since the session began: never carry more than
 	// it holds now.
-	g := grant{Audience: rt.Audience, Roles: rt.Roles, Permissions: rt.Permissions}
+	g := grant{Audience: rt.Audience, Roles: rt.Roles, Permissions: rt.Permissions, Session: rt.FamilyID}
 	if held, err := permission.ParseSet(g.Permissions); err == nil {
 		if _, ok := e.perms.AllowsAll(held); !ok {
 			return nil, Unauthenticated("the key's rights changed: sign in again with the API key")
 		}
 	}
-	ttl := t.cfg.DefaultTTL
-	if e.key.MaxTokenTTL > 0 {
-		ttl = min(ttl, e.key.MaxTokenTTL)
-	}
-	out, err := t.sign(e.key, g, ttl)
+	out, err := t.sign(e.key, g, t.cfg.DefaultTTL)
 	if err != nil {
 		return nil, err
 	}

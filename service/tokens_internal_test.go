@@ -59,11 +59,15 @@ func newTokenFixtureWith(t testing.TB, alg string, mod func(*TokensConfig)) *tok
 	k, secret, err := keys.Create(ctx, KeyInput{Name: "n", Owner: "acme", Environment: repository.EnvironmentLive,
 		Permissions: []string{"orders", "invoices:read"}, AllowedCIDRs: []string{"10.0.0.0/8"}, AllowedAudiences: []string{"orders-api"}})
 	require.NoError(t, err)
-	v, err := keys.Verify(ctx, secret, Check{})
+	v, err := keys.Verify(ctx, secret, Check{ClientIP: fixtureIP})
 	require.NoError(t, err)
-	caller := WithPrincipal(ctx, &Principal{KeyID: k.ID, Owner: k.Owner, Permissions: v.Permissions})
+	require.True(t, v.Valid(), v.Message())
+	caller := WithPrincipal(ctx, &Principal{KeyID: k.ID, Owner: k.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: fixtureIP})
 	return &tokenFixture{store: st, keys: keys, tokens: tokens, ctx: caller, key: k, secret: secret}
 }
+
+// fixtureIP is inside the fixture key's network.
+var fixtureIP = netip.MustParseAddr("10.1.2.3")
 
 // forge signs claims with the fixture's active key but lets the test pick header
 // and claims, to build the tokens an attacker or a broken client would send.
@@ -144,7 +148,7 @@ func TestValidateRejectsForgedTokens(t *testing.T) {
 			}
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
-					v, err := f.tokens.Validate(context.Background(), tc.token, "", "", netip.Addr{})
+					v, err := f.tokens.Validate(context.Background(), tc.token, "", "", fixtureIP)
 					require.NoError(t, err)
 					assert.Equal(t, tc.want, v.Reason, v.Reason.Message())
 				})
@@ -248,10 +252,10 @@ func benchmarkValidateToken(b *testing.B, mod func(*TokensConfig)) {
 
 func TestTemporaryTokenExpires(t *testing.T) {
 	f := newTokenFixture(t, AlgEdDSA)
-	issued, err := f.tokens.IssueTemporary(f.ctx, "payments:approve", 50*time.Millisecond, 1)
+	issued, err := f.tokens.IssueTemporary(f.ctx, "orders:approve", 50*time.Millisecond, 1)
 	require.NoError(t, err)
 	time.Sleep(100 * time.Millisecond)
-	c, err := f.tokens.ConsumeTemporary(context.Background(), issued.Token, "payments:approve")
+	c, err := f.tokens.ConsumeTemporary(context.Background(), issued.Token, "orders:approve")
 	require.NoError(t, err)
 	assert.Equal(t, TemporaryExpired, c.Reason)
 }

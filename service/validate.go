@@ -30,20 +30,22 @@ const (
 	TokenIPNotAllowed
 	TokenInvalidKey
 	TokenWrongIssuer
+	TokenCountryNotAllowed
 )
 
 var tokenMessages = map[TokenReason]string{
-	TokenOK:               "the token is valid",
-	TokenMalformed:        "not a well-formed Keyward access token",
-	TokenBadSignature:     "the signature does not verify, or the signing key is unknown or retired",
-	TokenExpired:          "the token has expired",
-	TokenNotYetValid:      "the token is not valid yet",
-	TokenWrongAudience:    "the token is not for this audience",
-	TokenRevoked:          "the token, or the key it was issued to, was revoked",
-	TokenPermissionDenied: "the token does not hold the required permission",
-	TokenIPNotAllowed:     "the client address is outside the token's network binding",
-	TokenInvalidKey:       "the API key is not valid",
-	TokenWrongIssuer:      "the token was not issued by this Keyward",
+	TokenOK:                "the token is valid",
+	TokenMalformed:         "not a well-formed Keyward access token",
+	TokenBadSignature:      "the signature does not verify, or the signing key is unknown or retired",
+	TokenExpired:           "the token has expired",
+	TokenNotYetValid:       "the token is not valid yet",
+	TokenWrongAudience:     "the token is not for this audience",
+	TokenRevoked:           "the token, or the key it was issued to, was revoked",
+	TokenPermissionDenied:  "the token does not hold the required permission",
+	TokenIPNotAllowed:      "the client address is outside the token's network binding",
+	TokenInvalidKey:        "the API key is not valid",
+	TokenWrongIssuer:       "the token was not issued by this Keyward",
+	TokenCountryNotAllowed: "the token's key may not be used from the client's country",
 }
 
 // Message is a human-readable explanation of the reason.
@@ -52,27 +54,60 @@ func (r TokenReason) Message() string { return tokenMessages[r] }
 // MaxTokenLen is the longest credential validation will look at.
 const MaxTokenLen = 8192
 
-// TokenVerdict is the verdict on a credential.
+// TokenVerdict is the verdict on a credential. It holds only what the caller may
+// see: on a failure, claims only for a caller who may read the key's owner's keys.
 type TokenVerdict struct {
 	Reason TokenReason
+	// Detail adds to the reason's message (why a country check failed).
+	Detail string
 	// APIKey is set when the credential was an API key; KeyReason then says more.
 	APIKey    bool
 	KeyReason Reason
-	// Claims are set once the signature verified (for API keys: built from the key).
-	// Claims and Permissions may be shared with other verdicts (an access token's
-	// come from the verified token cache, an API key's from the key cache): they
-	// are read-only, and a caller that needs to change them copies them first.
+	// Claims are the token's (for API keys: built from the key). Claims and
+	// Permissions may be shared with other verdicts (an access token's come from
+	// the verified token cache, an API key's from the key cache): they are
+	// read-only, and a caller that needs to change them copies them first.
 	Claims      *AccessClaims
 	Permissions permission.Set
+	// Key and KeyPermissions are the token's key as loaded, on success (shared,
+	// read-only): what the token acts for.
+	Key            *repository.Key
+	KeyPermissions permission.Set
+	// Subject is the key the credential names, once that is known: for the audit
+	// log, not for the caller.
+	Subject string
 }
 
 // Valid reports whether the verdict is OK.
 func (v TokenVerdict) Valid() bool { return v.Reason == TokenOK }
 
+// Message explains the verdict.
+func (v TokenVerdict) Message() string {
+	if v.Detail != "" {
+		return v.Reason.Message() + ": " + v.Detail
+	}
+	return v.Reason.Message()
+}
+
 // Validate checks an access token or an API key. audience, required and clientIP
 // are optional: when set, the token must be for that audience, hold that
 // permission and be usable from that address.
+//
+// An access token is its key's delegate: its rights are what its claims say
+// intersected with what the key holds now; the key's state, networks, countries,
+// rate limit and quota apply to every use, and revoking the key, the token or its
+// session (refresh family) stops it on the next call, cached or not. A use that
+// exhausts the key's rate limit or quota is an error (RESOURCE_EXHAUSTED), as for
+// the key itself.
 func (t *Tokens) Validate(ctx context.Context, token, audience, required string, clientIP netip.Addr) (TokenVerdict, error) {
+	v, err := t.validate(ctx, token, audience, required, clientIP)
+	if err == nil && !v.Valid() && v.Claims != nil && !mayRead(ctx, v.Claims.Owner) {
+		v.Claims, v.Permissions = nil, nil
+	}
+	return v, err
+}
+
+func (t *Tokens) validate(ctx context.Context, token, audience, required string, clientIP netip.Addr) (TokenVerdict, error) {
 	var need permission.Permission
 	if required != "" {
 		var err error
@@ -92,8 +127,8 @@ func (t *Tokens) Validate(ctx context.Context, token, audience, required string,
 		return TokenVerdict{Reason: reason}, nil
 	}
 	claims := vt.claims
-	v := TokenVerdict{Claims: claims}
-	if t.revs.TokenRevoked(claims.ID) {
+	v := TokenVerdict{Claims: claims, Permissions: vt.perms, Subject: claims.Subject}
+	if t.revs.TokenRevoked(claims.ID, claims.SessionID) {
 		v.Reason = TokenRevoked
 		return v, nil
 	}
@@ -101,7 +136,8 @@ func (t *Tokens) Validate(ctx context.Context, token, audience, required string,
 	if err != nil {
 		return TokenVerdict{}, err
 	}
-	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(t.keys.now()) {
+	keyNow := t.keys.now()
+	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(keyNow) {
 		v.Reason = TokenRevoked
 		return v, nil
 	}
@@ -113,12 +149,24 @@ func (t *Tokens) Validate(ctx context.Context, token, audience, required string,
 		v.Reason = TokenIPNotAllowed
 		return v, nil
 	}
-	v.Permissions = vt.perms
-	if required != "" && !vt.perms.Allows(need) {
+	var kv Verification
+	switch t.keys.checkPlace(e, clientIP, &kv) {
+	case ReasonOK:
+	case ReasonIPNotAllowed:
+		v.Reason = TokenIPNotAllowed
+		return v, nil
+	default:
+		v.Reason, v.Detail = TokenCountryNotAllowed, kv.Detail
+		return v, nil
+	}
+	if required != "" && (!vt.perms.Allows(need) || !e.perms.Allows(need)) {
 		v.Reason = TokenPermissionDenied
 		return v, nil
 	}
-	v.Reason = TokenOK
+	if err := t.keys.spend(ctx, e, keyNow, &kv); err != nil {
+		return TokenVerdict{}, err
+	}
+	v.Reason, v.Key, v.KeyPermissions = TokenOK, e.key, e.perms
 	return v, nil
 }
 
@@ -194,7 +242,10 @@ func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check
 	if err != nil {
 		return TokenVerdict{}, err
 	}
-	v := TokenVerdict{APIKey: true, KeyReason: kv.Reason, Permissions: kv.Permissions}
+	v := TokenVerdict{APIKey: true, KeyReason: kv.Reason, Permissions: kv.Permissions, Subject: kv.Subject, Detail: kv.Detail}
+	if kv.Valid() {
+		v.Key, v.KeyPermissions = kv.Key, kv.Permissions
+	}
 	if kv.Key != nil {
 		k := kv.Key
 		v.Claims = &AccessClaims{
@@ -219,6 +270,8 @@ func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check
 		v.Reason = TokenPermissionDenied
 	case ReasonIPNotAllowed:
 		v.Reason = TokenIPNotAllowed
+	case ReasonCountryNotAllowed:
+		v.Reason = TokenCountryNotAllowed
 	default:
 		v.Reason = TokenInvalidKey
 	}

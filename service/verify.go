@@ -31,7 +31,7 @@ const (
 var reasonMessages = map[Reason]string{
 	ReasonOK:                  "the key is valid",
 	ReasonMalformed:           "the secret is not a well-formed Keyward API key",
-	ReasonNotFound:            "no key has this id",
+	ReasonNotFound:            "no key matches this secret",
 	ReasonSecretMismatch:      "the secret does not match the key",
 	ReasonRotated:             "the secret was rotated out and its grace period is over",
 	ReasonRevoked:             "the key was revoked",
@@ -46,10 +46,16 @@ var reasonMessages = map[Reason]string{
 func (r Reason) Message() string { return reasonMessages[r] }
 
 // Verification is the verdict on a secret. Key, Effective and Permissions are
-// shared with the cache and must not be modified.
+// shared with the cache and must not be modified. It holds only what the caller
+// may see: key data on success, or on a failure for a caller who may read the
+// key's owner's keys; to any other caller a wrong secret or environment reads as
+// ReasonNotFound, as a key id that does not exist does.
 type Verification struct {
 	Reason Reason
-	// Key is the key the secret names, when it exists.
+	// Subject is the key id the secret names (whether or not such a key exists):
+	// for the audit log, not for the caller.
+	Subject string
+	// Key is the key the secret names, when it exists and may be shown.
 	Key *repository.Key
 	// Effective is the key's effective permissions (direct and through roles).
 	Effective   []string
@@ -92,10 +98,17 @@ func (v Verification) Valid() bool { return v.Reason == ReasonOK }
 // limit or quota (RESOURCE_EXHAUSTED), or a store failure.
 func (s *Keys) Verify(ctx context.Context, secret string, check Check) (Verification, error) {
 	v, err := s.verify(ctx, secret, check)
-	if err == nil {
-		s.stats.verified(v.Reason)
+	if err != nil {
+		return v, err
 	}
-	return v, err
+	s.stats.verified(v.Reason)
+	if !v.Valid() && v.Key != nil && !mayRead(ctx, v.Key.Owner) {
+		v = Verification{Reason: v.Reason, Subject: v.Subject, Country: v.Country, Detail: v.Detail}
+		if v.Reason == ReasonSecretMismatch || v.Reason == ReasonEnvironmentMismatch {
+			v.Reason = ReasonNotFound
+		}
+	}
+	return v, nil
 }
 
 func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verification, error) {
@@ -112,6 +125,7 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 		return Verification{Reason: ReasonMalformed}, nil
 	}
 	now := s.now()
+	h := apikey.HashOf(secret)
 	e := s.cache.get(parsed.KeyID, now)
 	if e != nil {
 		s.stats.CacheHits.Add(1)
@@ -121,16 +135,14 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 			return Verification{}, err
 		}
 		if e == nil {
-			return Verification{Reason: ReasonNotFound}, nil
+			return Verification{Reason: ReasonNotFound, Subject: parsed.KeyID}, nil
 		}
 	}
-	v := Verification{Key: e.key, Effective: e.effective, Permissions: e.perms}
+	v := Verification{Subject: parsed.KeyID, Key: e.key, Effective: e.effective, Permissions: e.perms}
 	k := e.key
-	if parsed.Env != string(k.Environment) {
-		v.Reason = ReasonEnvironmentMismatch
-		return v, nil
-	}
-	h := apikey.HashOf(secret)
+	// The hash covers the whole secret, environment prefix included, and is
+	// compared first: what a wrong secret learns does not depend on which part of
+	// it is wrong.
 	switch {
 	case apikey.Equal(h, k.SecretHash):
 	case len(k.PreviousSecretHash) > 0 && apikey.Equal(h, k.PreviousSecretHash):
@@ -139,6 +151,9 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 			return v, nil
 		}
 		v.SecretExpireTime = k.PreviousSecretExpireTime
+	case parsed.Env != string(k.Environment):
+		v.Reason = ReasonEnvironmentMismatch
+		return v, nil
 	default:
 		v.Reason = ReasonSecretMismatch
 		return v, nil

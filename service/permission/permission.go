@@ -13,6 +13,12 @@
 // entity or action of the module (`orders` covers `orders/1234:refund`). A `*` entity
 // or action needs the required permission to have one (`orders/*` covers
 // `orders/1234` but not `orders:create`). The grant `*` covers everything.
+//
+// Keyward's own namespace is reserved: a module named `keyward` or starting with
+// `keyward.` is covered only by the exact grant `*` or by a grant naming that
+// module. A wildcard module with an entity or action (`*:read`, `*/acme`) covers
+// customers' modules but never Keyward's, so a key meant to read orders cannot
+// read the audit log or rotate keys.
 package permission
 
 import (
@@ -88,7 +94,18 @@ func (p Permission) String() string {
 
 // Covers reports whether the grant p allows the required permission r.
 func (p Permission) Covers(r Permission) bool {
+	if p.Module == "*" && (p.Entity != "" || p.Action != "") && Reserved(r.Module) {
+		return false
+	}
 	return segment(p.Module, r.Module, false) && segment(p.Entity, r.Entity, true) && segment(p.Action, r.Action, true)
+}
+
+// ReservedModule is the module prefix of Keyward's own permissions.
+const ReservedModule = "keyward"
+
+// Reserved reports whether module belongs to Keyward's own namespace.
+func Reserved(module string) bool {
+	return module == ReservedModule || (len(module) > len(ReservedModule) && module[len(ReservedModule)] == '.' && module[:len(ReservedModule)] == ReservedModule)
 }
 
 func segment(grant, required string, optional bool) bool {

@@ -57,11 +57,35 @@ func TestCovers(t *testing.T) {
 		{"*:read", "orders/1:write", false},
 		{"keyward.keys", "keyward.keys:create", true},
 		{"keyward", "keyward.keys:create", false},
+		// Keyward's own namespace: only `*` itself or an explicit keyward grant.
+		{"*:read", "keyward.audit:read", false},
+		{"*:rotate", "keyward.keys:rotate", false},
+		{"*:create", "keyward.keys/acme:create", false},
+		{"*/acme", "keyward.keys/acme:read", false},
+		{"*/*:*", "keyward.keys/acme:read", false},
+		{"*:read", "keyward:read", false},
+		{"*:read", "keywardish:read", true},
+		{"*/acme:read", "orders/acme:read", true},
+		{"keyward.audit:read", "keyward.audit:read", true},
+		{"keyward.keys/acme:*", "keyward.keys/acme:rotate", true},
 	}
 	for _, tc := range cases {
 		got := MustParse(tc.grant).Covers(MustParse(tc.required))
 		assert.Equal(t, tc.want, got, "%s covers %s", tc.grant, tc.required)
 	}
+}
+
+func TestReserved(t *testing.T) {
+	for m, want := range map[string]bool{"keyward": true, "keyward.keys": true, "keyward.client-ip": true,
+		"keywardx": false, "orders": false, "*": false, "orders.keyward": false} {
+		assert.Equal(t, want, Reserved(m), m)
+	}
+	// AllowsSome, the owner-scoped gate, follows the same rule.
+	set, err := ParseSet([]string{"*:read", "*/acme:rotate"})
+	require.NoError(t, err)
+	assert.False(t, set.AllowsSome(MustParse("keyward.keys:read")))
+	assert.False(t, set.AllowsSome(MustParse("keyward.keys:rotate")))
+	assert.True(t, set.AllowsSome(MustParse("orders:read")))
 }
 
 func TestAllowsAll(t *testing.T) {

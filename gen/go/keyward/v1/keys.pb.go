@@ -147,9 +147,12 @@ const (
 	VerificationReason_VERIFICATION_REASON_OK VerificationReason = 1
 	// The credential is not well formed (prefix, length, alphabet or checksum).
 	VerificationReason_VERIFICATION_REASON_MALFORMED VerificationReason = 2
-	// No key with this id exists.
+	// No key matches the secret. To a caller who may not read the key's owner's keys
+	// this also stands for SECRET_MISMATCH and ENVIRONMENT_MISMATCH, so that a
+	// wrong secret does not tell which key ids exist.
 	VerificationReason_VERIFICATION_REASON_NOT_FOUND VerificationReason = 3
-	// The key exists but the secret is not one of its secrets.
+	// The key exists but the secret is not one of its secrets (told only to callers
+	// who may read the key).
 	VerificationReason_VERIFICATION_REASON_SECRET_MISMATCH VerificationReason = 4
 	// The secret was replaced by a rotation and its grace period is over.
 	VerificationReason_VERIFICATION_REASON_ROTATED VerificationReason = 5
@@ -167,7 +170,8 @@ const (
 	VerificationReason_VERIFICATION_REASON_RATE_LIMITED VerificationReason = 11
 	// The key's usage quota is exhausted for the period.
 	VerificationReason_VERIFICATION_REASON_QUOTA_EXCEEDED VerificationReason = 12
-	// The secret's environment prefix does not match the key's environment.
+	// The secret's environment prefix does not match the key's environment (told
+	// only to callers who may read the key).
 	VerificationReason_VERIFICATION_REASON_ENVIRONMENT_MISMATCH VerificationReason = 13
 )
 
@@ -1325,9 +1329,12 @@ type VerifyKeyResponse struct {
 	Reason VerificationReason `protobuf:"varint,2,opt,name=reason,proto3,enum=keyward.v1.VerificationReason" json:"reason,omitempty"`
 	// A human-readable explanation of the reason.
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	// The key the secret belongs to, when its id is known (also when not valid).
+	// The key the secret belongs to, when the secret is valid. On a failure it is
+	// given only to callers who may read the key's owner's keys
+	// (`keyward.keys/<owner>:read`).
 	Key *Key `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
-	// The union of the key's direct permissions and its roles' permissions.
+	// The union of the key's direct permissions and its roles' permissions; given
+	// when key is.
 	EffectivePermissions []string `protobuf:"bytes,5,rep,name=effective_permissions,json=effectivePermissions,proto3" json:"effective_permissions,omitempty"`
 	// Until when this secret verifies, when it is a previous secret in its grace period.
 	SecretExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=secret_expire_time,json=secretExpireTime,proto3" json:"secret_expire_time,omitempty"`

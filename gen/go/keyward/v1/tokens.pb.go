@@ -114,6 +114,8 @@ const (
 	TokenValidationReason_TOKEN_VALIDATION_REASON_INVALID_KEY TokenValidationReason = 10
 	// The issuer is not this Keyward.
 	TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_ISSUER TokenValidationReason = 11
+	// The client address is in a country the token's key may not be used from.
+	TokenValidationReason_TOKEN_VALIDATION_REASON_COUNTRY_NOT_ALLOWED TokenValidationReason = 12
 )
 
 // Enum value maps for TokenValidationReason.
@@ -131,20 +133,22 @@ var (
 		9:  "TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED",
 		10: "TOKEN_VALIDATION_REASON_INVALID_KEY",
 		11: "TOKEN_VALIDATION_REASON_WRONG_ISSUER",
+		12: "TOKEN_VALIDATION_REASON_COUNTRY_NOT_ALLOWED",
 	}
 	TokenValidationReason_value = map[string]int32{
-		"TOKEN_VALIDATION_REASON_UNSPECIFIED":       0,
-		"TOKEN_VALIDATION_REASON_OK":                1,
-		"TOKEN_VALIDATION_REASON_MALFORMED":         2,
-		"TOKEN_VALIDATION_REASON_BAD_SIGNATURE":     3,
-		"TOKEN_VALIDATION_REASON_EXPIRED":           4,
-		"TOKEN_VALIDATION_REASON_NOT_YET_VALID":     5,
-		"TOKEN_VALIDATION_REASON_WRONG_AUDIENCE":    6,
-		"TOKEN_VALIDATION_REASON_REVOKED":           7,
-		"TOKEN_VALIDATION_REASON_PERMISSION_DENIED": 8,
-		"TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED":    9,
-		"TOKEN_VALIDATION_REASON_INVALID_KEY":       10,
-		"TOKEN_VALIDATION_REASON_WRONG_ISSUER":      11,
+		"TOKEN_VALIDATION_REASON_UNSPECIFIED":         0,
+		"TOKEN_VALIDATION_REASON_OK":                  1,
+		"TOKEN_VALIDATION_REASON_MALFORMED":           2,
+		"TOKEN_VALIDATION_REASON_BAD_SIGNATURE":       3,
+		"TOKEN_VALIDATION_REASON_EXPIRED":             4,
+		"TOKEN_VALIDATION_REASON_NOT_YET_VALID":       5,
+		"TOKEN_VALIDATION_REASON_WRONG_AUDIENCE":      6,
+		"TOKEN_VALIDATION_REASON_REVOKED":             7,
+		"TOKEN_VALIDATION_REASON_PERMISSION_DENIED":   8,
+		"TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED":      9,
+		"TOKEN_VALIDATION_REASON_INVALID_KEY":         10,
+		"TOKEN_VALIDATION_REASON_WRONG_ISSUER":        11,
+		"TOKEN_VALIDATION_REASON_COUNTRY_NOT_ALLOWED": 12,
 	}
 )
 
@@ -246,8 +250,11 @@ const (
 	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP TemporaryTokenReason = 5
 	// The token was issued for another operation.
 	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION TemporaryTokenReason = 6
-	// The key the token was issued to was revoked.
+	// The key the token was issued to, or the access token that issued it, was
+	// revoked or has expired.
 	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED TemporaryTokenReason = 7
+	// The key the token was issued to no longer holds the right to the operation.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED TemporaryTokenReason = 8
 )
 
 // Enum value maps for TemporaryTokenReason.
@@ -261,16 +268,18 @@ var (
 		5: "TEMPORARY_TOKEN_REASON_USED_UP",
 		6: "TEMPORARY_TOKEN_REASON_WRONG_OPERATION",
 		7: "TEMPORARY_TOKEN_REASON_REVOKED",
+		8: "TEMPORARY_TOKEN_REASON_PERMISSION_DENIED",
 	}
 	TemporaryTokenReason_value = map[string]int32{
-		"TEMPORARY_TOKEN_REASON_UNSPECIFIED":     0,
-		"TEMPORARY_TOKEN_REASON_OK":              1,
-		"TEMPORARY_TOKEN_REASON_MALFORMED":       2,
-		"TEMPORARY_TOKEN_REASON_NOT_FOUND":       3,
-		"TEMPORARY_TOKEN_REASON_EXPIRED":         4,
-		"TEMPORARY_TOKEN_REASON_USED_UP":         5,
-		"TEMPORARY_TOKEN_REASON_WRONG_OPERATION": 6,
-		"TEMPORARY_TOKEN_REASON_REVOKED":         7,
+		"TEMPORARY_TOKEN_REASON_UNSPECIFIED":       0,
+		"TEMPORARY_TOKEN_REASON_OK":                1,
+		"TEMPORARY_TOKEN_REASON_MALFORMED":         2,
+		"TEMPORARY_TOKEN_REASON_NOT_FOUND":         3,
+		"TEMPORARY_TOKEN_REASON_EXPIRED":           4,
+		"TEMPORARY_TOKEN_REASON_USED_UP":           5,
+		"TEMPORARY_TOKEN_REASON_WRONG_OPERATION":   6,
+		"TEMPORARY_TOKEN_REASON_REVOKED":           7,
+		"TEMPORARY_TOKEN_REASON_PERMISSION_DENIED": 8,
 	}
 )
 
@@ -367,7 +376,8 @@ type IssueTokenRequest struct {
 	Permissions []string `protobuf:"bytes,2,rep,name=permissions,proto3" json:"permissions,omitempty"`
 	// Roles to embed, a subset of the key's; empty: all of the key's.
 	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
-	// Requested lifetime, capped by policy; unset: the default (15 minutes).
+	// Requested lifetime, capped by the server's maximum, the key's max_token_ttl and
+	// the key's own expiry; unset: the default (15 minutes).
 	Ttl *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	// Also issue a refresh token.
 	IncludeRefreshToken bool `protobuf:"varint,5,opt,name=include_refresh_token,json=includeRefreshToken,proto3" json:"include_refresh_token,omitempty"`
@@ -765,7 +775,10 @@ type TokenClaims struct {
 	// Networks the token is bound to.
 	AllowedCidrs []string `protobuf:"bytes,10,rep,name=allowed_cidrs,json=allowedCidrs,proto3" json:"allowed_cidrs,omitempty"`
 	// The owner of the key the token was issued to.
-	Owner         string `protobuf:"bytes,11,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owner string `protobuf:"bytes,11,opt,name=owner,proto3" json:"owner,omitempty"`
+	// `sid`: the refresh-token family (session) the token belongs to, when it was
+	// issued with a refresh token or by a refresh. Revoking the family revokes it.
+	SessionId     string `protobuf:"bytes,12,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -877,6 +890,13 @@ func (x *TokenClaims) GetOwner() string {
 	return ""
 }
 
+func (x *TokenClaims) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 // ValidateTokenResponse is the verdict on a token.
 type ValidateTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -886,11 +906,14 @@ type ValidateTokenResponse struct {
 	Reason TokenValidationReason `protobuf:"varint,2,opt,name=reason,proto3,enum=keyward.v1.TokenValidationReason" json:"reason,omitempty"`
 	// A human-readable explanation of the reason.
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	// The token's claims, when its signature verified (for API keys: the key's).
+	// The token's claims (for API keys: the key's), when the token is valid. On a
+	// failure they are given only to callers who may read the key's owner's keys
+	// (`keyward.keys/<owner>:read`), so that a validation reveals nothing about a
+	// credential to those who could not read it anyway.
 	Claims *TokenClaims `protobuf:"bytes,4,opt,name=claims,proto3" json:"claims,omitempty"`
 	// What kind of credential it was.
 	CredentialType CredentialType `protobuf:"varint,5,opt,name=credential_type,json=credentialType,proto3,enum=keyward.v1.CredentialType" json:"credential_type,omitempty"`
-	// For API keys, the verification reason.
+	// For API keys, the verification reason (see VerifyKeyResponse.reason).
 	KeyReason     VerificationReason `protobuf:"varint,6,opt,name=key_reason,json=keyReason,proto3,enum=keyward.v1.VerificationReason" json:"key_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1138,9 +1161,12 @@ func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
 // IssueTemporaryTokenRequest describes the operation the token authorises.
 type IssueTemporaryTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The operation, such as `payments:refund:order-1234`: letters, digits and . _ - : / @.
+	// The operation, as a permission the caller holds (`module[/entity][:action]`),
+	// such as `payments/order-1234:refund`: a caller can approve only what it may do
+	// itself.
 	Operation string `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
-	// Lifetime; unset: 5 minutes; at most 1 hour.
+	// Lifetime; unset: 5 minutes; at most 1 hour, and never beyond the caller's own
+	// expiry (the key's, or the access token's when a token calls).
 	Ttl *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	// How many times the token may be consumed; 0 means once; at most 100.
 	MaxUses       uint32 `protobuf:"varint,3,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
@@ -1325,12 +1351,15 @@ type ConsumeTemporaryTokenResponse struct {
 	Valid bool `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
 	// Why; TEMPORARY_TOKEN_REASON_OK when valid.
 	Reason TemporaryTokenReason `protobuf:"varint,2,opt,name=reason,proto3,enum=keyward.v1.TemporaryTokenReason" json:"reason,omitempty"`
-	// The API key id the token was issued to, when the token was found.
+	// The API key that issued the token, that is which key approved the operation;
+	// set when valid.
 	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
 	// Uses left after this one.
 	RemainingUses uint32 `protobuf:"varint,4,opt,name=remaining_uses,json=remainingUses,proto3" json:"remaining_uses,omitempty"`
 	// A human-readable explanation of the reason.
-	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// The owner of the key that issued the token; set when valid.
+	Owner         string `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1396,6 +1425,13 @@ func (x *ConsumeTemporaryTokenResponse) GetRemainingUses() uint32 {
 func (x *ConsumeTemporaryTokenResponse) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+func (x *ConsumeTemporaryTokenResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
 	}
 	return ""
 }
@@ -1907,7 +1943,7 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\baudience\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\baudience\x129\n" +
 	"\x13required_permission\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x12requiredPermission\x12'\n" +
 	"\tclient_ip\x18\x04 \x01(\tB\n" +
-	"\xbaH\a\xd8\x01\x01r\x02p\x01R\bclientIp\"\xa5\x03\n" +
+	"\xbaH\a\xd8\x01\x01r\x02p\x01R\bclientIp\"\xc4\x03\n" +
 	"\vTokenClaims\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x19\n" +
 	"\btoken_id\x18\x02 \x01(\tR\atokenId\x12\x16\n" +
@@ -1922,7 +1958,9 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\vpermissions\x18\t \x03(\tR\vpermissions\x12#\n" +
 	"\rallowed_cidrs\x18\n" +
 	" \x03(\tR\fallowedCidrs\x12\x14\n" +
-	"\x05owner\x18\v \x01(\tR\x05owner\"\xb7\x02\n" +
+	"\x05owner\x18\v \x01(\tR\x05owner\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\f \x01(\tR\tsessionId\"\xb7\x02\n" +
 	"\x15ValidateTokenResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x129\n" +
 	"\x06reason\x18\x02 \x01(\x0e2!.keyward.v1.TokenValidationReasonR\x06reason\x12\x18\n" +
@@ -1953,13 +1991,14 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\x05token\x12(\n" +
 	"\toperation\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\toperation\"\xca\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\toperation\"\xe0\x01\n" +
 	"\x1dConsumeTemporaryTokenResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x128\n" +
 	"\x06reason\x18\x02 \x01(\x0e2 .keyward.v1.TemporaryTokenReasonR\x06reason\x12\x18\n" +
 	"\asubject\x18\x03 \x01(\tR\asubject\x12%\n" +
 	"\x0eremaining_uses\x18\x04 \x01(\rR\rremainingUses\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\xea\x02\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12\x14\n" +
+	"\x05owner\x18\x06 \x01(\tR\x05owner\"\xea\x02\n" +
 	"\n" +
 	"SigningKey\x12\x15\n" +
 	"\x03kid\x18\x01 \x01(\tB\x03\xe0A\x03R\x03kid\x12?\n" +
@@ -2001,7 +2040,7 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\x17SIGNING_ALGORITHM_HS256\x10\x01\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_RS256\x10\x02\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_ES256\x10\x03\x12\x1b\n" +
-	"\x17SIGNING_ALGORITHM_EDDSA\x10\x04*\x81\x04\n" +
+	"\x17SIGNING_ALGORITHM_EDDSA\x10\x04*\xb2\x04\n" +
 	"\x15TokenValidationReason\x12'\n" +
 	"#TOKEN_VALIDATION_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aTOKEN_VALIDATION_REASON_OK\x10\x01\x12%\n" +
@@ -2015,11 +2054,12 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"&TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED\x10\t\x12'\n" +
 	"#TOKEN_VALIDATION_REASON_INVALID_KEY\x10\n" +
 	"\x12(\n" +
-	"$TOKEN_VALIDATION_REASON_WRONG_ISSUER\x10\v*p\n" +
+	"$TOKEN_VALIDATION_REASON_WRONG_ISSUER\x10\v\x12/\n" +
+	"+TOKEN_VALIDATION_REASON_COUNTRY_NOT_ALLOWED\x10\f*p\n" +
 	"\x0eCredentialType\x12\x1f\n" +
 	"\x1bCREDENTIAL_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCREDENTIAL_TYPE_ACCESS_TOKEN\x10\x01\x12\x1b\n" +
-	"\x17CREDENTIAL_TYPE_API_KEY\x10\x02*\xc1\x02\n" +
+	"\x17CREDENTIAL_TYPE_API_KEY\x10\x02*\xef\x02\n" +
 	"\x14TemporaryTokenReason\x12&\n" +
 	"\"TEMPORARY_TOKEN_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TEMPORARY_TOKEN_REASON_OK\x10\x01\x12$\n" +
@@ -2028,7 +2068,8 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\x1eTEMPORARY_TOKEN_REASON_EXPIRED\x10\x04\x12\"\n" +
 	"\x1eTEMPORARY_TOKEN_REASON_USED_UP\x10\x05\x12*\n" +
 	"&TEMPORARY_TOKEN_REASON_WRONG_OPERATION\x10\x06\x12\"\n" +
-	"\x1eTEMPORARY_TOKEN_REASON_REVOKED\x10\a*\x92\x01\n" +
+	"\x1eTEMPORARY_TOKEN_REASON_REVOKED\x10\a\x12,\n" +
+	"(TEMPORARY_TOKEN_REASON_PERMISSION_DENIED\x10\b*\x92\x01\n" +
 	"\x0fSigningKeyState\x12!\n" +
 	"\x1dSIGNING_KEY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SIGNING_KEY_STATE_ACTIVE\x10\x01\x12\x1f\n" +

@@ -39,7 +39,7 @@ const (
 type TokenServiceClient interface {
 	// IssueToken exchanges the caller's API key for a signed JWT access token carrying
 	// the key's identity and the requested subset of its rights, and optionally a
-	// refresh token.
+	// refresh token. Only an API key may call it: a token cannot mint tokens.
 	IssueToken(ctx context.Context, in *IssueTokenRequest, opts ...grpc.CallOption) (*IssueTokenResponse, error)
 	// RefreshToken exchanges a refresh token for a new access token and a new refresh
 	// token. A refresh token works once: presenting a used one revokes its whole family.
@@ -53,6 +53,8 @@ type TokenServiceClient interface {
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
 	// IssueTemporaryToken issues a short-lived token that authorises one named
 	// operation, usable once by default or up to max_uses times, until it expires.
+	// The operation must be covered by the caller's own rights, and the token ends
+	// no later than the caller's credential.
 	IssueTemporaryToken(ctx context.Context, in *IssueTemporaryTokenRequest, opts ...grpc.CallOption) (*IssueTemporaryTokenResponse, error)
 	// ConsumeTemporaryToken checks a temporary token for an operation and counts one
 	// use atomically: of concurrent consumers of a single-use token exactly one succeeds.
@@ -174,7 +176,7 @@ func (c *tokenServiceClient) GetJwks(ctx context.Context, in *GetJwksRequest, op
 type TokenServiceServer interface {
 	// IssueToken exchanges the caller's API key for a signed JWT access token carrying
 	// the key's identity and the requested subset of its rights, and optionally a
-	// refresh token.
+	// refresh token. Only an API key may call it: a token cannot mint tokens.
 	IssueToken(context.Context, *IssueTokenRequest) (*IssueTokenResponse, error)
 	// RefreshToken exchanges a refresh token for a new access token and a new refresh
 	// token. A refresh token works once: presenting a used one revokes its whole family.
@@ -188,6 +190,8 @@ type TokenServiceServer interface {
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
 	// IssueTemporaryToken issues a short-lived token that authorises one named
 	// operation, usable once by default or up to max_uses times, until it expires.
+	// The operation must be covered by the caller's own rights, and the token ends
+	// no later than the caller's credential.
 	IssueTemporaryToken(context.Context, *IssueTemporaryTokenRequest) (*IssueTemporaryTokenResponse, error)
 	// ConsumeTemporaryToken checks a temporary token for an operation and counts one
 	// use atomically: of concurrent consumers of a single-use token exactly one succeeds.
