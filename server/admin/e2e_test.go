@@ -80,6 +80,8 @@ func TestAdminPanel(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("k-name"), "POS terminal 12"),
 		chromedp.SendKeys(chromedp.ID("k-owner"), "store-12"),
 		chromedp.SendKeys(chromedp.ID("k-perms"), "orders, payments:refund"),
+		chromedp.SendKeys(chromedp.ID("k-quota"), "3"),
+		chromedp.SetValue(chromedp.ID("k-period"), "QUOTA_PERIOD_UNSPECIFIED"),
 		chromedp.Click(chromedp.ID("create-submit")),
 		chromedp.WaitVisible(chromedp.ID("new-secret")),
 	))
@@ -116,6 +118,9 @@ func TestAdminPanel(t *testing.T) {
 	html, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
 	require.NoError(t, err)
 	assert.NotContains(t, html, secret, "the secret is not shown again")
+	quota, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("key-quota")))
+	require.NoError(t, err)
+	assert.Equal(t, "3 in total", quota, "a total quota round-trips through the panel")
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("revoke-reason"), "terminal stolen"),
 		chromedp.Click(chromedp.ID("revoke")),

@@ -153,6 +153,13 @@ function createKeyForm() {
   document.getElementById("created").replaceChildren(form);
 }
 
+// quotaText describes a quota: a limit per calendar period, or in total (no period).
+function quotaText(q) {
+  if (!q) return "";
+  const period = short(q.period, "QUOTA_PERIOD_");
+  return period && period !== "unspecified" ? `${q.limit} per ${period}` : `${q.limit} in total`;
+}
+
 async function keyPage(id) {
   await guard(async () => {
     const { key } = await api("GET", "/v1/keys/" + encodeURIComponent(id));
@@ -166,6 +173,10 @@ async function keyPage(id) {
         row("State", el("span", { id: "key-state", class: "state-" + short(key.state, "KEY_STATE_") }, short(key.state, "KEY_STATE_"))),
         row("Roles", (key.roles || []).join(", ")), row("Permissions", (key.permissions || []).join(", ")),
         row("Allowed CIDRs", (key.allowed_cidrs || []).join(", ")), row("Allowed countries", (key.allowed_countries || []).join(", ")),
+        row("Denied countries", (key.denied_countries || []).join(", ")),
+        row("Rate limit", key.rate_limit ? `${key.rate_limit.requests_per_second}/s, burst ${key.rate_limit.burst || key.rate_limit.requests_per_second}` : ""),
+        row("Quota", el("span", { id: "key-quota" }, quotaText(key.quota))),
+        row("Token audiences", (key.allowed_audiences || []).join(", ")), row("Max token lifetime", key.max_token_ttl || ""),
         row("Created", time(key.create_time)), row("Expires", time(key.expire_time)), row("Last used", time(key.last_used_time)),
         row("Revoked", time(key.revoke_time)), row("Revoke reason", key.revoke_reason)),
       el("div", { class: "toolbar" }, grace,
