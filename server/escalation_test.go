@@ -469,3 +469,90 @@ func countRevocations(t *testing.T, e *escalation, kind keywardv1.RevocationKind
 		}
 	}
 }
+
+// A role is held by keys the caller cannot see, which may be bound less tightly
+// than the caller: only a caller without restrictions may add to what it grants.
+func TestWideningARoleNeedsAnUnrestrictedCaller(t *testing.T) {
+	e := newEscalation(t)
+	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:create"}}})
+	require.NoError(t, err)
+	_, cashierSecret, _ := e.key(t, "globex", nil, func(r *keywardv1.CreateKeyRequest) { r.Roles = []string{"cashier"} })
+	_, _, office := e.key(t, "acme", []string{"keyward.roles", "orders"}, func(r *keywardv1.CreateKeyRequest) {
+		r.AllowedCidrs = []string{"127.0.0.0/8", "::1/128"}
+	})
+	widen := &keywardv1.UpdateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:create", "orders:refund"}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"permissions"}}}
+	_, err = e.keys.UpdateRole(office, widen)
+	assertCode(t, codes.PermissionDenied, err, "a caller bound to networks widening a role held by an unbound key")
+	v, err := e.keys.VerifyKey(e.admin, &keywardv1.VerifyKeyRequest{Secret: cashierSecret, RequiredPermission: "orders:refund"})
+	require.NoError(t, err)
+	assert.False(t, v.GetValid(), "the cashier did not gain the right")
+
+	// Narrowing and describing are fine for the restricted caller.
+	_, err = e.keys.UpdateRole(office, &keywardv1.UpdateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"permissions"}}})
+	assert.NoError(t, err, "taking a permission away")
+	_, _, free := e.key(t, "acme", []string{"keyward.roles", "orders"})
+	_, err = e.keys.UpdateRole(free, widen)
+	assert.NoError(t, err, "an unrestricted caller holding the rights may widen it")
+}
+
+// A session keeps to what its key holds now: a refresh after the key lost a role
+// or an audience does not bring them back.
+func TestRefreshKeepsToTheKeysRightsNow(t *testing.T) {
+	e := newEscalation(t)
+	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:create"}}})
+	require.NoError(t, err)
+	k, _, ctx := e.key(t, "acme", []string{"orders:read"}, func(r *keywardv1.CreateKeyRequest) {
+		r.Roles = []string{"cashier"}
+		r.AllowedAudiences = []string{"orders-api", "billing-api"}
+	})
+	for _, change := range []struct {
+		field string
+		key   *keywardv1.Key
+	}{
+		{"roles", &keywardv1.Key{KeyId: k.GetKeyId()}},
+		{"allowed_audiences", &keywardv1.Key{KeyId: k.GetKeyId(), AllowedAudiences: []string{"orders-api"}}},
+	} {
+		t.Run(change.field, func(t *testing.T) {
+			out, err := e.tokens.IssueToken(ctx, &keywardv1.IssueTokenRequest{Audience: []string{"billing-api"}, IncludeRefreshToken: true})
+			require.NoError(t, err)
+			_, err = e.keys.UpdateKey(e.admin, &keywardv1.UpdateKeyRequest{Key: change.key, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{change.field}}})
+			require.NoError(t, err)
+			_, err = e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: out.GetRefreshToken()})
+			assertCode(t, codes.Unauthenticated, err, "the session carries what the key lost")
+		})
+	}
+}
+
+// A token issued before its key's audiences or token lifetime were cut is held to
+// them at use, as to the key's other restrictions.
+func TestTokensKeepToTheirKeysAudiencesAndLifetimeNow(t *testing.T) {
+	e := newEscalation(t)
+	_, _, validator := e.key(t, "acme", []string{"keyward.tokens:validate"})
+	k, _, ctx := e.key(t, "acme", []string{"orders"}, func(r *keywardv1.CreateKeyRequest) { r.AllowedAudiences = []string{"orders-api", "billing-api"} })
+	tok, err := e.tokens.IssueToken(ctx, &keywardv1.IssueTokenRequest{Audience: []string{"billing-api"}, Ttl: durationpb.New(time.Hour)})
+	require.NoError(t, err)
+	check := func() *keywardv1.ValidateTokenResponse {
+		v, err := e.tokens.ValidateToken(validator, &keywardv1.ValidateTokenRequest{Token: tok.GetAccessToken(), Audience: "billing-api"})
+		require.NoError(t, err)
+		return v
+	}
+	require.True(t, check().GetValid())
+	_, err = e.keys.UpdateKey(e.admin, &keywardv1.UpdateKeyRequest{Key: &keywardv1.Key{KeyId: k.GetKeyId(), AllowedAudiences: []string{"orders-api"}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"allowed_audiences"}}})
+	require.NoError(t, err)
+	assert.Equal(t, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_AUDIENCE, check().GetReason(),
+		"the key may no longer have tokens for billing-api")
+
+	tok, err = e.tokens.IssueToken(ctx, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}, Ttl: durationpb.New(time.Hour)})
+	require.NoError(t, err)
+	_, err = e.keys.UpdateKey(e.admin, &keywardv1.UpdateKeyRequest{Key: &keywardv1.Key{KeyId: k.GetKeyId(), MaxTokenTtl: durationpb.New(time.Minute)},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"max_token_ttl"}}})
+	require.NoError(t, err)
+	v, err := e.tokens.ValidateToken(validator, &keywardv1.ValidateTokenRequest{Token: tok.GetAccessToken(), Audience: "orders-api"})
+	require.NoError(t, err)
+	assert.Equal(t, keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED, v.GetReason(),
+		"an hour-long token of a key whose tokens may now live a minute: %s", v.GetMessage())
+	assert.Contains(t, v.GetMessage(), "max_token_ttl")
+}

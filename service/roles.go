@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/keyward/keyward/repository"
@@ -100,6 +101,11 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 		if err := s.checkPermissions(ctx, r.Permissions); err != nil {
 			return nil, PermissionDenied("changing role %q needs every permission it grants: %s", r.Name, err)
 		}
+		if slices.Contains(paths, "permissions") {
+			if err := mayWiden(ctx, r, in.Permissions); err != nil {
+				return nil, err
+			}
+		}
 		for _, p := range paths {
 			switch p {
 			case "description":
@@ -153,6 +159,31 @@ func (s *Roles) rightsReduced(ctx context.Context, name string) {
 		s.keys.now().Add(s.keys.relevance)); err != nil {
 		s.keys.log.ErrorContext(ctx, "recording a role change in the revocation log", "role", name, "error", err)
 	}
+}
+
+// mayWiden refuses a caller with restrictions adding to what role r grants: the
+// keys holding it, which the caller may not see, may be bound less tightly than the
+// caller, so the added rights would reach further than the caller may go.
+func mayWiden(ctx context.Context, r *repository.Role, perms []string) error {
+	old, err := permission.ParseSet(r.Permissions)
+	if err != nil {
+		return fmt.Errorf("role %q holds a bad permission: %w", r.Name, err)
+	}
+	added := false
+	for _, p := range perms {
+		if !old.Allows(permission.MustParse(p)) { // parsed by checkPermissions already
+			added = true
+			break
+		}
+	}
+	if !added {
+		return nil
+	}
+	// An unrestricted holding of nothing: what it reports is a restriction of the caller.
+	if short := mayHold(ctx, Holding{}); short != nil {
+		return PermissionDenied("adding to role %q reaches every key that holds it, however freely they may be used, so it needs a caller without restrictions: %s", r.Name, short)
+	}
+	return nil
 }
 
 // checkPermissions refuses permissions that do not parse, or that the caller does

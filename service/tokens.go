@@ -397,14 +397,17 @@ func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
 	case err != nil:
 		return nil, err
 	}
-	// The key's rights may have shrunk since the session began: never carry more than
-	// it holds now.
-	g := grant{Audience: rt.Audience, Roles: rt.Roles, Permissions: rt.Permissions, Session: rt.FamilyID}
-	if held, err := permission.ParseSet(g.Permissions); err == nil {
-		if _, ok := e.perms.AllowsAll(held); !ok {
-			return nil, Unauthenticated("the key's rights changed: sign in again with the API key")
+	// The key's rights may have shrunk since the session began: the session gets
+	// what IssueToken would give it now for the same request, or ends.
+	g, err := t.grant(ctx, e, rt.Audience, rt.Roles, rt.Permissions)
+	if err != nil {
+		var se *Error
+		if errors.As(err, &se) && se.Code == CodePermissionDenied {
+			return nil, Unauthenticated("the key's rights changed since the session began (%s): sign in again with the API key", se.Message)
 		}
+		return nil, err
 	}
+	g.Session = rt.FamilyID
 	out, err := t.sign(e.key, g, t.cfg.DefaultTTL)
 	if err != nil {
 		return nil, err

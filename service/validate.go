@@ -141,8 +141,15 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 		v.Reason = TokenRevoked
 		return v, nil
 	}
-	if audience != "" && !slices.Contains(claims.Audience, audience) {
+	// The token must be one its key could have now: for the audience asked about,
+	// and no longer-lived than the key's tokens may now be.
+	if audience != "" && (!slices.Contains(claims.Audience, audience) ||
+		(len(e.key.AllowedAudiences) > 0 && !slices.Contains(e.key.AllowedAudiences, audience))) {
 		v.Reason = TokenWrongAudience
+		return v, nil
+	}
+	if m := e.key.MaxTokenTTL; m > 0 && !vt.iat.IsZero() && vt.exp.Sub(vt.iat) > m {
+		v.Reason, v.Detail = TokenRevoked, "its lifetime is longer than its key's max_token_ttl now allows ("+m.String()+")"
 		return v, nil
 	}
 	if len(claims.CIDRs) > 0 && (!clientIP.IsValid() || !inAny(clientIP, claims.CIDRs)) {
