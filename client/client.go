@@ -88,6 +88,9 @@ type Claims struct {
 	// IssuerChecks names restrictions only Keyward can apply (country,
 	// rate_limit, quota); Validate refuses such tokens with ErrIssuerChecks.
 	IssuerChecks []string `json:"issuer_checks,omitempty"`
+	// RightsSeq is the revocation log position the token's rights reflect; nil in
+	// tokens of Keyward versions that did not set it.
+	RightsSeq *uint64 `json:"rights_seq,omitempty"`
 }
 
 // Validation errors; Validate wraps one of them.
@@ -111,9 +114,12 @@ type publicKey struct {
 	key any
 }
 
-// revocation is one entry of the local revocation set: when it happened and until
-// when it matters (zero: for ever).
-type revocation struct{ at, until time.Time }
+// revocation is one entry of the local revocation set: its log position, when it
+// happened and until when it matters (zero: for ever).
+type revocation struct {
+	seq       uint64
+	at, until time.Time
+}
 
 func (r revocation) live(now time.Time) bool { return r.until.IsZero() || now.Before(r.until) }
 
@@ -139,7 +145,7 @@ func (s revocations) add(kind keywardv1.RevocationKind, subject string, r revoca
 	case keywardv1.RevocationKind_REVOCATION_KIND_REFRESH_FAMILY:
 		s.family[subject] = r
 	case keywardv1.RevocationKind_REVOCATION_KIND_KEY_RIGHTS_REDUCED:
-		if old, ok := s.reduced[subject]; !ok || r.at.After(old.at) {
+		if old, ok := s.reduced[subject]; !ok || r.seq > old.seq {
 			s.reduced[subject] = r
 		}
 	default:
@@ -319,7 +325,10 @@ func (c *Client) revocation(claims *Claims) error {
 	if len(s.reduced) == 0 {
 		return nil
 	}
-	// iat is whole seconds: a token issued in the same second as the change is
+	// A token names the log position its rights reflect (rights_seq): a change
+	// logged after it makes it stale, whichever instance issued it and whatever the
+	// clocks say. A token without one (issued by an older Keyward) is judged by
+	// time: iat is whole seconds, so one issued in the same second as the change is
 	// taken as issued before it.
 	var iat time.Time
 	if claims.IssuedAt != nil {
@@ -327,7 +336,13 @@ func (c *Client) revocation(claims *Claims) error {
 	}
 	stale := func(subject string) bool {
 		r, ok := s.reduced[subject]
-		return ok && r.live(now) && !iat.After(r.at)
+		if !ok || !r.live(now) {
+			return false
+		}
+		if claims.RightsSeq != nil {
+			return r.seq > *claims.RightsSeq
+		}
+		return !iat.After(r.at)
 	}
 	if stale(claims.Subject) {
 		return ErrRightsChanged
@@ -474,7 +489,7 @@ func (c *Client) follow(ctx context.Context) error {
 		switch m := msg.GetMessage().(type) {
 		case *keywardv1.WatchRevocationsResponse_Event:
 			e := m.Event
-			r := revocation{at: e.GetRevokeTime().AsTime()}
+			r := revocation{seq: e.GetSequence(), at: e.GetRevokeTime().AsTime()}
 			if e.GetRelevantUntil() != nil {
 				r.until = e.GetRelevantUntil().AsTime()
 			}

@@ -133,7 +133,9 @@ const (
 type KeyFilter struct {
 	Owner       string
 	Environment Environment
-	State       KeyStateFilter
+	// Role selects the keys that name the role (whether or not it exists now).
+	Role  string
+	State KeyStateFilter
 	// Now is the time expiry is judged at; required when State is active or expired.
 	Now time.Time
 }
@@ -172,16 +174,19 @@ type SigningKey struct {
 // access tokens minted from it carry, and its family (every token descended from one
 // IssueToken).
 type RefreshToken struct {
-	ID               string
-	FamilyID         string
-	KeyID            string
-	Hash             []byte
-	Audience         []string
-	Roles            []string
-	Permissions      []string
-	CreateTime       time.Time
-	ExpireTime       time.Time
-	FamilyExpireTime time.Time
+	ID          string
+	FamilyID    string
+	KeyID       string
+	Hash        []byte
+	Audience    []string
+	Roles       []string
+	Permissions []string
+	// SecretFingerprint is the start of the hash of the key secret that began the
+	// family: a session lasts only while its key still accepts that secret.
+	SecretFingerprint []byte
+	CreateTime        time.Time
+	ExpireTime        time.Time
+	FamilyExpireTime  time.Time
 }
 
 // TemporaryToken is a stored temporary token for one named operation.

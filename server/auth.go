@@ -121,7 +121,8 @@ func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*servi
 	if !v.Valid() {
 		return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Message())
 	}
-	return &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: ip}, nil
+	return &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: ip,
+		SecretExpireTime: v.SecretExpireTime, SecretFingerprint: v.Fingerprint}, nil
 }
 
 // bearer returns the credential of `authorization: Bearer <credential>`.

@@ -26,7 +26,10 @@ type Config struct {
 	HTTPAddr string
 	// PprofAddr, when set, serves Go's profiler (net/http/pprof) on a listener of
 	// its own; loopback only.
-	PprofAddr       string
+	PprofAddr string
+	// MetricsAddr serves Prometheus metrics (/metrics) on a listener of its own,
+	// never the API's; empty: off.
+	MetricsAddr     string
 	DataDir         string
 	MongoDBURI      string // may hold a password: never printed
 	MongoDBDatabase string
@@ -73,6 +76,7 @@ func DefaultConfig() Config {
 	return Config{
 		GRPCAddr:        "127.0.0.1:7070",
 		HTTPAddr:        "127.0.0.1:8080",
+		MetricsAddr:     "127.0.0.1:9464",
 		DataDir:         "./keyward-data",
 		MongoDBDatabase: "keyward",
 		AuditMaxBytes:   1 << 30,
@@ -108,6 +112,7 @@ func DefaultConfig() Config {
 func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "REST (grpc-gateway) listen address")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics (/metrics, unauthenticated) on this address, apart from the API; empty: off")
 	fs.StringVar(&cfg.PprofAddr, "pprof-addr", cfg.PprofAddr, "serve Go's profiler (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; empty: off")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded store and the bootstrap admin key")
 	fs.StringVar(&cfg.MongoDBURI, "mongodb-uri", cfg.MongoDBURI, "MongoDB connection string; empty: use the embedded store")
@@ -258,7 +263,10 @@ func PrintConfig(args []string, getenv func(string) string, out, usage io.Writer
 // Validate checks every setting and names the flag of the first bad one.
 func (cfg Config) Validate() error {
 	var errs []error
-	for flagName, addr := range map[string]string{"grpc-addr": cfg.GRPCAddr, "http-addr": cfg.HTTPAddr} {
+	for flagName, addr := range map[string]string{"grpc-addr": cfg.GRPCAddr, "http-addr": cfg.HTTPAddr, "metrics-addr": cfg.MetricsAddr} {
+		if addr == "" && flagName == "metrics-addr" {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("--%s %q: want host:port", flagName, addr))
 		}

@@ -471,8 +471,9 @@ func countRevocations(t *testing.T, e *escalation, kind keywardv1.RevocationKind
 }
 
 // A role is held by keys the caller cannot see, which may be bound less tightly
-// than the caller: only a caller without restrictions may add to what it grants.
-func TestWideningARoleNeedsAnUnrestrictedCaller(t *testing.T) {
+// than the caller: what is added to it must stay within the caller's reach on
+// every key that names it.
+func TestWideningARoleIsCheckedAgainstItsKeys(t *testing.T) {
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:create"}}})
 	require.NoError(t, err)
@@ -495,6 +496,17 @@ func TestWideningARoleNeedsAnUnrestrictedCaller(t *testing.T) {
 	_, _, free := e.key(t, "acme", []string{"keyward.roles", "orders"})
 	_, err = e.keys.UpdateRole(free, widen)
 	assert.NoError(t, err, "an unrestricted caller holding the rights may widen it")
+
+	// A role whose keys are all bound as the caller is may be widened by it.
+	_, err = e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "office", Permissions: []string{"orders:read"}}})
+	require.NoError(t, err)
+	e.key(t, "acme", nil, func(r *keywardv1.CreateKeyRequest) {
+		r.Roles = []string{"office"}
+		r.AllowedCidrs = []string{"127.0.0.1/32"}
+	})
+	_, err = e.keys.UpdateRole(office, &keywardv1.UpdateRoleRequest{Role: &keywardv1.Role{Name: "office", Permissions: []string{"orders:read", "orders:create"}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"permissions"}}})
+	assert.NoError(t, err, "every key naming the role is bound within the caller's networks")
 }
 
 // A session keeps to what its key holds now: a refresh after the key lost a role

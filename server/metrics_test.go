@@ -18,7 +18,7 @@ import (
 
 // scrape returns the value of one sample of /metrics (0 when absent).
 func scrape(t *testing.T, kw *servertest.Keyward) func(sample string) float64 {
-	resp, err := http.Get(kw.BaseURL + "/metrics")
+	resp, err := http.Get(kw.MetricsURL)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)

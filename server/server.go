@@ -62,6 +62,8 @@ type Server struct {
 	grpcLis, httpLis net.Listener
 	pprofLis         net.Listener // nil unless --pprof-addr
 	pprof            *http.Server
+	metricsLis       net.Listener // nil when --metrics-addr is empty
+	metricsSrv       *http.Server
 	inproc           *bufconn.Listener
 	internal         *grpc.Server // serves the gateway on inproc
 	// stopping is closed when shutdown begins, ending long-lived streams so that
@@ -186,6 +188,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
+	if cfg.MetricsAddr != "" {
+		// Metrics tell verification outcomes and cache behaviour apart: never on the
+		// API's listener, where anyone could correlate them with their own probes.
+		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("listening for metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metrics.handler())
+		s.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
 	if cfg.PprofAddr != "" {
 		if s.pprofLis, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
 			return nil, fmt.Errorf("listening for the profiler on %s: %w", cfg.PprofAddr, err)
@@ -202,7 +215,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		return nil, fmt.Errorf("connecting the gateway to the gRPC server: %w", err)
 	}
 	s.notReady.Store("starting")
-	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips, aud, s.metrics.handler(), http.HandlerFunc(s.readyz))
+	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips, aud, http.HandlerFunc(s.readyz))
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +239,14 @@ func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 
 // HTTPAddr is the address the REST gateway listens on.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// MetricsAddr is the address /metrics is served on; "" when it is off.
+func (s *Server) MetricsAddr() string {
+	if s.metricsLis == nil {
+		return ""
+	}
+	return s.metricsLis.Addr().String()
+}
 
 // PprofAddr is the address the profiler listens on; "" when it is off.
 func (s *Server) PprofAddr() string {
@@ -280,6 +301,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			cancel()
 		}
 	})
+	if s.metricsSrv != nil {
+		wg.Go(func() { _ = s.metricsSrv.Serve(s.metricsLis) })
+	}
 	if s.pprof != nil {
 		wg.Go(func() { _ = s.pprof.Serve(s.pprofLis) })
 		s.log.Warn("profiler on: /debug/pprof/ on a loopback listener", "pprof_addr", s.pprofLis.Addr().String())
@@ -305,6 +329,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	_ = s.http.Shutdown(shutdownCtx)
 	if s.pprof != nil {
 		_ = s.pprof.Close() // a profile being taken is cut short
+	}
+	if s.metricsSrv != nil {
+		_ = s.metricsSrv.Close()
 	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); s.internal.GracefulStop(); close(stopped) }()
@@ -414,7 +441,7 @@ func (s *Server) close() {
 	if s.conn != nil {
 		_ = s.conn.Close()
 	}
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.pprofLis} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.pprofLis, s.metricsLis} {
 		if l != nil {
 			_ = l.Close()
 		}

@@ -65,7 +65,7 @@ func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.Validate
 			out.Message = v.KeyReason.Message()
 		}
 	}
-	if c := v.Claims; c != nil {
+	if c := v.EffectiveClaims(); c != nil {
 		out.Claims = &keywardv1.TokenClaims{
 			Subject: c.Subject, TokenId: c.ID, Issuer: c.Issuer, Audience: c.Audience,
 			Roles: c.Roles, Permissions: c.Permissions, AllowedCidrs: c.CIDRs, Owner: c.Owner, SessionId: c.SessionID,

@@ -12,7 +12,10 @@ import (
 // cachedKey is an immutable snapshot of a key with its effective permissions, plus
 // the time a secret of it last verified on this instance.
 type cachedKey struct {
-	key       *repository.Key
+	key *repository.Key
+	// seq is the revocation log position this instance had published when the key
+	// was read: every rights change logged up to it is in the snapshot.
+	seq       uint64
 	effective []string
 	perms     permission.Set
 	policy    policy

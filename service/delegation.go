@@ -22,6 +22,8 @@ import (
 // Holding is what a credential holds: its rights and the restrictions on using them.
 // Zero fields are freedoms (no restriction).
 type Holding struct {
+	// Environment is the credential's (live or test); empty for what has none.
+	Environment repository.Environment
 	// Permissions are the effective permissions, direct and through roles.
 	Permissions      permission.Set
 	CIDRs            []string
@@ -37,7 +39,7 @@ type Holding struct {
 // holdingOf describes a key with its effective permissions.
 func holdingOf(k *repository.Key, perms permission.Set) Holding {
 	return Holding{
-		Permissions: perms, CIDRs: k.AllowedCIDRs, AllowedCountries: k.AllowedCountries, DeniedCountries: k.DeniedCountries,
+		Environment: k.Environment, Permissions: perms, CIDRs: k.AllowedCIDRs, AllowedCountries: k.AllowedCountries, DeniedCountries: k.DeniedCountries,
 		ExpireTime: k.ExpireTime, RateLimit: k.RateLimit, Quota: k.Quota, MaxTokenTTL: k.MaxTokenTTL, Audiences: k.AllowedAudiences,
 	}
 }
@@ -87,6 +89,11 @@ func (p *Principal) shortfall(h Holding) *Shortfall {
 		return nil
 	}
 	k := p.Key
+	// A test credential hands out test credentials only: what is made for testing
+	// never reaches production traffic.
+	if k.Environment == repository.EnvironmentTest && h.Environment != "" && h.Environment != repository.EnvironmentTest {
+		return &Shortfall{"environment", "the caller is a test key: it may hand out test credentials only"}
+	}
 	// Networks: every binding of the caller (its key's, its token's) must contain
 	// every network of h.
 	for _, bound := range [][]string{k.AllowedCIDRs, p.tokenCIDRs()} {

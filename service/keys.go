@@ -352,7 +352,9 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 				k.MaxTokenTTL = in.MaxTokenTTL.Truncate(time.Millisecond)
 			}
 		}
-		granted, err := s.permissionsOf(ctx, k.Roles, k.Permissions, true)
+		// Roles named by the request were checked to exist above; a stored role
+		// deleted since grants nothing and does not stop the update.
+		granted, err := s.permissionsOf(ctx, k.Roles, k.Permissions, false)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -29,6 +30,12 @@ type Principal struct {
 	Token *Delegate
 	// ClientIP is the caller's address, as resolved by the trusted-proxy rules.
 	ClientIP netip.Addr
+	// SecretExpireTime is set when the caller presented its key's previous secret,
+	// in the grace period after a rotation: the credential ends then.
+	SecretExpireTime time.Time
+	// SecretFingerprint identifies the secret the caller presented (the start of
+	// its hash), so that a session it begins ends when the key stops accepting it.
+	SecretFingerprint [apikey.FingerprintLen]byte
 }
 
 // Delegate is what an access token adds to its key's limits: a subset of its
@@ -62,17 +69,27 @@ func (p *Principal) TokenID() string {
 	return p.Token.ID
 }
 
-// ExpireTime is when the caller's credential stops working: its key's expiry, or
-// its token's when that comes first; zero when never.
+// ExpireTime is when the caller's credential stops working: the first of its key's
+// expiry, the end of the grace period of the secret it presented, and its token's
+// expiry; zero when never.
 func (p *Principal) ExpireTime() time.Time {
 	var t time.Time
 	if p.Key != nil {
 		t = p.Key.ExpireTime
 	}
-	if p.Token != nil && (t.IsZero() || p.Token.ExpireTime.Before(t)) {
-		t = p.Token.ExpireTime
+	t = earliest(t, p.SecretExpireTime)
+	if p.Token != nil {
+		t = earliest(t, p.Token.ExpireTime)
 	}
 	return t
+}
+
+// earliest is the earlier of two times, where zero means never.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 type principalKey struct{}

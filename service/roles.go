@@ -14,17 +14,23 @@ import (
 // drops the instance's cached key verifications, so it applies at once.
 type Roles struct {
 	roles repository.RoleRepository
-	keys  *Keys
+	// holders finds the keys that name a role.
+	holders repository.KeyRepository
+	keys    *Keys
 }
 
 // NewRoles returns the role service; keys is told of every change.
 func NewRoles(store repository.Store, keys *Keys) *Roles {
-	return &Roles{roles: store.Roles(), keys: keys}
+	return &Roles{roles: store.Roles(), holders: store.Keys(), keys: keys}
 }
 
-// Create creates a role. The caller must hold every permission it grants.
+// Create creates a role. The caller must hold every permission it grants, and keys
+// that still name a deleted role of that name get them within its reach only.
 func (s *Roles) Create(ctx context.Context, r *repository.Role) (*repository.Role, error) {
 	if err := s.checkPermissions(ctx, r.Permissions); err != nil {
+		return nil, err
+	}
+	if err := s.mayGrantToHolders(ctx, r.Name, nil, r.Permissions); err != nil {
 		return nil, err
 	}
 	now := s.keys.now()
@@ -102,7 +108,7 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 			return nil, PermissionDenied("changing role %q needs every permission it grants: %s", r.Name, err)
 		}
 		if slices.Contains(paths, "permissions") {
-			if err := mayWiden(ctx, r, in.Permissions); err != nil {
+			if err := s.mayGrantToHolders(ctx, r.Name, r.Permissions, in.Permissions); err != nil {
 				return nil, err
 			}
 		}
@@ -161,29 +167,53 @@ func (s *Roles) rightsReduced(ctx context.Context, name string) {
 	}
 }
 
-// mayWiden refuses a caller with restrictions adding to what role r grants: the
-// keys holding it, which the caller may not see, may be bound less tightly than the
-// caller, so the added rights would reach further than the caller may go.
-func mayWiden(ctx context.Context, r *repository.Role, perms []string) error {
-	old, err := permission.ParseSet(r.Permissions)
-	if err != nil {
-		return fmt.Errorf("role %q holds a bad permission: %w", r.Name, err)
-	}
-	added := false
-	for _, p := range perms {
-		if !old.Allows(permission.MustParse(p)) { // parsed by checkPermissions already
-			added = true
-			break
-		}
-	}
-	if !added {
+// holderPage is how many keys naming a role are read at a time.
+const holderPage = 500
+
+// mayGrantToHolders checks what a role named name granting perms instead of old
+// gives the keys that name it (whether or not the role exists now: a role created
+// under a deleted one's name reaches the keys that still name it). Every such key
+// gets the added permissions with its own freedoms, so each must be bound at least
+// as tightly as the caller: the caller's reach, through the role, is its own. An
+// unrestricted caller needs no look at the keys.
+func (s *Roles) mayGrantToHolders(ctx context.Context, name string, old, perms []string) error {
+	p := PrincipalFrom(ctx)
+	if p == nil || p.shortfall(Holding{}) == nil {
 		return nil
 	}
-	// An unrestricted holding of nothing: what it reports is a restriction of the caller.
-	if short := mayHold(ctx, Holding{}); short != nil {
-		return PermissionDenied("adding to role %q reaches every key that holds it, however freely they may be used, so it needs a caller without restrictions: %s", r.Name, short)
+	had, err := permission.ParseSet(old)
+	if err != nil {
+		return fmt.Errorf("role %q holds a bad permission: %w", name, err)
 	}
-	return nil
+	var added permission.Set
+	for _, s := range perms {
+		if need := permission.MustParse(s); !had.Allows(need) { // parsed by checkPermissions already
+			added = append(added, need)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	var after *repository.KeyCursor
+	for {
+		keys, err := s.holders.ListKeys(ctx, repository.KeyFilter{Role: name}, holderPage, after)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.State == repository.KeyRevoked {
+				continue
+			}
+			if short := p.shortfall(holdingOf(k, added)); short != nil {
+				return PermissionDenied("adding to role %q reaches every key that names it, and one is bound less tightly than the caller: %s", name, short)
+			}
+		}
+		if len(keys) < holderPage {
+			return nil
+		}
+		last := keys[len(keys)-1]
+		after = &repository.KeyCursor{CreateTime: last.CreateTime, ID: last.ID}
+	}
 }
 
 // checkPermissions refuses permissions that do not parse, or that the caller does

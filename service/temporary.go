@@ -148,6 +148,12 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string) 
 		c.Reason = TemporaryPermissionDenied
 		return c, nil
 	}
+	// Each use is a use of the key: its rate limit and quota bind the token, so a
+	// 100-use token cannot outspend the key that approved it.
+	var kv Verification
+	if err := t.keys.spend(ctx, e, t.keys.now(), &kv); err != nil {
+		return Consumed{}, err
+	}
 	for slot := 1; slot <= tt.MaxUses; slot++ {
 		err := t.store.Claim(ctx, fmt.Sprintf("temporary:%s#%d", tt.ID, slot), tt.ExpireTime)
 		if errors.Is(err, repository.ErrAlreadyExists) {

@@ -138,6 +138,11 @@ type AccessClaims struct {
 	// apply at use (country, rate_limit, quota): a validator that cannot must ask
 	// Keyward (ValidateToken) rather than accept the token locally.
 	IssuerChecks []string `json:"issuer_checks,omitempty"`
+	// RightsSeq is the revocation log position the issuing instance had applied to
+	// the key when it read it: the token reflects every change to the key's rights
+	// logged up to it, and a local validator refuses it after a later one.
+	// Always present, 0 included (an empty log): its absence marks older tokens.
+	RightsSeq uint64 `json:"rights_seq"`
 }
 
 // Issuer checks: restrictions a local validator cannot apply.
@@ -202,16 +207,19 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	}
 	if req.IncludeRefresh {
 		grant.Session = apikey.NewID()
+		if caller.SecretFingerprint != ([apikey.FingerprintLen]byte{}) {
+			grant.SecretFingerprint = caller.SecretFingerprint[:]
+		}
 	}
-	out, err := t.sign(e.key, grant, ttl)
+	// Nothing issued outlives the credential that asked: the key, or the
+	// rotated-out secret in its grace period.
+	end := caller.ExpireTime()
+	out, err := t.sign(e, grant, ttl, end)
 	if err != nil {
 		return nil, err
 	}
 	if req.IncludeRefresh {
-		familyEnd := t.keys.now().Add(t.cfg.RefreshFamilyTTL)
-		if end := e.key.ExpireTime; !end.IsZero() && end.Before(familyEnd) {
-			familyEnd = end // a session ends with its key
-		}
+		familyEnd := earliest(t.keys.now().Add(t.cfg.RefreshFamilyTTL), end)
 		if err := t.newRefresh(ctx, out, e.key.ID, grant.Session, grant, familyEnd); err != nil {
 			return nil, err
 		}
@@ -221,10 +229,12 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	return out, nil
 }
 
-// grant is what a token carries: a subset of the key's rights, and its session.
+// grant is what a token carries: a subset of the key's rights, and its session
+// with the fingerprint of the secret that began it.
 type grant struct {
 	Audience, Roles, Permissions []string
 	Session                      string
+	SecretFingerprint            []byte
 }
 
 // grant checks a request for rights against the key and returns what to embed.
@@ -287,9 +297,10 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 }
 
 // sign makes an access token for key with the grant. Its lifetime is ttl capped by
-// the server's maximum, the key's max_token_ttl and the key's own expiry: a token
-// never outlives its key.
-func (t *Tokens) sign(k *repository.Key, g grant, ttl time.Duration) (*Issued, error) {
+// the server's maximum, the key's max_token_ttl, the key's own expiry and end (the
+// credential it is issued on; zero: none): a token never outlives what issued it.
+func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (*Issued, error) {
+	k := e.key
 	sk := t.ring.active()
 	if sk == nil {
 		return nil, errNoSigningKey
@@ -300,8 +311,8 @@ func (t *Tokens) sign(k *repository.Key, g grant, ttl time.Duration) (*Issued, e
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	exp := now.Add(ttl)
-	if !k.ExpireTime.IsZero() && k.ExpireTime.Before(exp) {
-		exp = k.ExpireTime.Truncate(time.Second)
+	if end = earliest(k.ExpireTime, end); !end.IsZero() && end.Before(exp) {
+		exp = end.Truncate(time.Second)
 	}
 	claims := AccessClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -310,7 +321,7 @@ func (t *Tokens) sign(k *repository.Key, g grant, ttl time.Duration) (*Issued, e
 			ExpiresAt: jwt.NewNumericDate(exp), ID: strings.ToLower(rand.Text()),
 		},
 		Owner: k.Owner, Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs,
-		SessionID: g.Session, IssuerChecks: issuerChecks(k),
+		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: e.seq,
 	}
 	t.keys.stats.issued(sk.Algorithm)
 	tok := jwt.NewWithClaims(sk.method, claims)
@@ -332,7 +343,7 @@ func (t *Tokens) newRefresh(ctx context.Context, out *Issued, keyID, family stri
 		expire = familyExpire
 	}
 	err := t.store.CreateRefreshToken(ctx, &repository.RefreshToken{
-		ID: id, FamilyID: family, KeyID: keyID, Hash: h[:],
+		ID: id, FamilyID: family, KeyID: keyID, Hash: h[:], SecretFingerprint: g.SecretFingerprint,
 		Audience: nilIfEmpty(g.Audience), Roles: nilIfEmpty(g.Roles), Permissions: nilIfEmpty(g.Permissions),
 		CreateTime: now, ExpireTime: expire, FamilyExpireTime: familyExpire,
 	})
@@ -385,6 +396,10 @@ func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
 	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(now) {
 		return nil, Unauthenticated("the API key behind this session is no longer valid")
 	}
+	secretEnd, ok := sessionSecretEnd(e.key, rt.SecretFingerprint, now)
+	if !ok {
+		return nil, Unauthenticated("the key secret that began this session was rotated out: sign in again with the key's current secret")
+	}
 	switch err := t.store.Claim(ctx, "refresh:"+rt.ID, rt.ExpireTime); {
 	case errors.Is(err, repository.ErrAlreadyExists):
 		// Once per family, however many callers present the used token at once.
@@ -407,8 +422,8 @@ func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
 		}
 		return nil, err
 	}
-	g.Session = rt.FamilyID
-	out, err := t.sign(e.key, g, t.cfg.DefaultTTL)
+	g.Session, g.SecretFingerprint = rt.FamilyID, rt.SecretFingerprint
+	out, err := t.sign(e, g, t.cfg.DefaultTTL, secretEnd)
 	if err != nil {
 		return nil, err
 	}
@@ -416,4 +431,18 @@ func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// sessionSecretEnd reports whether key k still accepts the secret a session began
+// with (named by its fingerprint) and until when: never-ending (zero) for its
+// current secret, the end of the grace period for the one a rotation replaced.
+// Sessions stored without a fingerprint are taken as begun with the current secret.
+func sessionSecretEnd(k *repository.Key, fingerprint []byte, now time.Time) (time.Time, bool) {
+	switch {
+	case len(fingerprint) == 0 || apikey.MatchesFingerprint(fingerprint, k.SecretHash):
+		return time.Time{}, true
+	case apikey.MatchesFingerprint(fingerprint, k.PreviousSecretHash) && now.Before(k.PreviousSecretExpireTime):
+		return k.PreviousSecretExpireTime, true
+	}
+	return time.Time{}, false
 }

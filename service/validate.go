@@ -81,6 +81,39 @@ type TokenVerdict struct {
 // Valid reports whether the verdict is OK.
 func (v TokenVerdict) Valid() bool { return v.Reason == TokenOK }
 
+// EffectiveClaims are the claims of a valid access token as its key stands now:
+// the permissions and roles the key still holds, the key's current owner, and the
+// audiences the key may still have. A resource server that authorizes on the
+// claims then grants no more than Validate would. Failed validations and API keys
+// (whose claims are the key's own) get Claims as they are.
+func (v TokenVerdict) EffectiveClaims() *AccessClaims {
+	if !v.Valid() || v.APIKey || v.Key == nil || v.Claims == nil {
+		return v.Claims
+	}
+	c := *v.Claims // shared with the cache: a copy, with fresh slices
+	c.Owner = v.Key.Owner
+	c.Permissions = keep(c.Permissions, func(p string) bool {
+		need, err := permission.Parse(p)
+		return err == nil && v.KeyPermissions.Allows(need)
+	})
+	c.Roles = keep(c.Roles, func(r string) bool { return slices.Contains(v.Key.Roles, r) })
+	if allowed := v.Key.AllowedAudiences; len(allowed) > 0 {
+		c.Audience = keep(c.Audience, func(a string) bool { return slices.Contains(allowed, a) })
+	}
+	return &c
+}
+
+// keep returns the elements of in for which ok holds, in a new slice.
+func keep[S ~[]E, E any](in S, ok func(E) bool) S {
+	var out S
+	for _, e := range in {
+		if ok(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // Message explains the verdict.
 func (v TokenVerdict) Message() string {
 	if v.Detail != "" {

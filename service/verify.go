@@ -62,6 +62,8 @@ type Verification struct {
 	Permissions permission.Set
 	// SecretExpireTime is set when the secret is a previous one in its grace period.
 	SecretExpireTime time.Time
+	// Fingerprint identifies the secret (the start of its hash), on success.
+	Fingerprint [apikey.FingerprintLen]byte
 	// Country is the client's country, when a geographic restriction looked it up.
 	Country string
 	// Detail adds to the reason's message (for example why a country check failed).
@@ -180,13 +182,19 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 	if ms := now.UnixMilli(); ms-e.lastUsed.Load() >= 1000 {
 		e.lastUsed.Store(ms)
 	}
-	v.Reason = ReasonOK
+	v.Reason, v.Fingerprint = ReasonOK, apikey.Fingerprint(h)
 	return v, nil
 }
 
 // load reads a key and its roles into the cache; nil when the key does not exist.
 func (s *Keys) load(ctx context.Context, id string, now time.Time) (*cachedKey, error) {
 	gen := s.cache.generation()
+	var seq uint64
+	if s.revs != nil {
+		// Read before the key: a change whose log entry is published by now was
+		// stored before it, so the key read next reflects it.
+		seq = s.revs.LatestSequence()
+	}
 	k, err := s.keys.GetKey(ctx, id)
 	if errors.Is(err, repository.ErrNotFound) {
 		return nil, nil
@@ -215,7 +223,7 @@ func (s *Keys) load(ctx context.Context, id string, now time.Time) (*cachedKey, 
 		}
 		perms = append(perms, parsed)
 	}
-	e := &cachedKey{key: k, effective: effective, perms: perms, expires: now.Add(s.cache.ttl), policy: newPolicy(k, &s.limiters)}
+	e := &cachedKey{key: k, seq: seq, effective: effective, perms: perms, expires: now.Add(s.cache.ttl), policy: newPolicy(k, &s.limiters)}
 	s.cache.put(id, e, gen)
 	return e, nil
 }

@@ -17,11 +17,11 @@ import (
 
 // server is a Keyward under test, a child process serving on loopback.
 type server struct {
-	binary, dataDir    string
-	env, extra         []string
-	cmd                *exec.Cmd
-	grpcAddr, httpAddr string
-	adminKey           string
+	binary, dataDir                 string
+	env, extra                      []string
+	cmd                             *exec.Cmd
+	grpcAddr, httpAddr, metricsAddr string
+	adminKey                        string
 }
 
 func freeAddr() string {
@@ -41,9 +41,9 @@ func startServer(binary, dataDir string, env []string, extra ...string) (*server
 }
 
 func (s *server) start() error {
-	s.grpcAddr, s.httpAddr = freeAddr(), freeAddr()
+	s.grpcAddr, s.httpAddr, s.metricsAddr = freeAddr(), freeAddr(), freeAddr()
 	args := append([]string{"serve", "--data-dir", s.dataDir, "--grpc-addr", s.grpcAddr,
-		"--http-addr", s.httpAddr, "--auth-failure-burst", "1000000"}, s.extra...)
+		"--http-addr", s.httpAddr, "--metrics-addr", s.metricsAddr, "--auth-failure-burst", "1000000"}, s.extra...)
 	s.cmd = exec.Command(s.binary, args...)
 	s.cmd.Env = append(os.Environ(), s.env...)
 	// The server logs at its default level (info) to a file beside its store.
@@ -121,7 +121,7 @@ func (s *server) peakRSSMiB() float64 {
 // metric scrapes /metrics and returns the sum of every sample of the named
 // series (all label sets).
 func (s *server) metric(name string) (float64, error) {
-	resp, err := http.Get("http://" + s.httpAddr + "/metrics")
+	resp, err := http.Get("http://" + s.metricsAddr + "/metrics")
 	if err != nil {
 		return 0, err
 	}

@@ -37,7 +37,7 @@ func freeAddr(t *testing.T) string {
 
 // startProcess runs keyward serve on the data dir and waits until it answers.
 func startProcess(t *testing.T, dir, grpcAddr string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "serve", "--data-dir", dir, "--grpc-addr", grpcAddr, "--http-addr", freeAddr(t), "--log-format", "text")
+	cmd := exec.Command(os.Args[0], "serve", "--data-dir", dir, "--grpc-addr", grpcAddr, "--http-addr", freeAddr(t), "--metrics-addr", "", "--log-format", "text")
 	cmd.Env = append(os.Environ(), "KEYWARD_TEST_AS_MAIN=1")
 	cmd.Stderr = &strings.Builder{}
 	require.NoError(t, cmd.Start())

@@ -168,6 +168,11 @@ func keyWhere(f repository.KeyFilter) (string, []any, error) {
 		conds = append(conds, "environment = ?")
 		args = append(args, string(f.Environment))
 	}
+	if f.Role != "" {
+		// Roles live in the JSON document: a scan, which only role changes need.
+		conds = append(conds, "EXISTS (SELECT 1 FROM json_each(doc, '$.roles') WHERE value = ?)")
+		args = append(args, f.Role)
+	}
 	switch f.State {
 	case repository.KeyFilterAny:
 	case repository.KeyFilterRevoked:

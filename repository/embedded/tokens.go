@@ -22,6 +22,7 @@ type refreshDoc struct {
 	Audience       []string `json:"audience,omitempty"`
 	Roles          []string `json:"roles,omitempty"`
 	Permissions    []string `json:"permissions,omitempty"`
+	SecretFP       []byte   `json:"secret_fp,omitempty"`
 	CreateMS       *int64   `json:"create_ms,omitempty"`
 	FamilyExpireMS *int64   `json:"family_expire_ms,omitempty"`
 }
@@ -43,6 +44,7 @@ func (r *tokenRepo) CreateRefreshToken(ctx context.Context, t *repository.Refres
 		Audience:       t.Audience,
 		Roles:          t.Roles,
 		Permissions:    t.Permissions,
+		SecretFP:       t.SecretFingerprint,
 		CreateMS:       msPtr(t.CreateTime),
 		FamilyExpireMS: msPtr(t.FamilyExpireTime),
 	})
@@ -77,6 +79,7 @@ func (r *tokenRepo) GetRefreshToken(ctx context.Context, id string) (*repository
 	t.Audience = nilIfEmpty(d.Audience)
 	t.Roles = nilIfEmpty(d.Roles)
 	t.Permissions = nilIfEmpty(d.Permissions)
+	t.SecretFingerprint = nilIfEmpty(d.SecretFP)
 	t.CreateTime = ptrTime(d.CreateMS)
 	t.FamilyExpireTime = ptrTime(d.FamilyExpireMS)
 	return &t, nil

@@ -58,6 +58,7 @@ const (
 	fieldID           = "_id"
 	fieldOwner        = "owner"
 	fieldEnvironment  = "environment"
+	fieldRoles        = "roles"
 	fieldState        = "state"
 	fieldExpireTime   = "expire_time"
 	fieldCreateTime   = "create_time"
@@ -193,6 +194,9 @@ func keyFilter(f repository.KeyFilter, after *repository.KeyCursor) (bson.D, err
 	}
 	if f.Environment != "" {
 		filter = append(filter, bson.E{Key: fieldEnvironment, Value: string(f.Environment)})
+	}
+	if f.Role != "" {
+		filter = append(filter, bson.E{Key: fieldRoles, Value: f.Role}) // matches arrays holding it
 	}
 	switch f.State {
 	case repository.KeyFilterAny:

@@ -153,6 +153,7 @@ var keyIndexes = []mongo.IndexModel{
 	{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
 	{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
 	{Keys: bson.D{{Key: "state", Value: 1}, {Key: "expire_time", Value: 1}}},
+	{Keys: bson.D{{Key: "roles", Value: 1}}}, // multikey: the keys naming a role
 }
 
 // signingKeyIndexes are the indexes of the signing_keys collection: the listing order.

@@ -61,6 +61,7 @@ func TestOpenIsIdempotent(t *testing.T) {
 			"create_time:-1,_id:-1",
 			"owner:1,create_time:-1,_id:-1",
 			"state:1,expire_time:1",
+			"roles:1",
 		}, indexes(t, s, mongodb.KeysCollection))
 	})
 

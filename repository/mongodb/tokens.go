@@ -19,6 +19,7 @@ type refreshTokenDoc struct {
 	Audience         []string   `bson:"audience,omitempty"`
 	Roles            []string   `bson:"roles,omitempty"`
 	Permissions      []string   `bson:"permissions,omitempty"`
+	SecretFP         []byte     `bson:"secret_fp,omitempty"`
 	CreateTime       *time.Time `bson:"create_time,omitempty"`
 	ExpireTime       *time.Time `bson:"expire_time,omitempty"`
 	FamilyExpireTime *time.Time `bson:"family_expire_time,omitempty"`
@@ -33,6 +34,7 @@ func toRefreshTokenDoc(t *repository.RefreshToken) *refreshTokenDoc {
 		Audience:         t.Audience,
 		Roles:            t.Roles,
 		Permissions:      t.Permissions,
+		SecretFP:         t.SecretFingerprint,
 		CreateTime:       timePtr(t.CreateTime),
 		ExpireTime:       timePtr(t.ExpireTime),
 		FamilyExpireTime: timePtr(t.FamilyExpireTime),
@@ -41,16 +43,17 @@ func toRefreshTokenDoc(t *repository.RefreshToken) *refreshTokenDoc {
 
 func (d *refreshTokenDoc) refreshToken() *repository.RefreshToken {
 	return &repository.RefreshToken{
-		ID:               d.ID,
-		FamilyID:         d.FamilyID,
-		KeyID:            d.KeyID,
-		Hash:             nilIfEmpty(d.Hash),
-		Audience:         nilIfEmpty(d.Audience),
-		Roles:            nilIfEmpty(d.Roles),
-		Permissions:      nilIfEmpty(d.Permissions),
-		CreateTime:       timeVal(d.CreateTime),
-		ExpireTime:       timeVal(d.ExpireTime),
-		FamilyExpireTime: timeVal(d.FamilyExpireTime),
+		ID:                d.ID,
+		FamilyID:          d.FamilyID,
+		KeyID:             d.KeyID,
+		Hash:              nilIfEmpty(d.Hash),
+		Audience:          nilIfEmpty(d.Audience),
+		Roles:             nilIfEmpty(d.Roles),
+		Permissions:       nilIfEmpty(d.Permissions),
+		SecretFingerprint: nilIfEmpty(d.SecretFP),
+		CreateTime:        timeVal(d.CreateTime),
+		ExpireTime:        timeVal(d.ExpireTime),
+		FamilyExpireTime:  timeVal(d.FamilyExpireTime),
 	}
 }
 

@@ -312,6 +312,10 @@ func testKeys(t *testing.T, caps Capabilities, fresh func(*testing.T) repository
 				k.ExpireTime = now.Add(time.Second) // still active at now
 			case 4:
 				k.Environment = repository.EnvironmentTest
+			case 5:
+				k.Roles = []string{"auditor"}
+			case 6:
+				k.Roles = nil
 			}
 			require.NoError(t, keys.CreateKey(ctx, k))
 			acme = append(acme, k)
@@ -352,6 +356,10 @@ func testKeys(t *testing.T, caps Capabilities, fresh func(*testing.T) repository
 			{"expired", repository.KeyFilter{Owner: "acme", State: repository.KeyFilterExpired, Now: now}, byIndex(2)},
 			{"environment", repository.KeyFilter{Owner: "acme", Environment: repository.EnvironmentTest}, byIndex(4)},
 			{"unknown owner", repository.KeyFilter{Owner: "nobody"}, []string{}},
+			{"role", repository.KeyFilter{Role: "auditor"}, byIndex(5)},
+			{"role of an owner", repository.KeyFilter{Owner: "acme", Role: "cashier"}, byIndex(4, 3, 2, 1, 0)},
+			{"role is matched whole", repository.KeyFilter{Role: "cash"}, []string{}},
+			{"role with quotes", repository.KeyFilter{Role: `o'x"]`}, []string{}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

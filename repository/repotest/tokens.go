@@ -52,7 +52,8 @@ func testTokens(t *testing.T, fresh func(*testing.T) repository.Store) {
 		rt := &repository.RefreshToken{
 			ID: NewID(), FamilyID: NewID(), KeyID: NewID(), Hash: []byte("0123456789abcdef0123456789abcdef"),
 			Audience: []string{"orders-api"}, Roles: []string{"cashier"}, Permissions: []string{"orders:read"},
-			CreateTime: base, ExpireTime: base.Add(30 * 24 * time.Hour), FamilyExpireTime: base.Add(90 * 24 * time.Hour),
+			SecretFingerprint: []byte("fp-12345"),
+			CreateTime:        base, ExpireTime: base.Add(30 * 24 * time.Hour), FamilyExpireTime: base.Add(90 * 24 * time.Hour),
 		}
 		require.NoError(t, tokens.CreateRefreshToken(ctx, rt))
 		assert.ErrorIs(t, tokens.CreateRefreshToken(ctx, rt), repository.ErrAlreadyExists)

@@ -33,6 +33,8 @@ type Keyward struct {
 	Conn *grpc.ClientConn
 	// BaseURL is the REST gateway's root, like http://127.0.0.1:12345.
 	BaseURL string
+	// MetricsURL is the Prometheus endpoint, on its own listener.
+	MetricsURL string
 	// AdminKey is the bootstrap admin key's secret.
 	AdminKey string
 	// Config is the configuration it runs with.
@@ -65,6 +67,7 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 	cfg := server.DefaultConfig()
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.LogLevel = "debug"
 	for _, o := range opts {
@@ -107,13 +110,14 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 		t.Fatalf("reading the bootstrap admin key: %v", err)
 	}
 	return &Keyward{
-		Server:   srv,
-		Conn:     conn,
-		BaseURL:  "http://" + srv.HTTPAddr(),
-		AdminKey: strings.TrimSpace(string(admin)),
-		Config:   cfg,
-		logs:     logs,
-		stop:     stop,
+		Server:     srv,
+		Conn:       conn,
+		BaseURL:    "http://" + srv.HTTPAddr(),
+		MetricsURL: "http://" + srv.MetricsAddr() + "/metrics",
+		AdminKey:   strings.TrimSpace(string(admin)),
+		Config:     cfg,
+		logs:       logs,
+		stop:       stop,
 	}
 }
 

@@ -158,6 +158,20 @@ func Equal(h Hash, stored []byte) bool {
 	return subtle.ConstantTimeCompare(h[:], stored) == 1
 }
 
+// FingerprintLen is the length of a secret's fingerprint: the start of its hash,
+// enough to tell a key's secrets apart without keeping another copy of the hash.
+const FingerprintLen = 8
+
+// Fingerprint returns the fingerprint of a hash.
+func Fingerprint(h Hash) [FingerprintLen]byte { return [FingerprintLen]byte(h[:FingerprintLen]) }
+
+// MatchesFingerprint reports in constant time whether the stored hash begins with
+// the fingerprint.
+func MatchesFingerprint(fingerprint, stored []byte) bool {
+	return len(fingerprint) == FingerprintLen && len(stored) >= FingerprintLen &&
+		subtle.ConstantTimeCompare(fingerprint, stored[:FingerprintLen]) == 1
+}
+
 // fill writes uniformly random characters of alphabet into b, from crypto/rand, by
 // rejection sampling (no modulo bias).
 func fill(b []byte, alphabet string) {

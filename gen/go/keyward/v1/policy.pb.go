@@ -141,7 +141,7 @@ func (x *RateLimit) GetBurst() uint32 {
 // (UTC). Counted in the store, exactly once per use, across every instance.
 type Quota struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Requests allowed per period.
+	// Requests allowed per period; at most 2^63-1, what every store can count to.
 	Limit uint64 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
 	// The period; unset: never refilled.
 	Period        QuotaPeriod `protobuf:"varint,2,opt,name=period,proto3,enum=keyward.v1.QuotaPeriod" json:"period,omitempty"`
@@ -201,9 +201,9 @@ const file_keyward_v1_policy_proto_rawDesc = "" +
 	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"i\n" +
 	"\tRateLimit\x12;\n" +
 	"\x13requests_per_second\x18\x01 \x01(\rB\v\xbaH\b*\x06\x18\xc0\x84=(\x01R\x11requestsPerSecond\x12\x1f\n" +
-	"\x05burst\x18\x02 \x01(\rB\t\xbaH\x06*\x04\x18\xc0\x84=R\x05burst\"a\n" +
-	"\x05Quota\x12\x1d\n" +
-	"\x05limit\x18\x01 \x01(\x04B\a\xbaH\x042\x02(\x01R\x05limit\x129\n" +
+	"\x05burst\x18\x02 \x01(\rB\t\xbaH\x06*\x04\x18\xc0\x84=R\x05burst\"k\n" +
+	"\x05Quota\x12'\n" +
+	"\x05limit\x18\x01 \x01(\x04B\x11\xbaH\x0e2\f\x18\xff\xff\xff\xff\xff\xff\xff\xff\x7f(\x01R\x05limit\x129\n" +
 	"\x06period\x18\x02 \x01(\x0e2\x17.keyward.v1.QuotaPeriodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period*p\n" +
 	"\vQuotaPeriod\x12\x1c\n" +
 	"\x18QUOTA_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n" +
