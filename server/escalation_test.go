@@ -568,3 +568,33 @@ func TestTokensKeepToTheirKeysAudiencesAndLifetimeNow(t *testing.T) {
 		"an hour-long token of a key whose tokens may now live a minute: %s", v.GetMessage())
 	assert.Contains(t, v.GetMessage(), "max_token_ttl")
 }
+
+// A refresh token is a credential of its key too: the key's networks, countries,
+// rate limit and quota apply to refreshing, as to the key itself.
+func TestRefreshObeysTheKeysPlaceAndSpend(t *testing.T) {
+	e := newEscalation(t)
+	k, _, ctx := e.key(t, "acme", []string{"orders"}, func(r *keywardv1.CreateKeyRequest) {
+		r.AllowedCidrs = []string{"127.0.0.0/8", "::1/128"}
+	})
+	out, err := e.tokens.IssueToken(ctx, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
+	require.NoError(t, err)
+	_, err = e.keys.UpdateKey(e.admin, &keywardv1.UpdateKeyRequest{Key: &keywardv1.Key{KeyId: k.GetKeyId(), AllowedCidrs: []string{"10.0.0.0/8"}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"allowed_cidrs"}}})
+	require.NoError(t, err)
+	_, err = e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: out.GetRefreshToken()})
+	assertCode(t, codes.Unauthenticated, err, "refreshing from outside the key's networks")
+	assert.Contains(t, status.Convert(err).Message(), "network")
+
+	_, _, slow := e.key(t, "acme", []string{"orders"}, func(r *keywardv1.CreateKeyRequest) {
+		r.RateLimit = &keywardv1.RateLimit{RequestsPerSecond: 1, Burst: 1}
+	})
+	// The key's IssueToken call spends its burst of one; the refresh right after
+	// finds the bucket empty unless a second has passed.
+	start := time.Now()
+	out, err = e.tokens.IssueToken(slow, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
+	require.NoError(t, err)
+	_, err = e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: out.GetRefreshToken()})
+	if time.Since(start) < time.Second {
+		assertCode(t, codes.ResourceExhausted, err, "a refresh spends the key's rate limit")
+	}
+}

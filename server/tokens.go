@@ -32,7 +32,7 @@ func (s *tokenServer) IssueToken(ctx context.Context, req *keywardv1.IssueTokenR
 }
 
 func (s *tokenServer) RefreshToken(ctx context.Context, req *keywardv1.RefreshTokenRequest) (*keywardv1.RefreshTokenResponse, error) {
-	out, err := s.tokens.Refresh(ctx, req.GetRefreshToken())
+	out, err := s.tokens.Refresh(ctx, req.GetRefreshToken(), s.ips.of(ctx))
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -359,7 +360,10 @@ func (t *Tokens) newRefresh(ctx context.Context, out *Issued, keyID, family stri
 // its whole family is revoked, including tokens the earlier use produced, and the
 // caller gets UNAUTHENTICATED. Of concurrent refreshes with one token, exactly one
 // succeeds (the use is an atomic claim) and the others revoke the family.
-func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
+//
+// A refresh token is a credential of its key: the key's networks and countries
+// apply to clientIP, and a refresh spends the key's rate limit and quota.
+func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr) (*Issued, error) {
 	invalid := Unauthenticated("invalid refresh token")
 	id, err := apikey.ParseOpaque(apikey.RefreshPrefix, token)
 	if err != nil {
@@ -399,6 +403,14 @@ func (t *Tokens) Refresh(ctx context.Context, token string) (*Issued, error) {
 	secretEnd, ok := sessionSecretEnd(e.key, rt.SecretFingerprint, now)
 	if !ok {
 		return nil, Unauthenticated("the key secret that began this session was rotated out: sign in again with the key's current secret")
+	}
+	// Before the claim: a refresh refused here leaves the refresh token usable.
+	var kv Verification
+	if kv.Reason = t.keys.checkPlace(e, clientIP, &kv); kv.Reason != ReasonOK {
+		return nil, Unauthenticated("this session may not be refreshed from here: %s", kv.Message())
+	}
+	if err := t.keys.spend(ctx, e, now, &kv); err != nil {
+		return nil, err
 	}
 	switch err := t.store.Claim(ctx, "refresh:"+rt.ID, rt.ExpireTime); {
 	case errors.Is(err, repository.ErrAlreadyExists):
