@@ -74,6 +74,8 @@ type Check struct {
 	Audience   string
 	Permission string
 	ClientIP   netip.Addr
+	// Environment, when set ("live" or "test"), must be the token's key's.
+	Environment string
 }
 
 // Claims are a validated token's claims.
@@ -85,6 +87,9 @@ type Claims struct {
 	CIDRs       []string `json:"cidrs,omitempty"`
 	// SessionID (sid) is the refresh family the token belongs to, if any.
 	SessionID string `json:"sid,omitempty"`
+	// Environment (env) is the key's: "live" or "test". Set Check.Environment to
+	// refuse the other.
+	Environment string `json:"env,omitempty"`
 	// IssuerChecks names restrictions only Keyward can apply (country,
 	// rate_limit, quota); Validate refuses such tokens with ErrIssuerChecks.
 	IssuerChecks []string `json:"issuer_checks,omitempty"`
@@ -106,6 +111,7 @@ var (
 	ErrIPNotAllowed     = errors.New("the client address is outside the token's network binding")
 	ErrPermissionDenied = errors.New("the token does not hold the required permission")
 	ErrRightsChanged    = errors.New("the token's key lost rights or gained restrictions after the token was issued: get a new token, or validate it with ValidateToken")
+	ErrWrongEnvironment = errors.New("the token was issued to a key of another environment (live or test)")
 	ErrIssuerChecks     = errors.New("the token's key has restrictions only Keyward can apply (country, rate limit or quota): validate it with ValidateToken")
 )
 
@@ -254,6 +260,9 @@ func (c *Client) Validate(token string, check Check) (*Claims, error) {
 	}
 	if check.Audience != "" && !slices.Contains(claims.Audience, check.Audience) {
 		return nil, ErrWrongAudience
+	}
+	if check.Environment != "" && claims.Environment != check.Environment {
+		return nil, ErrWrongEnvironment
 	}
 	if len(claims.CIDRs) > 0 && !inNetworks(check.ClientIP, claims.CIDRs) {
 		return nil, ErrIPNotAllowed

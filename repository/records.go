@@ -196,13 +196,16 @@ type TemporaryToken struct {
 	// TokenID and SessionID name the access token that issued it (its jti and
 	// refresh family), when a token rather than the key itself did: revoking that
 	// token or family revokes this one too. Empty when the key issued it.
-	TokenID    string
-	SessionID  string
-	Operation  string
-	Hash       []byte
-	MaxUses    int
-	CreateTime time.Time
-	ExpireTime time.Time
+	TokenID   string
+	SessionID string
+	// SecretFingerprint names the key secret that issued it (when a key did): the
+	// token lasts only while the key still accepts that secret.
+	SecretFingerprint []byte
+	Operation         string
+	Hash              []byte
+	MaxUses           int
+	CreateTime        time.Time
+	ExpireTime        time.Time
 }
 
 // Revocation kinds.

@@ -153,7 +153,7 @@ func TestAttackRecreatedRoleRebindsKeysThatNamedIt(t *testing.T) {
 	require.NoError(t, err)
 	got, err := e.keys.GetKey(e.admin, &keywardv1.GetKeyRequest{KeyId: victim.GetKeyId()})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"support"}, got.GetKey().GetRoles(), "the victim still names the deleted role")
+	assert.Empty(t, got.GetKey().GetRoles(), "deleting a role removes its name from its keys")
 
 	_, err = e.keys.CreateRole(attacker, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "support", Permissions: []string{"payments:refund"}}})
 	assertCode(t, codes.PermissionDenied, err, "a role of the caller's own rights, under a name an unbound key still names")
@@ -499,41 +499,55 @@ func TestAttackOutOfRangeInputIsInvalidArgument(t *testing.T) {
 // Attempts that held (these pass): kept as regression tests of the attacks tried.
 func TestAttackHeldRestrictedCallerCannotEscapeItsBinding(t *testing.T) {
 	e := newEscalation(t)
-	self, _, bound := e.key(t, "acme", []string{"keyward.keys/acme", "orders"}, func(r *keywardv1.CreateKeyRequest) {
+	bind := func(r *keywardv1.CreateKeyRequest) {
 		r.AllowedCidrs = []string{"127.0.0.0/8"}
 		r.ExpireTime = timestamppb.New(time.Now().Add(time.Hour))
-		r.RateLimit = &keywardv1.RateLimit{RequestsPerSecond: 100}
-		r.Quota = &keywardv1.Quota{Limit: 1000, Period: keywardv1.QuotaPeriod_QUOTA_PERIOD_MONTH}
 		r.MaxTokenTtl = durationpb.New(5 * time.Minute)
 		r.AllowedAudiences = []string{"keyward", "orders-api"}
+	}
+	_, _, bound := e.key(t, "acme", []string{"keyward.keys/acme", "orders"}, bind)
+	self, _, limited := e.key(t, "acme", []string{"keyward.keys/acme", "orders"}, bind, func(r *keywardv1.CreateKeyRequest) {
+		r.RateLimit = &keywardv1.RateLimit{RequestsPerSecond: 100}
+		r.Quota = &keywardv1.Quota{Limit: 1000, Period: keywardv1.QuotaPeriod_QUOTA_PERIOD_MONTH}
 	})
 	base := func() *keywardv1.CreateKeyRequest {
 		return &keywardv1.CreateKeyRequest{Name: "c", Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE, Permissions: []string{"orders"},
 			AllowedCidrs: []string{"127.0.0.0/8"}, ExpireTime: timestamppb.New(time.Now().Add(30 * time.Minute)),
-			RateLimit: &keywardv1.RateLimit{RequestsPerSecond: 100}, Quota: &keywardv1.Quota{Limit: 1000, Period: keywardv1.QuotaPeriod_QUOTA_PERIOD_MONTH},
 			MaxTokenTtl: durationpb.New(5 * time.Minute), AllowedAudiences: []string{"orders-api"}}
 	}
 	_, err := e.keys.CreateKey(bound, base())
 	require.NoError(t, err, "a key bound as tightly may be created")
+	_, err = e.keys.CreateKey(limited, base())
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "a rate-limited caller with a quota creates no keys (they would have buckets of their own)")
 	for name, edit := range map[string]func(*keywardv1.CreateKeyRequest){
-		"4in6 network":  func(r *keywardv1.CreateKeyRequest) { r.AllowedCidrs = []string{"::ffff:127.0.0.0/104"} },
-		"wider network": func(r *keywardv1.CreateKeyRequest) { r.AllowedCidrs = []string{"0.0.0.0/0"} },
-		"later expiry":  func(r *keywardv1.CreateKeyRequest) { r.ExpireTime = timestamppb.New(time.Now().Add(2 * time.Hour)) },
-		"higher burst": func(r *keywardv1.CreateKeyRequest) {
-			r.RateLimit = &keywardv1.RateLimit{RequestsPerSecond: 100, Burst: 101}
-		},
-		"shorter quota period": func(r *keywardv1.CreateKeyRequest) { r.Quota.Period = keywardv1.QuotaPeriod_QUOTA_PERIOD_HOUR },
-		"longer token ttl":     func(r *keywardv1.CreateKeyRequest) { r.MaxTokenTtl = durationpb.New(6 * time.Minute) },
-		"other audience":       func(r *keywardv1.CreateKeyRequest) { r.AllowedAudiences = []string{"billing"} },
-		"any audience":         func(r *keywardv1.CreateKeyRequest) { r.AllowedAudiences = nil },
-		"keyward right":        func(r *keywardv1.CreateKeyRequest) { r.Permissions = []string{"keyward.audit:read"} },
-		"wildcard module":      func(r *keywardv1.CreateKeyRequest) { r.Permissions = []string{"*:read"} },
+		"4in6 network":     func(r *keywardv1.CreateKeyRequest) { r.AllowedCidrs = []string{"::ffff:127.0.0.0/104"} },
+		"wider network":    func(r *keywardv1.CreateKeyRequest) { r.AllowedCidrs = []string{"0.0.0.0/0"} },
+		"later expiry":     func(r *keywardv1.CreateKeyRequest) { r.ExpireTime = timestamppb.New(time.Now().Add(2 * time.Hour)) },
+		"longer token ttl": func(r *keywardv1.CreateKeyRequest) { r.MaxTokenTtl = durationpb.New(6 * time.Minute) },
+		"other audience":   func(r *keywardv1.CreateKeyRequest) { r.AllowedAudiences = []string{"billing"} },
+		"any audience":     func(r *keywardv1.CreateKeyRequest) { r.AllowedAudiences = nil },
+		"keyward right":    func(r *keywardv1.CreateKeyRequest) { r.Permissions = []string{"keyward.audit:read"} },
+		"wildcard module":  func(r *keywardv1.CreateKeyRequest) { r.Permissions = []string{"*:read"} },
 	} {
 		req := base()
 		edit(req)
 		_, err := e.keys.CreateKey(bound, req)
 		assert.Equal(t, codes.PermissionDenied, status.Code(err), name)
 	}
+	// The limited key may not raise its own burst or shorten its quota's period.
+	for name, k := range map[string]*keywardv1.Key{
+		"higher burst":         {RateLimit: &keywardv1.RateLimit{RequestsPerSecond: 100, Burst: 101}},
+		"shorter quota period": {Quota: &keywardv1.Quota{Limit: 1000, Period: keywardv1.QuotaPeriod_QUOTA_PERIOD_HOUR}},
+	} {
+		k.KeyId = self.GetKeyId()
+		path := "rate_limit"
+		if k.Quota != nil {
+			path = "quota"
+		}
+		_, err := e.keys.UpdateKey(limited, &keywardv1.UpdateKeyRequest{Key: k, UpdateMask: mask(path)})
+		assert.Equal(t, codes.PermissionDenied, status.Code(err), name)
+	}
+	bound = limited
 	// Nor may it loosen itself, one mask field at a time.
 	for path, k := range map[string]*keywardv1.Key{
 		"allowed_cidrs":     {AllowedCidrs: []string{"0.0.0.0/0"}},

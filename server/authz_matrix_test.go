@@ -116,6 +116,9 @@ type matrixRow struct {
 	otherOwner codes.Code
 	// keysOnly: access tokens are refused (they cannot mint tokens).
 	keysOnly bool
+	// restricted is the code for the restricted key and its token, when it differs
+	// from the exact right's (a rate-limited key creates no keys).
+	restricted codes.Code
 	// delegates is what the request asks the caller to hand out, for rows
 	// without a need (IssueTemporaryToken's operation).
 	delegates string
@@ -149,6 +152,10 @@ func (r matrixRow) want(c *caller) codes.Code {
 			return codes.OK
 		}
 		return codes.PermissionDenied
+	case rightsRestricted:
+		if r.restricted != 0 {
+			return r.restricted
+		}
 	}
 	return codes.OK
 }
@@ -361,7 +368,7 @@ func matrixRows() []matrixRow {
 	keyRPC := func(name string) string { return "/keyward.v1.KeyService/" + name }
 	tokenRPC := func(name string) string { return "/keyward.v1.TokenService/" + name }
 	return []matrixRow{
-		{method: keyRPC("CreateKey"), need: "keyward.keys:create", otherOwner: codes.PermissionDenied,
+		{method: keyRPC("CreateKey"), need: "keyward.keys:create", otherOwner: codes.PermissionDenied, restricted: codes.PermissionDenied,
 			prepare: func(t *testing.T, m *matrix, c *caller) call {
 				req := m.targetRequest("created")
 				return call{grpc: unary(req, m.keys.CreateKey), method: http.MethodPost, path: "/v1/keys", body: req, resp: &keywardv1.CreateKeyResponse{},

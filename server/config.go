@@ -260,6 +260,16 @@ func PrintConfig(args []string, getenv func(string) string, out, usage io.Writer
 	return nil
 }
 
+// loopback reports whether a host:port names a loopback address.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip, perr := netip.ParseAddr(host)
+	return host == "localhost" || (perr == nil && ip.IsLoopback())
+}
+
 // Validate checks every setting and names the flag of the first bad one.
 func (cfg Config) Validate() error {
 	var errs []error
@@ -273,8 +283,7 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.PprofAddr != "" {
 		// Profiles show memory contents (heap, goroutine stacks): never off the host.
-		host, _, err := net.SplitHostPort(cfg.PprofAddr)
-		if ip, perr := netip.ParseAddr(host); err != nil || (host != "localhost" && (perr != nil || !ip.IsLoopback())) {
+		if !loopback(cfg.PprofAddr) {
 			errs = append(errs, fmt.Errorf("--pprof-addr %q: want a loopback host:port such as 127.0.0.1:6060 (profiles expose memory contents)", cfg.PprofAddr))
 		}
 	}

@@ -375,9 +375,20 @@ func TestRestrictionsArePartOfNoEscalation(t *testing.T) {
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"rate_limit"}},
 	})
 	assert.NoError(t, err, "lowering its own rate limit")
-	_, err = e.keys.CreateKey(ctx, &keywardv1.CreateKeyRequest{Name: "n", Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
+	bounded := &keywardv1.CreateKeyRequest{Name: "n", Owner: "acme", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
 		Permissions: []string{"orders:read"}, AllowedCidrs: []string{"127.0.0.1/32"}, ExpireTime: timestamppb.New(time.Now().Add(30 * time.Minute)),
-		RateLimit: &keywardv1.RateLimit{RequestsPerSecond: 1}, MaxTokenTtl: durationpb.New(30 * time.Second)})
+		RateLimit: &keywardv1.RateLimit{RequestsPerSecond: 1}, MaxTokenTtl: durationpb.New(30 * time.Second)}
+	// A key has a rate limit of its own, so a rate-limited caller would multiply its
+	// own through the keys it creates: it may not create any.
+	_, err = e.keys.CreateKey(ctx, bounded)
+	assertCode(t, codes.PermissionDenied, err, "a rate-limited caller creating a key")
+	assert.Contains(t, status.Convert(err).Message(), "rate_limit")
+	// Without a rate limit, a key at most as free as the caller may be created.
+	_, err = e.keys.UpdateKey(e.admin, &keywardv1.UpdateKeyRequest{Key: &keywardv1.Key{KeyId: self.GetKeyId()},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"rate_limit"}}})
+	require.NoError(t, err)
+	bounded.RateLimit = nil
+	_, err = e.keys.CreateKey(ctx, bounded)
 	assert.NoError(t, err, "a key within every restriction")
 }
 
@@ -470,10 +481,11 @@ func countRevocations(t *testing.T, e *escalation, kind keywardv1.RevocationKind
 	}
 }
 
-// A role is held by keys the caller cannot see, which may be bound less tightly
-// than the caller: what is added to it must stay within the caller's reach on
-// every key that names it.
-func TestWideningARoleIsCheckedAgainstItsKeys(t *testing.T) {
+// A role reaches every key that holds it, now and as keys are given it later,
+// however freely those may be used: only a caller without restrictions may add to
+// what it grants. (Checking the keys that hold it when the role changes would race
+// with keys being given the role meanwhile.)
+func TestWideningARoleNeedsAnUnrestrictedCaller(t *testing.T) {
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:create"}}})
 	require.NoError(t, err)
@@ -506,7 +518,11 @@ func TestWideningARoleIsCheckedAgainstItsKeys(t *testing.T) {
 	})
 	_, err = e.keys.UpdateRole(office, &keywardv1.UpdateRoleRequest{Role: &keywardv1.Role{Name: "office", Permissions: []string{"orders:read", "orders:create"}},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"permissions"}}})
-	assert.NoError(t, err, "every key naming the role is bound within the caller's networks")
+	assertCode(t, codes.PermissionDenied, err, "even when today's keys are bound as the caller is: tomorrow's may not be")
+	_, err = e.keys.CreateRole(office, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "new", Permissions: []string{"orders:read"}}})
+	assertCode(t, codes.PermissionDenied, err, "creating a role that grants something")
+	_, err = e.keys.CreateRole(office, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "empty"}})
+	assert.NoError(t, err, "a role that grants nothing")
 }
 
 // A session keeps to what its key holds now: a refresh after the key lost a role

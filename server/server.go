@@ -194,6 +194,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("listening for metrics on %s: %w", cfg.MetricsAddr, err)
 		}
+		if !loopback(cfg.MetricsAddr) {
+			log.Warn("metrics are served beyond loopback, unauthenticated: their verification counters tell which key ids exist; let only your scraper reach this address",
+				"metrics_addr", cfg.MetricsAddr)
+		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.metrics.handler())
 		s.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service"
 )
 
@@ -69,6 +70,7 @@ func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.Validate
 		out.Claims = &keywardv1.TokenClaims{
 			Subject: c.Subject, TokenId: c.ID, Issuer: c.Issuer, Audience: c.Audience,
 			Roles: c.Roles, Permissions: c.Permissions, AllowedCidrs: c.CIDRs, Owner: c.Owner, SessionId: c.SessionID,
+			Environment: environmentToProto(repository.Environment(c.Environment)),
 		}
 		if c.IssuedAt != nil {
 			out.Claims.IssueTime = timestamppb.New(c.IssuedAt.Time)
@@ -117,25 +119,31 @@ func (s *tokenServer) IssueTemporaryToken(ctx context.Context, req *keywardv1.Is
 }
 
 var temporaryReasons = map[service.TemporaryReason]keywardv1.TemporaryTokenReason{
-	service.TemporaryOK:               keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
-	service.TemporaryMalformed:        keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
-	service.TemporaryNotFound:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
-	service.TemporaryExpired:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
-	service.TemporaryUsedUp:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
-	service.TemporaryWrongOperation:   keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
-	service.TemporaryRevoked:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
-	service.TemporaryPermissionDenied: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED,
+	service.TemporaryOK:                keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
+	service.TemporaryMalformed:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
+	service.TemporaryNotFound:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
+	service.TemporaryExpired:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
+	service.TemporaryUsedUp:            keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
+	service.TemporaryWrongOperation:    keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
+	service.TemporaryRevoked:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
+	service.TemporaryPermissionDenied:  keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED,
+	service.TemporaryIPNotAllowed:      keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED,
+	service.TemporaryCountryNotAllowed: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED,
 }
 
 func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.ConsumeTemporaryTokenRequest) (*keywardv1.ConsumeTemporaryTokenResponse, error) {
-	c, err := s.tokens.ConsumeTemporary(ctx, req.GetToken(), req.GetOperation())
+	ip, err := s.ips.checkedIP(ctx, req.GetClientIp())
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.tokens.ConsumeTemporary(ctx, req.GetToken(), req.GetOperation(), ip)
 	if err != nil {
 		return nil, err
 	}
 	callFrom(ctx).subject = c.Subject
 	return &keywardv1.ConsumeTemporaryTokenResponse{
 		Valid: c.Reason == service.TemporaryOK, Reason: temporaryReasons[c.Reason], Message: c.Reason.Message(),
-		Subject: c.KeyID, Owner: c.Owner, RemainingUses: uint32(c.Remaining),
+		Subject: c.KeyID, Owner: c.Owner, RemainingUses: uint32(c.Remaining), Environment: environmentToProto(c.Environment),
 	}, nil
 }
 

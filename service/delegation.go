@@ -34,6 +34,14 @@ type Holding struct {
 	Quota            *repository.Quota
 	MaxTokenTTL      time.Duration
 	Audiences        []string
+	// NewBuckets is set for a new key: unlike a token, which spends its key's rate
+	// limit and quota, a key has its own, so a caller bound by either could
+	// multiply them through the keys it creates.
+	NewBuckets bool
+	// MissingRole names a role the credential names that does not exist: its
+	// rights are unbounded (a role created under the name would grant them), so
+	// only a caller holding everything (`*`) holds them.
+	MissingRole string
 }
 
 // holdingOf describes a key with its effective permissions.
@@ -80,10 +88,19 @@ func (p *Principal) grantShortfall(perms permission.Set) *Shortfall {
 	return nil
 }
 
+// restriction returns a restriction the caller is under, or nil when it has none:
+// a live API key bound by nothing, which holds every freedom a credential can have.
+func (p *Principal) restriction() *Shortfall {
+	return p.shortfall(Holding{Environment: repository.EnvironmentLive})
+}
+
 // shortfall returns the first right or freedom of h the caller does not hold, or nil.
 func (p *Principal) shortfall(h Holding) *Shortfall {
 	if s := p.grantShortfall(h.Permissions); s != nil {
 		return s
+	}
+	if h.MissingRole != "" && !p.Allows(permission.Permission{Module: "*"}) {
+		return &Shortfall{"roles", fmt.Sprintf("the credential names role %q, which does not exist and would grant whatever a role created under that name grants: only a caller holding * may act on it; remove the name or create the role first", h.MissingRole)}
 	}
 	if p.Key == nil {
 		return nil
@@ -121,6 +138,14 @@ func (p *Principal) shortfall(h Holding) *Shortfall {
 		}
 		if h.ExpireTime.After(end) {
 			return &Shortfall{"expire_time", fmt.Sprintf("%s is after the caller's own expiry, %s", h.ExpireTime.UTC().Format(timeFormat), end.UTC().Format(timeFormat))}
+		}
+	}
+	if h.NewBuckets {
+		if rl := k.RateLimit; rl != nil && rl.RequestsPerSecond > 0 {
+			return &Shortfall{"rate_limit", "the caller is rate limited: a key it created would have a rate limit of its own, so it may not create keys"}
+		}
+		if q := k.Quota; q != nil && q.Limit > 0 {
+			return &Shortfall{"quota", "the caller has a quota: a key it created would have a quota of its own, so it may not create keys"}
 		}
 	}
 	if rl := k.RateLimit; rl != nil && rl.RequestsPerSecond > 0 {

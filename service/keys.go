@@ -161,7 +161,9 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 	if len(k.Metadata) == 0 {
 		k.Metadata = nil
 	}
-	if short := mayHold(ctx, holdingOf(k, granted)); short != nil {
+	h := holdingOf(k, granted)
+	h.NewBuckets = true
+	if short := mayHold(ctx, h); short != nil {
 		return nil, "", PermissionDenied("%s", short)
 	}
 	if p := PrincipalFrom(ctx); p != nil {
@@ -353,12 +355,12 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 			}
 		}
 		// Roles named by the request were checked to exist above; a stored role
-		// deleted since grants nothing and does not stop the update.
-		granted, err := s.permissionsOf(ctx, k.Roles, k.Permissions, false)
+		// missing since does not stop the update (but needs a caller holding all).
+		h, err := s.holdingOfStored(ctx, k)
 		if err != nil {
 			return err
 		}
-		if short := mayHold(ctx, holdingOf(k, granted)); short != nil {
+		if short := mayHold(ctx, h); short != nil {
 			return PermissionDenied("%s", short)
 		}
 		return nil
@@ -564,20 +566,41 @@ func (s *Keys) permissionsOf(ctx context.Context, roles, perms []string, strict 
 
 // mayHoldKey refuses (PERMISSION_DENIED) a caller who does not hold every right
 // and freedom of the stored key k, for an action ("rotating", "changing") that
-// would give it to the caller or let it act as the key's equal. Roles deleted
-// since the key got them grant nothing.
+// would give it to the caller or let it act as the key's equal.
 func (s *Keys) mayHoldKey(ctx context.Context, k *repository.Key, action string) error {
 	if PrincipalFrom(ctx) == nil {
 		return nil
 	}
-	perms, err := s.permissionsOf(ctx, k.Roles, k.Permissions, false)
+	h, err := s.holdingOfStored(ctx, k)
 	if err != nil {
 		return err
 	}
-	if short := mayHold(ctx, holdingOf(k, perms)); short != nil {
+	if short := mayHold(ctx, h); short != nil {
 		return PermissionDenied("%s key %s needs everything it holds: %s", action, k.ID, short)
 	}
 	return nil
+}
+
+// holdingOfStored describes a stored key. A role it names that does not exist
+// grants nothing now, but would grant whatever a role created under that name
+// grants: its rights are unbounded. (Deleting a role removes its name from its
+// keys; a key can still name a missing role when it was given it while the role
+// was being deleted.)
+func (s *Keys) holdingOfStored(ctx context.Context, k *repository.Key) (Holding, error) {
+	perms, err := s.permissionsOf(ctx, k.Roles, k.Permissions, false)
+	if err != nil {
+		return Holding{}, err
+	}
+	h := holdingOf(k, perms)
+	for _, name := range k.Roles {
+		if _, err := s.roles.GetRole(ctx, name); isNotFound(err) {
+			h.MissingRole = name
+			break
+		} else if err != nil {
+			return Holding{}, err
+		}
+	}
+	return h, nil
 }
 
 // InvalidateRoles drops every cached verification, after a role changed.

@@ -24,13 +24,13 @@ func NewRoles(store repository.Store, keys *Keys) *Roles {
 	return &Roles{roles: store.Roles(), holders: store.Keys(), keys: keys}
 }
 
-// Create creates a role. The caller must hold every permission it grants, and keys
-// that still name a deleted role of that name get them within its reach only.
+// Create creates a role. The caller must hold every permission it grants, and be
+// without restrictions to grant any (see mayAddTo).
 func (s *Roles) Create(ctx context.Context, r *repository.Role) (*repository.Role, error) {
 	if err := s.checkPermissions(ctx, r.Permissions); err != nil {
 		return nil, err
 	}
-	if err := s.mayGrantToHolders(ctx, r.Name, nil, r.Permissions); err != nil {
+	if err := mayAddTo(ctx, r.Name, nil, r.Permissions); err != nil {
 		return nil, err
 	}
 	now := s.keys.now()
@@ -108,7 +108,7 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 			return nil, PermissionDenied("changing role %q needs every permission it grants: %s", r.Name, err)
 		}
 		if slices.Contains(paths, "permissions") {
-			if err := s.mayGrantToHolders(ctx, r.Name, r.Permissions, in.Permissions); err != nil {
+			if err := mayAddTo(ctx, r.Name, r.Permissions, in.Permissions); err != nil {
 				return nil, err
 			}
 		}
@@ -136,17 +136,19 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 	}
 }
 
-// Delete deletes a role; keys holding it lose its permissions at once.
+// Delete deletes a role; keys holding it lose its permissions at once, and its
+// name, so that a role created later under the same name grants them nothing.
 func (s *Roles) Delete(ctx context.Context, name string) error {
 	defer s.keys.InvalidateRoles()
 	err := s.roles.DeleteRole(ctx, name)
 	if errors.Is(err, repository.ErrNotFound) {
 		return NotFound("role %q not found", name)
 	}
-	if err == nil {
-		s.rightsReduced(ctx, name)
+	if err != nil {
+		return err
 	}
-	return err
+	s.rightsReduced(ctx, name)
+	return s.forgetRole(ctx, name)
 }
 
 // RoleSubjectPrefix marks a rights-reduced revocation that concerns every key
@@ -170,30 +172,37 @@ func (s *Roles) rightsReduced(ctx context.Context, name string) {
 // holderPage is how many keys naming a role are read at a time.
 const holderPage = 500
 
-// mayGrantToHolders checks what a role named name granting perms instead of old
-// gives the keys that name it (whether or not the role exists now: a role created
-// under a deleted one's name reaches the keys that still name it). Every such key
-// gets the added permissions with its own freedoms, so each must be bound at least
-// as tightly as the caller: the caller's reach, through the role, is its own. An
-// unrestricted caller needs no look at the keys.
-func (s *Roles) mayGrantToHolders(ctx context.Context, name string, old, perms []string) error {
+// mayAddTo refuses a caller with restrictions adding permissions to role name
+// (old is what it grants now): the role reaches every key that holds it, however
+// freely those may be used, now and as keys are given it later, so what is added
+// through it would reach further than the caller may go. A caller without
+// restrictions (a live API key bound by nothing) holds every freedom such a key can
+// have, and may.
+func mayAddTo(ctx context.Context, name string, old, perms []string) error {
 	p := PrincipalFrom(ctx)
-	if p == nil || p.shortfall(Holding{}) == nil {
+	if p == nil {
 		return nil
 	}
 	had, err := permission.ParseSet(old)
 	if err != nil {
 		return fmt.Errorf("role %q holds a bad permission: %w", name, err)
 	}
-	var added permission.Set
 	for _, s := range perms {
 		if need := permission.MustParse(s); !had.Allows(need) { // parsed by checkPermissions already
-			added = append(added, need)
+			if short := p.restriction(); short != nil {
+				return PermissionDenied("adding %q to role %q reaches every key that holds it, so it needs a caller without restrictions: %s", s, name, short)
+			}
+			return nil
 		}
 	}
-	if len(added) == 0 {
-		return nil
-	}
+	return nil
+}
+
+// forgetRole removes the role name from every key that names it, so that a role
+// created later under the same name grants nothing to keys nobody gave it. A
+// revoked key keeps the name: it never verifies again.
+func (s *Roles) forgetRole(ctx context.Context, name string) error {
+	internal := WithPrincipal(ctx, nil) // the deletion is authorised; the keys are the store's
 	var after *repository.KeyCursor
 	for {
 		keys, err := s.holders.ListKeys(ctx, repository.KeyFilter{Role: name}, holderPage, after)
@@ -204,9 +213,17 @@ func (s *Roles) mayGrantToHolders(ctx context.Context, name string, old, perms [
 			if k.State == repository.KeyRevoked {
 				continue
 			}
-			if short := p.shortfall(holdingOf(k, added)); short != nil {
-				return PermissionDenied("adding to role %q reaches every key that names it, and one is bound less tightly than the caller: %s", name, short)
+			_, err := s.keys.modify(internal, k.ID, "update", func(k *repository.Key) error {
+				if k.State == repository.KeyRevoked || !slices.Contains(k.Roles, name) {
+					return errUnchanged
+				}
+				k.Roles = nilIfEmpty(slices.DeleteFunc(slices.Clone(k.Roles), func(r string) bool { return r == name }))
+				return nil
+			})
+			if err != nil && !isNotFound(err) {
+				return err
 			}
+			s.keys.history(ctx, k.ID, "role_removed", "role "+quote(name)+" deleted", nil)
 		}
 		if len(keys) < holderPage {
 			return nil

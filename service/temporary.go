@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -47,6 +48,10 @@ func (t *Tokens) IssueTemporary(ctx context.Context, operation string, ttl time.
 	if maxUses <= 0 {
 		maxUses = 1
 	}
+	// A temporary token is a token of the key: its max_token_ttl bounds it too.
+	if caller.Key != nil && caller.Key.MaxTokenTTL > 0 {
+		ttl = min(ttl, caller.Key.MaxTokenTTL)
+	}
 	now := t.keys.now()
 	expire := now.Add(ttl)
 	if end := caller.ExpireTime(); !end.IsZero() && end.Before(expire) {
@@ -56,8 +61,11 @@ func (t *Tokens) IssueTemporary(ctx context.Context, operation string, ttl time.
 	h := apikey.HashOf(token)
 	tt := &repository.TemporaryToken{ID: id, KeyID: caller.KeyID, Operation: operation, Hash: h[:], MaxUses: maxUses,
 		CreateTime: now, ExpireTime: expire}
-	if caller.Token != nil {
+	switch {
+	case caller.Token != nil:
 		tt.TokenID, tt.SessionID = caller.Token.ID, caller.Token.SessionID
+	case caller.SecretFingerprint != ([apikey.FingerprintLen]byte{}):
+		tt.SecretFingerprint = caller.SecretFingerprint[:]
 	}
 	if err := t.store.CreateTemporaryToken(ctx, tt); err != nil {
 		return nil, err
@@ -78,38 +86,47 @@ const (
 	TemporaryWrongOperation
 	TemporaryRevoked
 	TemporaryPermissionDenied
+	TemporaryIPNotAllowed
+	TemporaryCountryNotAllowed
 )
 
 var temporaryMessages = map[TemporaryReason]string{
-	TemporaryOK:               "accepted; one use counted",
-	TemporaryMalformed:        "not a well-formed temporary token",
-	TemporaryNotFound:         "no such temporary token",
-	TemporaryExpired:          "the temporary token has expired",
-	TemporaryUsedUp:           "every use of the temporary token has been consumed",
-	TemporaryWrongOperation:   "the temporary token was issued for another operation",
-	TemporaryRevoked:          "the key the token was issued to, or the access token that issued it, is no longer valid",
-	TemporaryPermissionDenied: "the key the token was issued to no longer holds the right to this operation",
+	TemporaryOK:                "accepted; one use counted",
+	TemporaryMalformed:         "not a well-formed temporary token",
+	TemporaryNotFound:          "no such temporary token",
+	TemporaryExpired:           "the temporary token has expired",
+	TemporaryUsedUp:            "every use of the temporary token has been consumed",
+	TemporaryWrongOperation:    "the temporary token was issued for another operation",
+	TemporaryRevoked:           "the key the token was issued to, or the access token that issued it, is no longer valid",
+	TemporaryPermissionDenied:  "the key the token was issued to no longer holds the right to this operation",
+	TemporaryIPNotAllowed:      "the client address is outside the key's allowed networks",
+	TemporaryCountryNotAllowed: "the key may not be used from the client's country",
 }
 
 // Message is a human-readable explanation of the reason.
 func (r TemporaryReason) Message() string { return temporaryMessages[r] }
 
-// Consumed is the verdict on a temporary token. KeyID and Owner, the key that
-// approved the operation, are set only when valid.
+// Consumed is the verdict on a temporary token. KeyID, Owner and Environment, of
+// the key that approved the operation, are set only when valid.
 type Consumed struct {
-	Reason    TemporaryReason
-	KeyID     string
-	Owner     string
-	Remaining int
+	Reason      TemporaryReason
+	KeyID       string
+	Owner       string
+	Environment repository.Environment
+	Remaining   int
 	// Subject is the key the token names, once found: for the audit log, not for
 	// the caller.
 	Subject string
 }
 
-// ConsumeTemporary checks a temporary token for an operation and counts one use.
-// Each use is a claim on a numbered slot (an insert with a unique id, atomic on every
-// store): of concurrent consumers of a token with n uses exactly n succeed.
-func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string) (Consumed, error) {
+// ConsumeTemporary checks a temporary token for an operation, presented from
+// clientIP, and counts one use. The token is its key's delegate: the key must be
+// valid, still hold the operation's right and accept the secret that issued the
+// token, its networks and countries apply to clientIP, and each use spends its rate
+// limit and quota (RESOURCE_EXHAUSTED when spent: the use is then lost to the token
+// too). Each use is a claim on a numbered slot (an insert with a unique id, atomic
+// on every store): of concurrent consumers of a token with n uses exactly n succeed.
+func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string, clientIP netip.Addr) (Consumed, error) {
 	id, err := apikey.ParseOpaque(apikey.TemporaryPrefix, token)
 	if err != nil {
 		return Consumed{Reason: TemporaryMalformed}, nil
@@ -137,10 +154,18 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string) 
 	if err != nil {
 		return Consumed{}, err
 	}
-	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(t.keys.now()) ||
+	now := t.keys.now()
+	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(now) ||
 		(tt.TokenID != "" && t.revs.TokenRevoked(tt.TokenID, tt.SessionID)) {
 		c.Reason = TemporaryRevoked
 		return c, nil
+	}
+	if tt.TokenID == "" {
+		// Issued by the key itself: it lasts while the key accepts that secret.
+		if _, ok := sessionSecretEnd(e.key, tt.SecretFingerprint, tt.CreateTime, now); !ok {
+			c.Reason = TemporaryRevoked // the secret that issued it was rotated out
+			return c, nil
+		}
 	}
 	// Still the key's right now: a token issued before a right was taken away (or
 	// stored by an older version with an operation outside the grammar) stops.
@@ -148,11 +173,15 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string) 
 		c.Reason = TemporaryPermissionDenied
 		return c, nil
 	}
-	// Each use is a use of the key: its rate limit and quota bind the token, so a
-	// 100-use token cannot outspend the key that approved it.
 	var kv Verification
-	if err := t.keys.spend(ctx, e, t.keys.now(), &kv); err != nil {
-		return Consumed{}, err
+	switch t.keys.checkPlace(e, clientIP, &kv) {
+	case ReasonOK:
+	case ReasonIPNotAllowed:
+		c.Reason = TemporaryIPNotAllowed
+		return c, nil
+	default:
+		c.Reason = TemporaryCountryNotAllowed
+		return c, nil
 	}
 	for slot := 1; slot <= tt.MaxUses; slot++ {
 		err := t.store.Claim(ctx, fmt.Sprintf("temporary:%s#%d", tt.ID, slot), tt.ExpireTime)
@@ -162,8 +191,14 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string) 
 		if err != nil {
 			return Consumed{}, err
 		}
+		// The use is the key's: its rate limit and quota bind the token, so a
+		// 100-use token cannot outspend the key that approved it. Spent after the
+		// claim, so that presenting a used-up token spends nothing.
+		if err := t.keys.spend(ctx, e, now, &kv); err != nil {
+			return Consumed{}, err
+		}
 		c.Reason, c.Remaining = TemporaryOK, tt.MaxUses-slot
-		c.KeyID, c.Owner = e.key.ID, e.key.Owner
+		c.KeyID, c.Owner, c.Environment = e.key.ID, e.key.Owner, e.key.Environment
 		return c, nil
 	}
 	c.Reason = TemporaryUsedUp

@@ -135,6 +135,9 @@ type AccessClaims struct {
 	// SessionID (sid) is the refresh-token family the token belongs to: revoking
 	// the family, as a refresh-token reuse does, revokes the token.
 	SessionID string `json:"sid,omitempty"`
+	// Environment (env) is the key's, live or test: a live service refuses test
+	// tokens.
+	Environment string `json:"env,omitempty"`
 	// IssuerChecks names the restrictions of the token's key that only Keyward can
 	// apply at use (country, rate_limit, quota): a validator that cannot must ask
 	// Keyward (ValidateToken) rather than accept the token locally.
@@ -322,7 +325,7 @@ func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (
 			ExpiresAt: jwt.NewNumericDate(exp), ID: strings.ToLower(rand.Text()),
 		},
 		Owner: k.Owner, Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs,
-		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: e.seq,
+		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: e.seq, Environment: string(k.Environment),
 	}
 	t.keys.stats.issued(sk.Algorithm)
 	tok := jwt.NewWithClaims(sk.method, claims)
@@ -400,7 +403,7 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(now) {
 		return nil, Unauthenticated("the API key behind this session is no longer valid")
 	}
-	secretEnd, ok := sessionSecretEnd(e.key, rt.SecretFingerprint, now)
+	secretEnd, ok := sessionSecretEnd(e.key, rt.SecretFingerprint, rt.CreateTime, now)
 	if !ok {
 		return nil, Unauthenticated("the key secret that began this session was rotated out: sign in again with the key's current secret")
 	}
@@ -445,13 +448,17 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 	return out, nil
 }
 
-// sessionSecretEnd reports whether key k still accepts the secret a session began
-// with (named by its fingerprint) and until when: never-ending (zero) for its
-// current secret, the end of the grace period for the one a rotation replaced.
-// Sessions stored without a fingerprint are taken as begun with the current secret.
-func sessionSecretEnd(k *repository.Key, fingerprint []byte, now time.Time) (time.Time, bool) {
+// sessionSecretEnd reports whether key k still accepts the secret a delegate (a
+// session, a temporary token) was issued with, named by its fingerprint, and until
+// when: never-ending (zero) for its current secret, the end of the grace period for
+// the one a rotation replaced. A delegate stored without a fingerprint (by an
+// older Keyward, or issued by an access token, whose own checks apply) is taken as
+// issued with the current secret unless the key was rotated after issued.
+func sessionSecretEnd(k *repository.Key, fingerprint []byte, issued, now time.Time) (time.Time, bool) {
 	switch {
-	case len(fingerprint) == 0 || apikey.MatchesFingerprint(fingerprint, k.SecretHash):
+	case len(fingerprint) == 0:
+		return time.Time{}, !k.SecretRotateTime.After(issued)
+	case apikey.MatchesFingerprint(fingerprint, k.SecretHash):
 		return time.Time{}, true
 	case apikey.MatchesFingerprint(fingerprint, k.PreviousSecretHash) && now.Before(k.PreviousSecretExpireTime):
 		return k.PreviousSecretExpireTime, true

@@ -255,7 +255,7 @@ func TestTemporaryTokenExpires(t *testing.T) {
 	issued, err := f.tokens.IssueTemporary(f.ctx, "orders:approve", 50*time.Millisecond, 1)
 	require.NoError(t, err)
 	time.Sleep(100 * time.Millisecond)
-	c, err := f.tokens.ConsumeTemporary(context.Background(), issued.Token, "orders:approve")
+	c, err := f.tokens.ConsumeTemporary(context.Background(), issued.Token, "orders:approve", fixtureIP)
 	require.NoError(t, err)
 	assert.Equal(t, TemporaryExpired, c.Reason)
 }

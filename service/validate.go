@@ -91,7 +91,11 @@ func (v TokenVerdict) EffectiveClaims() *AccessClaims {
 		return v.Claims
 	}
 	c := *v.Claims // shared with the cache: a copy, with fresh slices
-	c.Owner = v.Key.Owner
+	c.Owner, c.Environment = v.Key.Owner, string(v.Key.Environment)
+	if end := v.Key.ExpireTime; !end.IsZero() && (c.ExpiresAt == nil || end.Before(c.ExpiresAt.Time)) {
+		c.ExpiresAt = jwt.NewNumericDate(end)
+	}
+	c.CIDRs = narrowestNetworks(c.CIDRs, v.Key.AllowedCIDRs)
 	c.Permissions = keep(c.Permissions, func(p string) bool {
 		need, err := permission.Parse(p)
 		return err == nil && v.KeyPermissions.Allows(need)
@@ -101,6 +105,30 @@ func (v TokenVerdict) EffectiveClaims() *AccessClaims {
 		c.Audience = keep(c.Audience, func(a string) bool { return slices.Contains(allowed, a) })
 	}
 	return &c
+}
+
+// narrowestNetworks is the binding in effect when a token bound to token and its
+// key bound to key both apply: the networks of either that lie within the other's
+// (empty lists bind nothing).
+func narrowestNetworks(token, key []string) []string {
+	switch {
+	case len(key) == 0:
+		return token
+	case len(token) == 0:
+		return key
+	}
+	var out []string
+	for _, c := range token {
+		if prefixWithin(c, key) {
+			out = append(out, c)
+		}
+	}
+	for _, c := range key {
+		if prefixWithin(c, token) && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // keep returns the elements of in for which ok holds, in a new slice.
@@ -291,6 +319,7 @@ func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check
 		v.Claims = &AccessClaims{
 			RegisteredClaims: jwt.RegisteredClaims{Subject: k.ID, Audience: k.AllowedAudiences},
 			Owner:            k.Owner, Roles: k.Roles, Permissions: kv.Effective, CIDRs: k.AllowedCIDRs,
+			Environment: string(k.Environment),
 		}
 		if !k.ExpireTime.IsZero() {
 			v.Claims.ExpiresAt = jwt.NewNumericDate(k.ExpireTime)

@@ -31,6 +31,7 @@ type refreshDoc struct {
 type temporaryDoc struct {
 	TokenID   string `json:"token_id,omitempty"`
 	SessionID string `json:"session_id,omitempty"`
+	SecretFP  []byte `json:"secret_fp,omitempty"`
 	Operation string `json:"operation,omitempty"`
 	Hash      []byte `json:"hash,omitempty"`
 	MaxUses   int    `json:"max_uses,omitempty"`
@@ -90,6 +91,7 @@ func (r *tokenRepo) CreateTemporaryToken(ctx context.Context, t *repository.Temp
 	doc, err := json.Marshal(temporaryDoc{
 		TokenID:   t.TokenID,
 		SessionID: t.SessionID,
+		SecretFP:  t.SecretFingerprint,
 		Operation: t.Operation,
 		Hash:      t.Hash,
 		MaxUses:   t.MaxUses,
@@ -125,6 +127,7 @@ func (r *tokenRepo) GetTemporaryToken(ctx context.Context, id string) (*reposito
 	t.Operation = d.Operation
 	t.TokenID = d.TokenID
 	t.SessionID = d.SessionID
+	t.SecretFingerprint = nilIfEmpty(d.SecretFP)
 	t.Hash = nilIfEmpty(d.Hash)
 	t.MaxUses = d.MaxUses
 	t.CreateTime = ptrTime(d.CreateMS)

@@ -64,6 +64,7 @@ type temporaryTokenDoc struct {
 	KeyID      string     `bson:"key_id"`
 	TokenID    string     `bson:"token_id,omitempty"`
 	SessionID  string     `bson:"session_id,omitempty"`
+	SecretFP   []byte     `bson:"secret_fp,omitempty"`
 	Operation  string     `bson:"operation"`
 	Hash       []byte     `bson:"hash,omitempty"`
 	MaxUses    int64      `bson:"max_uses"`
@@ -77,6 +78,7 @@ func toTemporaryTokenDoc(t *repository.TemporaryToken) *temporaryTokenDoc {
 		KeyID:      t.KeyID,
 		TokenID:    t.TokenID,
 		SessionID:  t.SessionID,
+		SecretFP:   t.SecretFingerprint,
 		Operation:  t.Operation,
 		Hash:       t.Hash,
 		MaxUses:    int64(t.MaxUses),
@@ -87,15 +89,16 @@ func toTemporaryTokenDoc(t *repository.TemporaryToken) *temporaryTokenDoc {
 
 func (d *temporaryTokenDoc) temporaryToken() *repository.TemporaryToken {
 	return &repository.TemporaryToken{
-		ID:         d.ID,
-		KeyID:      d.KeyID,
-		TokenID:    d.TokenID,
-		SessionID:  d.SessionID,
-		Operation:  d.Operation,
-		Hash:       nilIfEmpty(d.Hash),
-		MaxUses:    int(d.MaxUses),
-		CreateTime: timeVal(d.CreateTime),
-		ExpireTime: timeVal(d.ExpireTime),
+		ID:                d.ID,
+		KeyID:             d.KeyID,
+		TokenID:           d.TokenID,
+		SessionID:         d.SessionID,
+		SecretFingerprint: nilIfEmpty(d.SecretFP),
+		Operation:         d.Operation,
+		Hash:              nilIfEmpty(d.Hash),
+		MaxUses:           int(d.MaxUses),
+		CreateTime:        timeVal(d.CreateTime),
+		ExpireTime:        timeVal(d.ExpireTime),
 	}
 }
 

@@ -80,12 +80,12 @@ func testTokens(t *testing.T, fresh func(*testing.T) repository.Store) {
 		got, err := tokens.GetTemporaryToken(ctx, tt.ID)
 		require.NoError(t, err)
 		assert.Equal(t, tt, got)
-		byKey := &repository.TemporaryToken{ID: NewID(), KeyID: NewID(), Operation: "reports:export",
+		byKey := &repository.TemporaryToken{ID: NewID(), KeyID: NewID(), SecretFingerprint: []byte("fp-12345"), Operation: "reports:export",
 			Hash: []byte("fedcba9876543210fedcba9876543210"), MaxUses: 1, CreateTime: base, ExpireTime: base.Add(5 * time.Minute)}
 		require.NoError(t, tokens.CreateTemporaryToken(ctx, byKey))
 		got, err = tokens.GetTemporaryToken(ctx, byKey.ID)
 		require.NoError(t, err)
-		assert.Equal(t, byKey, got, "issued by a key: no token id or session")
+		assert.Equal(t, byKey, got, "issued by a key: its secret's fingerprint, no token id or session")
 		_, err = tokens.GetTemporaryToken(ctx, NewID())
 		assert.ErrorIs(t, err, repository.ErrNotFound)
 	})

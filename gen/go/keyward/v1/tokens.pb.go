@@ -255,31 +255,39 @@ const (
 	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED TemporaryTokenReason = 7
 	// The key the token was issued to no longer holds the right to the operation.
 	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED TemporaryTokenReason = 8
+	// The client address is outside the key's allowed networks.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED TemporaryTokenReason = 9
+	// The client address is in a country the key may not be used from.
+	TemporaryTokenReason_TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED TemporaryTokenReason = 10
 )
 
 // Enum value maps for TemporaryTokenReason.
 var (
 	TemporaryTokenReason_name = map[int32]string{
-		0: "TEMPORARY_TOKEN_REASON_UNSPECIFIED",
-		1: "TEMPORARY_TOKEN_REASON_OK",
-		2: "TEMPORARY_TOKEN_REASON_MALFORMED",
-		3: "TEMPORARY_TOKEN_REASON_NOT_FOUND",
-		4: "TEMPORARY_TOKEN_REASON_EXPIRED",
-		5: "TEMPORARY_TOKEN_REASON_USED_UP",
-		6: "TEMPORARY_TOKEN_REASON_WRONG_OPERATION",
-		7: "TEMPORARY_TOKEN_REASON_REVOKED",
-		8: "TEMPORARY_TOKEN_REASON_PERMISSION_DENIED",
+		0:  "TEMPORARY_TOKEN_REASON_UNSPECIFIED",
+		1:  "TEMPORARY_TOKEN_REASON_OK",
+		2:  "TEMPORARY_TOKEN_REASON_MALFORMED",
+		3:  "TEMPORARY_TOKEN_REASON_NOT_FOUND",
+		4:  "TEMPORARY_TOKEN_REASON_EXPIRED",
+		5:  "TEMPORARY_TOKEN_REASON_USED_UP",
+		6:  "TEMPORARY_TOKEN_REASON_WRONG_OPERATION",
+		7:  "TEMPORARY_TOKEN_REASON_REVOKED",
+		8:  "TEMPORARY_TOKEN_REASON_PERMISSION_DENIED",
+		9:  "TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED",
+		10: "TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED",
 	}
 	TemporaryTokenReason_value = map[string]int32{
-		"TEMPORARY_TOKEN_REASON_UNSPECIFIED":       0,
-		"TEMPORARY_TOKEN_REASON_OK":                1,
-		"TEMPORARY_TOKEN_REASON_MALFORMED":         2,
-		"TEMPORARY_TOKEN_REASON_NOT_FOUND":         3,
-		"TEMPORARY_TOKEN_REASON_EXPIRED":           4,
-		"TEMPORARY_TOKEN_REASON_USED_UP":           5,
-		"TEMPORARY_TOKEN_REASON_WRONG_OPERATION":   6,
-		"TEMPORARY_TOKEN_REASON_REVOKED":           7,
-		"TEMPORARY_TOKEN_REASON_PERMISSION_DENIED": 8,
+		"TEMPORARY_TOKEN_REASON_UNSPECIFIED":         0,
+		"TEMPORARY_TOKEN_REASON_OK":                  1,
+		"TEMPORARY_TOKEN_REASON_MALFORMED":           2,
+		"TEMPORARY_TOKEN_REASON_NOT_FOUND":           3,
+		"TEMPORARY_TOKEN_REASON_EXPIRED":             4,
+		"TEMPORARY_TOKEN_REASON_USED_UP":             5,
+		"TEMPORARY_TOKEN_REASON_WRONG_OPERATION":     6,
+		"TEMPORARY_TOKEN_REASON_REVOKED":             7,
+		"TEMPORARY_TOKEN_REASON_PERMISSION_DENIED":   8,
+		"TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED":      9,
+		"TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED": 10,
 	}
 )
 
@@ -778,7 +786,10 @@ type TokenClaims struct {
 	Owner string `protobuf:"bytes,11,opt,name=owner,proto3" json:"owner,omitempty"`
 	// `sid`: the refresh-token family (session) the token belongs to, when it was
 	// issued with a refresh token or by a refresh. Revoking the family revokes it.
-	SessionId     string `protobuf:"bytes,12,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId string `protobuf:"bytes,12,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// `env`: the environment of the key the token was issued to. A live service
+	// should refuse ENVIRONMENT_TEST.
+	Environment   Environment `protobuf:"varint,13,opt,name=environment,proto3,enum=keyward.v1.Environment" json:"environment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -895,6 +906,13 @@ func (x *TokenClaims) GetSessionId() string {
 		return x.SessionId
 	}
 	return ""
+}
+
+func (x *TokenClaims) GetEnvironment() Environment {
+	if x != nil {
+		return x.Environment
+	}
+	return Environment_ENVIRONMENT_UNSPECIFIED
 }
 
 // ValidateTokenResponse is the verdict on a token.
@@ -1295,7 +1313,10 @@ type ConsumeTemporaryTokenRequest struct {
 	// The token.
 	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	// The operation being performed; must be the one the token was issued for.
-	Operation     string `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
+	Operation string `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
+	// The address of the client presenting the token, for keys bound to networks or
+	// countries; see VerifyKeyRequest.client_ip.
+	ClientIp      string `protobuf:"bytes,3,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1344,6 +1365,13 @@ func (x *ConsumeTemporaryTokenRequest) GetOperation() string {
 	return ""
 }
 
+func (x *ConsumeTemporaryTokenRequest) GetClientIp() string {
+	if x != nil {
+		return x.ClientIp
+	}
+	return ""
+}
+
 // ConsumeTemporaryTokenResponse is the verdict on a temporary token.
 type ConsumeTemporaryTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1359,7 +1387,10 @@ type ConsumeTemporaryTokenResponse struct {
 	// A human-readable explanation of the reason.
 	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
 	// The owner of the key that issued the token; set when valid.
-	Owner         string `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owner string `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	// The environment of that key; set when valid. A live service should refuse
+	// ENVIRONMENT_TEST.
+	Environment   Environment `protobuf:"varint,7,opt,name=environment,proto3,enum=keyward.v1.Environment" json:"environment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1434,6 +1465,13 @@ func (x *ConsumeTemporaryTokenResponse) GetOwner() string {
 		return x.Owner
 	}
 	return ""
+}
+
+func (x *ConsumeTemporaryTokenResponse) GetEnvironment() Environment {
+	if x != nil {
+		return x.Environment
+	}
+	return Environment_ENVIRONMENT_UNSPECIFIED
 }
 
 // SigningKey describes a key that signs access tokens; private parts are never shown.
@@ -1943,7 +1981,7 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\baudience\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\baudience\x129\n" +
 	"\x13required_permission\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x12requiredPermission\x12'\n" +
 	"\tclient_ip\x18\x04 \x01(\tB\n" +
-	"\xbaH\a\xd8\x01\x01r\x02p\x01R\bclientIp\"\xc4\x03\n" +
+	"\xbaH\a\xd8\x01\x01r\x02p\x01R\bclientIp\"\xff\x03\n" +
 	"\vTokenClaims\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x19\n" +
 	"\btoken_id\x18\x02 \x01(\tR\atokenId\x12\x16\n" +
@@ -1960,7 +1998,8 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	" \x03(\tR\fallowedCidrs\x12\x14\n" +
 	"\x05owner\x18\v \x01(\tR\x05owner\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\f \x01(\tR\tsessionId\"\xb7\x02\n" +
+	"session_id\x18\f \x01(\tR\tsessionId\x129\n" +
+	"\venvironment\x18\r \x01(\x0e2\x17.keyward.v1.EnvironmentR\venvironment\"\xb7\x02\n" +
 	"\x15ValidateTokenResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x129\n" +
 	"\x06reason\x18\x02 \x01(\x0e2!.keyward.v1.TokenValidationReasonR\x06reason\x12\x18\n" +
@@ -1986,19 +2025,22 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x19\n" +
-	"\bmax_uses\x18\x03 \x01(\rR\amaxUses\"j\n" +
+	"\bmax_uses\x18\x03 \x01(\rR\amaxUses\"\x93\x01\n" +
 	"\x1cConsumeTemporaryTokenRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\x05token\x12(\n" +
 	"\toperation\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\toperation\"\xe0\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\toperation\x12'\n" +
+	"\tclient_ip\x18\x03 \x01(\tB\n" +
+	"\xbaH\a\xd8\x01\x01r\x02p\x01R\bclientIp\"\x9b\x02\n" +
 	"\x1dConsumeTemporaryTokenResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x128\n" +
 	"\x06reason\x18\x02 \x01(\x0e2 .keyward.v1.TemporaryTokenReasonR\x06reason\x12\x18\n" +
 	"\asubject\x18\x03 \x01(\tR\asubject\x12%\n" +
 	"\x0eremaining_uses\x18\x04 \x01(\rR\rremainingUses\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x12\x14\n" +
-	"\x05owner\x18\x06 \x01(\tR\x05owner\"\xea\x02\n" +
+	"\x05owner\x18\x06 \x01(\tR\x05owner\x129\n" +
+	"\venvironment\x18\a \x01(\x0e2\x17.keyward.v1.EnvironmentR\venvironment\"\xea\x02\n" +
 	"\n" +
 	"SigningKey\x12\x15\n" +
 	"\x03kid\x18\x01 \x01(\tB\x03\xe0A\x03R\x03kid\x12?\n" +
@@ -2059,7 +2101,7 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\x0eCredentialType\x12\x1f\n" +
 	"\x1bCREDENTIAL_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCREDENTIAL_TYPE_ACCESS_TOKEN\x10\x01\x12\x1b\n" +
-	"\x17CREDENTIAL_TYPE_API_KEY\x10\x02*\xef\x02\n" +
+	"\x17CREDENTIAL_TYPE_API_KEY\x10\x02*\xca\x03\n" +
 	"\x14TemporaryTokenReason\x12&\n" +
 	"\"TEMPORARY_TOKEN_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TEMPORARY_TOKEN_REASON_OK\x10\x01\x12$\n" +
@@ -2069,7 +2111,10 @@ const file_keyward_v1_tokens_proto_rawDesc = "" +
 	"\x1eTEMPORARY_TOKEN_REASON_USED_UP\x10\x05\x12*\n" +
 	"&TEMPORARY_TOKEN_REASON_WRONG_OPERATION\x10\x06\x12\"\n" +
 	"\x1eTEMPORARY_TOKEN_REASON_REVOKED\x10\a\x12,\n" +
-	"(TEMPORARY_TOKEN_REASON_PERMISSION_DENIED\x10\b*\x92\x01\n" +
+	"(TEMPORARY_TOKEN_REASON_PERMISSION_DENIED\x10\b\x12)\n" +
+	"%TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED\x10\t\x12.\n" +
+	"*TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED\x10\n" +
+	"*\x92\x01\n" +
 	"\x0fSigningKeyState\x12!\n" +
 	"\x1dSIGNING_KEY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SIGNING_KEY_STATE_ACTIVE\x10\x01\x12\x1f\n" +
@@ -2131,7 +2176,8 @@ var file_keyward_v1_tokens_proto_goTypes = []any{
 	(*Jwk)(nil),                           // 25: keyward.v1.Jwk
 	(*durationpb.Duration)(nil),           // 26: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil),         // 27: google.protobuf.Timestamp
-	(VerificationReason)(0),               // 28: keyward.v1.VerificationReason
+	(Environment)(0),                      // 28: keyward.v1.Environment
+	(VerificationReason)(0),               // 29: keyward.v1.VerificationReason
 }
 var file_keyward_v1_tokens_proto_depIdxs = []int32{
 	26, // 0: keyward.v1.IssueTokenRequest.ttl:type_name -> google.protobuf.Duration
@@ -2142,45 +2188,47 @@ var file_keyward_v1_tokens_proto_depIdxs = []int32{
 	27, // 5: keyward.v1.TokenClaims.issue_time:type_name -> google.protobuf.Timestamp
 	27, // 6: keyward.v1.TokenClaims.not_before_time:type_name -> google.protobuf.Timestamp
 	27, // 7: keyward.v1.TokenClaims.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 8: keyward.v1.ValidateTokenResponse.reason:type_name -> keyward.v1.TokenValidationReason
-	10, // 9: keyward.v1.ValidateTokenResponse.claims:type_name -> keyward.v1.TokenClaims
-	2,  // 10: keyward.v1.ValidateTokenResponse.credential_type:type_name -> keyward.v1.CredentialType
-	28, // 11: keyward.v1.ValidateTokenResponse.key_reason:type_name -> keyward.v1.VerificationReason
-	26, // 12: keyward.v1.IssueTemporaryTokenRequest.ttl:type_name -> google.protobuf.Duration
-	27, // 13: keyward.v1.IssueTemporaryTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	3,  // 14: keyward.v1.ConsumeTemporaryTokenResponse.reason:type_name -> keyward.v1.TemporaryTokenReason
-	0,  // 15: keyward.v1.SigningKey.algorithm:type_name -> keyward.v1.SigningAlgorithm
-	4,  // 16: keyward.v1.SigningKey.state:type_name -> keyward.v1.SigningKeyState
-	27, // 17: keyward.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	27, // 18: keyward.v1.SigningKey.deactivate_time:type_name -> google.protobuf.Timestamp
-	27, // 19: keyward.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
-	18, // 20: keyward.v1.ListSigningKeysResponse.signing_keys:type_name -> keyward.v1.SigningKey
-	0,  // 21: keyward.v1.RotateSigningKeyRequest.algorithm:type_name -> keyward.v1.SigningAlgorithm
-	18, // 22: keyward.v1.RotateSigningKeyResponse.signing_key:type_name -> keyward.v1.SigningKey
-	25, // 23: keyward.v1.GetJwksResponse.keys:type_name -> keyward.v1.Jwk
-	5,  // 24: keyward.v1.TokenService.IssueToken:input_type -> keyward.v1.IssueTokenRequest
-	7,  // 25: keyward.v1.TokenService.RefreshToken:input_type -> keyward.v1.RefreshTokenRequest
-	9,  // 26: keyward.v1.TokenService.ValidateToken:input_type -> keyward.v1.ValidateTokenRequest
-	12, // 27: keyward.v1.TokenService.RevokeToken:input_type -> keyward.v1.RevokeTokenRequest
-	14, // 28: keyward.v1.TokenService.IssueTemporaryToken:input_type -> keyward.v1.IssueTemporaryTokenRequest
-	16, // 29: keyward.v1.TokenService.ConsumeTemporaryToken:input_type -> keyward.v1.ConsumeTemporaryTokenRequest
-	19, // 30: keyward.v1.TokenService.ListSigningKeys:input_type -> keyward.v1.ListSigningKeysRequest
-	21, // 31: keyward.v1.TokenService.RotateSigningKey:input_type -> keyward.v1.RotateSigningKeyRequest
-	23, // 32: keyward.v1.TokenService.GetJwks:input_type -> keyward.v1.GetJwksRequest
-	6,  // 33: keyward.v1.TokenService.IssueToken:output_type -> keyward.v1.IssueTokenResponse
-	8,  // 34: keyward.v1.TokenService.RefreshToken:output_type -> keyward.v1.RefreshTokenResponse
-	11, // 35: keyward.v1.TokenService.ValidateToken:output_type -> keyward.v1.ValidateTokenResponse
-	13, // 36: keyward.v1.TokenService.RevokeToken:output_type -> keyward.v1.RevokeTokenResponse
-	15, // 37: keyward.v1.TokenService.IssueTemporaryToken:output_type -> keyward.v1.IssueTemporaryTokenResponse
-	17, // 38: keyward.v1.TokenService.ConsumeTemporaryToken:output_type -> keyward.v1.ConsumeTemporaryTokenResponse
-	20, // 39: keyward.v1.TokenService.ListSigningKeys:output_type -> keyward.v1.ListSigningKeysResponse
-	22, // 40: keyward.v1.TokenService.RotateSigningKey:output_type -> keyward.v1.RotateSigningKeyResponse
-	24, // 41: keyward.v1.TokenService.GetJwks:output_type -> keyward.v1.GetJwksResponse
-	33, // [33:42] is the sub-list for method output_type
-	24, // [24:33] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	28, // 8: keyward.v1.TokenClaims.environment:type_name -> keyward.v1.Environment
+	1,  // 9: keyward.v1.ValidateTokenResponse.reason:type_name -> keyward.v1.TokenValidationReason
+	10, // 10: keyward.v1.ValidateTokenResponse.claims:type_name -> keyward.v1.TokenClaims
+	2,  // 11: keyward.v1.ValidateTokenResponse.credential_type:type_name -> keyward.v1.CredentialType
+	29, // 12: keyward.v1.ValidateTokenResponse.key_reason:type_name -> keyward.v1.VerificationReason
+	26, // 13: keyward.v1.IssueTemporaryTokenRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 14: keyward.v1.IssueTemporaryTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 15: keyward.v1.ConsumeTemporaryTokenResponse.reason:type_name -> keyward.v1.TemporaryTokenReason
+	28, // 16: keyward.v1.ConsumeTemporaryTokenResponse.environment:type_name -> keyward.v1.Environment
+	0,  // 17: keyward.v1.SigningKey.algorithm:type_name -> keyward.v1.SigningAlgorithm
+	4,  // 18: keyward.v1.SigningKey.state:type_name -> keyward.v1.SigningKeyState
+	27, // 19: keyward.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	27, // 20: keyward.v1.SigningKey.deactivate_time:type_name -> google.protobuf.Timestamp
+	27, // 21: keyward.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	18, // 22: keyward.v1.ListSigningKeysResponse.signing_keys:type_name -> keyward.v1.SigningKey
+	0,  // 23: keyward.v1.RotateSigningKeyRequest.algorithm:type_name -> keyward.v1.SigningAlgorithm
+	18, // 24: keyward.v1.RotateSigningKeyResponse.signing_key:type_name -> keyward.v1.SigningKey
+	25, // 25: keyward.v1.GetJwksResponse.keys:type_name -> keyward.v1.Jwk
+	5,  // 26: keyward.v1.TokenService.IssueToken:input_type -> keyward.v1.IssueTokenRequest
+	7,  // 27: keyward.v1.TokenService.RefreshToken:input_type -> keyward.v1.RefreshTokenRequest
+	9,  // 28: keyward.v1.TokenService.ValidateToken:input_type -> keyward.v1.ValidateTokenRequest
+	12, // 29: keyward.v1.TokenService.RevokeToken:input_type -> keyward.v1.RevokeTokenRequest
+	14, // 30: keyward.v1.TokenService.IssueTemporaryToken:input_type -> keyward.v1.IssueTemporaryTokenRequest
+	16, // 31: keyward.v1.TokenService.ConsumeTemporaryToken:input_type -> keyward.v1.ConsumeTemporaryTokenRequest
+	19, // 32: keyward.v1.TokenService.ListSigningKeys:input_type -> keyward.v1.ListSigningKeysRequest
+	21, // 33: keyward.v1.TokenService.RotateSigningKey:input_type -> keyward.v1.RotateSigningKeyRequest
+	23, // 34: keyward.v1.TokenService.GetJwks:input_type -> keyward.v1.GetJwksRequest
+	6,  // 35: keyward.v1.TokenService.IssueToken:output_type -> keyward.v1.IssueTokenResponse
+	8,  // 36: keyward.v1.TokenService.RefreshToken:output_type -> keyward.v1.RefreshTokenResponse
+	11, // 37: keyward.v1.TokenService.ValidateToken:output_type -> keyward.v1.ValidateTokenResponse
+	13, // 38: keyward.v1.TokenService.RevokeToken:output_type -> keyward.v1.RevokeTokenResponse
+	15, // 39: keyward.v1.TokenService.IssueTemporaryToken:output_type -> keyward.v1.IssueTemporaryTokenResponse
+	17, // 40: keyward.v1.TokenService.ConsumeTemporaryToken:output_type -> keyward.v1.ConsumeTemporaryTokenResponse
+	20, // 41: keyward.v1.TokenService.ListSigningKeys:output_type -> keyward.v1.ListSigningKeysResponse
+	22, // 42: keyward.v1.TokenService.RotateSigningKey:output_type -> keyward.v1.RotateSigningKeyResponse
+	24, // 43: keyward.v1.TokenService.GetJwks:output_type -> keyward.v1.GetJwksResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_keyward_v1_tokens_proto_init() }
