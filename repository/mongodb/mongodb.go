@@ -304,9 +304,10 @@ func (s *Store) Close(ctx context.Context) error {
 }
 
 // wrapErr translates a driver error of operation op. Context cancellation passes
-// through; timeouts, server selection and network failures wrap
-// repository.ErrUnavailable; anything else is wrapped with op. Callers map duplicate
-// keys and missing documents themselves, before calling wrapErr.
+// through; every failure of the store or of the way to it wraps
+// repository.ErrUnavailable (see unavailable); anything else, which is the driver
+// refusing something Keyward built, is wrapped with op. Callers map duplicate keys
+// and missing documents themselves, before calling wrapErr.
 func wrapErr(op string, err error) error {
 	switch {
 	case err == nil:
@@ -320,12 +321,25 @@ func wrapErr(op string, err error) error {
 	}
 }
 
-// unavailable reports whether err means the server could not be reached or did not
-// answer in time.
+// unavailable reports whether err is a failure of the store rather than of the
+// request: the server could not be reached or did not answer in time, a connection
+// could not be made or was lost, or the server answered with an error (shutting
+// down, stepping down, or any other failure: the callers have already told the
+// answers that are the request's own, such as duplicate keys, apart). What is left
+// are the driver's own refusals of a value Keyward built, which no retry mends.
 func unavailable(err error) bool {
-	var sse topology.ServerSelectionError
+	var (
+		server mongo.ServerError
+		sse    topology.ServerSelectionError
+		conn   topology.ConnectionError
+		pool   topology.PoolError
+	)
 	return mongo.IsTimeout(err) ||
 		mongo.IsNetworkError(err) ||
+		errors.As(err, &server) ||
 		errors.As(err, &sse) ||
+		errors.As(err, &conn) ||
+		errors.As(err, &pool) ||
+		errors.Is(err, topology.ErrServerClosed) ||
 		errors.Is(err, mongo.ErrClientDisconnected)
 }
