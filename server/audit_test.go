@@ -32,23 +32,33 @@ import (
 // returns them, newest first.
 func auditEvents(t *testing.T, kw *servertest.Keyward, f *keywardv1.AuditFilter, n int) []*keywardv1.AuditEvent {
 	t.Helper()
-	c := keywardv1.NewAuditServiceClient(kw.Conn)
 	var out []*keywardv1.AuditEvent
-	require.Eventually(t, func() bool {
-		out = nil
-		token := ""
-		for {
-			resp, err := c.ListAuditEvents(servertest.Auth(context.Background(), kw.AdminKey),
-				&keywardv1.ListAuditEventsRequest{Filter: f, PageSize: 1000, PageToken: token})
-			require.NoError(t, err)
-			out = append(out, resp.GetEvents()...)
-			if token = resp.GetNextPageToken(); token == "" {
-				break
-			}
-		}
-		return len(out) >= n
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		var err error
+		out, err = listAuditEvents(kw, f)
+		require.NoError(c, err)
+		assert.GreaterOrEqual(c, len(out), n)
 	}, 10*time.Second, 50*time.Millisecond, "waiting for %d audit events", n)
 	return out
+}
+
+// listAuditEvents reads every audit event matching f, newest first, each page
+// within a deadline of its own.
+func listAuditEvents(kw *servertest.Keyward, f *keywardv1.AuditFilter) ([]*keywardv1.AuditEvent, error) {
+	c := keywardv1.NewAuditServiceClient(kw.Conn)
+	var out []*keywardv1.AuditEvent
+	for token := ""; ; {
+		ctx, cancel := context.WithTimeout(servertest.Auth(context.Background(), kw.AdminKey), 30*time.Second)
+		resp, err := c.ListAuditEvents(ctx, &keywardv1.ListAuditEventsRequest{Filter: f, PageSize: 1000, PageToken: token})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.GetEvents()...)
+		if token = resp.GetNextPageToken(); token == "" {
+			return out, nil
+		}
+	}
 }
 
 func TestEveryCallIsAuditedOnce(t *testing.T) {
