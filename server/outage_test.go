@@ -100,6 +100,8 @@ func TestStoreOutage(t *testing.T) {
 		code, body, _ := kw.Do(t, "GET", "/readyz", "", "")
 		return code == 503 && strings.Contains(string(body), "store")
 	}, 10*time.Second, 100*time.Millisecond, "/readyz tells the load balancer")
+	ready, _ := send(t, kw, "GET", "/readyz", nil, "")
+	assert.Equal(t, 14, ready.Code, "UNAVAILABLE, in the REST error shape: %s", ready.Message)
 
 	db.Restart()
 	require.Eventually(t, func() bool {
