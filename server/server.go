@@ -227,6 +227,10 @@ func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 // HTTPAddr is the address the REST gateway listens on.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 
+// HTTPHandler is the REST listener's handler, to serve requests in process (the
+// REST fuzz target does).
+func (s *Server) HTTPHandler() http.Handler { return s.http.Handler }
+
 // PprofAddr is the address the profiler listens on; "" when it is off.
 func (s *Server) PprofAddr() string {
 	if s.pprofLis == nil {
