@@ -288,15 +288,17 @@ func TestGatewayRejectionsAreAudited(t *testing.T) {
 			assert.NotEmpty(t, e.Message)
 
 			var found []*keywardv1.AuditEvent
-			require.Eventually(t, func() bool {
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				events, err := listAuditEvents(kw, nil)
+				require.NoError(c, err)
 				found = nil
-				for _, ev := range auditEvents(t, kw, nil, 1) {
+				for _, ev := range events {
 					if ev.GetRequestId() == req.Header.Get("X-Request-Id") {
 						found = append(found, ev)
 					}
 				}
-				return len(found) > 0
-			}, 5*time.Second, 20*time.Millisecond)
+				assert.NotEmpty(c, found)
+			}, 10*time.Second, 20*time.Millisecond)
 			require.Len(t, found, 1, "exactly one event")
 			assert.Equal(t, int32(tc.status), found[0].GetHttpStatus())
 			assert.Equal(t, tc.code, found[0].GetCode())
