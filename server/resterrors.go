@@ -22,15 +22,14 @@ import (
 
 // restErrors writes REST errors through the gateway's error handler.
 type restErrors struct {
-	mux    *runtime.ServeMux
-	routes restRoutes
+	mux *runtime.ServeMux
 	// probes holds, per HTTP method, a mux with that method's routes only, so that
 	// the answer to a method a path does not take can say which ones it does.
 	probes map[string]*runtime.ServeMux
 }
 
 func newRESTErrors(routes restRoutes) (*restErrors, error) {
-	e := &restErrors{routes: routes, probes: map[string]*runtime.ServeMux{}}
+	e := &restErrors{probes: map[string]*runtime.ServeMux{}}
 	for method, patterns := range routes {
 		probe := runtime.NewServeMux(runtime.WithDisablePathLengthFallback(), runtime.WithDisableHTTPMethodOverride(),
 			runtime.WithRoutingErrorHandler(func(context.Context, *runtime.ServeMux, runtime.Marshaler, http.ResponseWriter, *http.Request, int) {}))
