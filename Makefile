@@ -27,13 +27,14 @@ bench-go: ## the Go benchmarks (in-process hot paths, store, transports), ns/op 
 	$(GO) test -run '^$$' -bench 'VerifyKey' -benchmem ./server/
 
 FUZZTIME ?= 30s
-fuzz: ## fuzz the parsers and token validation, FUZZTIME each (seed corpora are in testdata/fuzz)
+fuzz: ## fuzz the parsers, token validation and the REST handler, FUZZTIME each (seed corpora are in testdata/fuzz)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./service/apikey/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseOpaque$$' -fuzztime $(FUZZTIME) ./service/apikey/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./service/permission/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateToken$$' -fuzztime $(FUZZTIME) ./service/
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalCIDRs$$' -fuzztime $(FUZZTIME) ./service/
 	$(GO) test -run '^$$' -fuzz '^FuzzCountry$$' -fuzztime $(FUZZTIME) ./service/geoip/
+	$(GO) test -run '^$$' -fuzz '^FuzzREST$$' -fuzztime $(FUZZTIME) ./server/
 
 generate: ## regenerate gen/ from proto/ with the pinned tools
 	$(GO) tool buf generate

@@ -14,6 +14,8 @@ var (
 	ErrConflict = errors.New("changed concurrently")
 	// ErrLimitReached: a counter is at its limit (UseQuota).
 	ErrLimitReached = errors.New("limit reached")
-	// ErrUnavailable: the store cannot be reached or timed out.
+	// ErrUnavailable: the store failed for a reason that is not the request's
+	// (it cannot be reached, timed out, is shutting down or answered with an
+	// error); a retry later may succeed.
 	ErrUnavailable = errors.New("store unavailable")
 )

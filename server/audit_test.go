@@ -32,23 +32,33 @@ import (
 // returns them, newest first.
 func auditEvents(t *testing.T, kw *servertest.Keyward, f *keywardv1.AuditFilter, n int) []*keywardv1.AuditEvent {
 	t.Helper()
-	c := keywardv1.NewAuditServiceClient(kw.Conn)
 	var out []*keywardv1.AuditEvent
-	require.Eventually(t, func() bool {
-		out = nil
-		token := ""
-		for {
-			resp, err := c.ListAuditEvents(servertest.Auth(context.Background(), kw.AdminKey),
-				&keywardv1.ListAuditEventsRequest{Filter: f, PageSize: 1000, PageToken: token})
-			require.NoError(t, err)
-			out = append(out, resp.GetEvents()...)
-			if token = resp.GetNextPageToken(); token == "" {
-				break
-			}
-		}
-		return len(out) >= n
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		var err error
+		out, err = listAuditEvents(kw, f)
+		require.NoError(c, err)
+		assert.GreaterOrEqual(c, len(out), n)
 	}, 10*time.Second, 50*time.Millisecond, "waiting for %d audit events", n)
 	return out
+}
+
+// listAuditEvents reads every audit event matching f, newest first, each page
+// within a deadline of its own.
+func listAuditEvents(kw *servertest.Keyward, f *keywardv1.AuditFilter) ([]*keywardv1.AuditEvent, error) {
+	c := keywardv1.NewAuditServiceClient(kw.Conn)
+	var out []*keywardv1.AuditEvent
+	for token := ""; ; {
+		ctx, cancel := context.WithTimeout(servertest.Auth(context.Background(), kw.AdminKey), 30*time.Second)
+		resp, err := c.ListAuditEvents(ctx, &keywardv1.ListAuditEventsRequest{Filter: f, PageSize: 1000, PageToken: token})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.GetEvents()...)
+		if token = resp.GetNextPageToken(); token == "" {
+			return out, nil
+		}
+	}
 }
 
 func TestEveryCallIsAuditedOnce(t *testing.T) {
@@ -278,15 +288,17 @@ func TestGatewayRejectionsAreAudited(t *testing.T) {
 			assert.NotEmpty(t, e.Message)
 
 			var found []*keywardv1.AuditEvent
-			require.Eventually(t, func() bool {
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				events, err := listAuditEvents(kw, nil)
+				require.NoError(c, err)
 				found = nil
-				for _, ev := range auditEvents(t, kw, nil, 1) {
+				for _, ev := range events {
 					if ev.GetRequestId() == req.Header.Get("X-Request-Id") {
 						found = append(found, ev)
 					}
 				}
-				return len(found) > 0
-			}, 5*time.Second, 20*time.Millisecond)
+				assert.NotEmpty(c, found)
+			}, 10*time.Second, 20*time.Millisecond)
 			require.Len(t, found, 1, "exactly one event")
 			assert.Equal(t, int32(tc.status), found[0].GetHttpStatus())
 			assert.Equal(t, tc.code, found[0].GetCode())

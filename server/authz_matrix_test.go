@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -615,7 +617,7 @@ func (m *matrix) run(t *testing.T, r matrixRow, c *caller, transport string) (co
 	code, b, hdr := m.kw.Do(t, cl.method, cl.path, c.secret, payload)
 	assert.Equal(t, "application/json", hdr.Get("Content-Type"), "%s %s", cl.method, cl.path)
 	if code != http.StatusOK {
-		return restError(t, code, b)
+		return restErrorCode(t, code, b)
 	}
 	require.NoError(t, unmarshalProto(b, cl.resp), "%s", b)
 	if cl.after != nil {
@@ -624,8 +626,8 @@ func (m *matrix) run(t *testing.T, r matrixRow, c *caller, transport string) (co
 	return codes.OK, ""
 }
 
-// restError reads the JSON error body and checks its HTTP status follows its code.
-func restError(t *testing.T, httpStatus int, body []byte) (codes.Code, string) {
+// restErrorCode reads the JSON error body and checks its HTTP status follows its code.
+func restErrorCode(t *testing.T, httpStatus int, body []byte) (codes.Code, string) {
 	t.Helper()
 	var e struct {
 		Code    int    `json:"code"`
@@ -706,18 +708,21 @@ func (m *matrix) restStreamCode(t *testing.T, path, secret string) (codes.Code, 
 		defer resp.Body.Close()
 		a.status = resp.StatusCode
 		a.line, err = bufio.NewReader(resp.Body).ReadBytes('\n')
+		if errors.Is(err, io.EOF) && len(a.line) > 0 {
+			err = nil // an error answer is one JSON object, without a newline
+		}
 		done <- err
 	}()
 	require.NoError(t, m.awaitStream(t, done))
 	if a.status != http.StatusOK {
-		return restError(t, a.status, a.line)
+		return restErrorCode(t, a.status, a.line)
 	}
 	var msg struct {
 		Result json.RawMessage `json:"result"`
 	}
 	require.NoError(t, json.Unmarshal(a.line, &msg), "%s", a.line)
 	if msg.Result == nil {
-		return restError(t, a.status, a.line)
+		return restErrorCode(t, a.status, a.line)
 	}
 	return codes.OK, ""
 }

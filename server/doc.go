@@ -6,6 +6,9 @@
 //   - permissions.go: the one table of the permission each RPC needs;
 //   - errors.go: the one mapping from service and repository errors to status codes;
 //   - gateway.go: the HTTP side (grpc-gateway, OpenAPI document, health);
+//   - restinput.go: the REST input the gateway would pass on unchecked (path and
+//     query parameters: valid UTF-8, known to the route; a body that is one JSON value);
+//   - resterrors.go: the one JSON shape of every REST error, and the request limits;
 //   - keys.go and its siblings: thin handlers converting wire types to domain types.
 //
 // The gateway calls the gRPC server over a loopback connection, so REST calls pass

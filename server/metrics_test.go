@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -18,21 +20,38 @@ import (
 
 // scrape returns the value of one sample of /metrics (0 when absent).
 func scrape(t *testing.T, kw *servertest.Keyward) func(sample string) float64 {
+	t.Helper()
+	m, err := readMetrics(kw)
+	require.NoError(t, err)
+	return m
+}
+
+// readMetrics reads /metrics once and returns the value of one sample of it (0 when
+// absent, NaN when not a number).
+func readMetrics(kw *servertest.Keyward) (func(sample string) float64, error) {
 	resp, err := http.Get(kw.MetricsURL)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
 	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	return func(sample string) float64 {
 		m := regexp.MustCompile("(?m)^" + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(body)
 		if m == nil {
 			return 0
 		}
 		v, err := strconv.ParseFloat(string(m[1]), 64)
-		require.NoError(t, err)
+		if err != nil {
+			return math.NaN()
+		}
 		return v
-	}
+	}, nil
 }
 
 func TestMetricsMoveWithTheCalls(t *testing.T) {

@@ -55,10 +55,22 @@ func handOver(md metadata.MD, e *repository.AuditEvent) bool {
 	return true
 }
 
+// statusRecorder is the writer of every REST call's answer: it keeps the status for
+// the audit event, and gives a stream that fails before its first message the
+// error shape of every other answer (see streamErrorChunk).
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	body   bodyState
 }
+
+type bodyState uint8
+
+const (
+	bodyNone       bodyState = iota
+	bodyWritten              // written as the handler wrote it
+	bodyErrorChunk           // a stream's error chunk, unwrapped: its delimiter is left out
+)
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
@@ -71,6 +83,17 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
+	switch {
+	case s.body == bodyErrorChunk:
+		return len(b), nil
+	case s.body == bodyNone && s.status >= 400:
+		if st, ok := streamErrorChunk(b); ok {
+			s.body = bodyErrorChunk
+			_, err := s.ResponseWriter.Write(st)
+			return len(b), err
+		}
+	}
+	s.body = bodyWritten
 	return s.ResponseWriter.Write(b)
 }
 

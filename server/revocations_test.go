@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
+	"net/http"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -259,4 +262,44 @@ func TestRoleChangeReachesOtherInstances(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return !allowed() }, 5*time.Second, 20*time.Millisecond,
 		"B drops its cached verification well before the cache TTL")
+}
+
+// A subscriber that asks for a sequence beyond the log, however far, is told so and
+// gets a snapshot: the largest sequence does not wrap around to "older than the
+// retained log".
+func TestWatchBeyondTheLog(t *testing.T) {
+	kw := servertest.Start(t)
+	admin := servertest.Auth(context.Background(), kw.AdminKey)
+	for _, jti := range []string{"jti-1", "jti-2"} {
+		_, err := keywardv1.NewTokenServiceClient(kw.Conn).RevokeToken(admin,
+			&keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: jti}})
+		require.NoError(t, err)
+	}
+	for _, after := range []uint64{3, 1 << 40, math.MaxUint64} {
+		t.Run(fmt.Sprint(after), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(admin)
+			defer cancel()
+			stream, err := keywardv1.NewRevocationServiceClient(kw.Conn).WatchRevocations(ctx, &keywardv1.WatchRevocationsRequest{AfterSequence: after})
+			require.NoError(t, err)
+			msg, err := stream.Recv()
+			require.NoError(t, err)
+			assert.Equal(t, "the requested sequence is beyond the log", msg.GetResync().GetReason(), "gRPC")
+
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/revocations:watch?after_sequence=%d", kw.BaseURL, after), nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+kw.AdminKey)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			var first struct {
+				Result struct {
+					Resync struct {
+						Reason string `json:"reason"`
+					} `json:"resync"`
+				} `json:"result"`
+			}
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&first))
+			assert.Equal(t, "the requested sequence is beyond the log", first.Result.Resync.Reason, "REST")
+		})
+	}
 }

@@ -219,7 +219,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		return nil, fmt.Errorf("connecting the gateway to the gRPC server: %w", err)
 	}
 	s.notReady.Store("starting")
-	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips, aud, http.HandlerFunc(s.readyz))
+	handler, err := newGateway(ctx, s.conn, cfg.MaxRequestBytes, ips, aud, s.notReadyReason)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
 		ReadTimeout:       cfg.HTTPReadTimeout,
 		IdleTimeout:       cfg.HTTPIdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    httpHeaderCeiling,
 		TLSConfig:         tlsCfg,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -251,6 +251,10 @@ func (s *Server) MetricsAddr() string {
 	}
 	return s.metricsLis.Addr().String()
 }
+
+// HTTPHandler is the REST listener's handler, to serve requests in process (the
+// REST fuzz target does).
+func (s *Server) HTTPHandler() http.Handler { return s.http.Handler }
 
 // PprofAddr is the address the profiler listens on; "" when it is off.
 func (s *Server) PprofAddr() string {
@@ -403,15 +407,11 @@ func (s *Server) watchReadiness(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// readyz answers load balancers: 200 when ready, 503 and the reason when not.
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if reason, _ := s.notReady.Load().(string); reason != "" {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready: " + reason + "\n"))
-		return
-	}
-	_, _ = w.Write([]byte("ready\n"))
+// notReadyReason is why Keyward is not ready, "" when it is: /readyz answers load
+// balancers 200 or 503 with it.
+func (s *Server) notReadyReason() string {
+	reason, _ := s.notReady.Load().(string)
+	return reason
 }
 
 // prune deletes, every ten minutes, revocations that no longer matter and expired

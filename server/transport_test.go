@@ -1,11 +1,11 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"testing"
@@ -49,36 +49,58 @@ func TestInFlightRequestsFinishOnShutdown(t *testing.T) {
 	kw := servertest.Start(t)
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
 	admin := servertest.Auth(context.Background(), kw.AdminKey)
-	// Slow REST requests: bodies sent in two halves around the stop.
+	// Each request asks to continue before it sends its body: the server's
+	// "100 Continue" says the handler is reading it, so the request is in flight.
+	// The bodies are sent only once the shutdown has begun.
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+	body := `{"name": "late", "owner": "acme", "environment": "ENVIRONMENT_LIVE"}`
 	var wg sync.WaitGroup
 	results := make([]int, 5)
+	inFlight := make(chan struct{}, len(results))
+	bodies := make([]*io.PipeWriter, len(results))
 	for i := range results {
+		pr, pw := io.Pipe()
+		bodies[i] = pw
+		trace := &httptrace.ClientTrace{Got100Continue: func() { inFlight <- struct{}{} }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodPost, kw.BaseURL+"/v1/keys", pr)
+		req.ContentLength = int64(len(body))
+		req.Header.Set("Authorization", "Bearer "+kw.AdminKey)
+		req.Header.Set("Expect", "100-continue")
 		wg.Go(func() {
-			pr, pw := io.Pipe()
-			req, _ := http.NewRequest(http.MethodPost, kw.BaseURL+"/v1/keys", pr)
-			req.Header.Set("Authorization", "Bearer "+kw.AdminKey)
-			go func() {
-				_, _ = io.WriteString(pw, `{"name": "late", "owner": "acme", `)
-				time.Sleep(300 * time.Millisecond)
-				_, _ = io.WriteString(pw, `"environment": "ENVIRONMENT_LIVE"}`)
-				_ = pw.Close()
-			}()
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err != nil {
 				results[i] = -1
 				return
 			}
-			_, _ = io.Copy(io.Discard, bufio.NewReader(resp.Body))
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			results[i] = resp.StatusCode
 		})
 	}
-	time.Sleep(100 * time.Millisecond)
-	go kw.Stop()
+	for range results {
+		select {
+		case <-inFlight:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the requests did not reach the handler")
+		}
+	}
+	stopped := make(chan struct{})
+	go func() { kw.Stop(); close(stopped) }()
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", kw.Server.HTTPAddr())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, 30*time.Second, 10*time.Millisecond, "the shutdown closes the listener")
+	for _, pw := range bodies {
+		go func() { _, _ = io.WriteString(pw, body); _ = pw.Close() }()
+	}
 	wg.Wait()
 	for _, code := range results {
 		assert.Equal(t, http.StatusOK, code, "a request in flight completes")
 	}
+	<-stopped
 	_, err := ks.ListKeys(admin, &keywardv1.ListKeysRequest{})
 	assert.Error(t, err, "new calls are refused once stopped")
 }

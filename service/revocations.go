@@ -333,7 +333,7 @@ func (r *Revocations) Watch(ctx context.Context, after uint64, send func(WatchMe
 			return err
 		}
 		switch latest, _ := r.log.LatestSequence(ctx); {
-		case len(first) > 0 && after+1 < first[0].Sequence:
+		case len(first) > 0 && after < first[0].Sequence-1: // sequences start at 1; after+1 would wrap
 			resync = "the requested sequence is older than the retained log"
 		case after > latest:
 			resync = "the requested sequence is beyond the log"

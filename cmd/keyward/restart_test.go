@@ -1,8 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
-	"net"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,40 +29,58 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startProcess runs keyward serve on the data dir and waits until it answers.
-func startProcess(t *testing.T, dir, grpcAddr string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "serve", "--data-dir", dir, "--grpc-addr", grpcAddr, "--http-addr", freeAddr(t), "--metrics-addr", "", "--log-format", "text")
+// startProcess runs keyward serve on the data dir, on ports the kernel picks, and
+// returns the gRPC address it serves on, read from its "serving" log line.
+func startProcess(t *testing.T, dir string) (*exec.Cmd, string) {
+	cmd := exec.Command(os.Args[0], "serve", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--metrics-addr", "", "--log-format", "json")
 	cmd.Env = append(os.Environ(), "KEYWARD_TEST_AS_MAIN=1")
-	cmd.Stderr = &strings.Builder{}
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	require.Eventually(t, func() bool {
-		c, err := net.Dial("tcp", grpcAddr)
-		if err == nil {
-			c.Close()
+	serving := make(chan string, 1)
+	var log strings.Builder // read only once the scanner is done
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		lines := bufio.NewScanner(stderr)
+		for lines.Scan() {
+			log.WriteString(lines.Text() + "\n")
+			var line struct {
+				Msg      string `json:"msg"`
+				GRPCAddr string `json:"grpc_addr"`
+			}
+			if json.Unmarshal(lines.Bytes(), &line) == nil && line.Msg == "serving" {
+				serving <- line.GRPCAddr
+			}
 		}
-		return err == nil
-	}, 60*time.Second, 50*time.Millisecond, "keyward did not start: %s", cmd.Stderr)
-	return cmd
+	}()
+	select {
+	case addr := <-serving:
+		return cmd, addr
+	case <-scanned:
+		t.Fatalf("keyward stopped before serving: %s", log.String())
+	case <-time.After(60 * time.Second):
+		t.Fatal("keyward did not start within 60 s")
+	}
+	return nil, ""
+}
+
+// dial connects to a started keyward.
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func TestKillAndRestartLosesNothing(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	first := startProcess(t, dir, addr)
+	first, addr := startProcess(t, dir)
 	admin, err := os.ReadFile(filepath.Join(dir, "bootstrap-admin.key"))
 	require.NoError(t, err)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+strings.TrimSpace(string(admin)))
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
+	conn := dial(t, addr)
 	keys, tokens := keywardv1.NewKeyServiceClient(conn), keywardv1.NewTokenServiceClient(conn)
 
 	_, err = keys.CreateRole(ctx, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders"}}})
@@ -78,7 +97,9 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 	// No graceful shutdown: the process is killed.
 	require.NoError(t, first.Process.Kill())
 	_ = first.Wait()
-	startProcess(t, dir, addr)
+	_, addr = startProcess(t, dir)
+	conn = dial(t, addr)
+	keys, tokens = keywardv1.NewKeyServiceClient(conn), keywardv1.NewTokenServiceClient(conn)
 
 	got, err := keys.GetKey(ctx, &keywardv1.GetKeyRequest{KeyId: k.GetKey().GetKeyId()})
 	require.NoError(t, err, "the key survived")

@@ -64,4 +64,10 @@
 // through which every write goes (so writers queue in Go rather than spin on
 // SQLITE_BUSY), and a pool of read-only connections, which in WAL mode read a
 // consistent snapshot without waiting for the writer.
+//
+// # Errors
+//
+// What SQLite fails at for reasons of its own (a lock not released within the busy
+// timeout, an I/O error, a full disk, a file it cannot open or write) wraps
+// repository.ErrUnavailable; an SQL error is Keyward's own and is not.
 package embedded

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -213,17 +214,34 @@ func (s *Store) release() error {
 	return errors.Join(errs...)
 }
 
-// wrap gives an unexpected driver error the operation's context. A lock that was
-// not released within the busy timeout is reported as ErrUnavailable; context
+// wrap gives an unexpected driver error the operation's context. What SQLite fails
+// at for reasons of its own (storeFailure) is reported as ErrUnavailable; context
 // errors stay matchable with errors.Is.
 func wrap(op string, err error) error {
-	if code, ok := sqliteCode(err); ok {
-		switch code & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return fmt.Errorf("embedded store: %s: %w: %w", op, repository.ErrUnavailable, err)
-		}
+	if storeFailure(err) {
+		return fmt.Errorf("embedded store: %s: %w: %w", op, repository.ErrUnavailable, err)
 	}
 	return fmt.Errorf("embedded store: %s: %w", op, err)
+}
+
+// storeFailure reports whether err is SQLite, or the connection to it, failing for
+// a reason that is not the statement's: a lock not released within the busy
+// timeout, an I/O error, a full disk, memory, a file it cannot open, write or read
+// as a database, a schema changed under it, a connection gone. What is left (an SQL
+// error, a constraint the caller did not map, misuse, a value too big or of the
+// wrong type, an interrupted statement) is Keyward's own.
+func storeFailure(err error) bool {
+	if code, ok := sqliteCode(err); ok {
+		switch code & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+			sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM,
+			sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_SCHEMA,
+			sqlite3.SQLITE_NOLFS, sqlite3.SQLITE_INTERNAL:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn)
 }
 
 // sqliteCode returns the extended SQLite result code carried by err.

@@ -463,3 +463,25 @@ func TestAuditTrimTracksTheStoredSize(t *testing.T) {
 	check(s, 50_000)
 	check(s, 50_000)
 }
+
+// TestStoreFailuresAreUnavailable: what SQLite fails at for reasons of its own (a
+// full disk here; I/O errors, locks not released, a read-only file alike) is
+// repository.ErrUnavailable, so that clients are told to retry; an SQL statement
+// SQLite refuses is Keyward's own mistake and is not.
+func TestStoreFailuresAreUnavailable(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	var pages int64
+	require.NoError(t, s.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages))
+	_, err := s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages))
+	require.NoError(t, err)
+	k := repotest.SampleKey("acme", time.Now().UTC())
+	k.Metadata = map[string]string{"padding": strings.Repeat("x", 1<<20)}
+	err = s.Keys().CreateKey(ctx, k)
+	require.Error(t, err, "the database may not grow")
+	assert.ErrorIs(t, err, repository.ErrUnavailable, "a full disk: %v", err)
+
+	_, err = s.w.ExecContext(ctx, "SELECT * FROM no_such_table")
+	require.Error(t, err)
+	assert.NotErrorIs(t, wrap("select", err), repository.ErrUnavailable, "an SQL error is Keyward's")
+}

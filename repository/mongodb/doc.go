@@ -155,12 +155,17 @@
 //
 // Driver errors never leave the package raw: a duplicate key becomes
 // repository.ErrAlreadyExists (except in InsertAuditEvents, where it is a skipped,
-// already stored event), no document repository.ErrNotFound, and timeouts,
-// server selection failures and network errors wrap repository.ErrUnavailable (the
-// driver error stays in the chain). Context cancellation passes through
-// (errors.Is(err, context.Canceled) holds). Other errors are wrapped with the
-// operation ("mongodb: update key: ..."). Errors never carry secret hashes, nor
-// claim names (callers may build those from token material).
+// already stored event), no document repository.ErrNotFound, and every other
+// failure of the store or of the way to it wraps repository.ErrUnavailable (the
+// driver error stays in the chain), whatever its type: timeouts, server selection,
+// connections that fail or drop, a cleared pool, and any error the server answers
+// with, such as InterruptedAtShutdown or NotWritablePrimary from MongoDB and
+// InternalError from a FerretDB that stops. Context cancellation passes through
+// (errors.Is(err, context.Canceled) holds). The driver refusing what Keyward built (a
+// value it cannot encode, a stored document that does not decode, an invalid
+// argument) is wrapped with the operation ("mongodb: update key: ...") and is an
+// internal error. Errors never carry secret hashes, nor claim names (callers may
+// build those from token material).
 //
 // Connections use context deadlines, never a client-level timeout: the latter makes
 // the driver add maxTimeMS to every command, which FerretDB, the test stand-in,

@@ -10,8 +10,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	"github.com/keyward/keyward/repository"
 )
@@ -309,28 +309,39 @@ func (s *Store) Close(ctx context.Context) error {
 }
 
 // wrapErr translates a driver error of operation op. Context cancellation passes
-// through; timeouts, server selection and network failures wrap
-// repository.ErrUnavailable; anything else is wrapped with op. Callers map duplicate
-// keys and missing documents themselves, before calling wrapErr.
+// through; the driver refusing what Keyward built (ownMistake) is wrapped with op,
+// and is an internal error; every other failure, of the store or of the way to it,
+// wraps repository.ErrUnavailable. Callers map duplicate keys and missing
+// documents themselves, before calling wrapErr.
 func wrapErr(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), ownMistake(err):
 		return fmt.Errorf("mongodb: %s: %w", op, err)
-	case unavailable(err):
-		return fmt.Errorf("mongodb: %s: %w: %w", op, repository.ErrUnavailable, err)
 	default:
-		return fmt.Errorf("mongodb: %s: %w", op, err)
+		return fmt.Errorf("mongodb: %s: %w: %w", op, repository.ErrUnavailable, err)
 	}
 }
 
-// unavailable reports whether err means the server could not be reached or did not
-// answer in time.
-func unavailable(err error) bool {
-	var sse topology.ServerSelectionError
-	return mongo.IsTimeout(err) ||
-		mongo.IsNetworkError(err) ||
-		errors.As(err, &sse) ||
-		errors.Is(err, mongo.ErrClientDisconnected)
+// ownMistake reports whether err is the driver refusing something Keyward built or
+// asked, which no retry mends: a value it cannot encode, a stored document that does
+// not decode into Keyward's types, an invalid argument or operation, or a missing
+// document the caller did not map. Whatever else the driver returns is a failure of
+// the store or of the way to it, whatever its type: an error the server answers
+// with (shutting down, stepping down, FerretDB's InternalError when it stops), a
+// connection refused or lost, a closed or cleared pool (the latter of a type the
+// driver does not export), a timeout or a failed server selection.
+func ownMistake(err error) bool {
+	var (
+		marshal  mongo.MarshalError
+		argument mongo.InvalidArgumentError
+		decode   *bson.DecodeError
+		encoder  bson.ValueEncoderError
+		decoder  bson.ValueDecoderError
+		invalid  driver.InvalidOperationError
+	)
+	return errors.As(err, &marshal) || errors.As(err, &argument) || errors.As(err, &decode) ||
+		errors.As(err, &encoder) || errors.As(err, &decoder) || errors.As(err, &invalid) ||
+		errors.Is(err, mongo.ErrNoDocuments)
 }
