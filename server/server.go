@@ -73,8 +73,8 @@ type Server struct {
 	notReady atomic.Value
 }
 
-// New opens the store, creates the bootstrap admin key on an empty store, and binds
-// both listeners, so the addresses are known before Serve.
+// New binds the listeners (so the addresses are known before Serve), then opens the
+// store and creates the bootstrap admin key on an empty store.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -86,6 +86,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		}
 	}()
 
+	// Every port first: an instance that cannot serve (a second one started on busy
+	// ports) must fail before it creates a bootstrap key, master key or signing key.
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -182,18 +187,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	}
 	s.internal = newGRPC()
 
-	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("listening for gRPC on %s: %w", cfg.GRPCAddr, err)
-	}
-	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTPAddr, err)
-	}
-	if cfg.MetricsAddr != "" {
-		// Metrics tell verification outcomes and cache behaviour apart: never on the
-		// API's listener, where anyone could correlate them with their own probes.
-		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
-			return nil, fmt.Errorf("listening for metrics on %s: %w", cfg.MetricsAddr, err)
-		}
+	if s.metricsLis != nil {
 		if !loopback(cfg.MetricsAddr) {
 			log.Warn("metrics are served beyond loopback, unauthenticated: their verification counters tell which key ids exist; let only your scraper reach this address",
 				"metrics_addr", cfg.MetricsAddr)
@@ -203,10 +197,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		s.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
-	if cfg.PprofAddr != "" {
-		if s.pprofLis, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
-			return nil, fmt.Errorf("listening for the profiler on %s: %w", cfg.PprofAddr, err)
-		}
+	if s.pprofLis != nil {
 		s.pprof = &http.Server{Handler: profiler(), ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
@@ -236,6 +227,30 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// listen binds every listener the configuration names.
+func (s *Server) listen() (err error) {
+	cfg := s.cfg
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("listening for gRPC on %s: %w", cfg.GRPCAddr, err)
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	if cfg.MetricsAddr != "" {
+		// Metrics tell verification outcomes and cache behaviour apart: never on the
+		// API's listener, where anyone could correlate them with their own probes.
+		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("listening for metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+	}
+	if cfg.PprofAddr != "" {
+		if s.pprofLis, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			return fmt.Errorf("listening for the profiler on %s: %w", cfg.PprofAddr, err)
+		}
+	}
+	return nil
 }
 
 // GRPCAddr is the address the gRPC server listens on.

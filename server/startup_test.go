@@ -1,0 +1,91 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/mongodb"
+	"github.com/keyward/keyward/server"
+)
+
+// loopbackConfig is the configuration servertest starts with: free loopback ports
+// and a fresh data dir.
+func loopbackConfig(t *testing.T) server.Config {
+	cfg := server.DefaultConfig()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	return cfg
+}
+
+// A second instance started on a fresh data dir while its ports are taken fails
+// before it creates anything: no bootstrap key, master key, database or signing key.
+func TestBusyPortFailsBeforeAnythingIsCreated(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	for _, st := range stores {
+		for _, port := range []struct {
+			flag string
+			set  func(*server.Config)
+		}{
+			{"grpc-addr", func(c *server.Config) { c.GRPCAddr = busy.Addr().String() }},
+			{"http-addr", func(c *server.Config) { c.HTTPAddr = busy.Addr().String() }},
+			{"metrics-addr", func(c *server.Config) { c.MetricsAddr = busy.Addr().String() }},
+			{"pprof-addr", func(c *server.Config) { c.PprofAddr = busy.Addr().String() }},
+		} {
+			t.Run(st.name+"/"+port.flag, func(t *testing.T) {
+				cfg := loopbackConfig(t)
+				for _, o := range st.opts(t) {
+					o(&cfg)
+				}
+				// WithMongoDB puts the shared master key in the data dir: it is the
+				// operator's file, not one the server created.
+				before, err := os.ReadDir(cfg.DataDir)
+				require.NoError(t, err)
+				port.set(&cfg)
+				srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err == nil {
+					_ = srv.Serve(canceled())
+					t.Fatal("started on a busy port")
+				}
+				assert.Contains(t, err.Error(), busy.Addr().String(), "the error names the address")
+				after, err := os.ReadDir(cfg.DataDir)
+				require.NoError(t, err)
+				assert.Equal(t, names(before), names(after), "nothing was created in the data dir")
+				if cfg.MongoDBURI != "" {
+					st, err := mongodb.Open(context.Background(), mongodb.Options{URI: cfg.MongoDBURI, Database: cfg.MongoDBDatabase})
+					require.NoError(t, err)
+					defer st.Close(context.Background())
+					keys, err := st.Keys().ListKeys(context.Background(), repository.KeyFilter{}, 10, nil)
+					require.NoError(t, err)
+					assert.Empty(t, keys, "no bootstrap key in the shared store")
+					signing, err := st.SigningKeys().ListSigningKeys(context.Background())
+					require.NoError(t, err)
+					assert.Empty(t, signing, "no signing key in the shared store")
+				}
+			})
+		}
+	}
+}
+
+func names(entries []os.DirEntry) []string {
+	out := []string{}
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
