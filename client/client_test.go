@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -144,7 +145,7 @@ func TestRevocationsReachTheClient(t *testing.T) {
 }
 
 func TestClientReconnectsAndResumes(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	port := freePort(t)
 	first := newEnvOn(t, dir, port)
 	_, err := first.tokens.RotateSigningKey(first.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -527,7 +528,23 @@ func (s *Server) masterKey() ([]byte, error) {
 	if path == "" {
 		path, create = filepath.Join(s.cfg.DataDir, service.MasterKeyFile), true
 	}
+	if s.cfg.MongoDBURI == "" && within(s.cfg.DataDir, path) {
+		s.log.Warn("the master key is in the data dir, beside the database: a backup of the data dir carries the master key "+
+			"that opens the signing keys stored in it; keep the key elsewhere (--master-key-file) and out of the database's backups",
+			"master_key_file", path, "data_dir", s.cfg.DataDir)
+	}
 	return service.LoadMasterKey(path, create)
+}
+
+// within reports whether path is inside dir.
+func within(dir, path string) bool {
+	d, err1 := filepath.Abs(dir)
+	p, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // errShuttingDown ends the streams still open when shutdown begins.

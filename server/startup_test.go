@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,7 +15,10 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/mongodb"
+	"github.com/keyward/keyward/repository/mongodb/mongotest"
 	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/server/servertest"
+	"github.com/keyward/keyward/service"
 )
 
 // loopbackConfig is the configuration servertest starts with: free loopback ports
@@ -21,7 +26,7 @@ import (
 func loopbackConfig(t *testing.T) server.Config {
 	cfg := server.DefaultConfig()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	return cfg
 }
 
@@ -48,8 +53,7 @@ func TestBusyPortFailsBeforeAnythingIsCreated(t *testing.T) {
 				}
 				// WithMongoDB puts the shared master key in the data dir: it is the
 				// operator's file, not one the server created.
-				before, err := os.ReadDir(cfg.DataDir)
-				require.NoError(t, err)
+				before := names(t, cfg.DataDir)
 				port.set(&cfg)
 				srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 				if err == nil {
@@ -57,9 +61,7 @@ func TestBusyPortFailsBeforeAnythingIsCreated(t *testing.T) {
 					t.Fatal("started on a busy port")
 				}
 				assert.Contains(t, err.Error(), busy.Addr().String(), "the error names the address")
-				after, err := os.ReadDir(cfg.DataDir)
-				require.NoError(t, err)
-				assert.Equal(t, names(before), names(after), "nothing was created in the data dir")
+				assert.Equal(t, before, names(t, cfg.DataDir), "nothing was created in the data dir")
 				if cfg.MongoDBURI != "" {
 					st, err := mongodb.Open(context.Background(), mongodb.Options{URI: cfg.MongoDBURI, Database: cfg.MongoDBDatabase})
 					require.NoError(t, err)
@@ -76,7 +78,12 @@ func TestBusyPortFailsBeforeAnythingIsCreated(t *testing.T) {
 	}
 }
 
-func names(entries []os.DirEntry) []string {
+// names lists the files in dir; none when dir does not exist.
+func names(t *testing.T, dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if !errors.Is(err, os.ErrNotExist) {
+		require.NoError(t, err)
+	}
 	out := []string{}
 	for _, e := range entries {
 		out = append(out, e.Name())
@@ -88,4 +95,38 @@ func canceled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+// The default master key sits beside the embedded database, so a copy of the data
+// dir carries the key that opens the signing keys in it: the server says so at
+// start-up, and says nothing when the key is kept elsewhere.
+func TestMasterKeyBesideTheDatabaseIsWarnedOf(t *testing.T) {
+	const warning = "a backup of the data dir carries the master key"
+	outside := filepath.Join(t.TempDir(), "elsewhere", "master.key")
+	_, err := service.LoadMasterKey(outside, true)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		opt  servertest.Option
+		warn bool
+	}{
+		{"default: in the data dir", func(*server.Config) {}, true},
+		{"named, in the data dir", func(c *server.Config) {
+			c.MasterKeyFile = filepath.Join(c.DataDir, "keys", "master.key")
+			_, err := service.LoadMasterKey(c.MasterKeyFile, true)
+			require.NoError(t, err)
+		}, true},
+		{"outside the data dir", func(c *server.Config) { c.MasterKeyFile = outside }, false},
+		{"MongoDB: nothing beside it in the data dir", servertest.WithMongoDB(mongotest.URI(t), mongotest.Database(t)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kw := servertest.Start(t, tc.opt)
+			if tc.warn {
+				assert.Contains(t, kw.Logs(), warning)
+				assert.Contains(t, kw.Logs(), "--master-key-file", "the log says how to move it")
+			} else {
+				assert.NotContains(t, kw.Logs(), warning)
+			}
+		})
+	}
 }

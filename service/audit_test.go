@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,7 @@ func (a *outageAudit) InsertAuditEvents(ctx context.Context, events []*repositor
 }
 
 func newAuditStore(t testing.TB) *outageStore {
-	st, err := embedded.Open(context.Background(), t.TempDir())
+	st, err := embedded.Open(context.Background(), filepath.Join(t.TempDir(), "data"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	return &outageStore{Store: st, audit: &outageAudit{AuditRepository: st.Audit()}}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,7 +42,7 @@ func (c *countingKeys) GetKey(ctx context.Context, id string) (*repository.Key, 
 
 func newKeys(t testing.TB) (*service.Keys, *countingStore) {
 	t.Helper()
-	st, err := embedded.Open(context.Background(), t.TempDir())
+	st, err := embedded.Open(context.Background(), filepath.Join(t.TempDir(), "data"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	cs := &countingStore{Store: st, keys: &countingKeys{KeyRepository: st.Keys()}}
@@ -164,7 +165,7 @@ func BenchmarkVerifyKey(b *testing.B) {
 // lookup) and a rate limit to the cached verification.
 func BenchmarkVerifyKeyWithPolicy(b *testing.B) {
 	ctx := context.Background()
-	st, err := embedded.Open(ctx, b.TempDir())
+	st, err := embedded.Open(ctx, filepath.Join(b.TempDir(), "data"))
 	require.NoError(b, err)
 	defer st.Close(ctx)
 	db, err := geoip.Open(geoiptest.Write(b, map[string]string{"10.0.0.0/8": "SE"}))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 )
 
 func newRevocations(t *testing.T, cfg service.RevocationsConfig) (*service.Revocations, repository.Store) {
-	st, err := embedded.Open(context.Background(), t.TempDir())
+	st, err := embedded.Open(context.Background(), filepath.Join(t.TempDir(), "data"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	r := service.NewRevocations(st, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func newTokenFixture(t testing.TB, alg string) *tokenFixture {
 func newTokenFixtureWith(t testing.TB, alg string, mod func(*TokensConfig)) *tokenFixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := embedded.Open(ctx, t.TempDir())
+	st, err := embedded.Open(ctx, filepath.Join(t.TempDir(), "data"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(ctx) })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

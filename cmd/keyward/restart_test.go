@@ -75,7 +75,7 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 }
 
 func TestKillAndRestartLosesNothing(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	first, addr := startProcess(t, dir)
 	admin, err := os.ReadFile(filepath.Join(dir, "bootstrap-admin.key"))
 	require.NoError(t, err)

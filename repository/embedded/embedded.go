@@ -58,9 +58,11 @@ type Store struct {
 
 var _ repository.Store = (*Store)(nil)
 
-// Open opens the store in dir, creating the directory (mode 0700), the database and
-// its schema as needed, and locks the directory for this process until Close. It
-// fails with an error wrapping ErrInUse when the directory is locked already.
+// Open opens the store in dir, creating the directory (mode 0700), the database
+// (mode 0600, like every file of the store) and its schema as needed, and locks the
+// directory for this process until Close. It refuses a directory that group or
+// other users can reach, and fails with an error wrapping ErrInUse when the
+// directory is locked already.
 func Open(ctx context.Context, dir string) (_ *Store, err error) {
 	if dir == "" {
 		return nil, errors.New("embedded store: no data dir given")
@@ -71,6 +73,9 @@ func Open(ctx context.Context, dir string) (_ *Store, err error) {
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir %q: %w", dir, err)
+	}
+	if err := checkPrivate(dir, abs); err != nil {
+		return nil, err
 	}
 
 	lock := flock.New(filepath.Join(abs, LockFileName))
@@ -89,6 +94,9 @@ func Open(ctx context.Context, dir string) (_ *Store, err error) {
 	}()
 
 	dbPath := filepath.Join(abs, DBFileName)
+	if err := makePrivate(abs); err != nil {
+		return nil, err
+	}
 	if s.w, err = sql.Open("sqlite", dsn(dbPath, false)); err != nil {
 		return nil, fmt.Errorf("opening %s: %w", dbPath, err)
 	}
@@ -130,6 +138,48 @@ func Open(ctx context.Context, dir string) (_ *Store, err error) {
 	s.revocations = &revocationRepo{s: s}
 	s.audit = &auditRepo{s: s, bytes: -1}
 	return s, nil
+}
+
+// checkPrivate refuses a data dir that other users can reach: the database holds the
+// audit trail and key metadata.
+func checkPrivate(dir, abs string) error {
+	info, err := os.Stat(abs)
+	if err != nil {
+		return fmt.Errorf("data dir %q: %w", dir, err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("data dir %q is accessible by other users (mode %#o): chmod 700 it; it holds the audit trail and key metadata", dir, perm)
+	}
+	return nil
+}
+
+// makePrivate creates the database file readable by its user only, before SQLite
+// would create it with mode 0644 (its write-ahead log and shared-memory files take
+// the database file's mode), and takes group and other access away from the
+// store's files that an older version left readable.
+func makePrivate(abs string) error {
+	dbPath := filepath.Join(abs, DBFileName)
+	f, err := os.OpenFile(dbPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", dbPath, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("creating %s: %w", dbPath, err)
+	}
+	for _, name := range []string{DBFileName, DBFileName + "-wal", DBFileName + "-shm", LockFileName} {
+		path := filepath.Join(abs, name)
+		info, err := os.Stat(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil && info.Mode().Perm()&0o077 != 0 {
+			err = os.Chmod(path, info.Mode().Perm()&0o700)
+		}
+		if err != nil {
+			return fmt.Errorf("making %s private: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // dsn is the modernc.org/sqlite data source name for the database at path. The

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,10 +18,19 @@ import (
 	"github.com/keyward/keyward/repository/repotest"
 )
 
+// privateDir makes a fresh data dir, mode 0700 (t.TempDir itself is readable by
+// others under the usual umask, and Open refuses such a directory).
+func privateDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	return dir
+}
+
 // open returns a new store in a fresh temporary directory.
 func open(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), t.TempDir())
+	s, err := Open(context.Background(), privateDir(t))
 	require.NoError(t, err)
 	return s
 }
@@ -32,7 +42,7 @@ func TestContract(t *testing.T) {
 
 func TestSecondOpenFailsWhileInUse(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	first, err := Open(ctx, dir)
 	require.NoError(t, err)
 
@@ -120,7 +130,7 @@ func TestConnectionPragmas(t *testing.T) {
 
 func TestOpenMigratesAnOlderSchema(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	// A database as the first release left it: migration 1 only.
 	db, err := sql.Open("sqlite", dsn(filepath.Join(dir, DBFileName), false))
 	require.NoError(t, err)
@@ -146,7 +156,7 @@ func TestOpenMigratesAnOlderSchema(t *testing.T) {
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	s, err := Open(ctx, dir)
 	require.NoError(t, err)
 	_, err = s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations)+1))
@@ -409,7 +419,7 @@ func BenchmarkTrimAuditEventsUnderTheBound(b *testing.B) {
 // total is the stored one.
 func TestAuditTrimTracksTheStoredSize(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	s, err := Open(ctx, dir)
 	require.NoError(t, err)
 	base := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
@@ -484,4 +494,77 @@ func TestStoreFailuresAreUnavailable(t *testing.T) {
 	_, err = s.w.ExecContext(ctx, "SELECT * FROM no_such_table")
 	require.Error(t, err)
 	assert.NotErrorIs(t, wrap("select", err), repository.ErrUnavailable, "an SQL error is Keyward's")
+}
+
+// The database holds the audit trail and key metadata: every file the store keeps
+// in its data dir is readable by its user only, whatever the umask, and a data dir
+// other users can reach is refused.
+func TestDataDirFilesArePrivate(t *testing.T) {
+	ctx := context.Background()
+	old := syscall.Umask(0o022) // the usual umask, which lets SQLite's 0644 through
+	defer syscall.Umask(old)
+	files := func(t *testing.T, dir string) map[string]os.FileMode {
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		out := map[string]os.FileMode{}
+		for _, e := range entries {
+			info, err := e.Info()
+			require.NoError(t, err)
+			out[e.Name()] = info.Mode().Perm()
+		}
+		return out
+	}
+	write := func(t *testing.T, s *Store) {
+		k := repotest.SampleKey("acme", time.Now().UTC().Truncate(time.Millisecond))
+		require.NoError(t, s.Keys().CreateKey(ctx, k))
+		require.NoError(t, s.Audit().InsertAuditEvents(ctx, []*repository.AuditEvent{{ID: "e1", Time: time.Now(), Method: "m", Code: "OK"}}))
+	}
+
+	t.Run("an existing data dir", func(t *testing.T) {
+		dir := privateDir(t) // exists already
+		s, err := Open(ctx, dir)
+		require.NoError(t, err)
+		write(t, s)
+		got := files(t, dir)
+		for _, name := range []string{DBFileName, DBFileName + "-wal", DBFileName + "-shm", LockFileName} {
+			assert.Equal(t, os.FileMode(0o600), got[name], "%s while open (all: %v)", name, got)
+		}
+		require.NoError(t, s.Close(ctx))
+		for name, mode := range files(t, dir) {
+			assert.Equal(t, os.FileMode(0o600), mode, "%s after close", name)
+		}
+	})
+
+	t.Run("files an older version left readable are tightened", func(t *testing.T) {
+		dir := privateDir(t)
+		s, err := Open(ctx, dir)
+		require.NoError(t, err)
+		write(t, s)
+		require.NoError(t, s.Close(ctx))
+		for name := range files(t, dir) {
+			require.NoError(t, os.Chmod(filepath.Join(dir, name), 0o644))
+		}
+		s, err = Open(ctx, dir)
+		require.NoError(t, err)
+		defer s.Close(ctx)
+		for name, mode := range files(t, dir) {
+			assert.Equal(t, os.FileMode(0o600), mode, name)
+		}
+	})
+
+	for _, mode := range []os.FileMode{0o750, 0o705, 0o755, 0o777} {
+		t.Run(fmt.Sprintf("a data dir with mode %o is refused", mode), func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.Chmod(dir, mode))
+			s, err := Open(ctx, dir)
+			if err == nil {
+				s.Close(ctx)
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), dir)
+			assert.Contains(t, err.Error(), "chmod 700")
+			entries, _ := os.ReadDir(dir)
+			assert.Empty(t, entries, "nothing is created in a refused data dir")
+		})
+	}
 }

@@ -68,7 +68,7 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.MetricsAddr = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data") // created private (0700) by the server
 	cfg.LogLevel = "debug"
 	for _, o := range opts {
 		o(&cfg)
