@@ -46,9 +46,11 @@ const cliUsage = `usage: keyward <command> [flags]
 
   serve                         run the server (keyward serve -h)
   config print [flags]          show the effective configuration, secrets masked
-  keys create|list|get|rotate|revoke|verify
+  keys create|list|get|rotate|revoke
+  keys verify SECRET|- [--permission P] [--client-ip IP]
   roles create|list|get|update|delete
-  tokens issue|validate|revoke
+  tokens issue|revoke
+  tokens validate TOKEN|- [--audience A] [--permission P]
   audit list|tail
   revocations watch
   version
@@ -57,6 +59,10 @@ Client commands talk to a running server over gRPC with the API key in
 KEYWARD_API_KEY. Common flags: --server host:port (KEYWARD_SERVER, default
 127.0.0.1:7070), --tls, --ca-file FILE, -o table|json.
 
+A secret or token given as - (keys verify -, tokens validate -, tokens revoke
+--token - or --refresh -) is read from standard input, which keeps it out of the
+process list and the shell's history: echo "$SECRET" | keyward keys verify -
+
 Exit codes: 0 ok, 1 server failure or unreachable, 2 bad usage or invalid
 argument, 3 not found, 4 unauthenticated or denied, 5 not valid (verify,
 validate), 6 rate limited, 7 failed precondition.
@@ -64,6 +70,7 @@ validate), 6 rate limited, 7 failed precondition.
 
 // cli runs one client command.
 type cli struct {
+	in          io.Reader
 	out, errOut io.Writer
 	output      string
 	conn        *grpc.ClientConn
@@ -76,7 +83,7 @@ type list []string
 func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 
-func runClient(group string, args []string, stdout, stderr io.Writer) int {
+func runClient(group string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, cliUsage)
 		return exitUsage
@@ -88,7 +95,7 @@ func runClient(group string, args []string, stdout, stderr io.Writer) int {
 	useTLS := fs.Bool("tls", os.Getenv("KEYWARD_TLS") == "true", "connect with TLS")
 	caFile := fs.String("ca-file", os.Getenv("KEYWARD_CA_FILE"), "PEM CA bundle for --tls (default: system roots)")
 	output := fs.String("o", "table", "output: table or json")
-	c := &cli{out: stdout, errOut: stderr}
+	c := &cli{in: stdin, out: stdout, errOut: stderr}
 	cmd, ok := commands[group+" "+verb]
 	if !ok {
 		fmt.Fprintf(stderr, "keyward: unknown command %q\n\n%s", group+" "+verb, cliUsage)
@@ -174,6 +181,27 @@ func (c *cli) fail(err error) int {
 }
 
 func codeWord(c codes.Code) string { return strings.ToLower(strings.ReplaceAll(c.String(), "_", " ")) }
+
+// secretArg returns a secret given on the command line, or, when it is "-", the one
+// line read from standard input: a secret there never shows in the process list or
+// the shell's history.
+func (c *cli) secretArg(arg string) (string, error) {
+	if arg != "-" {
+		return arg, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(c.in, 64<<10))
+	if err != nil {
+		return "", fmt.Errorf("reading standard input: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	switch {
+	case secret == "":
+		return "", errors.New("nothing on standard input (-: read the secret from standard input)")
+	case strings.ContainsAny(secret, "\r\n"):
+		return "", errors.New("more than one line on standard input: give one secret")
+	}
+	return secret, nil
+}
 
 func (c *cli) usage(format string, args ...any) int {
 	fmt.Fprintf(c.errOut, "keyward: "+format+"\n", args...)
@@ -343,9 +371,13 @@ var commands = map[string]command{
 		ip := fs.String("client-ip", "", "the client's address (needs keyward.client-ip:assert)")
 		return func(c *cli, args []string) int {
 			if len(args) != 1 {
-				return c.usage("keys verify SECRET [--permission P] [--client-ip IP]")
+				return c.usage("keys verify SECRET|- [--permission P] [--client-ip IP] (-: read the secret from standard input)")
 			}
-			resp, err := keywardv1.NewKeyServiceClient(c.conn).VerifyKey(c.ctx, &keywardv1.VerifyKeyRequest{Secret: args[0], RequiredPermission: *perm, ClientIp: *ip})
+			secret, err := c.secretArg(args[0])
+			if err != nil {
+				return c.usage("keys verify: %v", err)
+			}
+			resp, err := keywardv1.NewKeyServiceClient(c.conn).VerifyKey(c.ctx, &keywardv1.VerifyKeyRequest{Secret: secret, RequiredPermission: *perm, ClientIp: *ip})
 			if err != nil {
 				return c.fail(err)
 			}
@@ -450,9 +482,13 @@ var commands = map[string]command{
 		perm := fs.String("permission", "", "required permission")
 		return func(c *cli, args []string) int {
 			if len(args) != 1 {
-				return c.usage("tokens validate TOKEN [--audience A] [--permission P]")
+				return c.usage("tokens validate TOKEN|- [--audience A] [--permission P] (-: read the token from standard input)")
 			}
-			resp, err := keywardv1.NewTokenServiceClient(c.conn).ValidateToken(c.ctx, &keywardv1.ValidateTokenRequest{Token: args[0], Audience: *aud, RequiredPermission: *perm})
+			token, err := c.secretArg(args[0])
+			if err != nil {
+				return c.usage("tokens validate: %v", err)
+			}
+			resp, err := keywardv1.NewTokenServiceClient(c.conn).ValidateToken(c.ctx, &keywardv1.ValidateTokenRequest{Token: token, Audience: *aud, RequiredPermission: *perm})
 			if err != nil {
 				return c.fail(err)
 			}
@@ -467,19 +503,27 @@ var commands = map[string]command{
 		}
 	},
 	"tokens revoke": func(fs *flag.FlagSet) func(*cli, []string) int {
-		token := fs.String("token", "", "an access token")
+		token := fs.String("token", "", "an access token; -: read it from standard input")
 		jti := fs.String("jti", "", "an access token's id")
-		refresh := fs.String("refresh", "", "a refresh token (its whole session is revoked)")
+		refresh := fs.String("refresh", "", "a refresh token (its whole session is revoked); -: read it from standard input")
 		reason := fs.String("reason", "", "why")
 		return func(c *cli, _ []string) int {
 			req := &keywardv1.RevokeTokenRequest{Reason: *reason}
 			switch {
 			case *token != "":
-				req.Target = &keywardv1.RevokeTokenRequest_AccessToken{AccessToken: *token}
+				t, err := c.secretArg(*token)
+				if err != nil {
+					return c.usage("tokens revoke --token: %v", err)
+				}
+				req.Target = &keywardv1.RevokeTokenRequest_AccessToken{AccessToken: t}
 			case *jti != "":
 				req.Target = &keywardv1.RevokeTokenRequest_TokenId{TokenId: *jti}
 			case *refresh != "":
-				req.Target = &keywardv1.RevokeTokenRequest_RefreshToken{RefreshToken: *refresh}
+				t, err := c.secretArg(*refresh)
+				if err != nil {
+					return c.usage("tokens revoke --refresh: %v", err)
+				}
+				req.Target = &keywardv1.RevokeTokenRequest_RefreshToken{RefreshToken: t}
 			default:
 				return c.usage("tokens revoke needs --token, --jti or --refresh")
 			}

@@ -17,9 +17,15 @@ import (
 // outputs.
 func keyward(t *testing.T, kw *servertest.Keyward, apiKey string, args ...string) (int, string, string) {
 	t.Helper()
+	return keywardWithInput(t, kw, apiKey, "", args...)
+}
+
+// keywardWithInput runs a command with stdin as its standard input.
+func keywardWithInput(t *testing.T, kw *servertest.Keyward, apiKey, stdin string, args ...string) (int, string, string) {
+	t.Helper()
 	t.Setenv("KEYWARD_API_KEY", apiKey)
 	var out, errs strings.Builder
-	code := run(append(args, "--server", kw.Server.GRPCAddr()), &out, &errs)
+	code := run(append(args, "--server", kw.Server.GRPCAddr()), strings.NewReader(stdin), &out, &errs)
 	return code, out.String(), errs.String()
 }
 
@@ -102,4 +108,46 @@ func TestCLIAgainstARealServer(t *testing.T) {
 	assert.Equal(t, exitUsage, code, "no KEYWARD_API_KEY")
 	code, _, _ = keyward(t, kw, admin, "roles", "delete", "cashier")
 	assert.Equal(t, 0, code)
+}
+
+// A secret given as "-" is read from standard input, so that it never appears in
+// the process list or the shell's history; the help says so.
+func TestSecretsFromStandardInput(t *testing.T) {
+	kw := servertest.Start(t)
+	admin := kw.AdminKey
+	code, out, errs := keyward(t, kw, admin, "keys", "create", "--name", "POS 12", "--owner", "store-12", "--permission", "orders", "-o", "json")
+	require.Equal(t, 0, code, errs)
+	var created struct {
+		Secret string `json:"secret"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &created), out)
+
+	code, out, errs = keywardWithInput(t, kw, admin, created.Secret+"\n", "keys", "verify", "-", "--permission", "orders:create")
+	assert.Equal(t, 0, code, "%s%s", out, errs)
+	assert.Regexp(t, `valid:\s+true`, out)
+	code, out, _ = keywardWithInput(t, kw, admin, created.Secret+"\n", "keys", "verify", "-", "--permission", "payments:refund")
+	assert.Equal(t, exitNotValid, code, out)
+
+	code, out, _ = keyward(t, kw, created.Secret, "tokens", "issue", "-o", "json")
+	require.Equal(t, 0, code, out)
+	var issued struct {
+		AccessToken string `json:"access_token"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &issued))
+	code, out, errs = keywardWithInput(t, kw, admin, issued.AccessToken, "tokens", "validate", "-")
+	assert.Equal(t, 0, code, "%s%s", out, errs)
+	code, _, errs = keywardWithInput(t, kw, admin, issued.AccessToken+"\n", "tokens", "revoke", "--token", "-")
+	assert.Equal(t, 0, code, errs)
+	code, out, _ = keywardWithInput(t, kw, admin, issued.AccessToken, "tokens", "validate", "-")
+	assert.Equal(t, exitNotValid, code, out)
+	assert.Contains(t, out, "revoked")
+
+	code, _, errs = keywardWithInput(t, kw, admin, "\n", "keys", "verify", "-")
+	assert.Equal(t, exitUsage, code, "an empty standard input is a usage error")
+	assert.Contains(t, errs, "standard input")
+
+	var help strings.Builder
+	require.Equal(t, 0, run([]string{"help"}, strings.NewReader(""), &help, &help))
+	assert.Contains(t, help.String(), "keys verify SECRET|-")
+	assert.Contains(t, help.String(), "standard input")
 }

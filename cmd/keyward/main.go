@@ -23,10 +23,10 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -51,7 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "keys", "roles", "tokens", "audit", "revocations":
-		return runClient(cmd, args, stdout, stderr)
+		return runClient(cmd, args, stdin, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "keyward: unknown command %q\n\n%s", cmd, cliUsage)
 	return 2

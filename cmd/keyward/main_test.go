@@ -23,7 +23,7 @@ func TestRunExitCodes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errs strings.Builder
-			code := run(tc.args, &out, &errs)
+			code := run(tc.args, strings.NewReader(""), &out, &errs)
 			assert.Equal(t, tc.code, code)
 			assert.Contains(t, out.String()+errs.String(), tc.output)
 		})

@@ -24,7 +24,7 @@ import (
 // restart the real program.
 func TestMain(m *testing.M) {
 	if os.Getenv("KEYWARD_TEST_AS_MAIN") == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
