@@ -215,6 +215,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if err != nil {
 		return nil, err
 	}
+	handler = securityHeaders(handler, tlsCfg != nil)
 	if tracingEnabled() {
 		handler = otelhttp.NewHandler(handler, "keyward")
 	}
