@@ -47,6 +47,17 @@ type Config struct {
 	HTTPReadTimeout       time.Duration
 	HTTPIdleTimeout       time.Duration
 
+	// Limits of the public gRPC listener, all enforced before any credential is
+	// read: the size of a request's metadata (its HTTP/2 header list), the calls one
+	// connection may have open at once, the time a new connection has for its TLS
+	// handshake and HTTP/2 preface, how long a connection without calls is kept, and
+	// how often a client may send keepalive pings.
+	GRPCMaxHeaderBytes       uint
+	GRPCMaxConcurrentStreams uint
+	GRPCConnectionTimeout    time.Duration
+	GRPCIdleTimeout          time.Duration
+	GRPCKeepaliveMinTime     time.Duration
+
 	AuthFailureRate  float64
 	AuthFailureBurst int
 
@@ -89,22 +100,28 @@ func DefaultConfig() Config {
 		LogFormat:       "json",
 		ShutdownTimeout: 15 * time.Second,
 
-		AuditBuffer:            10_000,
-		HTTPReadHeaderTimeout:  10 * time.Second,
-		HTTPReadTimeout:        30 * time.Second,
-		HTTPIdleTimeout:        2 * time.Minute,
-		AuthFailureRate:        1,
-		AuthFailureBurst:       20,
-		RevocationPollInterval: 100 * time.Millisecond,
-		RevocationHeartbeat:    15 * time.Second,
-		TokenIssuer:            "keyward",
-		APIAudience:            "keyward",
-		TokenAlgorithm:         "RS256",
-		AccessTokenTTL:         15 * time.Minute,
-		AccessTokenMaxTTL:      time.Hour,
-		ClockSkew:              30 * time.Second,
-		RefreshTokenTTL:        30 * 24 * time.Hour,
-		RefreshFamilyTTL:       90 * 24 * time.Hour,
+		AuditBuffer:           10_000,
+		HTTPReadHeaderTimeout: 10 * time.Second,
+		HTTPReadTimeout:       30 * time.Second,
+		HTTPIdleTimeout:       2 * time.Minute,
+
+		GRPCMaxHeaderBytes:       16 << 10,
+		GRPCMaxConcurrentStreams: 100,
+		GRPCConnectionTimeout:    10 * time.Second,
+		GRPCIdleTimeout:          5 * time.Minute,
+		GRPCKeepaliveMinTime:     30 * time.Second,
+		AuthFailureRate:          1,
+		AuthFailureBurst:         20,
+		RevocationPollInterval:   100 * time.Millisecond,
+		RevocationHeartbeat:      15 * time.Second,
+		TokenIssuer:              "keyward",
+		APIAudience:              "keyward",
+		TokenAlgorithm:           "RS256",
+		AccessTokenTTL:           15 * time.Minute,
+		AccessTokenMaxTTL:        time.Hour,
+		ClockSkew:                30 * time.Second,
+		RefreshTokenTTL:          30 * 24 * time.Hour,
+		RefreshFamilyTTL:         90 * 24 * time.Hour,
 	}
 }
 
@@ -129,6 +146,11 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&cfg.HTTPReadHeaderTimeout, "http-read-header-timeout", cfg.HTTPReadHeaderTimeout, "time a REST client has to send its request headers (slowloris defence)")
 	fs.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", cfg.HTTPReadTimeout, "time a REST client has to send its whole request")
 	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", cfg.HTTPIdleTimeout, "how long an idle keep-alive REST connection is kept")
+	fs.UintVar(&cfg.GRPCMaxHeaderBytes, "grpc-max-header-bytes", cfg.GRPCMaxHeaderBytes, "largest metadata (HTTP/2 header list) a gRPC request may carry; larger requests are reset before anything reads them")
+	fs.UintVar(&cfg.GRPCMaxConcurrentStreams, "grpc-max-concurrent-streams", cfg.GRPCMaxConcurrentStreams, "calls (streams) one gRPC connection may have open at once; more are refused")
+	fs.DurationVar(&cfg.GRPCConnectionTimeout, "grpc-connection-timeout", cfg.GRPCConnectionTimeout, "time a new gRPC connection has for its TLS handshake and HTTP/2 preface")
+	fs.DurationVar(&cfg.GRPCIdleTimeout, "grpc-idle-timeout", cfg.GRPCIdleTimeout, "how long a gRPC connection without calls is kept before the server closes it (GOAWAY)")
+	fs.DurationVar(&cfg.GRPCKeepaliveMinTime, "grpc-keepalive-min-time", cfg.GRPCKeepaliveMinTime, "least time between a client's keepalive pings; a client pinging more often is disconnected (GOAWAY too_many_pings)")
 	fs.Float64Var(&cfg.AuthFailureRate, "auth-failure-rate", cfg.AuthFailureRate, "failed authentications per second one client address regains after its burst is spent")
 	fs.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", cfg.AuthFailureBurst, "failed authentications one client address may make before it is slowed down")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (chain) for gRPC and REST; with --tls-key enables TLS on both listeners")
@@ -304,6 +326,15 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.HTTPReadHeaderTimeout <= 0 || cfg.HTTPReadTimeout <= 0 || cfg.HTTPIdleTimeout <= 0 {
 		errs = append(errs, errors.New("--http-read-header-timeout, --http-read-timeout and --http-idle-timeout must be positive"))
+	}
+	if cfg.GRPCMaxHeaderBytes < 4<<10 || cfg.GRPCMaxHeaderBytes > 16<<20 {
+		errs = append(errs, errors.New("--grpc-max-header-bytes must be between 4096 and 16 MiB"))
+	}
+	if cfg.GRPCMaxConcurrentStreams < 1 || cfg.GRPCMaxConcurrentStreams > 1<<20 {
+		errs = append(errs, errors.New("--grpc-max-concurrent-streams must be between 1 and 1048576"))
+	}
+	if cfg.GRPCConnectionTimeout <= 0 || cfg.GRPCIdleTimeout <= 0 || cfg.GRPCKeepaliveMinTime <= 0 {
+		errs = append(errs, errors.New("--grpc-connection-timeout, --grpc-idle-timeout and --grpc-keepalive-min-time must be positive"))
 	}
 	if cfg.AuthFailureRate <= 0 || cfg.AuthFailureBurst < 1 {
 		errs = append(errs, errors.New("--auth-failure-rate must be positive and --auth-failure-burst at least 1"))

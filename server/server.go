@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -181,11 +182,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		reflection.Register(g)
 		return g
 	}
-	if tlsCfg != nil {
-		s.grpc = newGRPC(grpc.Creds(credentials.NewTLS(tlsCfg)))
-	} else {
-		s.grpc = newGRPC()
+	// The public listener's limits hold before any credential is read. The
+	// in-process server the gateway calls needs none: its one connection carries
+	// every REST call, already bounded by the HTTP server's own limits.
+	public := []grpc.ServerOption{
+		grpc.MaxHeaderListSize(uint32(cfg.GRPCMaxHeaderBytes)),
+		grpc.MaxConcurrentStreams(uint32(cfg.GRPCMaxConcurrentStreams)),
+		grpc.ConnectionTimeout(cfg.GRPCConnectionTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.GRPCIdleTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinTime, PermitWithoutStream: true}),
 	}
+	if tlsCfg != nil {
+		public = append(public, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	s.grpc = newGRPC(public...)
 	s.internal = newGRPC()
 
 	if s.metricsLis != nil {
