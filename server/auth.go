@@ -60,15 +60,15 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		return ctx, nil
 	}
 	ip := a.ips.of(ctx)
-	now := time.Now()
-	if blocked, wait := a.failures.blocked(ip, now); blocked {
-		a.throttled.Inc()
-		return nil, retryLater(ctx, "too many failed authentications from this address; retry later", wait)
-	}
 	p, err := a.authenticate(ctx, ip)
 	if err != nil {
-		if c := status.Code(err); c == codes.Unauthenticated {
-			a.failures.failed(ip, now)
+		// Only failures are throttled: a valid credential from the same network is
+		// served whatever others there got wrong.
+		if status.Code(err) == codes.Unauthenticated {
+			if throttled, wait := a.failures.fail(ip, time.Now()); throttled {
+				a.throttled.Inc()
+				return nil, retryLater(ctx, "too many failed authentications from this network; retry later", wait)
+			}
 		}
 		return nil, err
 	}

@@ -2,61 +2,53 @@ package server
 
 import (
 	"net/netip"
-	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
+
+	"github.com/keyward/keyward/service"
 )
 
-// failureLimiter slows down credential guessing: each client address has a bucket
-// of failed authentications (burst, refilled at rate per second). While it is empty,
-// every authentication from that address is refused with RESOURCE_EXHAUSTED before
-// any credential is looked at, and the refusal is audited like any other call.
-// Successful authentications cost nothing.
+// failureLimiter throttles failed authentications, never valid ones: each client
+// network (service.ClientNetwork: an IPv4 address, an IPv6 /64) has a bucket of
+// failures (burst, refilled at rate per second) that only failures spend. A failure
+// beyond it is answered RESOURCE_EXHAUSTED with the time to wait instead of
+// UNAUTHENTICATED and its reason, and is audited with the others of its network and
+// minute as one event with a count. A valid credential from the same network is
+// served all the same: one broken terminal behind a shop's NAT address does not lock
+// out the others.
+//
+// At most max networks are remembered, least recently failed forgotten first (by
+// then most likely with a full bucket again), so memory stays bounded whatever the
+// clients do; the README states the bound and a test measures it.
 type failureLimiter struct {
-	rate  rate.Limit
-	burst int
-	max   int
-
-	mu      sync.Mutex
-	clients map[netip.Addr]*rate.Limiter
+	rate    rate.Limit
+	burst   int
+	clients *lru.Cache[netip.Prefix, *rate.Limiter]
 }
 
 func newFailureLimiter(perSecond float64, burst, max int) *failureLimiter {
-	return &failureLimiter{rate: rate.Limit(perSecond), burst: burst, max: max, clients: map[netip.Addr]*rate.Limiter{}}
+	clients, _ := lru.New[netip.Prefix, *rate.Limiter](max) // max > 0
+	return &failureLimiter{rate: rate.Limit(perSecond), burst: burst, clients: clients}
 }
 
-// blocked reports whether ip has no failures left, and how long until it has one.
-func (f *failureLimiter) blocked(ip netip.Addr, now time.Time) (bool, time.Duration) {
-	f.mu.Lock()
-	lim := f.clients[ip]
-	f.mu.Unlock()
-	if lim == nil {
-		return false, 0
-	}
-	tokens := lim.TokensAt(now)
-	if tokens >= 1 {
-		return false, 0
-	}
-	return true, time.Duration((1 - tokens) / float64(f.rate) * float64(time.Second))
-}
-
-// failed spends one failure of ip.
-func (f *failureLimiter) failed(ip netip.Addr, now time.Time) {
-	f.mu.Lock()
-	lim := f.clients[ip]
-	if lim == nil {
-		if len(f.clients) >= f.max {
-			for other, l := range f.clients { // forget a client whose bucket is full again
-				if l.TokensAt(now) >= float64(f.burst) {
-					delete(f.clients, other)
-					break
-				}
-			}
-		}
+// fail spends one failure of ip's network at now. It reports whether the network
+// had none left, and then how long until it has one.
+func (f *failureLimiter) fail(ip netip.Addr, now time.Time) (throttled bool, wait time.Duration) {
+	network := service.ClientNetwork(ip)
+	lim, ok := f.clients.Get(network)
+	if !ok {
 		lim = rate.NewLimiter(f.rate, f.burst)
-		f.clients[ip] = lim
+		if prev, found, _ := f.clients.PeekOrAdd(network, lim); found {
+			lim = prev
+		}
 	}
-	f.mu.Unlock()
-	lim.AllowN(now, 1)
+	if lim.AllowN(now, 1) {
+		return false, 0
+	}
+	return true, time.Duration((1 - lim.TokensAt(now)) / float64(f.rate) * float64(time.Second))
 }
+
+// len is how many client networks are remembered.
+func (f *failureLimiter) len() int { return f.clients.Len() }

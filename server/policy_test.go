@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -353,30 +354,53 @@ func TestCountryRestrictionWithoutDatabaseFailsClosed(t *testing.T) {
 }
 
 func TestRepeatedAuthenticationFailuresAreThrottled(t *testing.T) {
-	// The guesser is 203.0.113.9 behind the (trusted) loopback proxy; the admin
-	// reading the audit log is loopback itself and is not slowed down.
+	// The shop's terminals share 203.0.113.9 behind the (trusted) loopback proxy,
+	// and one of them keeps sending a bad key; the admin reading the audit log is
+	// loopback itself.
 	kw := servertest.Start(t, func(c *server.Config) {
 		c.AuthFailureBurst, c.AuthFailureRate, c.TrustedProxies = 5, 0.01, "127.0.0.1/32"
 	})
+	_, terminal := createKey(t, kw, &keywardv1.CreateKeyRequest{Permissions: []string{"orders:create"}})
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
-	guesser := func(secret string) context.Context {
+	from := func(addr, secret string) context.Context {
 		return metadata.NewOutgoingContext(context.Background(),
-			metadata.Pairs("authorization", "Bearer "+secret, "x-forwarded-for", "203.0.113.9"))
+			metadata.Pairs("authorization", "Bearer "+secret, "x-forwarded-for", addr))
 	}
+	const bad = "kw_live_aaaaaaaaaaaaaaaa_guess"
 	for range 5 {
-		_, err := ks.ListKeys(guesser("kw_live_aaaaaaaaaaaaaaaa_guess"), &keywardv1.ListKeysRequest{})
+		_, err := ks.ListKeys(from("203.0.113.9", bad), &keywardv1.ListKeysRequest{})
 		require.Equal(t, codes.Unauthenticated, status.Code(err))
 	}
-	_, err := ks.ListKeys(guesser("kw_live_aaaaaaaaaaaaaaaa_guess"), &keywardv1.ListKeysRequest{})
-	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "the sixth guess is refused unchecked")
-	_, err = ks.ListKeys(guesser(kw.AdminKey), &keywardv1.ListKeysRequest{})
-	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "while throttled, the address gets nothing checked")
-	_, code, hdr := verifyREST(t, kw, "kw_live_aaaaaaaaaaaaaaaa_guess", map[string]any{"secret": "x"}, map[string]string{"X-Forwarded-For": "203.0.113.9"})
+	_, err := ks.ListKeys(from("203.0.113.9", bad), &keywardv1.ListKeysRequest{})
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "the sixth failure is throttled")
+	assert.NotContains(t, status.Convert(err).Message(), "invalid API key", "a throttled failure learns nothing of why it failed")
+
+	// The other terminals and the admin behind the same address are served.
+	_, err = ks.ListKeys(from("203.0.113.9", kw.AdminKey), &keywardv1.ListKeysRequest{})
+	assert.NoError(t, err, "a valid key from a throttled address is served")
+	_, err = keywardv1.NewTokenServiceClient(kw.Conn).IssueToken(from("203.0.113.9", terminal), &keywardv1.IssueTokenRequest{})
+	assert.NoError(t, err, "another terminal's key is served")
+	_, code, _ := verifyREST(t, kw, kw.AdminKey, map[string]any{"secret": terminal}, map[string]string{"X-Forwarded-For": "203.0.113.9"})
+	assert.Equal(t, http.StatusOK, code, "over REST too")
+
+	// The broken terminal stays throttled.
+	_, err = ks.ListKeys(from("203.0.113.9", bad), &keywardv1.ListKeysRequest{})
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "valid calls do not refill the failures")
+	_, code, hdr := verifyREST(t, kw, bad, map[string]any{"secret": "x"}, map[string]string{"X-Forwarded-For": "203.0.113.9"})
 	assert.Equal(t, http.StatusTooManyRequests, code, "over REST too")
 	assert.NotEmpty(t, hdr.Get("Retry-After"))
+	_, err = ks.ListKeys(from("198.51.100.7", bad), &keywardv1.ListKeysRequest{})
+	assert.Equal(t, codes.Unauthenticated, status.Code(err), "another address has failures of its own")
 
-	_, err = ks.ListKeys(servertest.Auth(context.Background(), kw.AdminKey), &keywardv1.ListKeysRequest{})
-	require.NoError(t, err, "other addresses are not affected")
-	events := auditEvents(t, kw, &keywardv1.AuditFilter{Code: "RESOURCE_EXHAUSTED", ClientIp: "203.0.113.9"}, 3)
-	assert.Contains(t, events[0].GetDenialReason(), "too many failed authentications", "refusals are audited")
+	// IPv6 counts per /64: a client cannot take a fresh address for every guess.
+	for i := 1; i <= 5; i++ {
+		_, err := ks.ListKeys(from(fmt.Sprintf("2001:db8:1:2::%x", i), bad), &keywardv1.ListKeysRequest{})
+		require.Equal(t, codes.Unauthenticated, status.Code(err))
+	}
+	_, err = ks.ListKeys(from("2001:db8:1:2:ffff::1", bad), &keywardv1.ListKeysRequest{})
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "another address of the same /64")
+	_, err = ks.ListKeys(from("2001:db8:1:3::1", bad), &keywardv1.ListKeysRequest{})
+	assert.Equal(t, codes.Unauthenticated, status.Code(err), "the next /64 is another client")
+	_, err = ks.ListKeys(from("2001:db8:1:2::1", kw.AdminKey), &keywardv1.ListKeysRequest{})
+	assert.NoError(t, err, "a valid key from the throttled /64 is served")
 }

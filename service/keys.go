@@ -50,7 +50,7 @@ type Keys struct {
 	revs      *Revocations
 	relevance time.Duration
 	geo       CountryResolver
-	limiters  limiters
+	limiters  *limiters
 	audit     *Audit
 	stats     *Stats
 }
@@ -74,6 +74,7 @@ func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
 		keys:      store.Keys(),
 		roles:     store.Roles(),
 		cache:     newKeyCache(cfg.CacheTTL, cfg.CacheSize),
+		limiters:  newLimiters(cfg.CacheSize),
 		now:       func() time.Time { return now().UTC().Truncate(time.Millisecond) },
 		log:       log,
 		revs:      cfg.Revocations,

@@ -7,9 +7,9 @@ import (
 	"math"
 	"net/netip"
 	"slices"
-	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/keyward/keyward/repository"
@@ -77,28 +77,39 @@ func (p *policy) geoRestricted() bool {
 	return len(p.allowedCountries) > 0 || len(p.deniedCountries) > 0
 }
 
-// limiters keeps one token bucket per rate-limited key, across cache reloads.
+// limiters keeps one token bucket per rate-limited key across cache reloads (a
+// reload must not refill a bucket). At most max are kept, the bucket of the key
+// loaded longest ago forgotten first: a key in use is reloaded every cache TTL, so
+// forgetting one in use takes max other rate-limited keys loaded within one TTL, and
+// the key then starts again with a full bucket.
 type limiters struct {
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
+	buckets *lru.Cache[string, *rate.Limiter]
+}
+
+func newLimiters(max int) *limiters {
+	buckets, _ := lru.New[string, *rate.Limiter](max) // max > 0
+	return &limiters{buckets: buckets}
 }
 
 func (l *limiters) get(id string, r rate.Limit, burst int) *rate.Limiter {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.m == nil {
-		l.m = map[string]*rate.Limiter{}
-	}
-	lim := l.m[id]
-	if lim == nil {
+	lim, ok := l.buckets.Get(id)
+	if !ok {
 		lim = rate.NewLimiter(r, burst)
-		l.m[id] = lim
-	} else if lim.Limit() != r || lim.Burst() != burst {
+		prev, found, _ := l.buckets.PeekOrAdd(id, lim)
+		if !found {
+			return lim
+		}
+		lim = prev
+	}
+	if lim.Limit() != r || lim.Burst() != burst {
 		lim.SetLimit(r)
 		lim.SetBurst(burst)
 	}
 	return lim
 }
+
+// len is how many buckets are kept.
+func (l *limiters) len() int { return l.buckets.Len() }
 
 // checkPlace applies the key's network and country restrictions to the client
 // address; it returns ReasonOK or the failing reason.
