@@ -250,6 +250,26 @@ type AuditEvent struct {
 	HTTPStatus   int32
 	DenialReason string
 	Latency      time.Duration
+	// Authenticated marks the event of a call that carried a valid credential and
+	// was not throttled (RESOURCE_EXHAUSTED). The others (calls without a valid
+	// credential, throttled calls) are stored under a bound of their own, so that no
+	// flood of them can push these out.
+	Authenticated bool
+	// Throttled marks a refusal by the failure limiter: too many failed
+	// authentications from the call's client network.
+	Throttled bool
+	// Count is how many calls the event stands for: 0 or 1 for a call of its own;
+	// more for throttled refusals recorded together, one event per client network,
+	// method and window, from Time (the first call) to EndTime (the last).
+	Count   int64
+	EndTime time.Time
+}
+
+// AuditBounds are the most bytes each kind of stored request event may take.
+type AuditBounds struct {
+	// Authenticated bounds the events of authenticated calls; Unauthenticated the
+	// others.
+	Authenticated, Unauthenticated int64
 }
 
 // AuditFilter selects audit events; zero fields match everything.

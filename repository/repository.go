@@ -116,19 +116,22 @@ type RevocationRepository interface {
 	PruneRevocations(ctx context.Context, before time.Time) (int64, error)
 }
 
-// AuditRepository stores request events (bounded: a capped collection on MongoDB,
+// AuditRepository stores request events (bounded: capped collections on MongoDB,
 // trimmed oldest-first on the embedded store) and the permanent key history.
+// Events of authenticated calls and the others (AuditEvent.Authenticated) are
+// bounded apart, so that no number of the others can push out one of the first.
 type AuditRepository interface {
 	// InsertAuditEvents stores a batch. Retrying a batch that was partly stored is
 	// safe: events whose ID is already stored are skipped.
 	InsertAuditEvents(ctx context.Context, events []*AuditEvent) error
-	// ListAuditEvents returns up to limit events matching f, newest first (ID
-	// descending), with ID < beforeID when beforeID is not empty.
+	// ListAuditEvents returns up to limit events of both kinds matching f, newest
+	// first (ID descending), with ID < beforeID when beforeID is not empty.
 	ListAuditEvents(ctx context.Context, f AuditFilter, limit int, beforeID string) ([]*AuditEvent, error)
-	// TrimAuditEvents deletes the oldest events until the stored events take at most
-	// maxBytes, and returns how many it deleted. Engines that bound the log
-	// themselves (a capped collection) do nothing.
-	TrimAuditEvents(ctx context.Context, maxBytes int64) (int64, error)
+	// TrimAuditEvents deletes the oldest events of each kind until that kind takes
+	// at most its bound, and returns how many it deleted: events of one kind are
+	// never deleted to make room for the other. Engines that bound the log
+	// themselves (capped collections, one per kind) do nothing.
+	TrimAuditEvents(ctx context.Context, bounds AuditBounds) (int64, error)
 	// AppendKeyEvent stores one event of a key's history; ErrAlreadyExists when
 	// the ID is taken.
 	AppendKeyEvent(ctx context.Context, e *KeyEvent) error

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math"
 	"strings"
 	"time"
 
@@ -86,6 +87,7 @@ func (a *auditor) record(ctx context.Context, method string, req any, start time
 		Headers:     a.audit.AuditHeaders(get),
 		Code:        codeName(st.Code()),
 		Latency:     time.Since(start),
+		Throttled:   c.throttled,
 	}
 	if e.Subject == "" {
 		if r, ok := req.(interface{ GetKeyId() string }); ok {
@@ -106,7 +108,7 @@ func (a *auditor) record(ctx context.Context, method string, req any, start time
 	}
 	switch st.Code() {
 	case codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.InvalidArgument, codes.FailedPrecondition:
-		e.DenialReason = st.Message()
+		e.DenialReason = a.audit.Sanitize(st.Message())
 	}
 	if viaGateway && handOver(md, e) {
 		return // the REST side records it, with the HTTP status it wrote
@@ -141,6 +143,7 @@ func auditEventToProto(e *repository.AuditEvent) *keywardv1.AuditEvent {
 		HttpMethod: e.HTTPMethod, HttpRoute: e.HTTPRoute, CallerKeyId: e.CallerKeyID, TokenId: e.TokenID,
 		Subject: e.Subject, ClientIp: e.ClientIP, UserAgent: e.UserAgent, Headers: e.Headers, Code: e.Code,
 		HttpStatus: e.HTTPStatus, DenialReason: e.DenialReason, Latency: durationpb.New(e.Latency),
+		Count: uint32(min(max(e.Count, 1), math.MaxUint32)), EndTime: timeToProto(e.EndTime), Throttled: e.Throttled,
 	}
 }
 

@@ -67,6 +67,7 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		if status.Code(err) == codes.Unauthenticated {
 			if throttled, wait := a.failures.fail(ip, time.Now()); throttled {
 				a.throttled.Inc()
+				callFrom(ctx).throttled = true // audited with the others of its network and minute
 				return nil, retryLater(ctx, "too many failed authentications from this network; retry later", wait)
 			}
 		}

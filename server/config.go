@@ -34,14 +34,18 @@ type Config struct {
 	MongoDBURI      string // may hold a password: never printed
 	MongoDBDatabase string
 	AuditMaxBytes   int64
-	KeyCacheTTL     time.Duration
-	KeyCacheSize    int
-	TokenCacheSize  int
-	UsageFlushEvery time.Duration
-	MaxRequestBytes int64
-	LogLevel        string
-	LogFormat       string
-	ShutdownTimeout time.Duration
+	// AuditUnauthenticatedMaxBytes bounds the audit events of calls without a valid
+	// credential and of throttled calls, apart from AuditMaxBytes, which bounds
+	// those of authenticated calls.
+	AuditUnauthenticatedMaxBytes int64
+	KeyCacheTTL                  time.Duration
+	KeyCacheSize                 int
+	TokenCacheSize               int
+	UsageFlushEvery              time.Duration
+	MaxRequestBytes              int64
+	LogLevel                     string
+	LogFormat                    string
+	ShutdownTimeout              time.Duration
 
 	HTTPReadHeaderTimeout time.Duration
 	HTTPReadTimeout       time.Duration
@@ -91,14 +95,16 @@ func DefaultConfig() Config {
 		DataDir:         "./keyward-data",
 		MongoDBDatabase: "keyward",
 		AuditMaxBytes:   1 << 30,
-		KeyCacheTTL:     30 * time.Second,
-		KeyCacheSize:    100_000,
-		TokenCacheSize:  10_000,
-		UsageFlushEvery: time.Minute,
-		MaxRequestBytes: 1 << 20,
-		LogLevel:        "info",
-		LogFormat:       "json",
-		ShutdownTimeout: 15 * time.Second,
+
+		AuditUnauthenticatedMaxBytes: 256 << 20,
+		KeyCacheTTL:                  30 * time.Second,
+		KeyCacheSize:                 100_000,
+		TokenCacheSize:               10_000,
+		UsageFlushEvery:              time.Minute,
+		MaxRequestBytes:              1 << 20,
+		LogLevel:                     "info",
+		LogFormat:                    "json",
+		ShutdownTimeout:              15 * time.Second,
 
 		AuditBuffer:           10_000,
 		HTTPReadHeaderTimeout: 10 * time.Second,
@@ -134,7 +140,8 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded store and the bootstrap admin key")
 	fs.StringVar(&cfg.MongoDBURI, "mongodb-uri", cfg.MongoDBURI, "MongoDB connection string; empty: use the embedded store")
 	fs.StringVar(&cfg.MongoDBDatabase, "mongodb-database", cfg.MongoDBDatabase, "MongoDB database, when the URI names none")
-	fs.Int64Var(&cfg.AuditMaxBytes, "audit-max-bytes", cfg.AuditMaxBytes, "size of the capped audit collection")
+	fs.Int64Var(&cfg.AuditMaxBytes, "audit-max-bytes", cfg.AuditMaxBytes, "most bytes of stored audit events of authenticated calls (MongoDB: the size of their capped collection)")
+	fs.Int64Var(&cfg.AuditUnauthenticatedMaxBytes, "audit-unauthenticated-max-bytes", cfg.AuditUnauthenticatedMaxBytes, "most bytes of stored audit events of calls without a valid credential or throttled, bounded apart so that no flood of them pushes out the others (MongoDB: the size of their capped collection)")
 	fs.DurationVar(&cfg.KeyCacheTTL, "key-cache-ttl", cfg.KeyCacheTTL, "how long a cached key verification is trusted before the key is read again")
 	fs.IntVar(&cfg.KeyCacheSize, "key-cache-size", cfg.KeyCacheSize, "most keys kept in the verification cache")
 	fs.IntVar(&cfg.TokenCacheSize, "token-cache-size", cfg.TokenCacheSize, "most access tokens whose verified signature is remembered, so validating one again skips the signature check; 0: no cache")
@@ -318,8 +325,8 @@ func (cfg Config) Validate() error {
 			errs = append(errs, errors.New("--mongodb-uri must be a mongodb:// or mongodb+srv:// URI"))
 		}
 	}
-	if cfg.AuditMaxBytes < 1<<20 {
-		errs = append(errs, errors.New("--audit-max-bytes must be at least 1 MiB"))
+	if cfg.AuditMaxBytes < 1<<20 || cfg.AuditUnauthenticatedMaxBytes < 1<<20 {
+		errs = append(errs, errors.New("--audit-max-bytes and --audit-unauthenticated-max-bytes must be at least 1 MiB"))
 	}
 	if cfg.KeyCacheTTL <= 0 || cfg.UsageFlushEvery <= 0 || cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--key-cache-ttl, --usage-flush-interval and --shutdown-timeout must be positive"))

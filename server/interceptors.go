@@ -31,6 +31,8 @@ type call struct {
 	keyID     string
 	tokenID   string
 	subject   string
+	// throttled marks a call the failure limiter refused.
+	throttled bool
 }
 
 type callKey struct{}

@@ -109,7 +109,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		return nil, err
 	}
 	s.audit = service.NewAudit(s.store, service.AuditConfig{
-		Buffer: cfg.AuditBuffer, MaxBytes: cfg.AuditMaxBytes, HMACKey: service.AuditHMACKey(masterKey),
+		Buffer: cfg.AuditBuffer, MaxBytes: cfg.AuditMaxBytes, UnauthenticatedMaxBytes: cfg.AuditUnauthenticatedMaxBytes,
+		HMACKey: service.AuditHMACKey(masterKey),
 	}, log)
 	kcfg := service.KeysConfig{
 		Audit:    s.audit,
@@ -502,7 +503,8 @@ func openStore(ctx context.Context, cfg Config) (repository.Store, error) {
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := mongodb.Open(openCtx, mongodb.Options{URI: cfg.MongoDBURI, Database: cfg.MongoDBDatabase, AuditMaxBytes: cfg.AuditMaxBytes})
+	st, err := mongodb.Open(openCtx, mongodb.Options{URI: cfg.MongoDBURI, Database: cfg.MongoDBDatabase,
+		AuditMaxBytes: cfg.AuditMaxBytes, AuditUnauthenticatedMaxBytes: cfg.AuditUnauthenticatedMaxBytes})
 	if err != nil {
 		return nil, fmt.Errorf("opening MongoDB at %s: %w", cfg.Redacted(), err)
 	}

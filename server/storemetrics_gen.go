@@ -162,8 +162,8 @@ func (w obsAudit) ListAuditEvents(ctx context.Context, f repository.AuditFilter,
 	})
 }
 
-func (w obsAudit) TrimAuditEvents(ctx context.Context, maxBytes int64) (int64, error) {
-	return observe(w.o, "trim_audit_events", func() (int64, error) { return w.AuditRepository.TrimAuditEvents(ctx, maxBytes) })
+func (w obsAudit) TrimAuditEvents(ctx context.Context, bounds repository.AuditBounds) (int64, error) {
+	return observe(w.o, "trim_audit_events", func() (int64, error) { return w.AuditRepository.TrimAuditEvents(ctx, bounds) })
 }
 
 func (w obsAudit) AppendKeyEvent(ctx context.Context, e *repository.KeyEvent) error {

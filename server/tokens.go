@@ -37,6 +37,9 @@ func (s *tokenServer) RefreshToken(ctx context.Context, req *keywardv1.RefreshTo
 	if err != nil {
 		return nil, err
 	}
+	// The refresh token was a valid credential of its key: the call is audited as
+	// that key's, with the authenticated calls.
+	callFrom(ctx).keyID = out.KeyID
 	return &keywardv1.RefreshTokenResponse{
 		AccessToken: out.AccessToken, TokenType: "Bearer", ExpireTime: timestamppb.New(out.ExpireTime), TokenId: out.TokenID,
 		RefreshToken: out.RefreshToken, RefreshTokenExpireTime: timeToProto(out.RefreshExpireTime),

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward/repository"
 )
@@ -22,19 +24,32 @@ import (
 // AuditConfig tunes the audit log.
 type AuditConfig struct {
 	// Buffer is how many events may wait to be written; beyond it events are dropped
-	// and counted (the count is itself recorded once writing resumes).
+	// and counted (the count is itself recorded once writing resumes). Events of
+	// calls without a valid credential may take half of it, so that a flood of them
+	// never crowds out the others.
 	Buffer int
 	// Batch is the most events written in one insert; FlushEvery bounds how long an
 	// event waits for its batch.
 	Batch      int
 	FlushEvery time.Duration
-	// MaxBytes bounds the stored request events (the embedded store trims oldest
-	// first every TrimEvery; MongoDB's capped collection bounds itself).
-	MaxBytes  int64
-	TrimEvery time.Duration
+	// MaxBytes bounds the stored events of authenticated calls (default 1 GiB), and
+	// UnauthenticatedMaxBytes the others' (default 256 MiB), each apart: the store is
+	// trimmed to both after every batch written (MongoDB's capped collections bound
+	// themselves).
+	MaxBytes, UnauthenticatedMaxBytes int64
+	// ThrottleWindow is how long the throttled refusals of one client network and
+	// method are gathered into one event (default a minute); at most MaxAggregates
+	// (default 10,000) gather at once, beyond which all are written out early.
+	ThrottleWindow time.Duration
+	MaxAggregates  int
+	// Now is the clock of those windows; nil means time.Now.
+	Now func() time.Time
 	// HMACKey keys the correlation hashes that replace credentials in headers.
 	HMACKey []byte
 }
+
+// codeResourceExhausted is the audit code of throttled calls.
+const codeResourceExhausted = "RESOURCE_EXHAUSTED"
 
 // Audit records every request, asynchronously and in batches off the request path,
 // keeps the permanent history of keys, and streams new events to watchers.
@@ -44,13 +59,22 @@ type Audit struct {
 	log  *slog.Logger
 	ch   chan *repository.AuditEvent
 
-	dropped atomic.Int64
+	dropped atomic.Int64 // events of authenticated calls
 	written atomic.Int64
 	batches atomic.Int64
 	seq     atomic.Uint32
+	// pendingUnauth is how many of the events waiting in ch are not of
+	// authenticated calls; droppedUnauth how many such events were dropped.
+	pendingUnauth atomic.Int64
+	droppedUnauth atomic.Int64
 
 	mu   sync.Mutex
 	subs map[*auditSub]struct{}
+
+	// aggregates gathers throttled refusals, one event per client network, method
+	// and window.
+	amu        sync.Mutex
+	aggregates map[throttleKey]*aggregate
 
 	stopped chan struct{}
 	// macs holds HMAC-SHA256 states keyed with cfg.HMACKey, so that Correlation,
@@ -69,14 +93,26 @@ func NewAudit(store repository.Store, cfg AuditConfig, log *slog.Logger) *Audit 
 	if cfg.FlushEvery <= 0 {
 		cfg.FlushEvery = 200 * time.Millisecond
 	}
-	if cfg.TrimEvery <= 0 {
-		cfg.TrimEvery = time.Minute
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 1 << 30
+	}
+	if cfg.UnauthenticatedMaxBytes <= 0 {
+		cfg.UnauthenticatedMaxBytes = 256 << 20
+	}
+	if cfg.ThrottleWindow <= 0 {
+		cfg.ThrottleWindow = time.Minute
+	}
+	if cfg.MaxAggregates <= 0 {
+		cfg.MaxAggregates = 10_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if len(cfg.HMACKey) == 0 {
 		cfg.HMACKey = randomBytes(32)
 	}
 	return &Audit{cfg: cfg, repo: store.Audit(), log: log, ch: make(chan *repository.AuditEvent, cfg.Buffer),
-		subs: map[*auditSub]struct{}{}, stopped: make(chan struct{})}
+		subs: map[*auditSub]struct{}{}, aggregates: map[throttleKey]*aggregate{}, stopped: make(chan struct{})}
 }
 
 // NewEventID returns an id that sorts in time order: nanoseconds, then a counter and
@@ -89,22 +125,116 @@ func (a *Audit) NewEventID(t time.Time) string {
 	return hex.EncodeToString(b[:])
 }
 
-// Record queues an event without blocking. When the buffer is full the event is
-// dropped and counted.
+// Record queues an event without blocking. An event is of an authenticated call
+// when the call carried a valid credential (it names its caller's key) and was not
+// throttled; the others are bounded apart, in the store and in the buffer. A
+// throttled refusal (Throttled, without a caller: no valid credential) is gathered
+// with the others of its client network, method and window into one event; nothing
+// with a valid credential ever is. When the buffer (or the others' half of it) is
+// full the event is dropped and counted.
 func (a *Audit) Record(e *repository.AuditEvent) {
 	if e.ID == "" {
 		e.ID = a.NewEventID(e.Time)
 	}
-	select {
-	case a.ch <- e:
-	default:
-		a.dropped.Add(1)
+	e.Authenticated = e.CallerKeyID != "" && e.Code != codeResourceExhausted
+	if e.Throttled && e.CallerKeyID == "" {
+		a.gather(e)
+		return
 	}
+	a.enqueue(e)
 	a.publish(e)
 }
 
+// enqueue queues e for the writer, or drops and counts it.
+func (a *Audit) enqueue(e *repository.AuditEvent) {
+	if !e.Authenticated && a.pendingUnauth.Add(1) > int64(a.cfg.Buffer/2) {
+		a.pendingUnauth.Add(-1)
+		a.droppedUnauth.Add(1)
+		return
+	}
+	select {
+	case a.ch <- e:
+	default:
+		if e.Authenticated {
+			a.dropped.Add(1)
+		} else {
+			a.pendingUnauth.Add(-1)
+			a.droppedUnauth.Add(1)
+		}
+	}
+}
+
+// throttleKey is what throttled refusals are gathered by.
+type throttleKey struct {
+	network                   netip.Prefix
+	method, httpMethod, route string
+}
+
+// aggregate is the throttled refusals of one key in one window so far: the first
+// one, which becomes their event, how many, and when the last came.
+type aggregate struct {
+	first *repository.AuditEvent
+	count int64
+	last  time.Time
+}
+
+// gather adds a throttled refusal to its aggregate. When MaxAggregates are open
+// already, all of them are queued first.
+func (a *Audit) gather(e *repository.AuditEvent) {
+	ip, _ := netip.ParseAddr(e.ClientIP)
+	k := throttleKey{ClientNetwork(ip), e.Method, e.HTTPMethod, e.HTTPRoute}
+	var full map[throttleKey]*aggregate
+	a.amu.Lock()
+	g := a.aggregates[k]
+	if g == nil {
+		if len(a.aggregates) >= a.cfg.MaxAggregates {
+			full, a.aggregates = a.aggregates, map[throttleKey]*aggregate{}
+		}
+		g = &aggregate{first: e, last: e.Time}
+		a.aggregates[k] = g
+	}
+	g.count++
+	if e.Time.After(g.last) {
+		g.last = e.Time
+	}
+	a.amu.Unlock()
+	for k, g := range full {
+		e := g.event(k)
+		a.enqueue(e)
+		a.publish(e)
+	}
+}
+
+// due takes the aggregates whose window has passed at now (all of them with all),
+// as events.
+func (a *Audit) due(now time.Time, all bool) []*repository.AuditEvent {
+	a.amu.Lock()
+	defer a.amu.Unlock()
+	var out []*repository.AuditEvent
+	for k, g := range a.aggregates {
+		if all || now.Sub(g.first.Time) >= a.cfg.ThrottleWindow {
+			out = append(out, g.event(k))
+			delete(a.aggregates, k)
+		}
+	}
+	return out
+}
+
+// event is the aggregate as one event: its first refusal's, with the count and the
+// last one's time, and the client network in its reason.
+func (g *aggregate) event(k throttleKey) *repository.AuditEvent {
+	e := g.first
+	e.Count, e.EndTime = g.count, g.last
+	network := k.network.String()
+	if k.network.Addr().Is4() {
+		network = k.network.Addr().String()
+	}
+	e.DenialReason = fmt.Sprintf("%d calls from %s: %s", g.count, network, e.DenialReason)
+	return e
+}
+
 // Dropped is how many events were dropped because the buffer was full.
-func (a *Audit) Dropped() int64 { return a.dropped.Load() }
+func (a *Audit) Dropped() int64 { return a.dropped.Load() + a.droppedUnauth.Load() }
 
 // Written is how many events were stored.
 func (a *Audit) Written() int64 { return a.written.Load() }
@@ -117,21 +247,25 @@ func (a *Audit) Pending() int { return len(a.ch) }
 
 // Run writes queued events in batches until ctx ends, then flushes what is left
 // (for up to flushTimeout). A failed batch is retried, with backoff, until it is
-// written: while the store is down events wait in the buffer.
+// written: while the store is down events wait in the buffer. After each batch the
+// store is trimmed to its bounds, and every FlushEvery the aggregates of throttled
+// refusals whose window has passed join the batch.
 func (a *Audit) Run(ctx context.Context, flushTimeout time.Duration) {
 	defer close(a.stopped)
 	tick := time.NewTicker(a.cfg.FlushEvery)
 	defer tick.Stop()
-	trim := time.NewTicker(a.cfg.TrimEvery)
-	defer trim.Stop()
+	bounds := repository.AuditBounds{Authenticated: a.cfg.MaxBytes, Unauthenticated: a.cfg.UnauthenticatedMaxBytes}
 	batch := make([]*repository.AuditEvent, 0, a.cfg.Batch)
-	var reportedDrops int64
+	var reported, reportedUnauth int64
 	flush := func(ctx context.Context) bool {
-		if d := a.dropped.Load(); d > reportedDrops {
-			now := time.Now().UTC()
-			batch = append(batch, &repository.AuditEvent{ID: a.NewEventID(now), Time: now, Method: "keyward.audit/dropped",
-				Code: "RESOURCE_EXHAUSTED", DenialReason: fmt.Sprintf("%d audit events dropped: the buffer was full", d-reportedDrops)})
-			reportedDrops = d
+		now := time.Now().UTC()
+		if d := a.dropped.Load(); d > reported {
+			batch = append(batch, a.droppedEvent(now, d-reported, true))
+			reported = d
+		}
+		if d := a.droppedUnauth.Load(); d > reportedUnauth {
+			batch = append(batch, a.droppedEvent(now, d-reportedUnauth, false))
+			reportedUnauth = d
 		}
 		if len(batch) == 0 {
 			return true
@@ -143,6 +277,11 @@ func (a *Audit) Run(ctx context.Context, flushTimeout time.Duration) {
 				a.written.Add(int64(len(batch)))
 				a.batches.Add(1)
 				batch = batch[:0]
+				if n, err := a.repo.TrimAuditEvents(ctx, bounds); err != nil {
+					a.log.Warn("trimming the audit log", "error", err)
+				} else if n > 0 {
+					a.log.Debug("trimmed the audit log", "deleted", n)
+				}
 				return true
 			}
 			a.log.Warn("writing audit events failed; retrying", "events", len(batch), "error", err)
@@ -154,28 +293,36 @@ func (a *Audit) Run(ctx context.Context, flushTimeout time.Duration) {
 			backoff = min(backoff*2, 2*time.Second)
 		}
 	}
+	take := func(e *repository.AuditEvent) {
+		if !e.Authenticated {
+			a.pendingUnauth.Add(-1)
+		}
+		batch = append(batch, e)
+	}
+	gathered := func(all bool) {
+		for _, e := range a.due(a.cfg.Now(), all) {
+			batch = append(batch, e)
+			a.publish(e)
+		}
+	}
 	for {
 		select {
 		case e := <-a.ch:
-			batch = append(batch, e)
+			take(e)
 			if len(batch) >= a.cfg.Batch {
 				flush(ctx)
 			}
 		case <-tick.C:
+			gathered(false)
 			flush(ctx)
-		case <-trim.C:
-			if n, err := a.repo.TrimAuditEvents(ctx, a.cfg.MaxBytes); err != nil {
-				a.log.Warn("trimming the audit log", "error", err)
-			} else if n > 0 {
-				a.log.Debug("trimmed the audit log", "deleted", n)
-			}
 		case <-ctx.Done():
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
 			defer cancel()
+			gathered(true)
 			for {
 				select {
 				case e := <-a.ch:
-					batch = append(batch, e)
+					take(e)
 					if len(batch) >= a.cfg.Batch && !flush(final) {
 						a.log.Error("audit events lost at shutdown: the store did not take them", "events", len(batch)+len(a.ch))
 						return
@@ -191,6 +338,16 @@ func (a *Audit) Run(ctx context.Context, flushTimeout time.Duration) {
 			return
 		}
 	}
+}
+
+// droppedEvent records that n events of one kind were dropped.
+func (a *Audit) droppedEvent(now time.Time, n int64, authenticated bool) *repository.AuditEvent {
+	reason := fmt.Sprintf("%d audit events dropped: the buffer was full", n)
+	if !authenticated {
+		reason = fmt.Sprintf("%d audit events dropped: calls without a valid credential, or throttled, filled their half of the buffer", n)
+	}
+	return &repository.AuditEvent{ID: a.NewEventID(now), Time: now, Method: "keyward.audit/dropped",
+		Code: codeResourceExhausted, DenialReason: reason, Authenticated: authenticated}
 }
 
 // Stopped is closed when Run has returned.
@@ -325,7 +482,8 @@ func (a *Audit) KeyHistory(ctx context.Context, keyID string, pageSize int, page
 // can be correlated without the credential being recoverable (as HashiCorp Vault's
 // audit devices do).
 var (
-	auditHeaders      = []string{"user-agent", "x-request-id", "content-type", "accept", "origin", "referer", "x-forwarded-for", "x-real-ip"}
+	// user-agent and x-request-id are not among them: the event has them already.
+	auditHeaders      = []string{"content-type", "accept", "origin", "referer", "x-forwarded-for", "x-real-ip"}
 	credentialHeaders = []string{"authorization", "cookie", "x-api-key", "proxy-authorization"}
 	secretLike        = regexp.MustCompile(`kw_(live|test)_|kw[rt]_[a-z2-7]{16}_|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}`)
 )
@@ -356,15 +514,24 @@ func (a *Audit) AuditHeaders(get func(name string) string) map[string]string {
 	return out
 }
 
-// Sanitize returns a header value fit for the audit log: at most 512 bytes, and
-// replaced by its HMAC when it looks like it carries a Keyward secret.
+// maxAuditValue is the most bytes of a header value, user agent or route an event
+// keeps.
+const maxAuditValue = 256
+
+// Sanitize returns a header value fit for the audit log: at most maxAuditValue
+// bytes (cut at a character boundary), and replaced by its HMAC when it looks like it
+// carries a Keyward secret.
 func (a *Audit) Sanitize(v string) string {
 	// Every match of secretLike contains "kw" or "eyJ": most values skip the regexp.
 	if (strings.Contains(v, "kw") || strings.Contains(v, "eyJ")) && secretLike.MatchString(v) {
 		return a.Correlation(v)
 	}
-	if len(v) > 512 {
-		v = v[:512]
+	if len(v) > maxAuditValue {
+		n := maxAuditValue
+		for n > 0 && !utf8.RuneStart(v[n]) {
+			n--
+		}
+		v = v[:n]
 	}
 	return v
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -134,9 +135,11 @@ func TestAuditHeadersNeverKeepSecrets(t *testing.T) {
 		"x-secret":      "not allow-listed",
 	}
 	got := a.AuditHeaders(func(h string) string { return headers[h] })
-	for _, h := range []string{"authorization", "cookie", "x-api-key", "user-agent", "referer"} {
+	for _, h := range []string{"authorization", "cookie", "x-api-key", "referer"} {
 		assert.Regexp(t, `^hmac-sha256:[0-9a-f]{32}$`, got[h], h)
 	}
+	assert.Regexp(t, `^hmac-sha256:[0-9a-f]{32}$`, a.Sanitize(headers["user-agent"]), "the user agent, kept in a field of its own")
+	assert.NotContains(t, got, "user-agent", "not kept twice")
 	assert.Equal(t, "application/json", got["accept"])
 	assert.NotContains(t, got, "x-secret")
 	assert.Equal(t, a.Correlation("cookie-value"), a.Correlation("cookie-value"), "stable, so requests correlate")
@@ -177,4 +180,28 @@ func BenchmarkAuditHeaders(b *testing.B) {
 	for b.Loop() {
 		_ = a.AuditHeaders(get)
 	}
+}
+
+// Stored header values are short: at most 256 bytes each, cut at a character
+// boundary, and the user agent and request id, which the event keeps in fields of
+// their own, are not repeated among them.
+func TestAuditHeadersAreSmall(t *testing.T) {
+	a := service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	long := strings.Repeat("é", 1000) // two bytes each
+	got := a.AuditHeaders(func(h string) string {
+		if h == "content-type" {
+			return "application/json"
+		}
+		return long
+	})
+	assert.NotContains(t, got, "user-agent")
+	assert.NotContains(t, got, "x-request-id")
+	total := 0
+	for h, v := range got {
+		assert.LessOrEqual(t, len(v), 256, h)
+		assert.True(t, utf8.ValidString(v), h)
+		total += len(h) + len(v)
+	}
+	assert.Less(t, total, 2048, "every allow-listed header at its longest: %v", got)
+	assert.Len(t, a.Sanitize(long), 256)
 }

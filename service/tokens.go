@@ -180,6 +180,8 @@ type IssueRequest struct {
 
 // Issued is the result of IssueToken and RefreshToken.
 type Issued struct {
+	// KeyID is the key the tokens are its delegates of.
+	KeyID             string
 	AccessToken       string
 	TokenID           string
 	ExpireTime        time.Time
@@ -334,7 +336,7 @@ func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (
 	if err != nil {
 		return nil, fmt.Errorf("signing an access token: %w", err)
 	}
-	return &Issued{AccessToken: signed, TokenID: claims.ID, ExpireTime: claims.ExpiresAt.Time}, nil
+	return &Issued{KeyID: k.ID, AccessToken: signed, TokenID: claims.ID, ExpireTime: claims.ExpiresAt.Time}, nil
 }
 
 // newRefresh stores a refresh token of the family and adds it to out.

@@ -12,18 +12,28 @@ import (
 )
 
 // auditRepo implements repository.AuditRepository. Request events live in
-// audit_events, with each row's size kept in a column so TrimAuditEvents can bound
-// the table by bytes, oldest first (SQLite has no capped tables). Key history lives
-// in key_events and is never trimmed.
+// audit_events, with each row's size and kind (authenticated or not) kept in
+// columns so TrimAuditEvents can bound each kind by bytes, oldest first (SQLite has
+// no capped tables). Key history lives in key_events and is never trimmed.
 //
-// The store's total size is kept in memory (one process owns the data dir), so a
-// trim of a log within its bound costs nothing and one over it reads only the rows
-// it deletes; summing a large log holds the writer for seconds.
+// The size of each kind is kept in memory (one process owns the data dir), so a
+// trim of a log within its bounds costs nothing and one over them reads only the
+// rows it deletes; summing a large log holds the writer for seconds.
 type auditRepo struct {
 	s *Store
 
-	mu    sync.Mutex // serialises inserts and trims, and guards bytes
-	bytes int64      // sum of the stored events' sizes; -1: not known, summed at the next trim
+	mu    sync.Mutex // serialises inserts and trims, and guards bytes and known
+	bytes [2]int64   // sum of the stored events' sizes, by kind (authenticatedKind)
+	known bool       // false: bytes must be summed again, at the next trim
+}
+
+// authenticatedKind is the value of the authenticated column, and the index of
+// auditRepo.bytes, for an event.
+func authenticatedKind(e *repository.AuditEvent) int {
+	if e.Authenticated {
+		return 1
+	}
+	return 0
 }
 
 var _ repository.AuditRepository = (*auditRepo)(nil)
@@ -39,9 +49,12 @@ type auditDoc struct {
 	HTTPStatus   int32             `json:"http_status,omitempty"`
 	DenialReason string            `json:"denial_reason,omitempty"`
 	LatencyNS    int64             `json:"latency_ns,omitempty"`
+	Throttled    bool              `json:"throttled,omitempty"`
+	Count        int64             `json:"count,omitempty"`
+	EndMS        int64             `json:"end_ms,omitempty"`
 }
 
-const auditColumns = "id, time_ms, method, caller_key_id, subject, client_ip, code, doc"
+const auditColumns = "id, time_ms, method, caller_key_id, subject, client_ip, code, authenticated, doc"
 
 func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.AuditEvent) (err error) {
 	if len(events) == 0 {
@@ -58,7 +71,7 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 			_ = tx.Rollback()
 		}
 	}()
-	var added int64
+	var added [2]int64
 	exact := true // false when an event was stored already (a retried batch)
 	// Many rows per INSERT: one statement step per chunk instead of per event
 	// (the audit writer is on every request's path, in the background).
@@ -66,19 +79,24 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 	for start := 0; start < len(events); start += auditChunk {
 		chunk := events[start:min(start+auditChunk, len(events))]
 		args = args[:0]
-		var chunkBytes int64
+		var chunkBytes [2]int64
 		for _, e := range chunk {
-			doc, err := json.Marshal(auditDoc{
+			d := auditDoc{
 				RequestID: e.RequestID, HTTPMethod: e.HTTPMethod, HTTPRoute: e.HTTPRoute, TokenID: e.TokenID,
 				UserAgent: e.UserAgent, Headers: e.Headers, HTTPStatus: e.HTTPStatus, DenialReason: e.DenialReason,
-				LatencyNS: int64(e.Latency),
-			})
+				LatencyNS: int64(e.Latency), Throttled: e.Throttled, Count: e.Count,
+			}
+			if !e.EndTime.IsZero() {
+				d.EndMS = e.EndTime.UnixMilli()
+			}
+			doc, err := json.Marshal(d)
 			if err != nil {
 				return wrap("encode audit event", err)
 			}
-			size := len(doc) + len(e.ID) + len(e.Method) + len(e.CallerKeyID) + len(e.Subject) + len(e.ClientIP) + len(e.Code) + 8
-			args = append(args, e.ID, e.Time.UnixMilli(), e.Method, e.CallerKeyID, e.Subject, e.ClientIP, e.Code, string(doc), size)
-			chunkBytes += int64(size)
+			kind := authenticatedKind(e)
+			size := len(doc) + len(e.ID) + len(e.Method) + len(e.CallerKeyID) + len(e.Subject) + len(e.ClientIP) + len(e.Code) + 9
+			args = append(args, e.ID, e.Time.UnixMilli(), e.Method, e.CallerKeyID, e.Subject, e.ClientIP, e.Code, kind, string(doc), size)
+			chunkBytes[kind] += int64(size)
 		}
 		res, err := tx.ExecContext(ctx, insertAuditSQL(len(chunk)), args...)
 		if err != nil {
@@ -87,36 +105,42 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 		if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
 			exact = false
 		}
-		added += chunkBytes
+		added[0] += chunkBytes[0]
+		added[1] += chunkBytes[1]
 	}
 	if err := tx.Commit(); err != nil {
 		return wrap("insert audit events", err)
 	}
-	switch {
-	case !exact:
-		a.bytes = -1
-	case a.bytes >= 0:
-		a.bytes += added
+	if !exact {
+		a.known = false
 	}
+	a.bytes[0] += added[0]
+	a.bytes[1] += added[1]
 	return nil
 }
 
 func scanAuditEvent(row rowScanner) (*repository.AuditEvent, error) {
 	var (
-		e   repository.AuditEvent
-		ms  int64
-		raw string
-		d   auditDoc
+		e    repository.AuditEvent
+		ms   int64
+		raw  string
+		d    auditDoc
+		kind int
 	)
-	if err := row.Scan(&e.ID, &ms, &e.Method, &e.CallerKeyID, &e.Subject, &e.ClientIP, &e.Code, &raw); err != nil {
+	if err := row.Scan(&e.ID, &ms, &e.Method, &e.CallerKeyID, &e.Subject, &e.ClientIP, &e.Code, &kind, &raw); err != nil {
 		return nil, err
 	}
+	e.Authenticated = kind == 1
 	if err := json.Unmarshal([]byte(raw), &d); err != nil {
 		return nil, err
 	}
 	e.Time = time.UnixMilli(ms).UTC()
 	e.RequestID, e.HTTPMethod, e.HTTPRoute, e.TokenID = d.RequestID, d.HTTPMethod, d.HTTPRoute, d.TokenID
 	e.UserAgent, e.HTTPStatus, e.DenialReason, e.Latency = d.UserAgent, d.HTTPStatus, d.DenialReason, time.Duration(d.LatencyNS)
+	e.Throttled, e.Count = d.Throttled, d.Count
+	if d.EndMS != 0 {
+		e.EndTime = time.UnixMilli(d.EndMS).UTC()
+	}
 	if len(d.Headers) > 0 {
 		e.Headers = d.Headers
 	}
@@ -170,52 +194,88 @@ func (a *auditRepo) ListAuditEvents(ctx context.Context, f repository.AuditFilte
 	return out, nil
 }
 
-// TrimAuditEvents keeps the newest events whose sizes add up to at most maxBytes.
-func (a *auditRepo) TrimAuditEvents(ctx context.Context, maxBytes int64) (int64, error) {
+// TrimAuditEvents keeps, of each kind, the newest events whose sizes add up to at
+// most its bound.
+func (a *auditRepo) TrimAuditEvents(ctx context.Context, bounds repository.AuditBounds) (int64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.bytes < 0 {
-		if err := a.s.w.QueryRowContext(ctx, "SELECT coalesce(sum(size), 0) FROM audit_events").Scan(&a.bytes); err != nil {
-			a.bytes = -1
+	if !a.known {
+		if err := a.sum(ctx); err != nil {
 			return 0, wrap("trim audit events", err)
 		}
 	}
 	var deleted int64
-	for a.bytes > maxBytes {
-		// The oldest events, a page at a time, until enough bytes are found.
-		rows, err := a.s.w.QueryContext(ctx, "SELECT id, size FROM audit_events ORDER BY id LIMIT 1000")
+	for kind, maxBytes := range [2]int64{bounds.Unauthenticated, bounds.Authenticated} {
+		n, err := a.trim(ctx, kind, maxBytes)
+		deleted += n
 		if err != nil {
+			a.known = false
 			return deleted, wrap("trim audit events", err)
+		}
+	}
+	return deleted, nil
+}
+
+// sum reads the stored size of each kind. Caller holds mu.
+func (a *auditRepo) sum(ctx context.Context) error {
+	rows, err := a.s.w.QueryContext(ctx, "SELECT authenticated, coalesce(sum(size), 0) FROM audit_events GROUP BY authenticated")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	a.bytes = [2]int64{}
+	for rows.Next() {
+		var kind int
+		var bytes int64
+		if err := rows.Scan(&kind, &bytes); err != nil {
+			return err
+		}
+		a.bytes[kind&1] = bytes
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	a.known = true
+	return nil
+}
+
+// trim deletes the oldest events of one kind until it takes at most maxBytes.
+// Caller holds mu.
+func (a *auditRepo) trim(ctx context.Context, kind int, maxBytes int64) (int64, error) {
+	var deleted int64
+	for a.bytes[kind] > maxBytes {
+		// The oldest events, a page at a time, until enough bytes are found.
+		rows, err := a.s.w.QueryContext(ctx, "SELECT id, size FROM audit_events WHERE authenticated = ? ORDER BY id LIMIT 1000", kind)
+		if err != nil {
+			return deleted, err
 		}
 		var last string
 		var freed int64
-		for rows.Next() && a.bytes-freed > maxBytes {
+		for rows.Next() && a.bytes[kind]-freed > maxBytes {
 			var size int64
 			if err := rows.Scan(&last, &size); err != nil {
 				rows.Close()
-				return deleted, wrap("trim audit events", err)
+				return deleted, err
 			}
 			freed += size
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return deleted, wrap("trim audit events", err)
+			return deleted, err
 		}
-		if last == "" { // the table is empty: the total was off
-			a.bytes = 0
+		if last == "" { // none of this kind is stored: the total was off
+			a.bytes[kind] = 0
 			break
 		}
-		res, err := a.s.w.ExecContext(ctx, "DELETE FROM audit_events WHERE id <= ?", last)
+		res, err := a.s.w.ExecContext(ctx, "DELETE FROM audit_events WHERE authenticated = ? AND id <= ?", kind, last)
 		if err != nil {
-			a.bytes = -1
-			return deleted, wrap("trim audit events", err)
+			return deleted, err
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			a.bytes = -1
-			return deleted, wrap("trim audit events", err)
+			return deleted, err
 		}
 		deleted += n
-		a.bytes -= freed
+		a.bytes[kind] -= freed
 	}
 	return deleted, nil
 }
@@ -278,7 +338,7 @@ func (a *auditRepo) ListKeyEvents(ctx context.Context, keyID string, limit int, 
 }
 
 const (
-	auditParams = 9   // columns bound per event
+	auditParams = 10  // columns bound per event
 	auditChunk  = 256 // events per INSERT, well under SQLite's 32,766 bound parameters
 )
 
@@ -297,7 +357,7 @@ func insertAuditSQL(n int) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
 	b.WriteString(" ON CONFLICT (id) DO NOTHING")
 	q, _ := insertAuditSQLs.LoadOrStore(n, b.String())

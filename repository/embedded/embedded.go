@@ -136,7 +136,7 @@ func Open(ctx context.Context, dir string) (_ *Store, err error) {
 	s.signingKeys = &signingKeyRepo{s: s}
 	s.tokens = &tokenRepo{s: s}
 	s.revocations = &revocationRepo{s: s}
-	s.audit = &auditRepo{s: s, bytes: -1}
+	s.audit = &auditRepo{s: s}
 	return s, nil
 }
 

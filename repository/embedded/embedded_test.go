@@ -384,8 +384,9 @@ func BenchmarkInsertAuditEvents(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
 }
 
-// BenchmarkTrimAuditEventsUnderTheBound measures the periodic trim of a large audit
-// log that is within its bound (the usual case): it holds the writer while it runs.
+// BenchmarkTrimAuditEventsUnderTheBound measures the trim after each written batch
+// of a large audit log that is within its bounds (the usual case): it holds the
+// writer while it runs.
 func BenchmarkTrimAuditEventsUnderTheBound(b *testing.B) {
 	ctx := context.Background()
 	s := open(b)
@@ -403,20 +404,22 @@ func BenchmarkTrimAuditEventsUnderTheBound(b *testing.B) {
 		require.NoError(b, s.Audit().InsertAuditEvents(ctx, batch))
 	}
 	start := time.Now()
-	_, err := s.Audit().TrimAuditEvents(ctx, 1<<30)
+	bounds := repository.AuditBounds{Authenticated: 1 << 30, Unauthenticated: 1 << 30}
+	_, err := s.Audit().TrimAuditEvents(ctx, bounds)
 	require.NoError(b, err)
 	first := time.Since(start) // sums the log, once per process
 	for b.Loop() {
-		n, err := s.Audit().TrimAuditEvents(ctx, 1<<30)
+		n, err := s.Audit().TrimAuditEvents(ctx, bounds)
 		require.NoError(b, err)
 		require.Zero(b, n)
 	}
 	b.ReportMetric(float64(first.Microseconds())/1000, "first-trim-ms")
 }
 
-// The audit log's size is tracked in memory: after inserts, retried batches, trims
-// and a reopen, trimming keeps exactly the newest events that fit, and the tracked
-// total is the stored one.
+// The audit log's size is tracked in memory, by kind: after inserts, retried
+// batches, trims and a reopen, trimming keeps exactly the newest events of each kind
+// that fit its bound, never deletes one kind for the other, and the tracked totals
+// are the stored ones.
 func TestAuditTrimTracksTheStoredSize(t *testing.T) {
 	ctx := context.Background()
 	dir := privateDir(t)
@@ -426,52 +429,62 @@ func TestAuditTrimTracksTheStoredSize(t *testing.T) {
 	var all []*repository.AuditEvent
 	for i := range 3000 {
 		all = append(all, &repository.AuditEvent{ID: fmt.Sprintf("%020d-%08d", base.UnixNano(), i), Time: base,
-			Method: "/m", CallerKeyID: "k", Code: "OK", UserAgent: strings.Repeat("u", i%50)})
+			Method: "/m", CallerKeyID: "k", Code: "OK", UserAgent: strings.Repeat("u", i%50), Authenticated: i%3 == 0})
 	}
-	stored := func(s *Store) (n, bytes int64) {
-		require.NoError(t, s.w.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(size), 0) FROM audit_events").Scan(&n, &bytes))
-		return n, bytes
+	type row struct {
+		id   string
+		size int64
 	}
-	check := func(s *Store, max int64) {
-		t.Helper()
-		var ids []string // oldest first, with their sizes
-		sizes := map[string]int64{}
-		rows, err := s.w.QueryContext(ctx, "SELECT id, size FROM audit_events ORDER BY id")
+	rowsOf := func(s *Store) (out [2][]row) { // oldest first, by kind
+		rows, err := s.w.QueryContext(ctx, "SELECT authenticated, id, size FROM audit_events ORDER BY id")
 		require.NoError(t, err)
+		defer rows.Close()
 		for rows.Next() {
-			var id string
-			var size int64
-			require.NoError(t, rows.Scan(&id, &size))
-			ids, sizes[id] = append(ids, id), size
+			var kind int
+			var r row
+			require.NoError(t, rows.Scan(&kind, &r.id, &r.size))
+			out[kind] = append(out[kind], r)
 		}
-		require.NoError(t, rows.Close())
-		deleted, err := s.Audit().TrimAuditEvents(ctx, max)
+		require.NoError(t, rows.Err())
+		return out
+	}
+	check := func(s *Store, bounds repository.AuditBounds) {
+		t.Helper()
+		before := rowsOf(s)
+		deleted, err := s.Audit().TrimAuditEvents(ctx, bounds)
 		require.NoError(t, err)
-		n, bytes := stored(s)
-		assert.Equal(t, int64(len(ids))-deleted, n, "deleted counts the rows deleted")
-		assert.LessOrEqual(t, bytes, max, "within the bound")
-		if deleted > 0 {
-			newestGone := ids[deleted-1]
-			assert.Greater(t, bytes+sizes[newestGone], max, "no event was deleted that would have fit")
-			var oldestKept string
-			require.NoError(t, s.w.QueryRowContext(ctx, "SELECT min(id) FROM audit_events").Scan(&oldestKept))
-			assert.Equal(t, ids[deleted], oldestKept, "the oldest went first")
+		after := rowsOf(s)
+		var gone int64
+		for kind, max := range [2]int64{bounds.Unauthenticated, bounds.Authenticated} {
+			var bytes int64
+			for _, r := range after[kind] {
+				bytes += r.size
+			}
+			n := len(before[kind]) - len(after[kind])
+			gone += int64(n)
+			assert.LessOrEqual(t, bytes, max, "kind %d within its bound", kind)
+			if n > 0 {
+				assert.Greater(t, bytes+before[kind][n-1].size, max, "kind %d: no event was deleted that would have fit", kind)
+				assert.Equal(t, before[kind][n:], after[kind], "kind %d: the oldest went first", kind)
+			}
+			assert.Equal(t, bytes, s.Audit().(*auditRepo).bytes[kind], "kind %d: the tracked total is the stored one", kind)
 		}
-		assert.Equal(t, bytes, s.Audit().(*auditRepo).bytes, "the tracked total is the stored one")
+		assert.Equal(t, gone, deleted, "deleted counts the rows deleted")
 	}
 	require.NoError(t, s.Audit().InsertAuditEvents(ctx, all[:1000]))
-	check(s, 1<<30) // summed once, nothing to delete
+	check(s, repository.AuditBounds{Authenticated: 1 << 30, Unauthenticated: 1 << 30}) // summed once, nothing to delete
 	require.NoError(t, s.Audit().InsertAuditEvents(ctx, all[:2000]), "a batch retried after its first half was stored")
-	check(s, 200_000)
+	check(s, repository.AuditBounds{Authenticated: 1 << 30, Unauthenticated: 100_000})
+	assert.Len(t, rowsOf(s)[1], 667, "the other kind is untouched")
 	require.NoError(t, s.Audit().InsertAuditEvents(ctx, all[2000:]))
-	check(s, 150_000)
+	check(s, repository.AuditBounds{Authenticated: 60_000, Unauthenticated: 100_000})
 	require.NoError(t, s.Close(ctx))
 
-	s, err = Open(ctx, dir) // the total is summed again after a reopen
+	s, err = Open(ctx, dir) // the totals are summed again after a reopen
 	require.NoError(t, err)
 	defer s.Close(ctx)
-	check(s, 50_000)
-	check(s, 50_000)
+	check(s, repository.AuditBounds{Authenticated: 20_000, Unauthenticated: 50_000})
+	check(s, repository.AuditBounds{Authenticated: 20_000, Unauthenticated: 50_000})
 }
 
 // TestStoreFailuresAreUnavailable: what SQLite fails at for reasons of its own (a

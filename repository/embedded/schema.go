@@ -117,6 +117,12 @@ CREATE TABLE key_events (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX key_events_by_key ON key_events (key_id, id);
 `,
+	// 5: events of authenticated calls are bounded apart from the others; the
+	// events stored before keep the bound they had, that of the authenticated.
+	`
+ALTER TABLE audit_events ADD COLUMN authenticated INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX audit_by_kind ON audit_events (authenticated, id);
+`,
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction

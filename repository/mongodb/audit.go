@@ -34,7 +34,10 @@ type auditEventDoc struct {
 	HTTPStatus   int32      `bson:"http_status,omitempty"`
 	DenialReason string     `bson:"denial_reason,omitempty"`
 	// Latency is in nanoseconds.
-	Latency int64 `bson:"latency,omitempty"`
+	Latency   int64      `bson:"latency,omitempty"`
+	Throttled bool       `bson:"throttled,omitempty"`
+	Count     int64      `bson:"count,omitempty"`
+	EndTime   *time.Time `bson:"end_time,omitempty"`
 }
 
 // keyEventDoc is an event of a key's history as stored in the key_events collection.
@@ -78,6 +81,9 @@ func toAuditEventDoc(e *repository.AuditEvent) *auditEventDoc {
 		HTTPStatus:   e.HTTPStatus,
 		DenialReason: e.DenialReason,
 		Latency:      int64(e.Latency),
+		Throttled:    e.Throttled,
+		Count:        e.Count,
+		EndTime:      timePtr(e.EndTime),
 	}
 }
 
@@ -99,6 +105,9 @@ func (d *auditEventDoc) auditEvent() *repository.AuditEvent {
 		HTTPStatus:   d.HTTPStatus,
 		DenialReason: d.DenialReason,
 		Latency:      time.Duration(d.Latency),
+		Throttled:    d.Throttled,
+		Count:        d.Count,
+		EndTime:      timeVal(d.EndTime),
 	}
 }
 
@@ -128,29 +137,50 @@ func (d *keyEventDoc) keyEvent() *repository.KeyEvent {
 	}
 }
 
-// auditRepo implements repository.AuditRepository on the capped audit_events
-// collection (request events) and the key_events collection (key history).
+// auditRepo implements repository.AuditRepository on two capped collections of
+// request events, audit_events for authenticated calls and
+// audit_events_unauthenticated for the others, each bounded by its own size, and
+// the key_events collection (key history). The kind of an event is the collection
+// it is in.
 type auditRepo struct {
-	events    *mongo.Collection
-	keyEvents *mongo.Collection
+	events          *mongo.Collection
+	unauthenticated *mongo.Collection
+	keyEvents       *mongo.Collection
+}
+
+// eventsOf is the collection of an event's kind.
+func (r *auditRepo) eventsOf(e *repository.AuditEvent) *mongo.Collection {
+	if e.Authenticated {
+		return r.events
+	}
+	return r.unauthenticated
 }
 
 var _ repository.AuditRepository = (*auditRepo)(nil)
 
-// InsertAuditEvents stores the batch with one unordered insertMany: every event is
-// attempted, whatever happens to the others. Events whose _id is already stored (a
-// retried batch, partly or wholly stored by an earlier attempt) fail with a
-// duplicate key and are skipped: a bulk write error made only of duplicate keys is
-// success. Any other write error, or a write concern error, is returned.
+// InsertAuditEvents stores the batch with one unordered insertMany per kind:
+// every event is attempted, whatever happens to the others. Events whose _id is
+// already stored (a retried batch, partly or wholly stored by an earlier attempt)
+// fail with a duplicate key and are skipped: a bulk write error made only of
+// duplicate keys is success. Any other write error, or a write concern error, is
+// returned.
 func (r *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.AuditEvent) error {
-	if len(events) == 0 {
-		return nil
+	byKind := map[*mongo.Collection][]*auditEventDoc{}
+	for _, e := range events {
+		c := r.eventsOf(e)
+		byKind[c] = append(byKind[c], toAuditEventDoc(e))
 	}
-	docs := make([]*auditEventDoc, len(events))
-	for i, e := range events {
-		docs[i] = toAuditEventDoc(e)
+	var errs []error
+	for c, docs := range byKind {
+		if err := insertEvents(ctx, c, docs); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	_, err := r.events.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	return errors.Join(errs...)
+}
+
+func insertEvents(ctx context.Context, c *mongo.Collection, docs []*auditEventDoc) error {
+	_, err := c.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil || onlyDuplicateKeys(err) {
 		return nil
 	}
@@ -162,7 +192,7 @@ func (r *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 				rejected++
 			}
 		}
-		return wrapErr(fmt.Sprintf("insert audit events (%d of %d rejected)", rejected, len(events)), err)
+		return wrapErr(fmt.Sprintf("insert audit events (%d of %d rejected)", rejected, len(docs)), err)
 	}
 	return wrapErr("insert audit events", err)
 }
@@ -183,15 +213,35 @@ func onlyDuplicateKeys(err error) bool {
 }
 
 // ListAuditEvents finds the events matching f (and with _id below beforeID when
-// given), newest first: sorted {_id: -1}, which the _id index serves, or one of the
-// {field: 1, _id: -1} indexes when f names that field. A limit of 0 or less
-// returns no events.
+// given), newest first, in both collections: each sorted {_id: -1}, which the _id
+// index serves, or one of the {field: 1, _id: -1} indexes when f names that field,
+// and the two merged by _id. A limit of 0 or less returns no events.
 func (r *auditRepo) ListAuditEvents(ctx context.Context, f repository.AuditFilter, limit int, beforeID string) ([]*repository.AuditEvent, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	return findAll(ctx, r.events, "list audit events", auditFilter(f, beforeID),
-		options.Find().SetSort(bson.D{{Key: fieldID, Value: -1}}).SetLimit(int64(limit)), (*auditEventDoc).auditEvent)
+	filter := auditFilter(f, beforeID)
+	opts := options.Find().SetSort(bson.D{{Key: fieldID, Value: -1}}).SetLimit(int64(limit))
+	authenticated, err := findAll(ctx, r.events, "list audit events", filter, opts, (*auditEventDoc).auditEvent)
+	if err != nil {
+		return nil, err
+	}
+	others, err := findAll(ctx, r.unauthenticated, "list audit events", filter, opts, (*auditEventDoc).auditEvent)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range authenticated {
+		e.Authenticated = true
+	}
+	out := make([]*repository.AuditEvent, 0, min(limit, len(authenticated)+len(others)))
+	for len(out) < limit && (len(authenticated) > 0 || len(others) > 0) {
+		if len(others) == 0 || (len(authenticated) > 0 && authenticated[0].ID > others[0].ID) {
+			out, authenticated = append(out, authenticated[0]), authenticated[1:]
+		} else {
+			out, others = append(out, others[0]), others[1:]
+		}
+	}
+	return out, nil
 }
 
 // auditFilter builds the query document for f and, when given, the page cursor.
@@ -224,15 +274,16 @@ func auditFilter(f repository.AuditFilter, beforeID string) bson.D {
 	return filter
 }
 
-// TrimAuditEvents does nothing and returns 0: audit_events is a capped collection,
-// and MongoDB bounds it by itself, deleting the oldest documents (in insertion
-// order) as new ones arrive, to the size fixed when Open created it. The contract
-// lets an engine that bounds the log itself do nothing.
+// TrimAuditEvents does nothing and returns 0: both event collections are capped,
+// and MongoDB bounds each by itself, deleting its oldest documents (in insertion
+// order) as new ones arrive, to the size fixed when Open created it, so one kind
+// never makes room for the other. The contract lets an engine that bounds the log
+// itself do nothing.
 //
-// FerretDB v1, the test stand-in, creates the capped collection but does not
-// enforce its size, so there the log grows without bound; FerretDB is not a
+// FerretDB v1, the test stand-in, creates the capped collections but does not
+// enforce their sizes, so there the log grows without bound; FerretDB is not a
 // supported production engine, and this method does not try to tell the two apart.
-func (r *auditRepo) TrimAuditEvents(context.Context, int64) (int64, error) {
+func (r *auditRepo) TrimAuditEvents(context.Context, repository.AuditBounds) (int64, error) {
 	return 0, nil
 }
 

@@ -22,7 +22,8 @@ func eventID(t time.Time, n int) string {
 // TestStoredAuditEventDocument pins the stored shape of an audit event: snake_case
 // fields, time a BSON date, latency int64 nanoseconds, headers as {k, v} pairs
 // sorted by k (header names may contain "." or start with "$"), empty fields
-// absent.
+// absent; an event of an authenticated call in audit_events, any other in
+// audit_events_unauthenticated, the kind being the collection.
 func TestStoredAuditEventDocument(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
@@ -33,7 +34,8 @@ func TestStoredAuditEventDocument(t *testing.T) {
 		Subject: "key-2", ClientIP: "2001:db8::1", UserAgent: "curl/8",
 		Headers: map[string]string{"x.forwarded.for": "10.0.0.1", "$where": "1", "b": "", "a.b.$c": "x"},
 		Code:    "PERMISSION_DENIED", HTTPStatus: 403, DenialReason: "lacks permission",
-		Latency: 1500 * time.Microsecond,
+		Latency: 1500 * time.Microsecond, Authenticated: true,
+		Throttled: true, Count: 37, EndTime: stamp.Add(time.Minute),
 	}
 	sparse := &repository.AuditEvent{ID: eventID(stamp, 2), Time: stamp, Method: "m", Code: "OK"}
 	require.NoError(t, audit.InsertAuditEvents(ctx, []*repository.AuditEvent{full, sparse}))
@@ -56,6 +58,9 @@ func TestStoredAuditEventDocument(t *testing.T) {
 		"http_status":   bson.TypeInt32,
 		"denial_reason": bson.TypeString,
 		"latency":       bson.TypeInt64,
+		"throttled":     bson.TypeBoolean,
+		"count":         bson.TypeInt64,
+		"end_time":      bson.TypeDateTime,
 	}, types)
 	assert.Equal(t, int64(1_500_000), raw.Lookup("latency").Int64(), "latency is in nanoseconds")
 	assert.True(t, stamp.Equal(raw.Lookup("time").Time()))
@@ -72,7 +77,7 @@ func TestStoredAuditEventDocument(t *testing.T) {
 	}
 	assert.Equal(t, []string{"$where", "a.b.$c", "b", "x.forwarded.for"}, names, "pairs sorted by name")
 
-	_, types = storedTypes(t, s, mongodb.AuditCollection, sparse.ID)
+	_, types = storedTypes(t, s, mongodb.UnauthenticatedAuditCollection, sparse.ID)
 	assert.Equal(t, map[string]bson.Type{
 		"_id":    bson.TypeString,
 		"time":   bson.TypeDateTime,
@@ -174,9 +179,9 @@ func TestAuditEdges(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []*repository.AuditEvent{batch[2], batch[1]}, got, "range, cursor and limit together")
 
-	n, err := audit.TrimAuditEvents(ctx, 1)
+	n, err := audit.TrimAuditEvents(ctx, repository.AuditBounds{Authenticated: 1, Unauthenticated: 1})
 	require.NoError(t, err)
-	assert.Zero(t, n, "the capped collection bounds itself")
+	assert.Zero(t, n, "the capped collections bound themselves")
 
 	events, err := audit.ListKeyEvents(ctx, "key-1", 0, "")
 	require.NoError(t, err)

@@ -28,13 +28,18 @@
 //   - claims: one document per claimed name, _id = the name, with its expire_time.
 //   - revocations: the revocation log, one document per entry, _id = its sequence
 //     number (int64); kind, subject_id, revoke_time, relevant_until, reason.
-//   - audit_events: the request log, a capped collection of Options.AuditMaxBytes
-//     (1 GiB by default), created at start-up if it does not exist (an existing one
-//     keeps its size). One document per request, _id = the event id (a string that
-//     sorts in time order); time (date), request_id, method, http_method,
-//     http_route, caller_key_id, token_id, subject, client_ip, user_agent, headers,
-//     code, http_status (int32), denial_reason, latency (int64 nanoseconds). Every
-//     field but _id is absent when empty. Headers are stored as an array of {k, v}
+//   - audit_events and audit_events_unauthenticated: the request log, two capped
+//     collections, one for the events of authenticated calls (Options.AuditMaxBytes,
+//     1 GiB by default), one for the others: calls without a valid credential and
+//     throttled calls (Options.AuditUnauthenticatedMaxBytes, 256 MiB by default), so
+//     that a flood of the others evicts only its own kind. Both are created at
+//     start-up if they do not exist (an existing one keeps its size). One document
+//     per request, _id = the event id (a string that sorts in time order); time
+//     (date), request_id, method, http_method, http_route, caller_key_id, token_id,
+//     subject, client_ip, user_agent, headers, code, http_status (int32),
+//     denial_reason, latency (int64 nanoseconds), throttled (bool), count (int64)
+//     and end_time (date) for refusals recorded together. Every field but _id is
+//     absent when empty; the kind of an event is its collection. Headers are stored as an array of {k, v}
 //     pairs sorted by k, like key metadata, because header names are chosen by
 //     callers and may contain "." or start with "$".
 //   - key_events: the history of every key, never capped and never pruned. One
@@ -57,13 +62,15 @@
 //   - revocations {kind: 1, subject_id: 1, _id: 1}: FindRevocation, the earliest
 //     entry of a kind and subject.
 //   - revocations {relevant_until: 1}: PruneRevocations.
-//   - audit_events {caller_key_id: 1, _id: -1}, {method: 1, _id: -1},
-//     {client_ip: 1, _id: -1}, {subject: 1, _id: -1}, {code: 1, _id: -1}: one per
-//     ListAuditEvents filter field, so that the newest-first page of one caller,
-//     method, client, subject or code is an index walk from the page cursor; and
-//     {time: -1} for a time range. Unfiltered listings walk _id. Capped collections
-//     accept secondary indexes; Open creates the collection before them, since
-//     creating an index on a missing collection would create it uncapped.
+//   - audit_events and audit_events_unauthenticated {caller_key_id: 1, _id: -1},
+//     {method: 1, _id: -1}, {client_ip: 1, _id: -1}, {subject: 1, _id: -1},
+//     {code: 1, _id: -1}: one per ListAuditEvents filter field, so that the
+//     newest-first page of one caller, method, client, subject or code is an index
+//     walk from the page cursor; and {time: -1} for a time range. Unfiltered
+//     listings walk _id. A listing reads a page from each collection and merges them
+//     by _id. Capped collections accept secondary indexes; Open creates the
+//     collections before them, since creating an index on a missing collection would
+//     create it uncapped.
 //   - key_events {key_id: 1, _id: 1}: ListKeyEvents, one key's history in order.
 //   - refresh_tokens, temporary_tokens, claims {expire_time: 1} with
 //     expireAfterSeconds 0: TTL indexes, so MongoDB deletes expired documents by
@@ -108,8 +115,8 @@
 // # Audit writes
 //
 // The audit log hands InsertAuditEvents batches of events (hundreds at a time)
-// rather than one per request: each batch is one unordered insertMany, a single
-// round trip, where per-request inserts would cost one each. Unordered, the server
+// rather than one per request: each batch is one unordered insertMany per kind, a
+// round trip each, where per-request inserts would cost one each. Unordered, the server
 // attempts every document whatever happens to the others. A batch is safe to
 // retry: the event id, chosen by the caller, is the _id, so a document stored by an
 // earlier, partly failed or unacknowledged attempt fails with a duplicate key and
@@ -117,8 +124,8 @@
 // any other write error, or a write concern error, is returned (the events that did
 // go in stay, and the retry skips them). Nothing is ever stored twice.
 //
-// MongoDB bounds audit_events by itself, evicting the oldest documents in insertion
-// order (which is event order up to late or retried batches) once it is full, so
+// MongoDB bounds each audit collection by itself, evicting the oldest documents in
+// insertion order (which is event order up to late or retried batches) once it is full, so
 // TrimAuditEvents does nothing and returns 0, as the contract allows an engine that
 // bounds the log itself. FerretDB v1, the test stand-in, creates the capped
 // collection but does not enforce its size: on it the log is unbounded. FerretDB is

@@ -26,8 +26,12 @@ const (
 	ClaimsCollection          = "claims"
 	RevocationsCollection     = "revocations"
 	QuotaCollection           = "quota_usage"
-	// AuditCollection is the capped collection that holds audit events.
+	// AuditCollection is the capped collection that holds the audit events of
+	// authenticated calls.
 	AuditCollection = "audit_events"
+	// UnauthenticatedAuditCollection is the capped collection that holds the other
+	// audit events: calls without a valid credential, and throttled calls.
+	UnauthenticatedAuditCollection = "audit_events_unauthenticated"
 	// KeyEventsCollection holds the history of every key; it is never capped.
 	KeyEventsCollection = "key_events"
 )
@@ -39,6 +43,9 @@ const (
 	// DefaultAuditMaxBytes is the size of the audit collection when
 	// Options.AuditMaxBytes is 0.
 	DefaultAuditMaxBytes int64 = 1 << 30
+	// DefaultAuditUnauthenticatedMaxBytes is the size of the collection of the other
+	// audit events when Options.AuditUnauthenticatedMaxBytes is 0.
+	DefaultAuditUnauthenticatedMaxBytes int64 = 256 << 20
 	// openTimeout bounds the connection check and set-up in Open when the caller's
 	// context has no earlier deadline.
 	openTimeout = 30 * time.Second
@@ -51,9 +58,11 @@ type Options struct {
 	// Database is the database to use. When empty, the database named in the URI is
 	// used, else DefaultDatabase.
 	Database string
-	// AuditMaxBytes is the size of the capped audit collection when Open creates it;
-	// 0 means DefaultAuditMaxBytes. An existing collection is left as it is.
-	AuditMaxBytes int64
+	// AuditMaxBytes is the size of the capped collection of authenticated calls'
+	// audit events when Open creates it; 0 means DefaultAuditMaxBytes.
+	// AuditUnauthenticatedMaxBytes is that of the other events' collection; 0 means
+	// DefaultAuditUnauthenticatedMaxBytes. An existing collection is left as it is.
+	AuditMaxBytes, AuditUnauthenticatedMaxBytes int64
 }
 
 // Store is the MongoDB storage engine. It is safe for concurrent use.
@@ -78,12 +87,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.URI == "" {
 		return nil, errors.New("mongodb: open: URI is empty")
 	}
-	auditBytes := o.AuditMaxBytes
-	if auditBytes == 0 {
-		auditBytes = DefaultAuditMaxBytes
+	auditBytes := repository.AuditBounds{Authenticated: o.AuditMaxBytes, Unauthenticated: o.AuditUnauthenticatedMaxBytes}
+	if auditBytes.Authenticated == 0 {
+		auditBytes.Authenticated = DefaultAuditMaxBytes
 	}
-	if auditBytes < 0 {
-		return nil, fmt.Errorf("mongodb: open: AuditMaxBytes %d is negative", auditBytes)
+	if auditBytes.Unauthenticated == 0 {
+		auditBytes.Unauthenticated = DefaultAuditUnauthenticatedMaxBytes
+	}
+	if auditBytes.Authenticated < 0 || auditBytes.Unauthenticated < 0 {
+		return nil, fmt.Errorf("mongodb: open: AuditMaxBytes %d or AuditUnauthenticatedMaxBytes %d is negative", o.AuditMaxBytes, o.AuditUnauthenticatedMaxBytes)
 	}
 
 	// No client-level timeout (SetTimeout): it adds maxTimeMS to every command.
@@ -120,8 +132,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		},
 		revocations: &revocationRepo{coll: db.Collection(RevocationsCollection)},
 		audit: &auditRepo{
-			events:    db.Collection(AuditCollection),
-			keyEvents: db.Collection(KeyEventsCollection),
+			events:          db.Collection(AuditCollection),
+			unauthenticated: db.Collection(UnauthenticatedAuditCollection),
+			keyEvents:       db.Collection(KeyEventsCollection),
 		},
 	}
 	if err := s.setUp(ctx, auditBytes); err != nil {
@@ -172,7 +185,7 @@ var revocationIndexes = []mongo.IndexModel{
 	{Keys: bson.D{{Key: fieldOnce, Value: 1}}, Options: options.Index().SetUnique(true).SetSparse(true)},
 }
 
-// auditIndexes are the indexes of the capped audit_events collection: one per
+// auditIndexes are the indexes of both capped audit event collections: one per
 // ListAuditEvents filter field, each followed by _id descending so that the
 // newest-first page of one caller, method, client, subject or code is an index
 // walk, and time for a time range. A capped collection accepts secondary indexes;
@@ -209,16 +222,17 @@ const (
 	codeNotImplemented = 238
 )
 
-// setUp creates the capped audit collection and the indexes; every step is
+// setUp creates the capped audit collections and the indexes; every step is
 // idempotent.
-func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
-	// The audit collection first: creating its indexes would otherwise create it as
-	// an ordinary, unbounded collection.
-	err := s.db.CreateCollection(ctx, AuditCollection,
-		options.CreateCollection().SetCapped(true).SetSizeInBytes(auditBytes))
-	var se mongo.ServerError
-	if err != nil && !(errors.As(err, &se) && se.HasErrorCode(codeNamespaceExists)) {
-		return wrapErr("create audit collection", err)
+func (s *Store) setUp(ctx context.Context, auditBytes repository.AuditBounds) error {
+	// The audit collections first: creating their indexes would otherwise create
+	// them as ordinary, unbounded collections.
+	for name, size := range map[string]int64{AuditCollection: auditBytes.Authenticated, UnauthenticatedAuditCollection: auditBytes.Unauthenticated} {
+		err := s.db.CreateCollection(ctx, name, options.CreateCollection().SetCapped(true).SetSizeInBytes(size))
+		var se mongo.ServerError
+		if err != nil && !(errors.As(err, &se) && se.HasErrorCode(codeNamespaceExists)) {
+			return wrapErr("create "+name+" collection", err)
+		}
 	}
 	// One createIndexes command per index, not one for all: FerretDB v1.24 panics
 	// (and drops the connection) when a single command names two or more indexes
@@ -231,6 +245,7 @@ func (s *Store) setUp(ctx context.Context, auditBytes int64) error {
 		{s.signingKeys.coll, signingKeyIndexes},
 		{s.revocations.coll, revocationIndexes},
 		{s.audit.events, auditIndexes},
+		{s.audit.unauthenticated, auditIndexes},
 		{s.audit.keyEvents, keyEventIndexes},
 	} {
 		for _, ix := range c.indexes {

@@ -26,9 +26,10 @@ func open(t *testing.T) *mongodb.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := mongodb.Open(ctx, mongodb.Options{
-		URI:           mongotest.URI(t),
-		Database:      mongotest.Database(t),
-		AuditMaxBytes: 1 << 20,
+		URI:                          mongotest.URI(t),
+		Database:                     mongotest.Database(t),
+		AuditMaxBytes:                1 << 20,
+		AuditUnauthenticatedMaxBytes: 1 << 20,
 	})
 	require.NoError(t, err)
 	return s
@@ -46,7 +47,7 @@ func TestOpenIsIdempotent(t *testing.T) {
 	ctx := context.Background()
 	uri, db := mongotest.URI(t), mongotest.Database(t)
 	for i := range 2 {
-		s, err := mongodb.Open(ctx, mongodb.Options{URI: uri, Database: db, AuditMaxBytes: 1 << 20})
+		s, err := mongodb.Open(ctx, mongodb.Options{URI: uri, Database: db, AuditMaxBytes: 1 << 20, AuditUnauthenticatedMaxBytes: 256 << 10})
 		require.NoError(t, err, "open #%d", i+1)
 		require.NoError(t, s.Close(ctx))
 	}
@@ -76,15 +77,17 @@ func TestOpenIsIdempotent(t *testing.T) {
 	})
 
 	t.Run("AuditIndexes", func(t *testing.T) {
-		assert.ElementsMatch(t, []string{
-			"_id:1",
-			"caller_key_id:1,_id:-1",
-			"method:1,_id:-1",
-			"client_ip:1,_id:-1",
-			"subject:1,_id:-1",
-			"code:1,_id:-1",
-			"time:-1",
-		}, indexes(t, s, mongodb.AuditCollection))
+		for _, coll := range []string{mongodb.AuditCollection, mongodb.UnauthenticatedAuditCollection} {
+			assert.ElementsMatch(t, []string{
+				"_id:1",
+				"caller_key_id:1,_id:-1",
+				"method:1,_id:-1",
+				"client_ip:1,_id:-1",
+				"subject:1,_id:-1",
+				"code:1,_id:-1",
+				"time:-1",
+			}, indexes(t, s, coll), coll)
+		}
 	})
 
 	t.Run("KeyEventIndexes", func(t *testing.T) {
@@ -109,18 +112,19 @@ func TestOpenIsIdempotent(t *testing.T) {
 		}
 	})
 
-	t.Run("AuditCollectionIsCapped", func(t *testing.T) {
-		specs, err := s.Database().ListCollectionSpecifications(ctx,
-			bson.D{{Key: "name", Value: mongodb.AuditCollection}})
-		require.NoError(t, err)
-		require.Len(t, specs, 1)
-		var o struct {
-			Capped bool  `bson:"capped"`
-			Size   int64 `bson:"size"`
+	t.Run("AuditCollectionsAreCapped", func(t *testing.T) {
+		for coll, size := range map[string]int64{mongodb.AuditCollection: 1 << 20, mongodb.UnauthenticatedAuditCollection: 256 << 10} {
+			specs, err := s.Database().ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: coll}})
+			require.NoError(t, err)
+			require.Len(t, specs, 1, coll)
+			var o struct {
+				Capped bool  `bson:"capped"`
+				Size   int64 `bson:"size"`
+			}
+			require.NoError(t, bson.Unmarshal(specs[0].Options, &o), "options %v", specs[0].Options)
+			assert.True(t, o.Capped, "%s: options %v", coll, specs[0].Options)
+			assert.Equal(t, size, o.Size, "%s: the size of the first Open is kept", coll)
 		}
-		require.NoError(t, bson.Unmarshal(specs[0].Options, &o), "options %v", specs[0].Options)
-		assert.True(t, o.Capped, "options %v", specs[0].Options)
-		assert.Equal(t, int64(1<<20), o.Size, "the size of the first Open is kept")
 	})
 }
 

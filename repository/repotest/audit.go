@@ -18,12 +18,30 @@ func auditID(t time.Time, n int) string {
 	return fmt.Sprintf("%016x%08x", t.UnixNano(), n)
 }
 
+// sampleEvent makes an event; even-numbered ones are of authenticated calls, so
+// that every test stores both kinds.
 func sampleEvent(at time.Time, n int, key, method, code, ip string) *repository.AuditEvent {
 	return &repository.AuditEvent{
 		ID: auditID(at, n), Time: at, RequestID: fmt.Sprintf("req-%d", n), Method: method,
 		HTTPMethod: "POST", HTTPRoute: "/v1/keys:verify", CallerKeyID: key, Subject: "subject-" + key,
 		ClientIP: ip, UserAgent: "curl/8", Headers: map[string]string{"x-request-id": fmt.Sprintf("req-%d", n)},
-		Code: code, HTTPStatus: 200, Latency: 1500 * time.Microsecond,
+		Code: code, HTTPStatus: 200, Latency: 1500 * time.Microsecond, Authenticated: n%2 == 0,
+	}
+}
+
+// listAll pages through the events matching f older than before (all when empty),
+// pageSize at a time.
+func listAll(t *testing.T, audit repository.AuditRepository, f repository.AuditFilter, pageSize int, before string) []*repository.AuditEvent {
+	t.Helper()
+	var out []*repository.AuditEvent
+	for {
+		page, err := audit.ListAuditEvents(context.Background(), f, pageSize, before)
+		require.NoError(t, err)
+		if len(page) == 0 {
+			return out
+		}
+		out = append(out, page...)
+		before = page[len(page)-1].ID
 	}
 }
 
@@ -46,6 +64,8 @@ func testAudit(t *testing.T, fresh func(*testing.T) repository.Store) {
 		}
 		all[3].Method = "/keyward.v1.KeyService/CreateKey"
 		all[4].Headers, all[4].DenialReason, all[4].TokenID = nil, "lacks permission", "jti-4"
+		// Throttled refusals recorded together: their count and the last one's time.
+		all[7].Throttled, all[7].Count, all[7].EndTime = true, 37, at.Add(7*time.Second+59*time.Second)
 		require.NoError(t, audit.InsertAuditEvents(ctx, all[:10]))
 		require.NoError(t, audit.InsertAuditEvents(ctx, all[10:]))
 		require.NoError(t, audit.InsertAuditEvents(ctx, all[5:12]), "a retried batch is skipped, not duplicated")
@@ -55,6 +75,11 @@ func testAudit(t *testing.T, fresh func(*testing.T) repository.Store) {
 		require.Len(t, got, 20)
 		assert.Equal(t, all[19], got[0], "newest first, every field")
 		assert.Equal(t, all[4], got[15])
+		assert.Equal(t, all[7], got[12], "an aggregated event with its count and end")
+		for i, e := range got {
+			assert.Equal(t, all[19-i].ID, e.ID, "both kinds, in one order")
+			assert.Equal(t, all[19-i].Authenticated, e.Authenticated, "the kind is kept")
+		}
 
 		ids := func(es []*repository.AuditEvent) []string {
 			out := []string{}
@@ -88,17 +113,7 @@ func testAudit(t *testing.T, fresh func(*testing.T) repository.Store) {
 		page1, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 7, "")
 		require.NoError(t, err)
 		require.NoError(t, audit.InsertAuditEvents(ctx, []*repository.AuditEvent{sampleEvent(at.Add(time.Hour), 99, "key-c", "m", "OK", "10.0.0.9")}))
-		var rest []*repository.AuditEvent
-		before := page1[len(page1)-1].ID
-		for {
-			page, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 7, before)
-			require.NoError(t, err)
-			if len(page) == 0 {
-				break
-			}
-			rest = append(rest, page...)
-			before = page[len(page)-1].ID
-		}
+		rest := listAll(t, audit, repository.AuditFilter{}, 7, page1[len(page1)-1].ID)
 		assert.Equal(t, ids(got), append(ids(page1), ids(rest)...), "no event skipped or repeated")
 	})
 
@@ -110,16 +125,7 @@ func testAudit(t *testing.T, fresh func(*testing.T) repository.Store) {
 		}
 		require.NoError(t, audit.InsertAuditEvents(ctx, batch[:400]))
 		require.NoError(t, audit.InsertAuditEvents(ctx, batch), "a batch partly stored already is stored whole, once")
-		var got []*repository.AuditEvent
-		for before := ""; ; {
-			page, err := audit.ListAuditEvents(ctx, repository.AuditFilter{CallerKeyID: "key-big"}, 1000, before)
-			require.NoError(t, err)
-			if len(page) == 0 {
-				break
-			}
-			got = append(got, page...)
-			before = page[len(page)-1].ID
-		}
+		got := listAll(t, audit, repository.AuditFilter{CallerKeyID: "key-big"}, 1000, "")
 		require.Len(t, got, 700, "every event once")
 		assert.Equal(t, batch[699].ID, got[0].ID)
 		assert.Equal(t, batch[0].ID, got[699].ID)
@@ -131,11 +137,11 @@ func testAudit(t *testing.T, fresh func(*testing.T) repository.Store) {
 		var batch []*repository.AuditEvent
 		for i := range 200 {
 			e := sampleEvent(at.Add(time.Duration(i)*time.Millisecond), i, "key-a", "m", "OK", "10.0.0.1")
-			e.UserAgent = strings.Repeat("x", 400)
+			e.UserAgent, e.Authenticated = strings.Repeat("x", 400), true
 			batch = append(batch, e)
 		}
 		require.NoError(t, audit.InsertAuditEvents(ctx, batch))
-		deleted, err := audit.TrimAuditEvents(ctx, 20_000)
+		deleted, err := audit.TrimAuditEvents(ctx, repository.AuditBounds{Authenticated: 20_000, Unauthenticated: 20_000})
 		require.NoError(t, err)
 		left, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 1000, "")
 		require.NoError(t, err)
@@ -148,6 +154,63 @@ func testAudit(t *testing.T, fresh func(*testing.T) repository.Store) {
 		assert.Equal(t, int64(200-len(left)), deleted)
 		assert.Equal(t, batch[199].ID, left[0].ID, "the newest event is kept")
 		assert.Equal(t, batch[200-len(left)].ID, left[len(left)-1].ID, "the oldest ones went")
+	})
+
+	t.Run("KindsAreBoundedApart", func(t *testing.T) {
+		// An admin's events, then a flood of events of calls without a valid
+		// credential far beyond their bound, and the admin again.
+		audit := fresh(t).Audit()
+		var admin, flood []*repository.AuditEvent
+		n := 0
+		add := func(authenticated bool, to *[]*repository.AuditEvent) *repository.AuditEvent {
+			e := sampleEvent(at.Add(time.Duration(n)*time.Millisecond), n, "", "/keyward.v1.KeyService/ListKeys", "UNAUTHENTICATED", "203.0.113.9")
+			e.Authenticated, e.UserAgent = authenticated, strings.Repeat("f", 400)
+			if authenticated {
+				e.CallerKeyID, e.Method, e.Code = "admin", "/keyward.v1.KeyService/CreateKey", "OK"
+			}
+			n++
+			*to = append(*to, e)
+			return e
+		}
+		for range 20 {
+			add(true, &admin)
+		}
+		var batch []*repository.AuditEvent
+		for i := range 600 {
+			batch = append(batch, add(false, &flood))
+			if i%100 == 50 {
+				batch = append(batch, add(true, &admin)) // the admin works on during the flood
+			}
+		}
+		require.NoError(t, audit.InsertAuditEvents(ctx, admin[:20]))
+		require.NoError(t, audit.InsertAuditEvents(ctx, batch))
+		deleted, err := audit.TrimAuditEvents(ctx, repository.AuditBounds{Authenticated: 1 << 20, Unauthenticated: 20_000})
+		require.NoError(t, err)
+
+		kept, err := audit.ListAuditEvents(ctx, repository.AuditFilter{CallerKeyID: "admin"}, 1000, "")
+		require.NoError(t, err)
+		require.Len(t, kept, len(admin), "every event of an authenticated call is kept")
+		for i, e := range kept {
+			assert.Equal(t, admin[len(admin)-1-i].ID, e.ID)
+			assert.True(t, e.Authenticated)
+		}
+		left, err := audit.ListAuditEvents(ctx, repository.AuditFilter{Code: "UNAUTHENTICATED"}, 1000, "")
+		require.NoError(t, err)
+		require.NotEmpty(t, left)
+		assert.Equal(t, flood[len(flood)-1].ID, left[0].ID, "the newest of the flood is kept")
+		if deleted == 0 {
+			t.Logf("the engine bounds each kind itself (kept %d of %d flood events)", len(left), len(flood))
+		} else {
+			assert.Equal(t, int64(len(flood)-len(left)), deleted, "only the flood's own events went")
+			assert.Less(t, len(left), 60, "the flood is held to its bound")
+			assert.Equal(t, flood[len(flood)-len(left)].ID, left[len(left)-1].ID, "its oldest went first")
+		}
+
+		// Paging through both kinds at once skips and repeats nothing.
+		all, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 10_000, "")
+		require.NoError(t, err)
+		assert.Equal(t, all, listAll(t, audit, repository.AuditFilter{}, 7, ""))
+		assert.Len(t, all, len(admin)+len(left))
 	})
 
 	t.Run("KeyHistory", func(t *testing.T) {

@@ -59,7 +59,17 @@ type AuditEvent struct {
 	// Why the request was denied, when it was.
 	DenialReason string `protobuf:"bytes,15,opt,name=denial_reason,json=denialReason,proto3" json:"denial_reason,omitempty"`
 	// How long the request took.
-	Latency       *durationpb.Duration `protobuf:"bytes,16,opt,name=latency,proto3" json:"latency,omitempty"`
+	Latency *durationpb.Duration `protobuf:"bytes,16,opt,name=latency,proto3" json:"latency,omitempty"`
+	// How many calls the event stands for: 1 for a call of its own. Refusals of the
+	// failure limiter (`throttled`) are recorded together, one event per client network
+	// (an IPv4 address, an IPv6 /64), method and minute, from `time` (the first call) to
+	// `end_time` (the last); such an event keeps the details of its first call.
+	Count uint32 `protobuf:"varint,17,opt,name=count,proto3" json:"count,omitempty"`
+	// The time of the last call counted, for throttled refusals recorded together.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// The call was refused by the failure limiter: too many failed authentications from
+	// its client network.
+	Throttled     bool `protobuf:"varint,19,opt,name=throttled,proto3" json:"throttled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +214,27 @@ func (x *AuditEvent) GetLatency() *durationpb.Duration {
 		return x.Latency
 	}
 	return nil
+}
+
+func (x *AuditEvent) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetThrottled() bool {
+	if x != nil {
+		return x.Throttled
+	}
+	return false
 }
 
 // AuditFilter selects audit events; every set field must match.
@@ -750,7 +781,7 @@ var File_keyward_v1_audit_proto protoreflect.FileDescriptor
 const file_keyward_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"\x16keyward/v1/audit.proto\x12\n" +
-	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x04\n" +
+	"keyward.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x05\n" +
 	"\n" +
 	"AuditEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12.\n" +
@@ -774,7 +805,10 @@ const file_keyward_v1_audit_proto_rawDesc = "" +
 	"\vhttp_status\x18\x0e \x01(\x05R\n" +
 	"httpStatus\x12#\n" +
 	"\rdenial_reason\x18\x0f \x01(\tR\fdenialReason\x123\n" +
-	"\alatency\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\alatency\x1a:\n" +
+	"\alatency\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x14\n" +
+	"\x05count\x18\x11 \x01(\rR\x05count\x125\n" +
+	"\bend_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1c\n" +
+	"\tthrottled\x18\x13 \x01(\bR\tthrottled\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x02\n" +
@@ -856,25 +890,26 @@ var file_keyward_v1_audit_proto_depIdxs = []int32{
 	10, // 0: keyward.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	9,  // 1: keyward.v1.AuditEvent.headers:type_name -> keyward.v1.AuditEvent.HeadersEntry
 	11, // 2: keyward.v1.AuditEvent.latency:type_name -> google.protobuf.Duration
-	10, // 3: keyward.v1.AuditFilter.start_time:type_name -> google.protobuf.Timestamp
-	10, // 4: keyward.v1.AuditFilter.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 5: keyward.v1.ListAuditEventsRequest.filter:type_name -> keyward.v1.AuditFilter
-	0,  // 6: keyward.v1.ListAuditEventsResponse.events:type_name -> keyward.v1.AuditEvent
-	1,  // 7: keyward.v1.WatchAuditEventsRequest.filter:type_name -> keyward.v1.AuditFilter
-	0,  // 8: keyward.v1.WatchAuditEventsResponse.event:type_name -> keyward.v1.AuditEvent
-	10, // 9: keyward.v1.KeyHistoryEvent.time:type_name -> google.protobuf.Timestamp
-	6,  // 10: keyward.v1.ListKeyHistoryResponse.events:type_name -> keyward.v1.KeyHistoryEvent
-	2,  // 11: keyward.v1.AuditService.ListAuditEvents:input_type -> keyward.v1.ListAuditEventsRequest
-	4,  // 12: keyward.v1.AuditService.WatchAuditEvents:input_type -> keyward.v1.WatchAuditEventsRequest
-	7,  // 13: keyward.v1.AuditService.ListKeyHistory:input_type -> keyward.v1.ListKeyHistoryRequest
-	3,  // 14: keyward.v1.AuditService.ListAuditEvents:output_type -> keyward.v1.ListAuditEventsResponse
-	5,  // 15: keyward.v1.AuditService.WatchAuditEvents:output_type -> keyward.v1.WatchAuditEventsResponse
-	8,  // 16: keyward.v1.AuditService.ListKeyHistory:output_type -> keyward.v1.ListKeyHistoryResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 3: keyward.v1.AuditEvent.end_time:type_name -> google.protobuf.Timestamp
+	10, // 4: keyward.v1.AuditFilter.start_time:type_name -> google.protobuf.Timestamp
+	10, // 5: keyward.v1.AuditFilter.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 6: keyward.v1.ListAuditEventsRequest.filter:type_name -> keyward.v1.AuditFilter
+	0,  // 7: keyward.v1.ListAuditEventsResponse.events:type_name -> keyward.v1.AuditEvent
+	1,  // 8: keyward.v1.WatchAuditEventsRequest.filter:type_name -> keyward.v1.AuditFilter
+	0,  // 9: keyward.v1.WatchAuditEventsResponse.event:type_name -> keyward.v1.AuditEvent
+	10, // 10: keyward.v1.KeyHistoryEvent.time:type_name -> google.protobuf.Timestamp
+	6,  // 11: keyward.v1.ListKeyHistoryResponse.events:type_name -> keyward.v1.KeyHistoryEvent
+	2,  // 12: keyward.v1.AuditService.ListAuditEvents:input_type -> keyward.v1.ListAuditEventsRequest
+	4,  // 13: keyward.v1.AuditService.WatchAuditEvents:input_type -> keyward.v1.WatchAuditEventsRequest
+	7,  // 14: keyward.v1.AuditService.ListKeyHistory:input_type -> keyward.v1.ListKeyHistoryRequest
+	3,  // 15: keyward.v1.AuditService.ListAuditEvents:output_type -> keyward.v1.ListAuditEventsResponse
+	5,  // 16: keyward.v1.AuditService.WatchAuditEvents:output_type -> keyward.v1.WatchAuditEventsResponse
+	8,  // 17: keyward.v1.AuditService.ListKeyHistory:output_type -> keyward.v1.ListKeyHistoryResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_keyward_v1_audit_proto_init() }
