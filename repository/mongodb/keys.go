@@ -262,8 +262,8 @@ func (r *keyRepo) UpdateKey(ctx context.Context, k *repository.Key) error {
 	return nil
 }
 
-// RecordKeyUse moves last_used_time forward with $max, one unordered bulk write for
-// all keys. Unknown ids match nothing and are ignored.
+// RecordKeyUse moves last_used_time forward with $max, in unordered bulk writes of
+// recordUseBatch keys. Unknown ids match nothing and are ignored.
 func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) error {
 	models := make([]mongo.WriteModel, 0, len(uses))
 	for id, t := range uses {
@@ -274,12 +274,22 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) e
 			SetFilter(bson.D{{Key: fieldID, Value: id}}).
 			SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: fieldLastUsedTime, Value: t}}}}))
 	}
-	if len(models) == 0 {
-		return nil
+	// A few dozen updates per command: FerretDB v1 keeps one query of its 100-
+	// connection SQLite pool open per update of a command until the command ends,
+	// and a command of 100 or more updates waits for ever for a connection it holds
+	// itself. MongoDB gains nothing from bigger commands here.
+	for len(models) > 0 {
+		n := min(len(models), recordUseBatch)
+		if _, err := r.coll.BulkWrite(ctx, models[:n], options.BulkWrite().SetOrdered(false)); err != nil {
+			return wrapErr("record key use", err)
+		}
+		models = models[n:]
 	}
-	_, err := r.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	return wrapErr("record key use", err)
+	return nil
 }
+
+// recordUseBatch is the most updates RecordKeyUse sends in one command.
+const recordUseBatch = 50
 
 // quotaDoc counts the uses of one key in one window.
 type quotaDoc struct {

@@ -228,6 +228,27 @@ func testKeys(t *testing.T, caps Capabilities, fresh func(*testing.T) repository
 		assert.Equal(t, int64(51), got.Version)
 	})
 
+	// The usage flusher writes the uses of every key used since its last run at
+	// once: hundreds, on a busy instance.
+	t.Run("RecordKeyUseOfManyKeysAtOnce", func(t *testing.T) {
+		keys := fresh(t).Keys()
+		uses := map[string]time.Time{}
+		var ids []string
+		for i := range 300 {
+			k := SampleKey("acme", base)
+			require.NoError(t, keys.CreateKey(ctx, k))
+			uses[k.ID], ids = base.Add(time.Duration(i)*time.Second), append(ids, k.ID)
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		require.NoError(t, keys.RecordKeyUse(wctx, uses))
+		for _, id := range []string{ids[0], ids[150], ids[299]} {
+			got, err := keys.GetKey(ctx, id)
+			require.NoError(t, err)
+			assert.True(t, uses[id].Equal(got.LastUsedTime), "last used %v, want %v", got.LastUsedTime, uses[id])
+		}
+	})
+
 	t.Run("RecordKeyUseOnlyMovesForward", func(t *testing.T) {
 		keys := fresh(t).Keys()
 		k := SampleKey("acme", base)
