@@ -59,8 +59,9 @@ func TestAuditFloodCannotEraseAuthenticatedEvents(t *testing.T) {
 			require.NoError(t, err)
 
 			// The flood: bad keys from one address (its first failures refused as
-			// unauthenticated, the rest throttled) and from 3,000 others, one each,
-			// with a kilobyte of headers each, while the admin keeps working.
+			// unauthenticated, the rest throttled) and from 1,500 others, one each,
+			// with a kilobyte of headers each (1.3 KB stored: 2 MB in all), while the
+			// admin keeps working.
 			pad := strings.Repeat("f", 1000)
 			flood := func(n int, addr func(i int) string) {
 				var wg sync.WaitGroup
@@ -69,7 +70,7 @@ func TestAuditFloodCannotEraseAuthenticatedEvents(t *testing.T) {
 						for i := w; i < n; i += 8 {
 							ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs(
 								"authorization", "Bearer kw_live_aaaaaaaaaaaaaaaa_flood", "x-forwarded-for", addr(i),
-								"x-request-id", fmt.Sprintf("flood-%s-%d", addr(i), i), "referer", pad, "origin", pad, "accept", pad))
+								"x-request-id", fmt.Sprintf("flood-%s-%d", addr(i), i), "referer", pad, "origin", pad, "accept", pad, "x-real-ip", pad))
 							_, err := ks.ListKeys(ctx, &keywardv1.ListKeysRequest{})
 							if c := status.Code(err); c != codes.Unauthenticated && c != codes.ResourceExhausted {
 								t.Errorf("flood call: %v", err)
@@ -95,8 +96,12 @@ func TestAuditFloodCannotEraseAuthenticatedEvents(t *testing.T) {
 				}
 			})
 			spread := func(i int) string { return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255) }
-			flood(1500, func(int) string { return "203.0.113.9" })
-			flood(3000, spread)
+			spreadOver := 1500
+			if st.name == "mongodb" && mongoIsFerret() {
+				spreadOver = 300 // FerretDB trims nothing (see below): a smaller flood shows as much
+			}
+			flood(500, func(int) string { return "203.0.113.9" })
+			flood(spreadOver, spread)
 			close(done)
 			during.Wait()
 			_, err = ks.RevokeKey(as("mgmt-revoke-key"), &keywardv1.RevokeKeyRequest{KeyId: id, Reason: "after the flood"})
@@ -128,7 +133,7 @@ func TestAuditFloodCannotEraseAuthenticatedEvents(t *testing.T) {
 				}
 				require.Eventually(t, func() bool { return !floodEvent(0) }, 90*time.Second, 100*time.Millisecond,
 					"the flood outgrows its bound and its oldest events are trimmed")
-				assert.True(t, floodEvent(2999), "the newest of the flood is kept")
+				assert.True(t, floodEvent(spreadOver-1), "the newest of the flood is kept")
 			}
 			var all []*keywardv1.AuditEvent
 			for token := ""; ; {
