@@ -162,15 +162,14 @@ func signingKeyToProto(k *service.SigningKey, now time.Time) *keywardv1.SigningK
 		Kid: k.Kid, Algorithm: algorithms[k.Algorithm], CreateTime: timestamppb.New(k.CreateTime),
 		DeactivateTime: timeToProto(k.DeactivateTime), RetireTime: timeToProto(k.RetireTime),
 	}
-	switch k.State(now) {
-	case service.SigningActive:
-		out.State = keywardv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE
-	case service.SigningPublished:
-		out.State = keywardv1.SigningKeyState_SIGNING_KEY_STATE_PUBLISHED
-	default:
-		out.State = keywardv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED
-	}
+	out.State = signingKeyStates[k.State(now)]
 	return out
+}
+
+var signingKeyStates = map[service.SigningKeyState]keywardv1.SigningKeyState{
+	service.SigningActive:    keywardv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE,
+	service.SigningPublished: keywardv1.SigningKeyState_SIGNING_KEY_STATE_PUBLISHED,
+	service.SigningRetired:   keywardv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED,
 }
 
 func (s *tokenServer) ListSigningKeys(ctx context.Context, _ *keywardv1.ListSigningKeysRequest) (*keywardv1.ListSigningKeysResponse, error) {

@@ -166,9 +166,16 @@ const (
 	VerificationReason_VERIFICATION_REASON_IP_NOT_ALLOWED VerificationReason = 9
 	// The client address is in a country the key may not be used from.
 	VerificationReason_VERIFICATION_REASON_COUNTRY_NOT_ALLOWED VerificationReason = 10
-	// The key's rate limit is exhausted for now.
+	// Never answered: a key over its rate limit is refused with RESOURCE_EXHAUSTED
+	// (HTTP 429), a RetryInfo detail and Retry-After, like every call over a limit.
+	// Kept so that the wire stays compatible.
+	//
+	// Deprecated: Marked as deprecated in keyward/v1/keys.proto.
 	VerificationReason_VERIFICATION_REASON_RATE_LIMITED VerificationReason = 11
-	// The key's usage quota is exhausted for the period.
+	// Never answered: a key over its quota is refused with RESOURCE_EXHAUSTED (HTTP
+	// 429) saying when the quota refills. Kept so that the wire stays compatible.
+	//
+	// Deprecated: Marked as deprecated in keyward/v1/keys.proto.
 	VerificationReason_VERIFICATION_REASON_QUOTA_EXCEEDED VerificationReason = 12
 	// The secret's environment prefix does not match the key's environment (told
 	// only to callers who may read the key).
@@ -2194,7 +2201,7 @@ const file_keyward_v1_keys_proto_rawDesc = "" +
 	"\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_STATE_ACTIVE\x10\x01\x12\x15\n" +
 	"\x11KEY_STATE_REVOKED\x10\x02\x12\x15\n" +
-	"\x11KEY_STATE_EXPIRED\x10\x03*\xa3\x04\n" +
+	"\x11KEY_STATE_EXPIRED\x10\x03*\xab\x04\n" +
 	"\x12VerificationReason\x12#\n" +
 	"\x1fVERIFICATION_REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16VERIFICATION_REASON_OK\x10\x01\x12!\n" +
@@ -2207,9 +2214,9 @@ const file_keyward_v1_keys_proto_rawDesc = "" +
 	"%VERIFICATION_REASON_PERMISSION_DENIED\x10\b\x12&\n" +
 	"\"VERIFICATION_REASON_IP_NOT_ALLOWED\x10\t\x12+\n" +
 	"'VERIFICATION_REASON_COUNTRY_NOT_ALLOWED\x10\n" +
-	"\x12$\n" +
-	" VERIFICATION_REASON_RATE_LIMITED\x10\v\x12&\n" +
-	"\"VERIFICATION_REASON_QUOTA_EXCEEDED\x10\f\x12,\n" +
+	"\x12(\n" +
+	" VERIFICATION_REASON_RATE_LIMITED\x10\v\x1a\x02\b\x01\x12*\n" +
+	"\"VERIFICATION_REASON_QUOTA_EXCEEDED\x10\f\x1a\x02\b\x01\x12,\n" +
 	"(VERIFICATION_REASON_ENVIRONMENT_MISMATCH\x10\r2\xcc\t\n" +
 	"\n" +
 	"KeyService\x12]\n" +
