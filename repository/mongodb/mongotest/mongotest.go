@@ -1,30 +1,37 @@
 // Package mongotest gives tests a MongoDB wire-protocol server: the MongoDB at
 // KEYWARD_TEST_MONGODB_URI when that is set, otherwise a FerretDB v1 (SQLite
-// handler) embedded in the test process, started on first use and shared by all
-// tests of the process. FerretDB is not MongoDB (see IsFerretDB and the shared
-// FerretDB note, notes/ferretdb.md): tests that need MongoDB's own guarantees, such
-// as atomic conditional updates, skip on it and say why.
+// handler) started by the tests on first use and shared by all tests of the
+// process. FerretDB is not MongoDB (see IsFerretDB and the FerretDB notes in
+// docs/ferretdb.md): tests that need MongoDB's own guarantees, such as atomic
+// conditional updates, skip on it and say why.
 //
-// The embedded FerretDB keeps its SQLite files in a temporary directory
-// (keyward-ferretdb-*) that outlives the process; the databases in it are dropped
-// by Database's cleanup, so what remains is small.
+// FerretDB runs in a process of its own, built once per test process from the
+// pinned module (ferretdbserver), so that it and its SQLite engine run without the
+// race detector the tests are built with: instrumented in the test process, they
+// took most of the time of every test on MongoDB. The process ends with the test
+// process. It keeps its SQLite files in a temporary directory (keyward-ferretdb-*)
+// that outlives the process; the databases in it are dropped by Database's
+// cleanup, so what remains is small.
 //
-// It is for tests only: importing it links FerretDB into the binary.
+// It is for tests only.
 package mongotest
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -32,82 +39,138 @@ import (
 // EnvURI names the environment variable that points the tests at a real MongoDB.
 const EnvURI = "KEYWARD_TEST_MONGODB_URI"
 
-// EnvFerretDBLog, when set, lets the embedded FerretDB log to stderr (at debug level
+// EnvFerretDBLog, when set, lets FerretDB log to the tests' stderr (at debug level
 // when its value is "debug"); otherwise its logs are discarded.
 const EnvFerretDBLog = "KEYWARD_TEST_FERRETDB_LOG"
+
+// serverPackage is the command that serves FerretDB for the tests.
+const serverPackage = "github.com/keyward/keyward/repository/mongodb/mongotest/ferretdbserver"
 
 var (
 	startOnce sync.Once
 	ferretURI string
 	startErr  error
+
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
 )
 
-// IsFerretDB reports whether the tests run against the embedded FerretDB, that is
-// whether KEYWARD_TEST_MONGODB_URI is unset.
+// IsFerretDB reports whether the tests run against FerretDB, that is whether
+// KEYWARD_TEST_MONGODB_URI is unset.
 func IsFerretDB() bool { return os.Getenv(EnvURI) == "" }
 
 // URI returns the connection string of the test server: KEYWARD_TEST_MONGODB_URI
-// when set, else that of the embedded FerretDB, which the first call starts and
-// which serves until the test process exits. It fails t when FerretDB cannot start.
+// when set, else that of the shared FerretDB, which the first call starts and which
+// serves until the test process exits. It fails t when FerretDB cannot start.
 func URI(t testing.TB) string {
 	t.Helper()
 	if u := os.Getenv(EnvURI); u != "" {
 		return u
 	}
-	startOnce.Do(func() { ferretURI, startErr = startFerretDB() })
+	startOnce.Do(func() {
+		var dir string
+		if dir, startErr = os.MkdirTemp("", "keyward-ferretdb-"); startErr != nil {
+			return
+		}
+		var p *process
+		if p, startErr = startProcess("127.0.0.1:0", dir); startErr != nil {
+			return
+		}
+		// Never stopped: it ends with the test process, whose end closes its stdin.
+		ferretURI = p.uri
+		startErr = ping(ferretURI)
+	})
 	if startErr != nil {
-		t.Fatalf("mongotest: starting the embedded FerretDB: %v", startErr)
+		t.Fatalf("mongotest: starting FerretDB: %v", startErr)
 	}
 	return ferretURI
 }
 
-// startFerretDB starts FerretDB on a free loopback port, with its SQLite files in a
-// new temporary directory, and waits until it answers a ping.
-func startFerretDB() (string, error) {
-	dir, err := os.MkdirTemp("", "keyward-ferretdb-")
-	if err != nil {
-		return "", err
-	}
-	f, err := ferretdb.New(&ferretdb.Config{
-		// Port 0: the kernel picks a free port; New binds it, so MongoDBURI is ready
-		// (and the port taken) before Run.
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
-		Logger:    ferretLogger(),
+// build compiles the FerretDB server once per test process, into a temporary
+// directory; the Go build cache makes it quick after the first time.
+func build() (string, error) {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keyward-ferretdbserver-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "ferretdbserver")
+		cmd := exec.Command("go", "build", "-o", binary, serverPackage)
+		// Whatever flags the tests were built with, FerretDB is built plain.
+		cmd.Env = append(os.Environ(), "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build %s: %w: %s", serverPackage, err, out)
+		}
 	})
-	if err != nil {
-		return "", err
-	}
-	// Run serves until its context is cancelled: never, so FerretDB lives as long as
-	// the test process.
-	go func() { _ = f.Run(context.Background()) }()
-	uri := f.MongoDBURI()
+	return binary, buildErr
+}
 
+// process is a running FerretDB server.
+type process struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	uri   string
+	done  chan struct{}
+}
+
+// startProcess starts FerretDB on addr with its files in dir and returns once it
+// accepts connections.
+func startProcess(addr, dir string) (*process, error) {
+	bin, err := build()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-listen", addr, "-dir", dir)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		p.stop()
+		return nil, fmt.Errorf("reading the FerretDB server's address: %w", err)
+	}
+	p.uri = strings.TrimSpace(line)
+	return p, nil
+}
+
+// stop ends the process: its stdin closes, it shuts down and exits. One that has
+// not exited after 30 s is killed.
+func (p *process) stop() {
+	_ = p.stdin.Close()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// ping waits until the server at uri answers.
+func ping(uri string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer func() { _ = c.Disconnect(context.Background()) }()
 	if err := c.Ping(ctx, nil); err != nil {
-		return "", fmt.Errorf("ping %s: %w", uri, err)
+		return fmt.Errorf("ping %s: %w", uri, err)
 	}
-	return uri, nil
-}
-
-// ferretLogger discards FerretDB's logs (it logs every connection and command)
-// unless EnvFerretDBLog is set.
-func ferretLogger() *slog.Logger {
-	switch os.Getenv(EnvFerretDBLog) {
-	case "":
-		return slog.New(slog.DiscardHandler)
-	case "debug":
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	default:
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
+	return nil
 }
 
 // Database returns a fresh, random database name on the test server and drops that
@@ -135,11 +198,10 @@ func Database(t testing.TB) string {
 // Instance is a FerretDB a test owns: it can stop it and start it again on the same
 // address and files, to test outages.
 type Instance struct {
-	t      testing.TB
-	dir    string
-	addr   string
-	cancel context.CancelFunc
-	done   chan struct{}
+	t    testing.TB
+	dir  string
+	addr string
+	p    *process
 }
 
 // StartInstance starts a FerretDB of the test's own on a free port; Stop and
@@ -154,25 +216,19 @@ func StartInstance(t testing.TB) *Instance {
 
 func (in *Instance) start(addr string) {
 	in.t.Helper()
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + in.dir + "/",
-		Logger:    ferretLogger(),
-	})
+	p, err := startProcess(addr, in.dir)
 	if err != nil {
 		in.t.Fatalf("starting FerretDB: %v", err)
 	}
 	if in.addr == "" {
-		u, err := url.Parse(f.MongoDBURI())
+		u, err := url.Parse(p.uri)
 		if err != nil {
+			p.stop()
 			in.t.Fatal(err)
 		}
 		in.addr = u.Host
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	in.cancel, in.done = cancel, make(chan struct{})
-	go func() { defer close(in.done); _ = f.Run(ctx) }()
+	in.p = p
 }
 
 // URI is the instance's connection string.
@@ -180,15 +236,17 @@ func (in *Instance) URI() string { return "mongodb://" + in.addr + "/" }
 
 // Stop stops the instance; its connections drop.
 func (in *Instance) Stop() {
-	if in.cancel != nil {
-		in.cancel()
-		<-in.done
-		in.cancel = nil
+	if in.p != nil {
+		in.p.stop()
+		in.p = nil
 	}
 }
 
 // Restart starts the stopped instance again on the same address and files.
 func (in *Instance) Restart() {
 	in.t.Helper()
+	if in.p != nil {
+		in.t.Fatal(errors.New("mongotest: Restart of an instance that runs"))
+	}
 	in.start(in.addr)
 }
