@@ -266,12 +266,12 @@ func TestUnknownCommandsAndFlags(t *testing.T) {
 	}
 }
 
-// The server's errors are printed with their status code in words, as people
-// write them: "invalid argument", not InvalidArgument or invalidargument.
+// The server's errors are printed with their status code in words, and a field
+// the server rejects is named by the flag or argument that set it.
 func TestServerErrorsAreReadable(t *testing.T) {
 	kw := servertest.Start(t)
 	admin := kw.AdminKey
-	revoked, _ := createKey(t, kw, admin, "--name", "till", "--owner", "store-12", "--permission", "orders")
+	revoked, secret := createKey(t, kw, admin, "--name", "till", "--owner", "store-12", "--permission", "orders")
 	code, _, errs := keyward(t, kw, admin, "keys", "revoke", revoked)
 	require.Equal(t, 0, code, errs)
 	_, reader := createKey(t, kw, admin, "--name", "reader", "--owner", "store-12", "--permission", "orders:read")
@@ -283,8 +283,26 @@ func TestServerErrorsAreReadable(t *testing.T) {
 		code int
 		want string // a line of standard error
 	}{
-		{"invalid argument", admin, []string{"keys", "create", "--owner", "x"}, cli.ExitUsage,
-			"keyward: invalid argument: "},
+		{"a rule of the request", admin, []string{"keys", "create", "--owner", "x"}, cli.ExitUsage,
+			"keyward: invalid argument: --name: must be at least 1 characters"},
+		{"every rule broken, a line each", admin, []string{"keys", "create"}, cli.ExitUsage,
+			"  --owner: must be at least 1 characters"},
+		{"a duration", admin, []string{"tokens", "issue", "--ttl", "1000h"}, cli.ExitUsage,
+			"keyward: invalid argument: --ttl: must be greater than 0s and less than or equal to"},
+		{"a grace period", admin, []string{"keys", "rotate", revoked, "--grace", "10000h"}, cli.ExitUsage,
+			"keyward: invalid argument: --grace: must be"},
+		{"a value of a repeated flag", admin, []string{"keys", "create", "--name", "a", "--owner", "b", "--cidr", "10.0.0.0/8", "--cidr", "nope"}, cli.ExitUsage,
+			"keyward: invalid argument: --cidr #2: must be a valid IP prefix"},
+		{"the service's own check", admin, []string{"keys", "create", "--name", "a", "--owner", "b", "--permission", "Orders"}, cli.ExitUsage,
+			`keyward: invalid argument: --permission: permission "Orders"`},
+		{"an address", admin, []string{"keys", "verify", secret, "--client-ip", "nope"}, cli.ExitUsage,
+			"keyward: invalid argument: --client-ip: must be a valid IP address"},
+		{"a filter", admin, []string{"audit", "list", "--client-ip", "nope"}, cli.ExitUsage,
+			"keyward: invalid argument: --client-ip: must be a valid IP address"},
+		{"an argument", admin, []string{"keys", "get", "not-a-key-id"}, cli.ExitUsage,
+			"keyward: invalid argument: KEY_ID: does not match regex pattern"},
+		{"a role's name", admin, []string{"roles", "create", "Cashier"}, cli.ExitUsage,
+			"keyward: invalid argument: NAME: does not match regex pattern"},
 		{"not found", admin, []string{"keys", "get", "aaaaaaaaaaaaaaaa"}, cli.ExitNotFound,
 			`keyward: not found: key "aaaaaaaaaaaaaaaa" not found`},
 		{"permission denied", reader, []string{"roles", "list"}, cli.ExitDenied,

@@ -14,6 +14,10 @@ func auditCommand(c *client) *cobra.Command {
 	return c.group("audit", "the audit log: list and tail", auditList(c), auditTail(c))
 }
 
+// auditFields names the flags of an AuditFilter's fields.
+var auditFields = fieldFlags{"filter.caller_key_id": "--key", "filter.method": "--method",
+	"filter.code": "--code", "filter.client_ip": "--client-ip", "page_size": "--limit"}
+
 // auditFilter adds the filter flags to cmd and returns the filter they set.
 func auditFilter(cmd *cobra.Command) *keywardv1.AuditFilter {
 	f := &keywardv1.AuditFilter{}
@@ -28,9 +32,10 @@ func auditFilter(cmd *cobra.Command) *keywardv1.AuditFilter {
 func auditList(c *client) *cobra.Command {
 	var size int
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "list audit events, newest first",
-		Args:  exactly(),
+		Use:         "list",
+		Short:       "list audit events, newest first",
+		Args:        exactly(),
+		Annotations: auditFields,
 	}
 	filter := auditFilter(cmd)
 	cmd.Flags().IntVar(&size, "limit", 50, "the most events to list")
@@ -46,9 +51,10 @@ func auditList(c *client) *cobra.Command {
 
 func auditTail(c *client) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "tail",
-		Short: "follow audit events as they are written, until interrupted",
-		Args:  exactly(),
+		Use:         "tail",
+		Short:       "follow audit events as they are written, until interrupted",
+		Args:        exactly(),
+		Annotations: auditFields,
 	}
 	filter := auditFilter(cmd)
 	cmd.RunE = func(*cobra.Command, []string) error {

@@ -8,7 +8,8 @@
 //   - client.go: the connection and output flags (--server, --tls, --ca-file, -o),
 //     the API key from KEYWARD_API_KEY, and secrets read from standard input;
 //   - output.go: tables and JSON;
-//   - errors.go: exit codes, and errors printed with readable status names;
+//   - errors.go: exit codes, and errors printed with readable status names and
+//     with the flag or argument that set a field the server rejected;
 //   - help.go: the help of every command, and the one-line list of all of them.
 //
 // The commands are built with spf13/cobra, a new tree for each Run, so that

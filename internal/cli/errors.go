@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	"buf.build/go/protovalidate"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,7 +75,7 @@ func report(w io.Writer, cmd *cobra.Command, err error) int {
 		return e.code
 	}
 	if st, ok := status.FromError(err); ok && !isExit {
-		fmt.Fprintf(w, "keyward: %s: %s\n", statusWord(st.Code()), st.Message())
+		fmt.Fprintf(w, "keyward: %s: %s\n", statusWord(st.Code()), serverMessage(cmd, st))
 		return statusExit(st.Code())
 	}
 	code := ExitUsage
@@ -116,4 +120,62 @@ func statusWord(c codes.Code) string {
 		prev = r
 	}
 	return b.String()
+}
+
+// fieldFlags, a command's Annotations, maps each request field path the command
+// sets to the flag or argument that sets it, so that an INVALID_ARGUMENT naming a
+// field names what the user typed: {"ttl": "--ttl", "key_id": "KEY_ID"}.
+type fieldFlags = map[string]string
+
+// serverMessage is a status's message, where INVALID_ARGUMENT names the flag or
+// argument for the request field it names: one line per violation of the request's
+// rules (the details protovalidate sends), or the service's own message, which
+// starts with the field.
+func serverMessage(cmd *cobra.Command, st *status.Status) string {
+	if st.Code() != codes.InvalidArgument || cmd == nil {
+		return st.Message()
+	}
+	var lines []string
+	for _, d := range st.Details() {
+		v, ok := d.(*validate.Violations)
+		if !ok {
+			continue
+		}
+		for _, v := range v.GetViolations() {
+			line := v.GetMessage()
+			if path := protovalidate.FieldPathString(v.GetField()); path != "" {
+				line = flagFor(cmd, path) + ": " + line
+			}
+			lines = append(lines, line)
+		}
+	}
+	switch len(lines) {
+	case 0:
+		field, rest, ok := strings.Cut(st.Message(), ": ")
+		if ok && fieldPath.MatchString(field) {
+			return flagFor(cmd, field) + ": " + rest
+		}
+		return st.Message()
+	case 1:
+		return lines[0]
+	}
+	return "\n  " + strings.Join(lines, "\n  ")
+}
+
+// fieldPath matches a request field path as the server writes it: role.permissions[2].
+var fieldPath = regexp.MustCompile(`^[a-z_]+(\.[a-z_]+)*(\[\d+\])?$`)
+
+// flagFor names the flag or argument of cmd that sets the field at path; the
+// path itself when cmd has none. A value of a repeated flag is counted from 1:
+// permissions[1] is "--permission #2".
+func flagFor(cmd *cobra.Command, path string) string {
+	field, index, indexed := strings.Cut(strings.TrimSuffix(path, "]"), "[")
+	flag, ok := cmd.Annotations[field]
+	if !ok {
+		return path
+	}
+	if n, err := strconv.Atoi(index); indexed && err == nil {
+		return fmt.Sprintf("%s #%d", flag, n+1)
+	}
+	return flag
 }

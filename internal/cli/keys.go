@@ -29,6 +29,9 @@ func keysCreate(c *client) *cobra.Command {
 		Use:   "create",
 		Short: "create an API key; its secret is shown only now",
 		Args:  exactly(),
+		Annotations: fieldFlags{"name": "--name", "owner": "--owner", "environment": "--env",
+			"permissions": "--permission", "roles": "--role", "allowed_cidrs": "--cidr",
+			"allowed_countries": "--country", "expire_time": "--expires-in"},
 		RunE: func(*cobra.Command, []string) error {
 			req := &keywardv1.CreateKeyRequest{Name: name, Owner: owner, Permissions: perms, Roles: roles,
 				AllowedCidrs: cidrs, AllowedCountries: countries}
@@ -73,9 +76,10 @@ func keysList(c *client) *cobra.Command {
 		all          bool
 	)
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "list API keys, newest first",
-		Args:  exactly(),
+		Use:         "list",
+		Short:       "list API keys, newest first",
+		Args:        exactly(),
+		Annotations: fieldFlags{"owner": "--owner", "state": "--state", "page_size": "--page-size"},
 		RunE: func(*cobra.Command, []string) error {
 			req := &keywardv1.ListKeysRequest{Owner: owner, PageSize: int32(size)}
 			if state != "" {
@@ -111,9 +115,10 @@ func keysList(c *client) *cobra.Command {
 
 func keysGet(c *client) *cobra.Command {
 	return &cobra.Command{
-		Use:   "get KEY_ID",
-		Short: "show a key (never its secret)",
-		Args:  exactly("KEY_ID"),
+		Use:         "get KEY_ID",
+		Short:       "show a key (never its secret)",
+		Args:        exactly("KEY_ID"),
+		Annotations: fieldFlags{"key_id": "KEY_ID"},
 		RunE: func(_ *cobra.Command, args []string) error {
 			resp, err := c.keys().GetKey(c.ctx, &keywardv1.GetKeyRequest{KeyId: args[0]})
 			if err != nil {
@@ -127,9 +132,10 @@ func keysGet(c *client) *cobra.Command {
 func keysRotate(c *client) *cobra.Command {
 	var grace time.Duration
 	cmd := &cobra.Command{
-		Use:   "rotate KEY_ID",
-		Short: "give a key a new secret, shown only now",
-		Args:  exactly("KEY_ID"),
+		Use:         "rotate KEY_ID",
+		Short:       "give a key a new secret, shown only now",
+		Args:        exactly("KEY_ID"),
+		Annotations: fieldFlags{"key_id": "KEY_ID", "grace_period": "--grace"},
 		RunE: func(_ *cobra.Command, args []string) error {
 			resp, err := c.keys().RotateKey(c.ctx, &keywardv1.RotateKeyRequest{KeyId: args[0], GracePeriod: durationpb.New(grace)})
 			if err != nil {
@@ -149,9 +155,10 @@ func keysRotate(c *client) *cobra.Command {
 func keysRevoke(c *client) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "revoke KEY_ID",
-		Short: "revoke a key, at once and for good",
-		Args:  exactly("KEY_ID"),
+		Use:         "revoke KEY_ID",
+		Short:       "revoke a key, at once and for good",
+		Args:        exactly("KEY_ID"),
+		Annotations: fieldFlags{"key_id": "KEY_ID", "reason": "--reason"},
 		RunE: func(_ *cobra.Command, args []string) error {
 			resp, err := c.keys().RevokeKey(c.ctx, &keywardv1.RevokeKeyRequest{KeyId: args[0], Reason: reason})
 			if err != nil {
@@ -174,6 +181,8 @@ func keysVerify(c *client) *cobra.Command {
 A secret given as - is read from standard input, which keeps it out of the
 process list and the shell's history: echo "$SECRET" | keyward keys verify -`,
 		Args: exactly("SECRET|-"),
+		Annotations: fieldFlags{"secret": "SECRET", "required_permission": "--permission",
+			"client_ip": "--client-ip"},
 		RunE: func(_ *cobra.Command, args []string) error {
 			secret, err := c.secret("SECRET", args[0])
 			if err != nil {

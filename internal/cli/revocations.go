@@ -17,9 +17,10 @@ func revocationsCommand(c *client) *cobra.Command {
 func revocationsWatch(c *client) *cobra.Command {
 	var after uint64
 	cmd := &cobra.Command{
-		Use:   "watch",
-		Short: "follow revocations as they happen, until interrupted",
-		Args:  exactly(),
+		Use:         "watch",
+		Short:       "follow revocations as they happen, until interrupted",
+		Args:        exactly(),
+		Annotations: fieldFlags{"after_sequence": "--after"},
 		RunE: func(*cobra.Command, []string) error {
 			stream, err := c.revocations().WatchRevocations(c.ctx, &keywardv1.WatchRevocationsRequest{AfterSequence: after})
 			if err != nil {

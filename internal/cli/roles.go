@@ -16,15 +16,19 @@ func rolesCommand(c *client) *cobra.Command {
 		rolesCreate(c), rolesList(c), rolesGet(c), rolesUpdate(c), rolesDelete(c))
 }
 
+// roleFields names the flags of a Role's fields.
+var roleFields = fieldFlags{"role.name": "NAME", "role.description": "--description", "role.permissions": "--permission"}
+
 func rolesCreate(c *client) *cobra.Command {
 	var (
 		perms []string
 		desc  string
 	)
 	cmd := &cobra.Command{
-		Use:   "create NAME",
-		Short: "create a role",
-		Args:  exactly("NAME"),
+		Use:         "create NAME",
+		Short:       "create a role",
+		Args:        exactly("NAME"),
+		Annotations: roleFields,
 		RunE: func(_ *cobra.Command, args []string) error {
 			resp, err := c.keys().CreateRole(c.ctx, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: args[0], Description: desc, Permissions: perms}})
 			if err != nil {
@@ -55,9 +59,10 @@ func rolesList(c *client) *cobra.Command {
 
 func rolesGet(c *client) *cobra.Command {
 	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "show a role",
-		Args:  exactly("NAME"),
+		Use:         "get NAME",
+		Short:       "show a role",
+		Args:        exactly("NAME"),
+		Annotations: fieldFlags{"name": "NAME"},
 		RunE: func(_ *cobra.Command, args []string) error {
 			resp, err := c.keys().GetRole(c.ctx, &keywardv1.GetRoleRequest{Name: args[0]})
 			if err != nil {
@@ -71,9 +76,10 @@ func rolesGet(c *client) *cobra.Command {
 func rolesUpdate(c *client) *cobra.Command {
 	var perms []string
 	cmd := &cobra.Command{
-		Use:   "update NAME",
-		Short: "replace a role's permissions",
-		Args:  exactly("NAME"),
+		Use:         "update NAME",
+		Short:       "replace a role's permissions",
+		Args:        exactly("NAME"),
+		Annotations: roleFields,
 		RunE: func(_ *cobra.Command, args []string) error {
 			resp, err := c.keys().UpdateRole(c.ctx, &keywardv1.UpdateRoleRequest{
 				Role:       &keywardv1.Role{Name: args[0], Permissions: perms},
@@ -91,9 +97,10 @@ func rolesUpdate(c *client) *cobra.Command {
 
 func rolesDelete(c *client) *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete NAME",
-		Short: "delete a role; the keys that held it lose it",
-		Args:  exactly("NAME"),
+		Use:         "delete NAME",
+		Short:       "delete a role; the keys that held it lose it",
+		Args:        exactly("NAME"),
+		Annotations: fieldFlags{"name": "NAME"},
 		RunE: func(_ *cobra.Command, args []string) error {
 			resp, err := c.keys().DeleteRole(c.ctx, &keywardv1.DeleteRoleRequest{Name: args[0]})
 			if err != nil {

@@ -24,9 +24,10 @@ func tokensIssue(c *client) *cobra.Command {
 		refresh    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "issue",
-		Short: "issue an access token to the API key in KEYWARD_API_KEY",
-		Args:  exactly(),
+		Use:         "issue",
+		Short:       "issue an access token to the API key in KEYWARD_API_KEY",
+		Args:        exactly(),
+		Annotations: fieldFlags{"audience": "--audience", "permissions": "--permission", "ttl": "--ttl"},
 		RunE: func(*cobra.Command, []string) error {
 			req := &keywardv1.IssueTokenRequest{Audience: aud, Permissions: perms, IncludeRefreshToken: refresh}
 			if ttl > 0 {
@@ -61,6 +62,8 @@ func tokensValidate(c *client) *cobra.Command {
 Exit code 5 when it is not valid. A token given as - is read from standard
 input, which keeps it out of the process list and the shell's history.`,
 		Args: exactly("TOKEN|-"),
+		Annotations: fieldFlags{"token": "TOKEN", "audience": "--audience",
+			"required_permission": "--permission"},
 		RunE: func(_ *cobra.Command, args []string) error {
 			token, err := c.secret("TOKEN", args[0])
 			if err != nil {
@@ -90,6 +93,8 @@ func tokensRevoke(c *client) *cobra.Command {
 whole session of a refresh token (--refresh). A token given as - is read from
 standard input.`,
 		Args: exactly(),
+		Annotations: fieldFlags{"access_token": "--token", "token_id": "--jti", "refresh_token": "--refresh",
+			"target": "--token, --jti or --refresh", "reason": "--reason"},
 		RunE: func(*cobra.Command, []string) error {
 			if given := nonEmpty(token, jti, refresh); given != 1 {
 				return usageError("give one of --token, --jti or --refresh (%d given)", given)
