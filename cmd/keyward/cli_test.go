@@ -121,6 +121,45 @@ func TestCLIAgainstARealServer(t *testing.T) {
 	assert.Equal(t, 0, code)
 }
 
+// Signing keys are listed and rotated; tokens issued after a rotation are signed
+// with the new key, and the old one keeps verifying.
+func TestSigningKeys(t *testing.T) {
+	kw := servertest.Start(t)
+	admin := kw.AdminKey
+	code, out, errs := keyward(t, kw, admin, "tokens", "issue", "-o", "json")
+	require.Equal(t, 0, code, errs)
+	var before struct {
+		AccessToken string `json:"access_token"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &before), out)
+
+	code, out, errs = keyward(t, kw, admin, "signing-keys", "rotate", "--algorithm", "eddsa", "-o", "json")
+	require.Equal(t, 0, code, errs)
+	var rotated struct {
+		SigningKey struct {
+			Kid       string `json:"kid"`
+			Algorithm string `json:"algorithm"`
+			State     string `json:"state"`
+		} `json:"signing_key"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rotated), out)
+	assert.Equal(t, "SIGNING_ALGORITHM_EDDSA", rotated.SigningKey.Algorithm)
+	assert.Equal(t, "SIGNING_KEY_STATE_ACTIVE", rotated.SigningKey.State)
+
+	code, out, errs = keyward(t, kw, admin, "signing-keys", "list")
+	require.Equal(t, 0, code, errs)
+	assert.Regexp(t, `KID\s+ALGORITHM\s+STATE`, out, "a table by default")
+	assert.Regexp(t, rotated.SigningKey.Kid+`\s+EdDSA\s+active`, out)
+	assert.Regexp(t, `(?m)^\S+\s+RS256\s+published`, out, "the key it replaced is still published")
+
+	code, out, _ = keyward(t, kw, admin, "tokens", "validate", before.AccessToken)
+	assert.Equal(t, 0, code, "a token signed before the rotation still validates: %s", out)
+
+	code, _, errs = keyward(t, kw, admin, "signing-keys", "rotate", "--algorithm", "none")
+	assert.Equal(t, cli.ExitUsage, code)
+	assert.Contains(t, errs, "--algorithm: must be HS256, RS256, ES256 or EdDSA")
+}
+
 // A secret given as "-" is read from standard input, so that it never appears in
 // the process list or the shell's history; the help says so.
 func TestSecretsFromStandardInput(t *testing.T) {
@@ -187,7 +226,7 @@ func TestHelp(t *testing.T) {
 		commands = append(commands, m[1])
 	}
 	for _, want := range []string{"serve", "config print", "version", "keys create", "keys verify",
-		"roles update", "tokens issue", "tokens revoke", "audit tail", "revocations watch", "help"} {
+		"roles update", "tokens issue", "tokens revoke", "signing-keys rotate", "audit tail", "revocations watch", "help"} {
 		assert.Contains(t, commands, want, "keyward --help lists %s:\n%s", want, help)
 	}
 

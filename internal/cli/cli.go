@@ -54,7 +54,8 @@ func newRoot(c *client) *cobra.Command {
 	})
 	root.SetHelpCommand(helpCommand())
 	root.AddCommand(serveCommand(), configCommand(), versionCommand(),
-		keysCommand(c), rolesCommand(c), tokensCommand(c), auditCommand(c), revocationsCommand(c))
+		keysCommand(c), rolesCommand(c), tokensCommand(c), signingKeysCommand(c), auditCommand(c),
+		revocationsCommand(c))
 	return root
 }
 

@@ -2,8 +2,8 @@
 // version) and the client commands that manage a running server over gRPC.
 //
 // Each command group has a file of its own: keys.go, roles.go, tokens.go,
-// audit.go, revocations.go, and server.go for the commands that do not call a
-// server. What every client command shares is in one place each:
+// signingkeys.go, audit.go, revocations.go, and server.go for the commands that
+// do not call a server. What every client command shares is in one place each:
 //
 //   - client.go: the connection and output flags (--server, --tls, --ca-file, -o),
 //     the API key from KEYWARD_API_KEY, and secrets read from standard input;
