@@ -6,6 +6,7 @@
 //	proto/keyward/v1   the API contracts (KeyService, TokenService, AuditService, RevocationService)
 //	gen/               code generated from them (Go, gRPC, REST gateway, OpenAPI); never edited
 //	cmd/keyward        the binary: flags in, server out
+//	internal/cli       its commands: serve, and the client commands (keys, roles, tokens, ...)
 //	server/            transport: gRPC and REST servers, interceptors (auth, validation,
 //	                   errors), the permission table, wire/domain conversion
 //	service/           use cases on domain types (keys now; tokens, audit, revocations next)

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/keyward/keyward/internal/cli"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -23,7 +25,7 @@ func TestRunExitCodes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errs strings.Builder
-			code := run(tc.args, strings.NewReader(""), &out, &errs)
+			code := cli.Run(tc.args, strings.NewReader(""), &out, &errs)
 			assert.Equal(t, tc.code, code)
 			assert.Contains(t, out.String()+errs.String(), tc.output)
 		})

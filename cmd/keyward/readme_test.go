@@ -14,6 +14,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keyward/keyward/internal/cli"
+	"github.com/keyward/keyward/server/servertest"
 )
 
 // The README is a contract with new users: its walk-through runs as written
@@ -180,4 +183,33 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// The README's "Command line" section shows keyward's answers after a `$ keyward`
+// line: each is what the program prints, the list of commands included.
+func TestReadmeCommandLine(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(readme), "\n## Command line\n")
+	require.True(t, ok, "the README has a Command line section")
+	section, _, _ = strings.Cut(section, "\n## ")
+
+	kw := servertest.Start(t)
+	t.Setenv("KEYWARD_SERVER", kw.Server.GRPCAddr())
+	t.Setenv("KEYWARD_API_KEY", kw.AdminKey)
+	shown := 0
+	for _, block := range strings.Split(section, "```text\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		for _, example := range strings.Split(block, "$ keyward")[1:] {
+			command, answer, _ := strings.Cut(example, "\n")
+			var got strings.Builder
+			cli.Run(strings.Fields(command), strings.NewReader(""), &got, &got)
+			if elided, rest, ok := strings.Cut(answer, "...\n"); ok && elided == "" {
+				answer = rest // the README shows only the end of a long answer
+			}
+			assert.Contains(t, got.String(), strings.TrimSpace(answer), "the README shows keyward%s answering", command)
+			shown++
+		}
+	}
+	assert.GreaterOrEqual(t, shown, 3, "the README's answers were found")
 }

@@ -18,13 +18,14 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/cli"
 )
 
 // The test binary doubles as the keyward binary, so the tests can run, kill and
 // restart the real program.
 func TestMain(m *testing.M) {
 	if os.Getenv("KEYWARD_TEST_AS_MAIN") == "1" {
-		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(cli.Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
