@@ -2,7 +2,7 @@
 GO ?= go
 DATA_DIR ?= ./keyward-data
 
-.PHONY: run build test test-e2e test-short bench bench-go fuzz generate lint fmt-check check-generated ci clean
+.PHONY: run build test test-e2e screenshot test-short bench bench-go fuzz generate lint fmt-check check-generated ci clean
 
 run: ## serve gRPC on 127.0.0.1:7070 and REST on 127.0.0.1:8080, embedded store in $(DATA_DIR)
 	$(GO) run ./cmd/keyward serve --data-dir $(DATA_DIR)
@@ -18,8 +18,11 @@ TEST_TIMEOUT ?= 20m
 test: ## all tests, with the race detector; the storage suite runs on the embedded store and on FerretDB (or MongoDB when KEYWARD_TEST_MONGODB_URI is set)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-test-e2e: ## the admin panel in headless Chromium (Debian's chromium package); writes docs/admin-keys.png
+test-e2e: ## the admin panel in headless Chromium (Debian's chromium package)
 	$(GO) test -tags e2e -count=1 -run TestAdminPanel ./server/admin/
+
+screenshot: ## the admin panel test, writing the README's docs/admin-keys.png
+	KEYWARD_UPDATE_SCREENSHOT=1 $(GO) test -tags e2e -count=1 -run TestAdminPanel ./server/admin/
 
 test-short: ## all tests without the race detector
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

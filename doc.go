@@ -8,10 +8,13 @@
 //	cmd/keyward        the binary: flags in, server out
 //	internal/cli       its commands: serve, and the client commands (keys, roles, tokens, ...)
 //	server/            transport: gRPC and REST servers, interceptors (auth, validation,
-//	                   errors), the permission table, wire/domain conversion
-//	service/           use cases on domain types (keys now; tokens, audit, revocations next)
+//	                   errors), the permission table, wire/domain conversion; admin/ the panel
+//	service/           use cases on domain types: keys, roles, the delegation rule,
+//	                   verification, tokens, temporary tokens, policy, audit, revocations
 //	repository/        the storage contract, its behaviour suite, and the embedded and
 //	                   MongoDB engines
+//	client/            the Go client: local token validation, the revocation stream
+//	cmd/keyward-bench  the load harness behind make bench
 //
 // This package itself only carries the generated OpenAPI document.
 package keyward
