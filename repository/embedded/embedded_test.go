@@ -181,24 +181,6 @@ func TestPathNeedsNoEscaping(t *testing.T) {
 	assert.NoError(t, err, "the database is inside the directory, under its literal name")
 }
 
-func TestCanceledContext(t *testing.T) {
-	s := open(t)
-	defer s.Close(context.Background())
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-
-	_, err := s.Keys().GetKey(ctx, "x")
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.ErrorIs(t, s.Keys().CreateKey(ctx, repotest.SampleKey("acme", time.Now())), context.Canceled)
-	_, err = s.Keys().ListKeys(ctx, repository.KeyFilter{}, 10, nil)
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.ErrorIs(t, s.Keys().RecordKeyUse(ctx, map[string]time.Time{"x": time.Now()}), context.Canceled)
-	assert.ErrorIs(t, s.Roles().DeleteRole(ctx, "x"), context.Canceled)
-	assert.ErrorIs(t, s.Revocations().AppendRevocation(ctx, &repository.Revocation{Kind: "k", SubjectID: "s"}), context.Canceled)
-	_, err = s.Tokens().PruneExpired(ctx, time.Now())
-	assert.ErrorIs(t, err, context.Canceled)
-}
-
 func TestZeroCreateTimeRoundTripsAndSortsOldest(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
@@ -506,7 +488,7 @@ func TestStoreFailuresAreUnavailable(t *testing.T) {
 
 	_, err = s.w.ExecContext(ctx, "SELECT * FROM no_such_table")
 	require.Error(t, err)
-	assert.NotErrorIs(t, wrap("select", err), repository.ErrUnavailable, "an SQL error is Keyward's")
+	assert.NotErrorIs(t, s.wrap("select", err), repository.ErrUnavailable, "an SQL error is Keyward's")
 }
 
 // The database holds the audit trail and key metadata: every file the store keeps

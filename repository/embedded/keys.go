@@ -138,7 +138,7 @@ func (r *keyRepo) CreateKey(ctx context.Context, k *repository.Key) error {
 	case isUniqueViolation(err):
 		return fmt.Errorf("embedded store: create key %q: %w", k.ID, repository.ErrAlreadyExists)
 	case err != nil:
-		return wrap(fmt.Sprintf("create key %q", k.ID), err)
+		return r.s.wrap(fmt.Sprintf("create key %q", k.ID), err)
 	}
 	k.Version = 1
 	return nil
@@ -151,7 +151,7 @@ func (r *keyRepo) GetKey(ctx context.Context, id string) (*repository.Key, error
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("embedded store: key %q: %w", id, repository.ErrNotFound)
 	case err != nil:
-		return nil, wrap("get key", err)
+		return nil, r.s.wrap("get key", err)
 	}
 	return k, nil
 }
@@ -211,19 +211,19 @@ func (r *keyRepo) ListKeys(ctx context.Context, f repository.KeyFilter, limit in
 	}
 	rows, err := r.s.r.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, wrap("list keys", err)
+		return nil, r.s.wrap("list keys", err)
 	}
 	defer rows.Close()
 	var out []*repository.Key
 	for rows.Next() {
 		k, err := scanKey(rows)
 		if err != nil {
-			return nil, wrap("list keys", err)
+			return nil, r.s.wrap("list keys", err)
 		}
 		out = append(out, k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list keys", err)
+		return nil, r.s.wrap("list keys", err)
 	}
 	return out, nil
 }
@@ -257,7 +257,7 @@ func (r *keyRepo) CountKeys(ctx context.Context, f repository.KeyFilter) (int64,
 	}
 	var n int64
 	if err := r.s.r.QueryRowContext(ctx, "SELECT count(*) FROM keys"+where, args...).Scan(&n); err != nil {
-		return 0, wrap("count keys", err)
+		return 0, r.s.wrap("count keys", err)
 	}
 	return n, nil
 }
@@ -276,11 +276,11 @@ func (r *keyRepo) UpdateKey(ctx context.Context, k *repository.Key) error {
 		k.Owner, string(k.Environment), string(k.State), nullMS(k.ExpireTime),
 		createMS(k.CreateTime), doc, k.ID, k.Version)
 	if err != nil {
-		return wrap(fmt.Sprintf("update key %q", k.ID), err)
+		return r.s.wrap(fmt.Sprintf("update key %q", k.ID), err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return wrap(fmt.Sprintf("update key %q", k.ID), err)
+		return r.s.wrap(fmt.Sprintf("update key %q", k.ID), err)
 	}
 	if n == 0 {
 		return r.s.missingOrChanged(ctx, "key", "SELECT 1 FROM keys WHERE id = ?", k.ID)
@@ -297,7 +297,7 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) (
 	}
 	tx, err := r.s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return wrap("record key use", err)
+		return r.s.wrap("record key use", err)
 	}
 	defer func() {
 		if err != nil {
@@ -309,7 +309,7 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) (
 	stmt, err := tx.PrepareContext(ctx,
 		"UPDATE keys SET last_used_ms = ?1 WHERE id = ?2 AND (last_used_ms IS NULL OR last_used_ms < ?1)")
 	if err != nil {
-		return wrap("record key use", err)
+		return r.s.wrap("record key use", err)
 	}
 	defer stmt.Close()
 	for id, t := range uses {
@@ -317,11 +317,11 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) (
 			continue
 		}
 		if _, err := stmt.ExecContext(ctx, t.UnixMilli(), id); err != nil {
-			return wrap("record key use", err)
+			return r.s.wrap("record key use", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return wrap("record key use", err)
+		return r.s.wrap("record key use", err)
 	}
 	return nil
 }
@@ -334,7 +334,7 @@ func (s *Store) missingOrChanged(ctx context.Context, kind, exists, id string) e
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("embedded store: update %s %q: %w", kind, id, repository.ErrNotFound)
 	case err != nil:
-		return wrap(fmt.Sprintf("update %s %q", kind, id), err)
+		return s.wrap(fmt.Sprintf("update %s %q", kind, id), err)
 	}
 	return fmt.Errorf("embedded store: update %s %q: %w", kind, id, repository.ErrConflict)
 }
@@ -351,7 +351,7 @@ func (s *Store) ImportKeys(ctx context.Context, ks []*repository.Key) error {
 func (r *keyRepo) insertKeys(ctx context.Context, ks []*repository.Key) (err error) {
 	tx, err := r.s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return wrap("insert keys", err)
+		return r.s.wrap("insert keys", err)
 	}
 	defer func() {
 		if err != nil {
@@ -360,7 +360,7 @@ func (r *keyRepo) insertKeys(ctx context.Context, ks []*repository.Key) (err err
 	}()
 	stmt, err := tx.PrepareContext(ctx, "INSERT INTO keys ("+keyColumns+") VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)")
 	if err != nil {
-		return wrap("insert keys", err)
+		return r.s.wrap("insert keys", err)
 	}
 	defer stmt.Close()
 	for _, k := range ks {
@@ -373,11 +373,11 @@ func (r *keyRepo) insertKeys(ctx context.Context, ks []*repository.Key) (err err
 			if isUniqueViolation(err) {
 				return fmt.Errorf("embedded store: insert key %q: %w", k.ID, repository.ErrAlreadyExists)
 			}
-			return wrap(fmt.Sprintf("insert key %q", k.ID), err)
+			return r.s.wrap(fmt.Sprintf("insert key %q", k.ID), err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return wrap("insert keys", err)
+		return r.s.wrap("insert keys", err)
 	}
 	for _, k := range ks {
 		k.Version = 1
@@ -396,12 +396,12 @@ func (r *keyRepo) UseQuota(ctx context.Context, keyID, window string, limit uint
 	if errors.Is(err, sql.ErrNoRows) {
 		// At the limit: nothing was updated. Report the count.
 		if err := r.s.r.QueryRowContext(ctx, `SELECT used FROM quota_usage WHERE key_id = ? AND window = ?`, keyID, window).Scan(&used); err != nil {
-			return 0, wrap("use quota", err)
+			return 0, r.s.wrap("use quota", err)
 		}
 		return used, repository.ErrLimitReached
 	}
 	if err != nil {
-		return 0, wrap("use quota", err)
+		return 0, r.s.wrap("use quota", err)
 	}
 	if used > limit {
 		return used, repository.ErrLimitReached

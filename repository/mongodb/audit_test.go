@@ -187,34 +187,3 @@ func TestAuditEdges(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, events, "limit 0")
 }
-
-// TestAuditErrors: cancellation passes through, a closed store is unavailable.
-func TestAuditErrors(t *testing.T) {
-	s := open(t)
-	audit := s.Audit()
-	e := &repository.AuditEvent{ID: eventID(stamp, 1), Time: stamp}
-	ke := &repository.KeyEvent{ID: eventID(stamp, 1), KeyID: "key-1", Action: "created", Time: stamp}
-
-	check := func(t *testing.T, ctx context.Context, target error) {
-		t.Helper()
-		_, listErr := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 10, "")
-		_, keyListErr := audit.ListKeyEvents(ctx, "key-1", 10, "")
-		for name, err := range map[string]error{
-			"insert":          audit.InsertAuditEvents(ctx, []*repository.AuditEvent{e}),
-			"list":            listErr,
-			"append key":      audit.AppendKeyEvent(ctx, ke),
-			"list key events": keyListErr,
-		} {
-			assert.ErrorIs(t, err, target, name)
-		}
-	}
-	t.Run("Cancelled", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		check(t, ctx, context.Canceled)
-	})
-	t.Run("Closed", func(t *testing.T) {
-		require.NoError(t, s.Close(context.Background()))
-		check(t, context.Background(), repository.ErrUnavailable)
-	})
-}

@@ -192,25 +192,6 @@ func TestOpenUnreachableIsUnavailable(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second, "the context deadline bounds Open")
 }
 
-func TestCancellationPassesThrough(t *testing.T) {
-	s := open(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := s.Keys().GetKey(ctx, repotest.NewID())
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.NotErrorIs(t, err, repository.ErrUnavailable)
-	assert.NotErrorIs(t, err, repository.ErrNotFound)
-}
-
-func TestClosedStoreIsUnavailable(t *testing.T) {
-	s := open(t)
-	ctx := context.Background()
-	require.NoError(t, s.Close(ctx))
-	require.NoError(t, s.Close(ctx), "closing twice is fine")
-	_, err := s.Keys().GetKey(ctx, repotest.NewID())
-	assert.ErrorIs(t, err, repository.ErrUnavailable)
-}
-
 // TestStoredDocument pins the stored shape of a key: snake_case fields, BSON dates
 // and binaries, absent empty fields, metadata as pairs.
 func TestStoredDocument(t *testing.T) {

@@ -49,6 +49,7 @@ func Run(t *testing.T, caps Capabilities, open func(t *testing.T) repository.Sto
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, fresh) })
 	t.Run("Revocations", func(t *testing.T) { testRevocations(t, fresh) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, fresh) })
+	t.Run("Unusable", func(t *testing.T) { testUnusable(t, fresh) })
 }
 
 // base is a fixed instant with millisecond precision, the precision stores keep.
