@@ -181,24 +181,6 @@ func TestPathNeedsNoEscaping(t *testing.T) {
 	assert.NoError(t, err, "the database is inside the directory, under its literal name")
 }
 
-func TestZeroCreateTimeRoundTripsAndSortsOldest(t *testing.T) {
-	ctx := context.Background()
-	s := open(t)
-	defer s.Close(ctx)
-	old := &repository.Key{ID: "a", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive}
-	require.NoError(t, s.Keys().CreateKey(ctx, old))
-	young := &repository.Key{ID: "b", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive,
-		CreateTime: time.UnixMilli(0).UTC()}
-	require.NoError(t, s.Keys().CreateKey(ctx, young))
-
-	got, err := s.Keys().ListKeys(ctx, repository.KeyFilter{}, 10, nil)
-	require.NoError(t, err)
-	require.Len(t, got, 2)
-	assert.Equal(t, young, got[0], "the Unix epoch is a time, not the zero time")
-	assert.Equal(t, old, got[1])
-	assert.True(t, got[1].CreateTime.IsZero())
-}
-
 func TestErrorsQuoteNoDocument(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
@@ -210,16 +192,6 @@ func TestErrorsQuoteNoDocument(t *testing.T) {
 	_, err = s.Keys().GetKey(ctx, "k")
 	require.ErrorIs(t, err, errCorruptDocument)
 	assert.NotContains(t, err.Error(), "c2VjcmV0")
-}
-
-func TestFilterNeedsNow(t *testing.T) {
-	ctx := context.Background()
-	s := open(t)
-	defer s.Close(ctx)
-	_, err := s.Keys().ListKeys(ctx, repository.KeyFilter{State: repository.KeyFilterActive}, 10, nil)
-	assert.ErrorContains(t, err, "needs the time")
-	_, err = s.Keys().CountKeys(ctx, repository.KeyFilter{State: "bogus", Now: time.Now()})
-	assert.ErrorContains(t, err, "unknown state")
 }
 
 // TestQueriesUseIndexes checks that every key listing walks an index in the

@@ -158,6 +158,9 @@ func (r *keyRepo) GetKey(ctx context.Context, id string) (*repository.Key, error
 
 // keyWhere returns the WHERE clause (possibly empty) and its arguments for f.
 func keyWhere(f repository.KeyFilter) (string, []any, error) {
+	if err := f.Validate(); err != nil {
+		return "", nil, err
+	}
 	var conds []string
 	var args []any
 	if f.Owner != "" {
@@ -179,9 +182,6 @@ func keyWhere(f repository.KeyFilter) (string, []any, error) {
 		conds = append(conds, "state = ?")
 		args = append(args, string(repository.KeyRevoked))
 	case repository.KeyFilterActive, repository.KeyFilterExpired:
-		if f.Now.IsZero() {
-			return "", nil, fmt.Errorf("key filter: state %q needs the time to judge expiry at", f.State)
-		}
 		conds = append(conds, "state = ?")
 		args = append(args, string(repository.KeyActive))
 		if f.State == repository.KeyFilterActive {
@@ -190,8 +190,6 @@ func keyWhere(f repository.KeyFilter) (string, []any, error) {
 			conds = append(conds, "expire_ms <= ?")
 		}
 		args = append(args, f.Now.UnixMilli())
-	default:
-		return "", nil, fmt.Errorf("key filter: unknown state %q", f.State)
 	}
 	if len(conds) == 0 {
 		return "", nil, nil
