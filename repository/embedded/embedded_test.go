@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyward/keyward/internal/seed"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/repotest"
 )
@@ -266,7 +267,7 @@ func BenchmarkGetKey100k(b *testing.B) {
 		ids = append(ids, k.ID)
 		batch = append(batch, k)
 		if len(batch) == cap(batch) {
-			require.NoError(b, s.ImportKeys(ctx, batch))
+			require.NoError(b, seed.ImportKeys(ctx, s, batch))
 			batch = batch[:0]
 		}
 	}
@@ -286,8 +287,9 @@ func BenchmarkGetKey100k(b *testing.B) {
 	}
 }
 
-// ImportKeys stores a batch in one transaction: every key is readable afterwards,
-// and a batch with an id already stored fails whole, storing none of its keys.
+// seed.ImportKeys stores a batch in one transaction: every key is readable
+// afterwards, and a batch with an id already stored fails whole, storing none of
+// its keys.
 func TestImportKeysAllOrNone(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
@@ -297,7 +299,7 @@ func TestImportKeysAllOrNone(t *testing.T) {
 	for i := range 50 {
 		first = append(first, repotest.SampleKey("importer", base.Add(time.Duration(i)*time.Second)))
 	}
-	require.NoError(t, s.ImportKeys(ctx, first))
+	require.NoError(t, seed.ImportKeys(ctx, s, first))
 	for _, k := range first {
 		got, err := s.Keys().GetKey(ctx, k.ID)
 		require.NoError(t, err)
@@ -306,7 +308,7 @@ func TestImportKeysAllOrNone(t *testing.T) {
 	}
 
 	fresh := repotest.SampleKey("importer", base.Add(time.Hour))
-	err := s.ImportKeys(ctx, []*repository.Key{fresh, first[7]})
+	err := seed.ImportKeys(ctx, s, []*repository.Key{fresh, first[7]})
 	require.ErrorIs(t, err, repository.ErrAlreadyExists)
 	assert.Contains(t, err.Error(), first[7].ID, "the error names the duplicate")
 	_, err = s.Keys().GetKey(ctx, fresh.ID)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/internal/seed"
 	"github.com/keyward/keyward/repository"
 )
 
@@ -337,15 +338,20 @@ func (s *Store) missingOrChanged(ctx context.Context, kind, exists, id string) e
 	return fmt.Errorf("embedded store: update %s %q: %w", kind, id, repository.ErrConflict)
 }
 
-// ImportKeys stores many new keys in one transaction, all or none: a key whose id
-// exists fails the whole import with ErrAlreadyExists. It is for seeding or
-// restoring a large store (the load harness writes 100,000 keys with it), where one
-// synchronous commit per key would take minutes. The keys are stored as given, at
-// version 1; no key history is written.
-func (s *Store) ImportKeys(ctx context.Context, ks []*repository.Key) error {
-	return s.keys.insertKeys(ctx, ks)
+// Bulk import is outside the contract and this package's API: Keyward's own tools
+// reach it through internal/seed.
+func init() {
+	seed.SetImportKeys(func(ctx context.Context, st repository.Store, ks []*repository.Key) error {
+		s, ok := st.(*Store)
+		if !ok {
+			return fmt.Errorf("embedded store: import keys: %T is not an embedded store", st)
+		}
+		return s.keys.insertKeys(ctx, ks)
+	})
 }
 
+// insertKeys stores many new keys in one transaction, all or none (see
+// seed.ImportKeys).
 func (r *keyRepo) insertKeys(ctx context.Context, ks []*repository.Key) (err error) {
 	tx, err := r.s.w.BeginTx(ctx, nil)
 	if err != nil {
