@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -193,6 +194,32 @@ func TestErrorsQuoteNoDocument(t *testing.T) {
 	_, err = s.Keys().GetKey(ctx, "k")
 	require.ErrorIs(t, err, errCorruptDocument)
 	assert.NotContains(t, err.Error(), "c2VjcmV0")
+}
+
+// TestStoredLimits pins how a key's rate limit and quota are stored in its JSON
+// document, the shape databases written by every earlier version hold, and reads
+// that shape back.
+func TestStoredLimits(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	k := repotest.SampleKey("acme", time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC))
+	require.NoError(t, s.Keys().CreateKey(ctx, k))
+	var doc string
+	require.NoError(t, s.r.QueryRowContext(ctx, "SELECT doc FROM keys WHERE id = ?", k.ID).Scan(&doc))
+	var fields map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal([]byte(doc), &fields))
+	assert.JSONEq(t, `{"rps":10,"burst":20}`, string(fields["rate_limit"]))
+	assert.JSONEq(t, `{"limit":1000,"period":"day"}`, string(fields["quota"]))
+
+	_, err := s.w.ExecContext(ctx,
+		`INSERT INTO keys (id, owner, environment, state, create_ms, version, doc) VALUES ('old', 'o', 'live', 'active', 0, 1, ?)`,
+		`{"rate_limit":{"rps":5,"burst":7},"quota":{"limit":9,"period":"month"}}`)
+	require.NoError(t, err)
+	old, err := s.Keys().GetKey(ctx, "old")
+	require.NoError(t, err)
+	assert.Equal(t, &repository.RateLimit{RequestsPerSecond: 5, Burst: 7}, old.RateLimit)
+	assert.Equal(t, &repository.Quota{Limit: 9, Period: "month"}, old.Quota)
 }
 
 // TestQueriesUseIndexes checks that every key listing walks an index in the

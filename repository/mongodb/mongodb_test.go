@@ -254,3 +254,34 @@ func TestStoredDocument(t *testing.T) {
 		assert.Error(t, err, "%s is unset", gone)
 	}
 }
+
+// TestStoredLimitsDocument pins how a key's rate limit and quota are stored, the
+// shape databases written by every earlier version hold, and reads that shape
+// back.
+func TestStoredLimitsDocument(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	k := repotest.SampleKey("acme", time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC))
+	require.NoError(t, s.Keys().CreateKey(ctx, k))
+	raw, _ := storedTypes(t, s, mongodb.KeysCollection, k.ID)
+	for field, want := range map[string]bson.D{
+		"rate_limit": {{Key: "rps", Value: int64(10)}, {Key: "burst", Value: int64(20)}},
+		"quota":      {{Key: "limit", Value: int64(1000)}, {Key: "period", Value: "day"}},
+	} {
+		var got bson.D
+		require.NoError(t, raw.Lookup(field).Unmarshal(&got), field)
+		assert.Equal(t, want, got, field)
+	}
+
+	_, err := s.Database().Collection(mongodb.KeysCollection).InsertOne(ctx, bson.D{
+		{Key: "_id", Value: "old"}, {Key: "owner", Value: "o"}, {Key: "environment", Value: "live"},
+		{Key: "state", Value: "active"}, {Key: "version", Value: int64(1)},
+		{Key: "rate_limit", Value: bson.D{{Key: "rps", Value: int64(5)}, {Key: "burst", Value: int64(7)}}},
+		{Key: "quota", Value: bson.D{{Key: "limit", Value: int64(9)}, {Key: "period", Value: "month"}}},
+	})
+	require.NoError(t, err)
+	old, err := s.Keys().GetKey(ctx, "old")
+	require.NoError(t, err)
+	assert.Equal(t, &repository.RateLimit{RequestsPerSecond: 5, Burst: 7}, old.RateLimit)
+	assert.Equal(t, &repository.Quota{Limit: 9, Period: "month"}, old.Quota)
+}
