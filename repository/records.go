@@ -27,14 +27,14 @@ const (
 
 // RateLimit is a token-bucket limit.
 type RateLimit struct {
-	RequestsPerSecond uint32 `json:"rps" bson:"rps"`
-	Burst             uint32 `json:"burst" bson:"burst"`
+	RequestsPerSecond uint32
+	Burst             uint32
 }
 
 // Quota bounds usage per calendar period ("hour", "day", "month").
 type Quota struct {
-	Limit  uint64 `json:"limit" bson:"limit"`
-	Period string `json:"period" bson:"period"`
+	Limit  uint64
+	Period string
 }
 
 // Key is a stored API key. Its secrets are kept only as SHA-256 hashes.

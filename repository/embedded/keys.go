@@ -21,25 +21,38 @@ var _ repository.KeyRepository = (*keyRepo)(nil)
 // keyDoc is the JSON document of a key: every field without a column of its own.
 // Empty values are left out, so they read back as zero values and nil.
 type keyDoc struct {
-	Name                   string                `json:"name,omitempty"`
-	Roles                  []string              `json:"roles,omitempty"`
-	Permissions            []string              `json:"permissions,omitempty"`
-	AllowedCIDRs           []string              `json:"allowed_cidrs,omitempty"`
-	AllowedCountries       []string              `json:"allowed_countries,omitempty"`
-	DeniedCountries        []string              `json:"denied_countries,omitempty"`
-	Metadata               map[string]string     `json:"metadata,omitempty"`
-	RateLimit              *repository.RateLimit `json:"rate_limit,omitempty"`
-	Quota                  *repository.Quota     `json:"quota,omitempty"`
-	AllowedAudiences       []string              `json:"allowed_audiences,omitempty"`
-	MaxTokenTTLNS          int64                 `json:"max_token_ttl_ns,omitempty"`
-	SecretHash             []byte                `json:"secret_hash,omitempty"`
-	SecretRotateMS         *int64                `json:"secret_rotate_ms,omitempty"`
-	PreviousSecretHash     []byte                `json:"previous_secret_hash,omitempty"`
-	PreviousSecretExpireMS *int64                `json:"previous_secret_expire_ms,omitempty"`
-	UpdateMS               *int64                `json:"update_ms,omitempty"`
-	RevokeMS               *int64                `json:"revoke_ms,omitempty"`
-	RevokeReason           string                `json:"revoke_reason,omitempty"`
-	CreatedBy              string                `json:"created_by,omitempty"`
+	Name                   string            `json:"name,omitempty"`
+	Roles                  []string          `json:"roles,omitempty"`
+	Permissions            []string          `json:"permissions,omitempty"`
+	AllowedCIDRs           []string          `json:"allowed_cidrs,omitempty"`
+	AllowedCountries       []string          `json:"allowed_countries,omitempty"`
+	DeniedCountries        []string          `json:"denied_countries,omitempty"`
+	Metadata               map[string]string `json:"metadata,omitempty"`
+	RateLimit              *rateLimitDoc     `json:"rate_limit,omitempty"`
+	Quota                  *quotaLimitDoc    `json:"quota,omitempty"`
+	AllowedAudiences       []string          `json:"allowed_audiences,omitempty"`
+	MaxTokenTTLNS          int64             `json:"max_token_ttl_ns,omitempty"`
+	SecretHash             []byte            `json:"secret_hash,omitempty"`
+	SecretRotateMS         *int64            `json:"secret_rotate_ms,omitempty"`
+	PreviousSecretHash     []byte            `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpireMS *int64            `json:"previous_secret_expire_ms,omitempty"`
+	UpdateMS               *int64            `json:"update_ms,omitempty"`
+	RevokeMS               *int64            `json:"revoke_ms,omitempty"`
+	RevokeReason           string            `json:"revoke_reason,omitempty"`
+	CreatedBy              string            `json:"created_by,omitempty"`
+}
+
+// rateLimitDoc is a key's rate limit in its document. It has the fields of
+// repository.RateLimit, so a pointer to one converts to the other.
+type rateLimitDoc struct {
+	RequestsPerSecond uint32 `json:"rps"`
+	Burst             uint32 `json:"burst"`
+}
+
+// quotaLimitDoc is a key's quota in its document, convertible as rateLimitDoc is.
+type quotaLimitDoc struct {
+	Limit  uint64 `json:"limit"`
+	Period string `json:"period"`
 }
 
 // keyColumns are the columns every key query reads, in scanKey's order.
@@ -55,8 +68,8 @@ func encodeKeyDoc(k *repository.Key) (string, error) {
 		AllowedCountries:       k.AllowedCountries,
 		DeniedCountries:        k.DeniedCountries,
 		Metadata:               k.Metadata,
-		RateLimit:              k.RateLimit,
-		Quota:                  k.Quota,
+		RateLimit:              (*rateLimitDoc)(k.RateLimit),
+		Quota:                  (*quotaLimitDoc)(k.Quota),
 		AllowedAudiences:       k.AllowedAudiences,
 		MaxTokenTTLNS:          int64(k.MaxTokenTTL),
 		SecretHash:             k.SecretHash,
@@ -110,8 +123,8 @@ func scanKey(row rowScanner) (*repository.Key, error) {
 	if len(d.Metadata) > 0 {
 		k.Metadata = d.Metadata
 	}
-	k.RateLimit = d.RateLimit
-	k.Quota = d.Quota
+	k.RateLimit = (*repository.RateLimit)(d.RateLimit)
+	k.Quota = (*repository.Quota)(d.Quota)
 	k.AllowedAudiences = nilIfEmpty(d.AllowedAudiences)
 	k.MaxTokenTTL = time.Duration(d.MaxTokenTTLNS)
 	k.SecretHash = nilIfEmpty(d.SecretHash)
