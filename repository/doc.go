@@ -7,6 +7,9 @@
 // error: engines translate theirs into the errors below, and server/ maps those to
 // gRPC status codes in one place.
 //
+// The records are plain Go structs: each engine owns the encoding it stores them
+// in, so that neither engine's on-disk format can change with the other's.
+//
 // Every state change is a single-record operation that is safe to retry, because
 // MongoDB deployments run without multi-document transactions.
 package repository

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -26,14 +27,14 @@ const (
 
 // RateLimit is a token-bucket limit.
 type RateLimit struct {
-	RequestsPerSecond uint32 `json:"rps" bson:"rps"`
-	Burst             uint32 `json:"burst" bson:"burst"`
+	RequestsPerSecond uint32
+	Burst             uint32
 }
 
 // Quota bounds usage per calendar period ("hour", "day", "month").
 type Quota struct {
-	Limit  uint64 `json:"limit" bson:"limit"`
-	Period string `json:"period" bson:"period"`
+	Limit  uint64
+	Period string
 }
 
 // Key is a stored API key. Its secrets are kept only as SHA-256 hashes.
@@ -138,6 +139,21 @@ type KeyFilter struct {
 	State KeyStateFilter
 	// Now is the time expiry is judged at; required when State is active or expired.
 	Now time.Time
+}
+
+// Validate refuses a filter no engine can apply: an unknown State, or one that
+// judges expiry without the Now to judge it at.
+func (f KeyFilter) Validate() error {
+	switch f.State {
+	case KeyFilterAny, KeyFilterRevoked:
+		return nil
+	case KeyFilterActive, KeyFilterExpired:
+		if f.Now.IsZero() {
+			return fmt.Errorf("key filter: state %q needs the time to judge expiry at", f.State)
+		}
+		return nil
+	}
+	return fmt.Errorf("key filter: unknown state %q", f.State)
 }
 
 // KeyCursor is a position in the key listing order: CreateTime descending, then ID

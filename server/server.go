@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		return nil, err
 	}
 	registry := prometheus.NewRegistry()
-	s.store = observedStore{Store: s.store, o: newStoreObserver(registry)}
+	s.store = observeStore(s.store, newStoreObserver(registry))
 	s.revs = service.NewRevocations(s.store, service.RevocationsConfig{
 		PollInterval: cfg.RevocationPollInterval, Heartbeat: cfg.RevocationHeartbeat,
 	}, log)

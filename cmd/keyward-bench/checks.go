@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/seed"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service/apikey"
@@ -197,7 +198,7 @@ func seedKeys(dir string, n int) ([]string, error) {
 			Environment: repository.EnvironmentLive, State: repository.KeyActive, Permissions: []string{"orders"},
 			SecretHash: h[:], SecretRotateTime: now, CreateTime: now, UpdateTime: now})
 		if len(batch) == cap(batch) || i == n-1 {
-			if err := st.ImportKeys(ctx, batch); err != nil {
+			if err := seed.ImportKeys(ctx, st, batch); err != nil {
 				return nil, fmt.Errorf("seeding keys: %w", err)
 			}
 			batch = batch[:0]

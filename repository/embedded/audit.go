@@ -64,7 +64,7 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 	defer a.mu.Unlock()
 	tx, err := a.s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return wrap("insert audit events", err)
+		return a.s.wrap("insert audit events", err)
 	}
 	defer func() {
 		if err != nil {
@@ -91,7 +91,7 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 			}
 			doc, err := json.Marshal(d)
 			if err != nil {
-				return wrap("encode audit event", err)
+				return a.s.wrap("encode audit event", err)
 			}
 			kind := authenticatedKind(e)
 			size := len(doc) + len(e.ID) + len(e.Method) + len(e.CallerKeyID) + len(e.Subject) + len(e.ClientIP) + len(e.Code) + 9
@@ -100,7 +100,7 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 		}
 		res, err := tx.ExecContext(ctx, insertAuditSQL(len(chunk)), args...)
 		if err != nil {
-			return wrap("insert audit events", err)
+			return a.s.wrap("insert audit events", err)
 		}
 		if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
 			exact = false
@@ -109,7 +109,7 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 		added[1] += chunkBytes[1]
 	}
 	if err := tx.Commit(); err != nil {
-		return wrap("insert audit events", err)
+		return a.s.wrap("insert audit events", err)
 	}
 	if !exact {
 		a.known = false
@@ -177,19 +177,19 @@ func (a *auditRepo) ListAuditEvents(ctx context.Context, f repository.AuditFilte
 	}
 	rows, err := a.s.r.QueryContext(ctx, q+" ORDER BY id DESC LIMIT ?", append(args, limit)...)
 	if err != nil {
-		return nil, wrap("list audit events", err)
+		return nil, a.s.wrap("list audit events", err)
 	}
 	defer rows.Close()
 	var out []*repository.AuditEvent
 	for rows.Next() {
 		e, err := scanAuditEvent(rows)
 		if err != nil {
-			return nil, wrap("list audit events", err)
+			return nil, a.s.wrap("list audit events", err)
 		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list audit events", err)
+		return nil, a.s.wrap("list audit events", err)
 	}
 	return out, nil
 }
@@ -201,7 +201,7 @@ func (a *auditRepo) TrimAuditEvents(ctx context.Context, bounds repository.Audit
 	defer a.mu.Unlock()
 	if !a.known {
 		if err := a.sum(ctx); err != nil {
-			return 0, wrap("trim audit events", err)
+			return 0, a.s.wrap("trim audit events", err)
 		}
 	}
 	var deleted int64
@@ -210,7 +210,7 @@ func (a *auditRepo) TrimAuditEvents(ctx context.Context, bounds repository.Audit
 		deleted += n
 		if err != nil {
 			a.known = false
-			return deleted, wrap("trim audit events", err)
+			return deleted, a.s.wrap("trim audit events", err)
 		}
 	}
 	return deleted, nil
@@ -290,7 +290,7 @@ type keyEventDoc struct {
 func (a *auditRepo) AppendKeyEvent(ctx context.Context, e *repository.KeyEvent) error {
 	doc, err := json.Marshal(keyEventDoc{ActorKeyID: e.ActorKeyID, ActorIP: e.ActorIP, Reason: e.Reason, ChangedFields: e.ChangedFields})
 	if err != nil {
-		return wrap("encode key event", err)
+		return a.s.wrap("encode key event", err)
 	}
 	_, err = a.s.w.ExecContext(ctx, `INSERT INTO key_events (id, key_id, action, time_ms, doc) VALUES (?, ?, ?, ?, ?)`,
 		e.ID, e.KeyID, e.Action, e.Time.UnixMilli(), string(doc))
@@ -298,7 +298,7 @@ func (a *auditRepo) AppendKeyEvent(ctx context.Context, e *repository.KeyEvent) 
 		return repository.ErrAlreadyExists
 	}
 	if err != nil {
-		return wrap("append key event", err)
+		return a.s.wrap("append key event", err)
 	}
 	return nil
 }
@@ -310,7 +310,7 @@ func (a *auditRepo) ListKeyEvents(ctx context.Context, keyID string, limit int, 
 	rows, err := a.s.r.QueryContext(ctx,
 		`SELECT id, key_id, action, time_ms, doc FROM key_events WHERE key_id = ? AND id > ? ORDER BY id LIMIT ?`, keyID, afterID, limit)
 	if err != nil {
-		return nil, wrap("list key events", err)
+		return nil, a.s.wrap("list key events", err)
 	}
 	defer rows.Close()
 	var out []*repository.KeyEvent
@@ -322,17 +322,17 @@ func (a *auditRepo) ListKeyEvents(ctx context.Context, keyID string, limit int, 
 			d   keyEventDoc
 		)
 		if err := rows.Scan(&e.ID, &e.KeyID, &e.Action, &ms, &raw); err != nil {
-			return nil, wrap("list key events", err)
+			return nil, a.s.wrap("list key events", err)
 		}
 		if err := json.Unmarshal([]byte(raw), &d); err != nil {
-			return nil, wrap("list key events", err)
+			return nil, a.s.wrap("list key events", err)
 		}
 		e.Time = time.UnixMilli(ms).UTC()
 		e.ActorKeyID, e.ActorIP, e.Reason, e.ChangedFields = d.ActorKeyID, d.ActorIP, d.Reason, nilIfEmpty(d.ChangedFields)
 		out = append(out, &e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list key events", err)
+		return nil, a.s.wrap("list key events", err)
 	}
 	return out, nil
 }

@@ -69,5 +69,6 @@
 //
 // What SQLite fails at for reasons of its own (a lock not released within the busy
 // timeout, an I/O error, a full disk, a file it cannot open or write) wraps
-// repository.ErrUnavailable; an SQL error is Keyward's own and is not.
+// repository.ErrUnavailable, as does whatever is asked of a closed store; an SQL
+// error is Keyward's own and is not.
 package embedded

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gofrs/flock"
 	"modernc.org/sqlite"
@@ -54,6 +55,7 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	closed    atomic.Bool // set by Close, before it closes anything
 }
 
 var _ repository.Store = (*Store)(nil)
@@ -227,16 +229,19 @@ func (s *Store) Audit() repository.AuditRepository { return s.audit }
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
 	if err := s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return wrap("ping", err)
+		return s.wrap("ping", err)
 	}
 	return nil
 }
 
 // Close closes the database and releases the data-dir lock. Closing the last
 // connection checkpoints the write-ahead log into the database file. Close is
-// idempotent.
+// idempotent; what is asked of a closed store fails with ErrUnavailable.
 func (s *Store) Close(context.Context) error {
-	s.closeOnce.Do(func() { s.closeErr = s.release() })
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.closeErr = s.release()
+	})
 	return s.closeErr
 }
 
@@ -264,11 +269,12 @@ func (s *Store) release() error {
 	return errors.Join(errs...)
 }
 
-// wrap gives an unexpected driver error the operation's context. What SQLite fails
-// at for reasons of its own (storeFailure) is reported as ErrUnavailable; context
-// errors stay matchable with errors.Is.
-func wrap(op string, err error) error {
-	if storeFailure(err) {
+// wrap gives an unexpected driver error the operation's context. What fails once
+// the store is closed, and what SQLite fails at for reasons of its own
+// (storeFailure), is reported as ErrUnavailable; context errors stay matchable with
+// errors.Is.
+func (s *Store) wrap(op string, err error) error {
+	if s.closed.Load() || storeFailure(err) {
 		return fmt.Errorf("embedded store: %s: %w: %w", op, repository.ErrUnavailable, err)
 	}
 	return fmt.Errorf("embedded store: %s: %w", op, err)

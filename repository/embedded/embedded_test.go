@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyward/keyward/internal/seed"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/repotest"
 )
@@ -181,42 +183,6 @@ func TestPathNeedsNoEscaping(t *testing.T) {
 	assert.NoError(t, err, "the database is inside the directory, under its literal name")
 }
 
-func TestCanceledContext(t *testing.T) {
-	s := open(t)
-	defer s.Close(context.Background())
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-
-	_, err := s.Keys().GetKey(ctx, "x")
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.ErrorIs(t, s.Keys().CreateKey(ctx, repotest.SampleKey("acme", time.Now())), context.Canceled)
-	_, err = s.Keys().ListKeys(ctx, repository.KeyFilter{}, 10, nil)
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.ErrorIs(t, s.Keys().RecordKeyUse(ctx, map[string]time.Time{"x": time.Now()}), context.Canceled)
-	assert.ErrorIs(t, s.Roles().DeleteRole(ctx, "x"), context.Canceled)
-	assert.ErrorIs(t, s.Revocations().AppendRevocation(ctx, &repository.Revocation{Kind: "k", SubjectID: "s"}), context.Canceled)
-	_, err = s.Tokens().PruneExpired(ctx, time.Now())
-	assert.ErrorIs(t, err, context.Canceled)
-}
-
-func TestZeroCreateTimeRoundTripsAndSortsOldest(t *testing.T) {
-	ctx := context.Background()
-	s := open(t)
-	defer s.Close(ctx)
-	old := &repository.Key{ID: "a", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive}
-	require.NoError(t, s.Keys().CreateKey(ctx, old))
-	young := &repository.Key{ID: "b", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive,
-		CreateTime: time.UnixMilli(0).UTC()}
-	require.NoError(t, s.Keys().CreateKey(ctx, young))
-
-	got, err := s.Keys().ListKeys(ctx, repository.KeyFilter{}, 10, nil)
-	require.NoError(t, err)
-	require.Len(t, got, 2)
-	assert.Equal(t, young, got[0], "the Unix epoch is a time, not the zero time")
-	assert.Equal(t, old, got[1])
-	assert.True(t, got[1].CreateTime.IsZero())
-}
-
 func TestErrorsQuoteNoDocument(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
@@ -230,14 +196,30 @@ func TestErrorsQuoteNoDocument(t *testing.T) {
 	assert.NotContains(t, err.Error(), "c2VjcmV0")
 }
 
-func TestFilterNeedsNow(t *testing.T) {
+// TestStoredLimits pins how a key's rate limit and quota are stored in its JSON
+// document, the shape databases written by every earlier version hold, and reads
+// that shape back.
+func TestStoredLimits(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
 	defer s.Close(ctx)
-	_, err := s.Keys().ListKeys(ctx, repository.KeyFilter{State: repository.KeyFilterActive}, 10, nil)
-	assert.ErrorContains(t, err, "needs the time")
-	_, err = s.Keys().CountKeys(ctx, repository.KeyFilter{State: "bogus", Now: time.Now()})
-	assert.ErrorContains(t, err, "unknown state")
+	k := repotest.SampleKey("acme", time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC))
+	require.NoError(t, s.Keys().CreateKey(ctx, k))
+	var doc string
+	require.NoError(t, s.r.QueryRowContext(ctx, "SELECT doc FROM keys WHERE id = ?", k.ID).Scan(&doc))
+	var fields map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal([]byte(doc), &fields))
+	assert.JSONEq(t, `{"rps":10,"burst":20}`, string(fields["rate_limit"]))
+	assert.JSONEq(t, `{"limit":1000,"period":"day"}`, string(fields["quota"]))
+
+	_, err := s.w.ExecContext(ctx,
+		`INSERT INTO keys (id, owner, environment, state, create_ms, version, doc) VALUES ('old', 'o', 'live', 'active', 0, 1, ?)`,
+		`{"rate_limit":{"rps":5,"burst":7},"quota":{"limit":9,"period":"month"}}`)
+	require.NoError(t, err)
+	old, err := s.Keys().GetKey(ctx, "old")
+	require.NoError(t, err)
+	assert.Equal(t, &repository.RateLimit{RequestsPerSecond: 5, Burst: 7}, old.RateLimit)
+	assert.Equal(t, &repository.Quota{Limit: 9, Period: "month"}, old.Quota)
 }
 
 // TestQueriesUseIndexes checks that every key listing walks an index in the
@@ -312,7 +294,7 @@ func BenchmarkGetKey100k(b *testing.B) {
 		ids = append(ids, k.ID)
 		batch = append(batch, k)
 		if len(batch) == cap(batch) {
-			require.NoError(b, s.ImportKeys(ctx, batch))
+			require.NoError(b, seed.ImportKeys(ctx, s, batch))
 			batch = batch[:0]
 		}
 	}
@@ -332,8 +314,9 @@ func BenchmarkGetKey100k(b *testing.B) {
 	}
 }
 
-// ImportKeys stores a batch in one transaction: every key is readable afterwards,
-// and a batch with an id already stored fails whole, storing none of its keys.
+// seed.ImportKeys stores a batch in one transaction: every key is readable
+// afterwards, and a batch with an id already stored fails whole, storing none of
+// its keys.
 func TestImportKeysAllOrNone(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
@@ -343,7 +326,7 @@ func TestImportKeysAllOrNone(t *testing.T) {
 	for i := range 50 {
 		first = append(first, repotest.SampleKey("importer", base.Add(time.Duration(i)*time.Second)))
 	}
-	require.NoError(t, s.ImportKeys(ctx, first))
+	require.NoError(t, seed.ImportKeys(ctx, s, first))
 	for _, k := range first {
 		got, err := s.Keys().GetKey(ctx, k.ID)
 		require.NoError(t, err)
@@ -352,7 +335,7 @@ func TestImportKeysAllOrNone(t *testing.T) {
 	}
 
 	fresh := repotest.SampleKey("importer", base.Add(time.Hour))
-	err := s.ImportKeys(ctx, []*repository.Key{fresh, first[7]})
+	err := seed.ImportKeys(ctx, s, []*repository.Key{fresh, first[7]})
 	require.ErrorIs(t, err, repository.ErrAlreadyExists)
 	assert.Contains(t, err.Error(), first[7].ID, "the error names the duplicate")
 	_, err = s.Keys().GetKey(ctx, fresh.ID)
@@ -506,7 +489,7 @@ func TestStoreFailuresAreUnavailable(t *testing.T) {
 
 	_, err = s.w.ExecContext(ctx, "SELECT * FROM no_such_table")
 	require.Error(t, err)
-	assert.NotErrorIs(t, wrap("select", err), repository.ErrUnavailable, "an SQL error is Keyward's")
+	assert.NotErrorIs(t, s.wrap("select", err), repository.ErrUnavailable, "an SQL error is Keyward's")
 }
 
 // The database holds the audit trail and key metadata: every file the store keeps

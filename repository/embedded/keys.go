@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/internal/seed"
 	"github.com/keyward/keyward/repository"
 )
 
@@ -20,25 +21,38 @@ var _ repository.KeyRepository = (*keyRepo)(nil)
 // keyDoc is the JSON document of a key: every field without a column of its own.
 // Empty values are left out, so they read back as zero values and nil.
 type keyDoc struct {
-	Name                   string                `json:"name,omitempty"`
-	Roles                  []string              `json:"roles,omitempty"`
-	Permissions            []string              `json:"permissions,omitempty"`
-	AllowedCIDRs           []string              `json:"allowed_cidrs,omitempty"`
-	AllowedCountries       []string              `json:"allowed_countries,omitempty"`
-	DeniedCountries        []string              `json:"denied_countries,omitempty"`
-	Metadata               map[string]string     `json:"metadata,omitempty"`
-	RateLimit              *repository.RateLimit `json:"rate_limit,omitempty"`
-	Quota                  *repository.Quota     `json:"quota,omitempty"`
-	AllowedAudiences       []string              `json:"allowed_audiences,omitempty"`
-	MaxTokenTTLNS          int64                 `json:"max_token_ttl_ns,omitempty"`
-	SecretHash             []byte                `json:"secret_hash,omitempty"`
-	SecretRotateMS         *int64                `json:"secret_rotate_ms,omitempty"`
-	PreviousSecretHash     []byte                `json:"previous_secret_hash,omitempty"`
-	PreviousSecretExpireMS *int64                `json:"previous_secret_expire_ms,omitempty"`
-	UpdateMS               *int64                `json:"update_ms,omitempty"`
-	RevokeMS               *int64                `json:"revoke_ms,omitempty"`
-	RevokeReason           string                `json:"revoke_reason,omitempty"`
-	CreatedBy              string                `json:"created_by,omitempty"`
+	Name                   string            `json:"name,omitempty"`
+	Roles                  []string          `json:"roles,omitempty"`
+	Permissions            []string          `json:"permissions,omitempty"`
+	AllowedCIDRs           []string          `json:"allowed_cidrs,omitempty"`
+	AllowedCountries       []string          `json:"allowed_countries,omitempty"`
+	DeniedCountries        []string          `json:"denied_countries,omitempty"`
+	Metadata               map[string]string `json:"metadata,omitempty"`
+	RateLimit              *rateLimitDoc     `json:"rate_limit,omitempty"`
+	Quota                  *quotaLimitDoc    `json:"quota,omitempty"`
+	AllowedAudiences       []string          `json:"allowed_audiences,omitempty"`
+	MaxTokenTTLNS          int64             `json:"max_token_ttl_ns,omitempty"`
+	SecretHash             []byte            `json:"secret_hash,omitempty"`
+	SecretRotateMS         *int64            `json:"secret_rotate_ms,omitempty"`
+	PreviousSecretHash     []byte            `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpireMS *int64            `json:"previous_secret_expire_ms,omitempty"`
+	UpdateMS               *int64            `json:"update_ms,omitempty"`
+	RevokeMS               *int64            `json:"revoke_ms,omitempty"`
+	RevokeReason           string            `json:"revoke_reason,omitempty"`
+	CreatedBy              string            `json:"created_by,omitempty"`
+}
+
+// rateLimitDoc is a key's rate limit in its document. It has the fields of
+// repository.RateLimit, so a pointer to one converts to the other.
+type rateLimitDoc struct {
+	RequestsPerSecond uint32 `json:"rps"`
+	Burst             uint32 `json:"burst"`
+}
+
+// quotaLimitDoc is a key's quota in its document, convertible as rateLimitDoc is.
+type quotaLimitDoc struct {
+	Limit  uint64 `json:"limit"`
+	Period string `json:"period"`
 }
 
 // keyColumns are the columns every key query reads, in scanKey's order.
@@ -54,8 +68,8 @@ func encodeKeyDoc(k *repository.Key) (string, error) {
 		AllowedCountries:       k.AllowedCountries,
 		DeniedCountries:        k.DeniedCountries,
 		Metadata:               k.Metadata,
-		RateLimit:              k.RateLimit,
-		Quota:                  k.Quota,
+		RateLimit:              (*rateLimitDoc)(k.RateLimit),
+		Quota:                  (*quotaLimitDoc)(k.Quota),
 		AllowedAudiences:       k.AllowedAudiences,
 		MaxTokenTTLNS:          int64(k.MaxTokenTTL),
 		SecretHash:             k.SecretHash,
@@ -109,8 +123,8 @@ func scanKey(row rowScanner) (*repository.Key, error) {
 	if len(d.Metadata) > 0 {
 		k.Metadata = d.Metadata
 	}
-	k.RateLimit = d.RateLimit
-	k.Quota = d.Quota
+	k.RateLimit = (*repository.RateLimit)(d.RateLimit)
+	k.Quota = (*repository.Quota)(d.Quota)
 	k.AllowedAudiences = nilIfEmpty(d.AllowedAudiences)
 	k.MaxTokenTTL = time.Duration(d.MaxTokenTTLNS)
 	k.SecretHash = nilIfEmpty(d.SecretHash)
@@ -138,7 +152,7 @@ func (r *keyRepo) CreateKey(ctx context.Context, k *repository.Key) error {
 	case isUniqueViolation(err):
 		return fmt.Errorf("embedded store: create key %q: %w", k.ID, repository.ErrAlreadyExists)
 	case err != nil:
-		return wrap(fmt.Sprintf("create key %q", k.ID), err)
+		return r.s.wrap(fmt.Sprintf("create key %q", k.ID), err)
 	}
 	k.Version = 1
 	return nil
@@ -151,13 +165,16 @@ func (r *keyRepo) GetKey(ctx context.Context, id string) (*repository.Key, error
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("embedded store: key %q: %w", id, repository.ErrNotFound)
 	case err != nil:
-		return nil, wrap("get key", err)
+		return nil, r.s.wrap("get key", err)
 	}
 	return k, nil
 }
 
 // keyWhere returns the WHERE clause (possibly empty) and its arguments for f.
 func keyWhere(f repository.KeyFilter) (string, []any, error) {
+	if err := f.Validate(); err != nil {
+		return "", nil, err
+	}
 	var conds []string
 	var args []any
 	if f.Owner != "" {
@@ -179,9 +196,6 @@ func keyWhere(f repository.KeyFilter) (string, []any, error) {
 		conds = append(conds, "state = ?")
 		args = append(args, string(repository.KeyRevoked))
 	case repository.KeyFilterActive, repository.KeyFilterExpired:
-		if f.Now.IsZero() {
-			return "", nil, fmt.Errorf("key filter: state %q needs the time to judge expiry at", f.State)
-		}
 		conds = append(conds, "state = ?")
 		args = append(args, string(repository.KeyActive))
 		if f.State == repository.KeyFilterActive {
@@ -190,8 +204,6 @@ func keyWhere(f repository.KeyFilter) (string, []any, error) {
 			conds = append(conds, "expire_ms <= ?")
 		}
 		args = append(args, f.Now.UnixMilli())
-	default:
-		return "", nil, fmt.Errorf("key filter: unknown state %q", f.State)
 	}
 	if len(conds) == 0 {
 		return "", nil, nil
@@ -211,19 +223,19 @@ func (r *keyRepo) ListKeys(ctx context.Context, f repository.KeyFilter, limit in
 	}
 	rows, err := r.s.r.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, wrap("list keys", err)
+		return nil, r.s.wrap("list keys", err)
 	}
 	defer rows.Close()
 	var out []*repository.Key
 	for rows.Next() {
 		k, err := scanKey(rows)
 		if err != nil {
-			return nil, wrap("list keys", err)
+			return nil, r.s.wrap("list keys", err)
 		}
 		out = append(out, k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list keys", err)
+		return nil, r.s.wrap("list keys", err)
 	}
 	return out, nil
 }
@@ -257,7 +269,7 @@ func (r *keyRepo) CountKeys(ctx context.Context, f repository.KeyFilter) (int64,
 	}
 	var n int64
 	if err := r.s.r.QueryRowContext(ctx, "SELECT count(*) FROM keys"+where, args...).Scan(&n); err != nil {
-		return 0, wrap("count keys", err)
+		return 0, r.s.wrap("count keys", err)
 	}
 	return n, nil
 }
@@ -276,11 +288,11 @@ func (r *keyRepo) UpdateKey(ctx context.Context, k *repository.Key) error {
 		k.Owner, string(k.Environment), string(k.State), nullMS(k.ExpireTime),
 		createMS(k.CreateTime), doc, k.ID, k.Version)
 	if err != nil {
-		return wrap(fmt.Sprintf("update key %q", k.ID), err)
+		return r.s.wrap(fmt.Sprintf("update key %q", k.ID), err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return wrap(fmt.Sprintf("update key %q", k.ID), err)
+		return r.s.wrap(fmt.Sprintf("update key %q", k.ID), err)
 	}
 	if n == 0 {
 		return r.s.missingOrChanged(ctx, "key", "SELECT 1 FROM keys WHERE id = ?", k.ID)
@@ -297,7 +309,7 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) (
 	}
 	tx, err := r.s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return wrap("record key use", err)
+		return r.s.wrap("record key use", err)
 	}
 	defer func() {
 		if err != nil {
@@ -309,7 +321,7 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) (
 	stmt, err := tx.PrepareContext(ctx,
 		"UPDATE keys SET last_used_ms = ?1 WHERE id = ?2 AND (last_used_ms IS NULL OR last_used_ms < ?1)")
 	if err != nil {
-		return wrap("record key use", err)
+		return r.s.wrap("record key use", err)
 	}
 	defer stmt.Close()
 	for id, t := range uses {
@@ -317,11 +329,11 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) (
 			continue
 		}
 		if _, err := stmt.ExecContext(ctx, t.UnixMilli(), id); err != nil {
-			return wrap("record key use", err)
+			return r.s.wrap("record key use", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return wrap("record key use", err)
+		return r.s.wrap("record key use", err)
 	}
 	return nil
 }
@@ -334,24 +346,29 @@ func (s *Store) missingOrChanged(ctx context.Context, kind, exists, id string) e
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("embedded store: update %s %q: %w", kind, id, repository.ErrNotFound)
 	case err != nil:
-		return wrap(fmt.Sprintf("update %s %q", kind, id), err)
+		return s.wrap(fmt.Sprintf("update %s %q", kind, id), err)
 	}
 	return fmt.Errorf("embedded store: update %s %q: %w", kind, id, repository.ErrConflict)
 }
 
-// ImportKeys stores many new keys in one transaction, all or none: a key whose id
-// exists fails the whole import with ErrAlreadyExists. It is for seeding or
-// restoring a large store (the load harness writes 100,000 keys with it), where one
-// synchronous commit per key would take minutes. The keys are stored as given, at
-// version 1; no key history is written.
-func (s *Store) ImportKeys(ctx context.Context, ks []*repository.Key) error {
-	return s.keys.insertKeys(ctx, ks)
+// Bulk import is outside the contract and this package's API: Keyward's own tools
+// reach it through internal/seed.
+func init() {
+	seed.SetImportKeys(func(ctx context.Context, st repository.Store, ks []*repository.Key) error {
+		s, ok := st.(*Store)
+		if !ok {
+			return fmt.Errorf("embedded store: import keys: %T is not an embedded store", st)
+		}
+		return s.keys.insertKeys(ctx, ks)
+	})
 }
 
+// insertKeys stores many new keys in one transaction, all or none (see
+// seed.ImportKeys).
 func (r *keyRepo) insertKeys(ctx context.Context, ks []*repository.Key) (err error) {
 	tx, err := r.s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return wrap("insert keys", err)
+		return r.s.wrap("insert keys", err)
 	}
 	defer func() {
 		if err != nil {
@@ -360,7 +377,7 @@ func (r *keyRepo) insertKeys(ctx context.Context, ks []*repository.Key) (err err
 	}()
 	stmt, err := tx.PrepareContext(ctx, "INSERT INTO keys ("+keyColumns+") VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)")
 	if err != nil {
-		return wrap("insert keys", err)
+		return r.s.wrap("insert keys", err)
 	}
 	defer stmt.Close()
 	for _, k := range ks {
@@ -373,11 +390,11 @@ func (r *keyRepo) insertKeys(ctx context.Context, ks []*repository.Key) (err err
 			if isUniqueViolation(err) {
 				return fmt.Errorf("embedded store: insert key %q: %w", k.ID, repository.ErrAlreadyExists)
 			}
-			return wrap(fmt.Sprintf("insert key %q", k.ID), err)
+			return r.s.wrap(fmt.Sprintf("insert key %q", k.ID), err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return wrap("insert keys", err)
+		return r.s.wrap("insert keys", err)
 	}
 	for _, k := range ks {
 		k.Version = 1
@@ -396,12 +413,12 @@ func (r *keyRepo) UseQuota(ctx context.Context, keyID, window string, limit uint
 	if errors.Is(err, sql.ErrNoRows) {
 		// At the limit: nothing was updated. Report the count.
 		if err := r.s.r.QueryRowContext(ctx, `SELECT used FROM quota_usage WHERE key_id = ? AND window = ?`, keyID, window).Scan(&used); err != nil {
-			return 0, wrap("use quota", err)
+			return 0, r.s.wrap("use quota", err)
 		}
 		return used, repository.ErrLimitReached
 	}
 	if err != nil {
-		return 0, wrap("use quota", err)
+		return 0, r.s.wrap("use quota", err)
 	}
 	if used > limit {
 		return used, repository.ErrLimitReached

@@ -43,11 +43,11 @@ func (rr *revocationRepo) AppendRevocation(ctx context.Context, r *repository.Re
 		"INSERT INTO revocations (kind, subject_id, revoke_ms, relevant_until_ms, reason) VALUES (?, ?, ?, ?, ?)",
 		r.Kind, r.SubjectID, nullMS(r.RevokeTime), nullMS(r.RelevantUntil), r.Reason)
 	if err != nil {
-		return wrap("append revocation", err)
+		return rr.s.wrap("append revocation", err)
 	}
 	seq, err := res.LastInsertId()
 	if err != nil {
-		return wrap("append revocation", err)
+		return rr.s.wrap("append revocation", err)
 	}
 	r.Sequence = uint64(seq)
 	return nil
@@ -62,16 +62,16 @@ func (rr *revocationRepo) AppendRevocationOnce(ctx context.Context, r *repositor
 		 SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM revocations WHERE kind = ? AND subject_id = ?)`,
 		r.Kind, r.SubjectID, nullMS(r.RevokeTime), nullMS(r.RelevantUntil), r.Reason, r.Kind, r.SubjectID)
 	if err != nil {
-		return wrap("append revocation", err)
+		return rr.s.wrap("append revocation", err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return wrap("append revocation", err)
+		return rr.s.wrap("append revocation", err)
 	} else if n == 0 {
 		return fmt.Errorf("embedded store: revocation of %s %q: %w", r.Kind, r.SubjectID, repository.ErrAlreadyExists)
 	}
 	seq, err := res.LastInsertId()
 	if err != nil {
-		return wrap("append revocation", err)
+		return rr.s.wrap("append revocation", err)
 	}
 	r.Sequence = uint64(seq)
 	return nil
@@ -86,19 +86,19 @@ func (rr *revocationRepo) ListRevocations(ctx context.Context, after uint64, lim
 	rows, err := rr.s.r.QueryContext(ctx,
 		"SELECT "+revocationColumns+" FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?", int64(after), limit)
 	if err != nil {
-		return nil, wrap("list revocations", err)
+		return nil, rr.s.wrap("list revocations", err)
 	}
 	defer rows.Close()
 	var out []*repository.Revocation
 	for rows.Next() {
 		r, err := scanRevocation(rows)
 		if err != nil {
-			return nil, wrap("list revocations", err)
+			return nil, rr.s.wrap("list revocations", err)
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list revocations", err)
+		return nil, rr.s.wrap("list revocations", err)
 	}
 	return out, nil
 }
@@ -108,7 +108,7 @@ func (rr *revocationRepo) FindRevocation(ctx context.Context, kind, subjectID st
 	r, err := scanRevocation(rr.s.r.QueryRowContext(ctx,
 		"SELECT "+revocationColumns+" FROM revocations WHERE kind = ? AND subject_id = ? ORDER BY seq LIMIT 1",
 		kind, subjectID))
-	if err := getError("revocation of "+kind, subjectID, err); err != nil {
+	if err := rr.s.getError("revocation of "+kind, subjectID, err); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -119,7 +119,7 @@ func (rr *revocationRepo) FindRevocation(ctx context.Context, kind, subjectID st
 func (rr *revocationRepo) LatestSequence(ctx context.Context) (uint64, error) {
 	var seq int64
 	if err := rr.s.r.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM revocations").Scan(&seq); err != nil {
-		return 0, wrap("latest revocation sequence", err)
+		return 0, rr.s.wrap("latest revocation sequence", err)
 	}
 	return uint64(seq), nil
 }
@@ -131,11 +131,11 @@ func (rr *revocationRepo) PruneRevocations(ctx context.Context, before time.Time
 		"DELETE FROM revocations WHERE relevant_until_ms < ? AND seq < (SELECT max(seq) FROM revocations)",
 		before.UnixMilli())
 	if err != nil {
-		return 0, wrap("prune revocations", err)
+		return 0, rr.s.wrap("prune revocations", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, wrap("prune revocations", err)
+		return 0, rr.s.wrap("prune revocations", err)
 	}
 	return n, nil
 }

@@ -71,7 +71,7 @@ func (rr *roleRepo) CreateRole(ctx context.Context, r *repository.Role) error {
 	case isUniqueViolation(err):
 		return fmt.Errorf("embedded store: create role %q: %w", r.Name, repository.ErrAlreadyExists)
 	case err != nil:
-		return wrap(fmt.Sprintf("create role %q", r.Name), err)
+		return rr.s.wrap(fmt.Sprintf("create role %q", r.Name), err)
 	}
 	r.Version = 1
 	return nil
@@ -84,7 +84,7 @@ func (rr *roleRepo) GetRole(ctx context.Context, name string) (*repository.Role,
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("embedded store: role %q: %w", name, repository.ErrNotFound)
 	case err != nil:
-		return nil, wrap("get role", err)
+		return nil, rr.s.wrap("get role", err)
 	}
 	return r, nil
 }
@@ -98,19 +98,19 @@ func (rr *roleRepo) ListRoles(ctx context.Context, limit int, afterName string) 
 	rows, err := rr.s.r.QueryContext(ctx,
 		"SELECT "+roleColumns+" FROM roles WHERE name > ? ORDER BY name LIMIT ?", afterName, limit)
 	if err != nil {
-		return nil, wrap("list roles", err)
+		return nil, rr.s.wrap("list roles", err)
 	}
 	defer rows.Close()
 	var out []*repository.Role
 	for rows.Next() {
 		r, err := scanRole(rows)
 		if err != nil {
-			return nil, wrap("list roles", err)
+			return nil, rr.s.wrap("list roles", err)
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list roles", err)
+		return nil, rr.s.wrap("list roles", err)
 	}
 	return out, nil
 }
@@ -126,11 +126,11 @@ func (rr *roleRepo) UpdateRole(ctx context.Context, r *repository.Role) error {
 		"UPDATE roles SET doc = ?, version = version + 1 WHERE name = ? AND version = ?",
 		doc, r.Name, r.Version)
 	if err != nil {
-		return wrap(fmt.Sprintf("update role %q", r.Name), err)
+		return rr.s.wrap(fmt.Sprintf("update role %q", r.Name), err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return wrap(fmt.Sprintf("update role %q", r.Name), err)
+		return rr.s.wrap(fmt.Sprintf("update role %q", r.Name), err)
 	}
 	if n == 0 {
 		return rr.s.missingOrChanged(ctx, "role", "SELECT 1 FROM roles WHERE name = ?", r.Name)

@@ -21,7 +21,7 @@ func (r *signingKeyRepo) CreateSigningKey(ctx context.Context, k *repository.Sig
 	case isUniqueViolation(err):
 		return fmt.Errorf("embedded store: create signing key %q: %w", k.Kid, repository.ErrAlreadyExists)
 	case err != nil:
-		return wrap(fmt.Sprintf("create signing key %q", k.Kid), err)
+		return r.s.wrap(fmt.Sprintf("create signing key %q", k.Kid), err)
 	}
 	return nil
 }
@@ -31,7 +31,7 @@ func (r *signingKeyRepo) ListSigningKeys(ctx context.Context) ([]*repository.Sig
 	rows, err := r.s.r.QueryContext(ctx,
 		"SELECT kid, algorithm, sealed_private, public, create_ms FROM signing_keys ORDER BY create_ms DESC, kid DESC")
 	if err != nil {
-		return nil, wrap("list signing keys", err)
+		return nil, r.s.wrap("list signing keys", err)
 	}
 	defer rows.Close()
 	var out []*repository.SigningKey
@@ -41,7 +41,7 @@ func (r *signingKeyRepo) ListSigningKeys(ctx context.Context) ([]*repository.Sig
 			create int64
 		)
 		if err := rows.Scan(&k.Kid, &k.Algorithm, &k.SealedPrivate, &k.Public, &create); err != nil {
-			return nil, wrap("list signing keys", err)
+			return nil, r.s.wrap("list signing keys", err)
 		}
 		k.SealedPrivate = nilIfEmpty(k.SealedPrivate)
 		k.Public = nilIfEmpty(k.Public)
@@ -49,7 +49,7 @@ func (r *signingKeyRepo) ListSigningKeys(ctx context.Context) ([]*repository.Sig
 		out = append(out, &k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list signing keys", err)
+		return nil, r.s.wrap("list signing keys", err)
 	}
 	return out, nil
 }
@@ -64,11 +64,11 @@ func (r *signingKeyRepo) DeleteSigningKey(ctx context.Context, kid string) error
 func (s *Store) deleteOne(ctx context.Context, kind, stmt, id string) error {
 	res, err := s.w.ExecContext(ctx, stmt, id)
 	if err != nil {
-		return wrap(fmt.Sprintf("delete %s %q", kind, id), err)
+		return s.wrap(fmt.Sprintf("delete %s %q", kind, id), err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return wrap(fmt.Sprintf("delete %s %q", kind, id), err)
+		return s.wrap(fmt.Sprintf("delete %s %q", kind, id), err)
 	}
 	if n == 0 {
 		return fmt.Errorf("embedded store: delete %s %q: %w", kind, id, repository.ErrNotFound)

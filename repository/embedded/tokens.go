@@ -55,7 +55,7 @@ func (r *tokenRepo) CreateRefreshToken(ctx context.Context, t *repository.Refres
 	_, err = r.s.w.ExecContext(ctx,
 		"INSERT INTO refresh_tokens (id, family_id, key_id, expire_ms, doc) VALUES (?, ?, ?, ?, ?)",
 		t.ID, t.FamilyID, t.KeyID, nullMS(t.ExpireTime), string(doc))
-	return createError("refresh token", t.ID, err)
+	return r.s.createError("refresh token", t.ID, err)
 }
 
 // GetRefreshToken returns the refresh token with that id.
@@ -69,7 +69,7 @@ func (r *tokenRepo) GetRefreshToken(ctx context.Context, id string) (*repository
 	err := r.s.r.QueryRowContext(ctx,
 		"SELECT id, family_id, key_id, expire_ms, doc FROM refresh_tokens WHERE id = ?", id).
 		Scan(&t.ID, &t.FamilyID, &t.KeyID, &expire, &doc)
-	if err := getError("refresh token", id, err); err != nil {
+	if err := r.s.getError("refresh token", id, err); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(doc, &d); err != nil {
@@ -103,7 +103,7 @@ func (r *tokenRepo) CreateTemporaryToken(ctx context.Context, t *repository.Temp
 	_, err = r.s.w.ExecContext(ctx,
 		"INSERT INTO temporary_tokens (id, key_id, expire_ms, doc) VALUES (?, ?, ?, ?)",
 		t.ID, t.KeyID, nullMS(t.ExpireTime), string(doc))
-	return createError("temporary token", t.ID, err)
+	return r.s.createError("temporary token", t.ID, err)
 }
 
 // GetTemporaryToken returns the temporary token with that id.
@@ -117,7 +117,7 @@ func (r *tokenRepo) GetTemporaryToken(ctx context.Context, id string) (*reposito
 	err := r.s.r.QueryRowContext(ctx,
 		"SELECT id, key_id, expire_ms, doc FROM temporary_tokens WHERE id = ?", id).
 		Scan(&t.ID, &t.KeyID, &expire, &doc)
-	if err := getError("temporary token", id, err); err != nil {
+	if err := r.s.getError("temporary token", id, err); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(doc, &d); err != nil {
@@ -142,7 +142,7 @@ func (r *tokenRepo) Claim(ctx context.Context, name string, expire time.Time) er
 	case isUniqueViolation(err):
 		return fmt.Errorf("embedded store: claim %q: %w", name, repository.ErrAlreadyExists)
 	case err != nil:
-		return wrap(fmt.Sprintf("claim %q", name), err)
+		return r.s.wrap(fmt.Sprintf("claim %q", name), err)
 	}
 	return nil
 }
@@ -152,7 +152,7 @@ func (r *tokenRepo) Claim(ctx context.Context, name string, expire time.Time) er
 func (r *tokenRepo) PruneExpired(ctx context.Context, before time.Time) (n int64, err error) {
 	tx, err := r.s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, wrap("prune expired tokens", err)
+		return 0, r.s.wrap("prune expired tokens", err)
 	}
 	defer func() {
 		if err != nil {
@@ -163,40 +163,40 @@ func (r *tokenRepo) PruneExpired(ctx context.Context, before time.Time) (n int64
 	for _, table := range []string{"refresh_tokens", "temporary_tokens", "claims"} {
 		res, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE expire_ms < ?", ms)
 		if err != nil {
-			return 0, wrap("prune expired tokens", err)
+			return 0, r.s.wrap("prune expired tokens", err)
 		}
 		m, err := res.RowsAffected()
 		if err != nil {
-			return 0, wrap("prune expired tokens", err)
+			return 0, r.s.wrap("prune expired tokens", err)
 		}
 		n += m
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, wrap("prune expired tokens", err)
+		return 0, r.s.wrap("prune expired tokens", err)
 	}
 	return n, nil
 }
 
 // createError translates the error of an insert of the record id.
-func createError(kind, id string, err error) error {
+func (s *Store) createError(kind, id string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case isUniqueViolation(err):
 		return fmt.Errorf("embedded store: create %s %q: %w", kind, id, repository.ErrAlreadyExists)
 	default:
-		return wrap(fmt.Sprintf("create %s %q", kind, id), err)
+		return s.wrap(fmt.Sprintf("create %s %q", kind, id), err)
 	}
 }
 
 // getError translates the error of a lookup of the record id.
-func getError(kind, id string, err error) error {
+func (s *Store) getError(kind, id string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("embedded store: %s %q: %w", kind, id, repository.ErrNotFound)
 	default:
-		return wrap("get "+kind, err)
+		return s.wrap("get "+kind, err)
 	}
 }

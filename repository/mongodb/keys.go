@@ -23,14 +23,14 @@ type keyDoc struct {
 	Environment string `bson:"environment"`
 	State       string `bson:"state"`
 
-	Roles            []string              `bson:"roles,omitempty"`
-	Permissions      []string              `bson:"permissions,omitempty"`
-	AllowedCIDRs     []string              `bson:"allowed_cidrs,omitempty"`
-	AllowedCountries []string              `bson:"allowed_countries,omitempty"`
-	DeniedCountries  []string              `bson:"denied_countries,omitempty"`
-	Metadata         []pair                `bson:"metadata,omitempty"`
-	RateLimit        *repository.RateLimit `bson:"rate_limit,omitempty"`
-	Quota            *repository.Quota     `bson:"quota,omitempty"`
+	Roles            []string       `bson:"roles,omitempty"`
+	Permissions      []string       `bson:"permissions,omitempty"`
+	AllowedCIDRs     []string       `bson:"allowed_cidrs,omitempty"`
+	AllowedCountries []string       `bson:"allowed_countries,omitempty"`
+	DeniedCountries  []string       `bson:"denied_countries,omitempty"`
+	Metadata         []pair         `bson:"metadata,omitempty"`
+	RateLimit        *rateLimitDoc  `bson:"rate_limit,omitempty"`
+	Quota            *quotaLimitDoc `bson:"quota,omitempty"`
 
 	ExpireTime *time.Time `bson:"expire_time,omitempty"`
 
@@ -51,6 +51,20 @@ type keyDoc struct {
 	CreatedBy    string     `bson:"created_by,omitempty"`
 
 	Version int64 `bson:"version"`
+}
+
+// rateLimitDoc is a key's rate limit as stored in its document. It has the fields
+// of repository.RateLimit, so a pointer to one converts to the other.
+type rateLimitDoc struct {
+	RequestsPerSecond uint32 `bson:"rps"`
+	Burst             uint32 `bson:"burst"`
+}
+
+// quotaLimitDoc is a key's quota as stored in its document, convertible as
+// rateLimitDoc is. (quotaDoc is a quota's usage counter.)
+type quotaLimitDoc struct {
+	Limit  uint64 `bson:"limit"`
+	Period string `bson:"period"`
 }
 
 // Field names used in queries and updates.
@@ -79,8 +93,8 @@ func toKeyDoc(k *repository.Key) *keyDoc {
 		AllowedCountries:         k.AllowedCountries,
 		DeniedCountries:          k.DeniedCountries,
 		Metadata:                 toPairs(k.Metadata),
-		RateLimit:                k.RateLimit,
-		Quota:                    k.Quota,
+		RateLimit:                (*rateLimitDoc)(k.RateLimit),
+		Quota:                    (*quotaLimitDoc)(k.Quota),
 		ExpireTime:               timePtr(k.ExpireTime),
 		AllowedAudiences:         k.AllowedAudiences,
 		MaxTokenTTL:              k.MaxTokenTTL.Milliseconds(),
@@ -112,8 +126,8 @@ func (d *keyDoc) key() *repository.Key {
 		AllowedCountries:         nilIfEmpty(d.AllowedCountries),
 		DeniedCountries:          nilIfEmpty(d.DeniedCountries),
 		Metadata:                 fromPairs(d.Metadata),
-		RateLimit:                d.RateLimit,
-		Quota:                    d.Quota,
+		RateLimit:                (*repository.RateLimit)(d.RateLimit),
+		Quota:                    (*repository.Quota)(d.Quota),
 		ExpireTime:               timeVal(d.ExpireTime),
 		AllowedAudiences:         nilIfEmpty(d.AllowedAudiences),
 		MaxTokenTTL:              time.Duration(d.MaxTokenTTL) * time.Millisecond,
@@ -187,6 +201,9 @@ func (r *keyRepo) CountKeys(ctx context.Context, f repository.KeyFilter) (int64,
 
 // keyFilter builds the query document for f and, when given, the keyset cursor.
 func keyFilter(f repository.KeyFilter, after *repository.KeyCursor) (bson.D, error) {
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("mongodb: %w", err)
+	}
 	filter := bson.D{}
 	var and bson.A
 	if f.Owner != "" {
@@ -203,9 +220,6 @@ func keyFilter(f repository.KeyFilter, after *repository.KeyCursor) (bson.D, err
 	case repository.KeyFilterRevoked:
 		filter = append(filter, bson.E{Key: fieldState, Value: string(repository.KeyRevoked)})
 	case repository.KeyFilterActive:
-		if f.Now.IsZero() {
-			return nil, errors.New("mongodb: key filter: state active needs Now")
-		}
 		// A null query matches an absent expire_time (never expires).
 		filter = append(filter, bson.E{Key: fieldState, Value: string(repository.KeyActive)})
 		and = append(and, bson.D{{Key: "$or", Value: bson.A{
@@ -213,14 +227,9 @@ func keyFilter(f repository.KeyFilter, after *repository.KeyCursor) (bson.D, err
 			bson.D{{Key: fieldExpireTime, Value: bson.D{{Key: "$gt", Value: f.Now}}}},
 		}}})
 	case repository.KeyFilterExpired:
-		if f.Now.IsZero() {
-			return nil, errors.New("mongodb: key filter: state expired needs Now")
-		}
 		filter = append(filter,
 			bson.E{Key: fieldState, Value: string(repository.KeyActive)},
 			bson.E{Key: fieldExpireTime, Value: bson.D{{Key: "$lte", Value: f.Now}}})
-	default:
-		return nil, fmt.Errorf("mongodb: key filter: unknown state %q", f.State)
 	}
 	if after != nil {
 		and = append(and, bson.D{{Key: "$or", Value: bson.A{

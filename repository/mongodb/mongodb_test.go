@@ -1,9 +1,7 @@
 package mongodb_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -40,6 +38,7 @@ func TestContract(t *testing.T) {
 		AtomicConditionalUpdates: !mongotest.IsFerretDB(),
 		NoAtomicityReason: "FerretDB v1 does not make conditional single-document updates atomic " +
 			"(see ferretdb note); runs when KEYWARD_TEST_MONGODB_URI points at MongoDB",
+		AuditBoundedByEngine: true,
 	}, func(t *testing.T) repository.Store { return open(t) })
 }
 
@@ -192,25 +191,6 @@ func TestOpenUnreachableIsUnavailable(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second, "the context deadline bounds Open")
 }
 
-func TestCancellationPassesThrough(t *testing.T) {
-	s := open(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := s.Keys().GetKey(ctx, repotest.NewID())
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.NotErrorIs(t, err, repository.ErrUnavailable)
-	assert.NotErrorIs(t, err, repository.ErrNotFound)
-}
-
-func TestClosedStoreIsUnavailable(t *testing.T) {
-	s := open(t)
-	ctx := context.Background()
-	require.NoError(t, s.Close(ctx))
-	require.NoError(t, s.Close(ctx), "closing twice is fine")
-	_, err := s.Keys().GetKey(ctx, repotest.NewID())
-	assert.ErrorIs(t, err, repository.ErrUnavailable)
-}
-
 // TestStoredDocument pins the stored shape of a key: snake_case fields, BSON dates
 // and binaries, absent empty fields, metadata as pairs.
 func TestStoredDocument(t *testing.T) {
@@ -275,26 +255,33 @@ func TestStoredDocument(t *testing.T) {
 	}
 }
 
-// TestErrorsCarryNoSecrets checks that error texts never quote secret hashes.
-func TestErrorsCarryNoSecrets(t *testing.T) {
+// TestStoredLimitsDocument pins how a key's rate limit and quota are stored, the
+// shape databases written by every earlier version hold, and reads that shape
+// back.
+func TestStoredLimitsDocument(t *testing.T) {
 	ctx := context.Background()
-	keys := open(t).Keys()
-	k := repotest.SampleKey("acme", time.Now().UTC().Truncate(time.Millisecond))
-	require.NoError(t, keys.CreateKey(ctx, k))
-
-	dup := repotest.SampleKey("acme", k.CreateTime)
-	dup.ID = k.ID
-	stale := k.Clone()
-	stale.Version = 99
-
-	for name, err := range map[string]error{
-		"duplicate": keys.CreateKey(ctx, dup),
-		"conflict":  keys.UpdateKey(ctx, stale),
+	s := open(t)
+	k := repotest.SampleKey("acme", time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC))
+	require.NoError(t, s.Keys().CreateKey(ctx, k))
+	raw, _ := storedTypes(t, s, mongodb.KeysCollection, k.ID)
+	for field, want := range map[string]bson.D{
+		"rate_limit": {{Key: "rps", Value: int64(10)}, {Key: "burst", Value: int64(20)}},
+		"quota":      {{Key: "limit", Value: int64(1000)}, {Key: "period", Value: "day"}},
 	} {
-		require.Error(t, err, name)
-		for _, secret := range [][]byte{k.SecretHash, k.PreviousSecretHash, dup.SecretHash} {
-			assert.False(t, bytes.Contains([]byte(err.Error()), secret), "%s: %v", name, err)
-		}
-		assert.False(t, errors.Is(err, repository.ErrUnavailable), name)
+		var got bson.D
+		require.NoError(t, raw.Lookup(field).Unmarshal(&got), field)
+		assert.Equal(t, want, got, field)
 	}
+
+	_, err := s.Database().Collection(mongodb.KeysCollection).InsertOne(ctx, bson.D{
+		{Key: "_id", Value: "old"}, {Key: "owner", Value: "o"}, {Key: "environment", Value: "live"},
+		{Key: "state", Value: "active"}, {Key: "version", Value: int64(1)},
+		{Key: "rate_limit", Value: bson.D{{Key: "rps", Value: int64(5)}, {Key: "burst", Value: int64(7)}}},
+		{Key: "quota", Value: bson.D{{Key: "limit", Value: int64(9)}, {Key: "period", Value: "month"}}},
+	})
+	require.NoError(t, err)
+	old, err := s.Keys().GetKey(ctx, "old")
+	require.NoError(t, err)
+	assert.Equal(t, &repository.RateLimit{RequestsPerSecond: 5, Burst: 7}, old.RateLimit)
+	assert.Equal(t, &repository.Quota{Limit: 9, Period: "month"}, old.Quota)
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/mongodb"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
-	"github.com/keyward/keyward/repository/repotest"
 )
 
 // stamp is a fixed instant with millisecond precision; far in the future, so that
@@ -164,67 +163,4 @@ func TestAppendRevocationAcrossStores(t *testing.T) {
 	latest, err := logs[1].LatestSequence(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(len(logs)*perStore), latest)
-}
-
-// TestRevocationEdges covers what the suite leaves open: entries without a
-// RelevantUntil are never pruned, FindRevocation returns the earliest of several
-// entries, and pruning everything but the latest keeps the numbering going.
-func TestRevocationEdges(t *testing.T) {
-	ctx := context.Background()
-	log := open(t).Revocations()
-
-	n, err := log.PruneRevocations(ctx, stamp)
-	require.NoError(t, err)
-	assert.Zero(t, n, "pruning an empty log")
-
-	forever := &repository.Revocation{Kind: repository.RevokedSigningKey, SubjectID: "kid-1", RevokeTime: stamp}
-	first := &repository.Revocation{Kind: repository.RevokedAPIKey, SubjectID: "key-1", RevokeTime: stamp, RelevantUntil: stamp.Add(time.Minute), Reason: "first"}
-	again := &repository.Revocation{Kind: repository.RevokedAPIKey, SubjectID: "key-1", RevokeTime: stamp.Add(time.Second), RelevantUntil: stamp.Add(time.Minute), Reason: "again"}
-	last := &repository.Revocation{Kind: repository.RevokedAccessToken, SubjectID: "jti-1", RevokeTime: stamp, RelevantUntil: stamp.Add(time.Minute)}
-	for _, r := range []*repository.Revocation{forever, first, again, last} {
-		require.NoError(t, log.AppendRevocation(ctx, r))
-	}
-
-	found, err := log.FindRevocation(ctx, repository.RevokedAPIKey, "key-1")
-	require.NoError(t, err)
-	assert.Equal(t, first, found, "the earliest entry of a subject")
-
-	n, err = log.PruneRevocations(ctx, stamp.Add(time.Hour))
-	require.NoError(t, err)
-	assert.Equal(t, int64(2), n, "both key-1 entries go; the unbounded one and the latest stay")
-	all, err := log.ListRevocations(ctx, 0, 10)
-	require.NoError(t, err)
-	assert.Equal(t, []*repository.Revocation{forever, last}, all)
-
-	none, err := log.ListRevocations(ctx, 0, 0)
-	require.NoError(t, err)
-	assert.Empty(t, none, "limit 0")
-	none, err = log.ListRevocations(ctx, ^uint64(0), 10)
-	require.NoError(t, err)
-	assert.Empty(t, none, "after beyond int64")
-
-	next := &repository.Revocation{Kind: repository.RevokedAPIKey, SubjectID: "key-2", RevokeTime: stamp}
-	require.NoError(t, log.AppendRevocation(ctx, next))
-	assert.Equal(t, uint64(5), next.Sequence)
-}
-
-// TestPruneExpiredIsIdempotent: pruning twice deletes once, and a claim without an
-// expiry (no expire_time field) is never pruned.
-func TestPruneExpiredIsIdempotent(t *testing.T) {
-	ctx := context.Background()
-	tokens := open(t).Tokens()
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	require.NoError(t, tokens.Claim(ctx, "c-old", now.Add(-time.Hour)))
-	require.NoError(t, tokens.Claim(ctx, "c-forever", time.Time{}))
-	require.NoError(t, tokens.CreateTemporaryToken(ctx, &repository.TemporaryToken{ID: repotest.NewID(), KeyID: "k",
-		Operation: "op", Hash: []byte("h"), MaxUses: 1, CreateTime: now, ExpireTime: now.Add(time.Hour)}))
-
-	n, err := tokens.PruneExpired(ctx, now)
-	require.NoError(t, err)
-	assert.LessOrEqual(t, n, int64(1), "only the old claim (unless a TTL monitor took it first)")
-	n, err = tokens.PruneExpired(ctx, now)
-	require.NoError(t, err)
-	assert.Zero(t, n, "pruning again deletes nothing")
-	assert.ErrorIs(t, tokens.Claim(ctx, "c-forever", time.Time{}), repository.ErrAlreadyExists,
-		"a claim without expiry is never pruned")
 }

@@ -3,6 +3,7 @@
 package repotest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -28,6 +29,10 @@ type Capabilities struct {
 	AtomicConditionalUpdates bool
 	// NoAtomicityReason says why not, for the skip message.
 	NoAtomicityReason string
+	// AuditBoundedByEngine is true when the engine bounds each kind of request
+	// event itself (MongoDB's capped collections), so that TrimAuditEvents does
+	// nothing; false when TrimAuditEvents does the bounding.
+	AuditBoundedByEngine bool
 }
 
 // Run runs the whole suite. open must return a fresh, empty store for each call;
@@ -48,7 +53,8 @@ func Run(t *testing.T, caps Capabilities, open func(t *testing.T) repository.Sto
 	t.Run("SigningKeys", func(t *testing.T) { testSigningKeys(t, fresh) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, fresh) })
 	t.Run("Revocations", func(t *testing.T) { testRevocations(t, fresh) })
-	t.Run("Audit", func(t *testing.T) { testAudit(t, fresh) })
+	t.Run("Audit", func(t *testing.T) { testAudit(t, caps, fresh) })
+	t.Run("Unusable", func(t *testing.T) { testUnusable(t, fresh) })
 }
 
 // base is a fixed instant with millisecond precision, the precision stores keep.
@@ -422,6 +428,53 @@ func testKeys(t *testing.T, caps Capabilities, fresh func(*testing.T) repository
 		require.NoError(t, err)
 		require.Len(t, rest, 1, "a cursor inside one millisecond still finds the twin")
 		assert.Greater(t, twins[0].ID, rest[0].ID)
+	})
+
+	t.Run("ZeroCreateTimeRoundTripsAndSortsOldest", func(t *testing.T) {
+		keys := fresh(t).Keys()
+		old := &repository.Key{ID: "a", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive}
+		require.NoError(t, keys.CreateKey(ctx, old))
+		young := &repository.Key{ID: "b", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive,
+			CreateTime: time.UnixMilli(0).UTC()}
+		require.NoError(t, keys.CreateKey(ctx, young))
+
+		got, err := keys.ListKeys(ctx, repository.KeyFilter{}, 10, nil)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		assert.Equal(t, young, got[0], "the Unix epoch is a time, not the zero time")
+		assert.Equal(t, old, got[1])
+		assert.True(t, got[1].CreateTime.IsZero())
+	})
+
+	t.Run("StateFilterNeedsNow", func(t *testing.T) {
+		keys := fresh(t).Keys()
+		_, err := keys.ListKeys(ctx, repository.KeyFilter{State: repository.KeyFilterActive}, 10, nil)
+		assert.ErrorContains(t, err, "needs the time")
+		_, err = keys.CountKeys(ctx, repository.KeyFilter{State: "bogus", Now: time.Now()})
+		assert.ErrorContains(t, err, "unknown state")
+	})
+
+	// Error texts never quote secret hashes.
+	t.Run("ErrorsCarryNoSecrets", func(t *testing.T) {
+		keys := fresh(t).Keys()
+		k := SampleKey("acme", time.Now().UTC().Truncate(time.Millisecond))
+		require.NoError(t, keys.CreateKey(ctx, k))
+
+		dup := SampleKey("acme", k.CreateTime)
+		dup.ID = k.ID
+		stale := k.Clone()
+		stale.Version = 99
+
+		for name, err := range map[string]error{
+			"duplicate": keys.CreateKey(ctx, dup),
+			"conflict":  keys.UpdateKey(ctx, stale),
+		} {
+			require.Error(t, err, name)
+			for _, secret := range [][]byte{k.SecretHash, k.PreviousSecretHash, dup.SecretHash} {
+				assert.False(t, bytes.Contains([]byte(err.Error()), secret), "%s: %v", name, err)
+			}
+			assert.False(t, errors.Is(err, repository.ErrUnavailable), name)
+		}
 	})
 }
 

@@ -136,6 +136,25 @@ func testTokens(t *testing.T, fresh func(*testing.T) repository.Store) {
 		assert.NoError(t, tokens.Claim(ctx, "old-claim", base.Add(time.Hour)), "a pruned claim can be taken again")
 		assert.ErrorIs(t, tokens.Claim(ctx, "live-claim", base.Add(time.Hour)), repository.ErrAlreadyExists)
 	})
+
+	// Pruning twice deletes once, and a claim without an expiry is never pruned.
+	t.Run("PruneExpiredIsIdempotent", func(t *testing.T) {
+		tokens := fresh(t).Tokens()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		require.NoError(t, tokens.Claim(ctx, "c-old", now.Add(-time.Hour)))
+		require.NoError(t, tokens.Claim(ctx, "c-forever", time.Time{}))
+		require.NoError(t, tokens.CreateTemporaryToken(ctx, &repository.TemporaryToken{ID: NewID(), KeyID: "k",
+			Operation: "op", Hash: []byte("h"), MaxUses: 1, CreateTime: now, ExpireTime: now.Add(time.Hour)}))
+
+		n, err := tokens.PruneExpired(ctx, now)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, n, int64(1), "only the old claim (unless a TTL monitor took it first)")
+		n, err = tokens.PruneExpired(ctx, now)
+		require.NoError(t, err)
+		assert.Zero(t, n, "pruning again deletes nothing")
+		assert.ErrorIs(t, tokens.Claim(ctx, "c-forever", time.Time{}), repository.ErrAlreadyExists,
+			"a claim without expiry is never pruned")
+	})
 }
 
 func testRevocations(t *testing.T, fresh func(*testing.T) repository.Store) {
@@ -274,5 +293,46 @@ func testRevocations(t *testing.T, fresh func(*testing.T) repository.Store) {
 		next := rev(repository.RevokedAPIKey, "key-next", base.Add(time.Hour))
 		require.NoError(t, log.AppendRevocation(ctx, next))
 		assert.Equal(t, uint64(4), next.Sequence, "sequence numbers are never reused")
+	})
+
+	// Entries without a RelevantUntil are never pruned, FindRevocation returns the
+	// earliest of several entries, and pruning everything but the latest keeps the
+	// numbering going.
+	t.Run("Edges", func(t *testing.T) {
+		log := fresh(t).Revocations()
+
+		n, err := log.PruneRevocations(ctx, base)
+		require.NoError(t, err)
+		assert.Zero(t, n, "pruning an empty log")
+
+		forever := &repository.Revocation{Kind: repository.RevokedSigningKey, SubjectID: "kid-1", RevokeTime: base}
+		first := &repository.Revocation{Kind: repository.RevokedAPIKey, SubjectID: "key-1", RevokeTime: base, RelevantUntil: base.Add(time.Minute), Reason: "first"}
+		again := &repository.Revocation{Kind: repository.RevokedAPIKey, SubjectID: "key-1", RevokeTime: base.Add(time.Second), RelevantUntil: base.Add(time.Minute), Reason: "again"}
+		last := &repository.Revocation{Kind: repository.RevokedAccessToken, SubjectID: "jti-1", RevokeTime: base, RelevantUntil: base.Add(time.Minute)}
+		for _, r := range []*repository.Revocation{forever, first, again, last} {
+			require.NoError(t, log.AppendRevocation(ctx, r))
+		}
+
+		found, err := log.FindRevocation(ctx, repository.RevokedAPIKey, "key-1")
+		require.NoError(t, err)
+		assert.Equal(t, first, found, "the earliest entry of a subject")
+
+		n, err = log.PruneRevocations(ctx, base.Add(time.Hour))
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n, "both key-1 entries go; the unbounded one and the latest stay")
+		all, err := log.ListRevocations(ctx, 0, 10)
+		require.NoError(t, err)
+		assert.Equal(t, []*repository.Revocation{forever, last}, all)
+
+		none, err := log.ListRevocations(ctx, 0, 0)
+		require.NoError(t, err)
+		assert.Empty(t, none, "limit 0")
+		none, err = log.ListRevocations(ctx, ^uint64(0), 10)
+		require.NoError(t, err)
+		assert.Empty(t, none, "after beyond int64")
+
+		next := &repository.Revocation{Kind: repository.RevokedAPIKey, SubjectID: "key-2", RevokeTime: base}
+		require.NoError(t, log.AppendRevocation(ctx, next))
+		assert.Equal(t, uint64(5), next.Sequence)
 	})
 }
