@@ -4,7 +4,8 @@
 //
 // A Client fetches Keyward's public signing keys (the JWKS) and refreshes them,
 // validates tokens with the same rules as ValidateToken (algorithm pinned by kid,
-// exp/nbf/iat with clock skew, issuer, audience, network binding, permission), and
+// exp/nbf/iat with clock skew, issuer, audience, network binding, permission: the
+// rules of package service/accesstoken, which Keyward applies too), and
 // follows WatchRevocations to keep a local set of revoked token ids and API keys,
 // reconnecting with backoff and resuming from the last sequence it saw.
 //
@@ -43,11 +44,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -78,34 +79,21 @@ type Check struct {
 	Environment string
 }
 
-// Claims are a validated token's claims.
-type Claims struct {
-	jwt.RegisteredClaims
-	Owner       string   `json:"owner,omitempty"`
-	Roles       []string `json:"roles,omitempty"`
-	Permissions []string `json:"permissions,omitempty"`
-	CIDRs       []string `json:"cidrs,omitempty"`
-	// SessionID (sid) is the refresh family the token belongs to, if any.
-	SessionID string `json:"sid,omitempty"`
-	// Environment (env) is the key's: "live" or "test". Set Check.Environment to
-	// refuse the other.
-	Environment string `json:"env,omitempty"`
-	// IssuerChecks names restrictions only Keyward can apply (country,
-	// rate_limit, quota); Validate refuses such tokens with ErrIssuerChecks.
-	IssuerChecks []string `json:"issuer_checks,omitempty"`
-	// RightsSeq is the revocation log position the token's rights reflect; nil in
-	// tokens of Keyward versions that did not set it.
-	RightsSeq *uint64 `json:"rights_seq,omitempty"`
-}
+// Claims are a validated token's claims: Keyward's access-token claims, the type
+// Keyward signs (see accesstoken.Claims for each claim). Validate refuses a token
+// whose IssuerChecks are not empty (ErrIssuerChecks), and one of another
+// Environment when Check.Environment is set.
+type Claims = accesstoken.Claims
 
-// Validation errors; Validate wraps one of them.
+// Validation errors; Validate wraps one of them. The first five are
+// accesstoken's: the same values, so errors.Is matches either name.
 var (
-	ErrMalformed        = errors.New("not a well-formed Keyward access token")
-	ErrBadSignature     = errors.New("the signature does not verify, or the signing key is unknown")
+	ErrMalformed        = accesstoken.ErrMalformed
+	ErrBadSignature     = accesstoken.ErrBadSignature
+	ErrExpired          = accesstoken.ErrExpired
+	ErrNotYetValid      = accesstoken.ErrNotYetValid
+	ErrWrongIssuer      = accesstoken.ErrWrongIssuer
 	ErrSymmetric        = errors.New("HS256 tokens cannot be validated locally: use ValidateToken")
-	ErrExpired          = errors.New("the token has expired")
-	ErrNotYetValid      = errors.New("the token is not valid yet")
-	ErrWrongIssuer      = errors.New("the token was not issued by this Keyward")
 	ErrWrongAudience    = errors.New("the token is not for this audience")
 	ErrRevoked          = errors.New("the token, or the key it was issued to, was revoked")
 	ErrIPNotAllowed     = errors.New("the client address is outside the token's network binding")
@@ -114,11 +102,6 @@ var (
 	ErrWrongEnvironment = errors.New("the token was issued to a key of another environment (live or test)")
 	ErrIssuerChecks     = errors.New("the token's key has restrictions only Keyward can apply (country, rate limit or quota): validate it with ValidateToken")
 )
-
-type publicKey struct {
-	alg string
-	key any
-}
 
 // revocation is one entry of the local revocation set: its log position, when it
 // happened and until when it matters (zero: for ever).
@@ -162,15 +145,15 @@ func (s revocations) add(kind keywardv1.RevocationKind, subject string, r revoca
 
 // Client validates tokens locally and follows revocations.
 type Client struct {
-	opts   Options
-	tokens keywardv1.TokenServiceClient
-	revs   keywardv1.RevocationServiceClient
-	parser *jwt.Parser
-	cancel context.CancelFunc
-	done   chan struct{}
+	opts     Options
+	tokens   keywardv1.TokenServiceClient
+	revs     keywardv1.RevocationServiceClient
+	verifier *accesstoken.Verifier
+	cancel   context.CancelFunc
+	done     chan struct{}
 
 	keysMu    sync.RWMutex
-	keys      map[string]publicKey
+	keys      map[string]accesstoken.Key
 	lastFetch time.Time
 
 	revMu    sync.RWMutex
@@ -199,15 +182,11 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 		opts.Logger = slog.Default()
 	}
 	c := &Client{
-		opts:   opts,
-		tokens: keywardv1.NewTokenServiceClient(opts.Conn),
-		revs:   keywardv1.NewRevocationServiceClient(opts.Conn),
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{"RS256", "ES256", "EdDSA", "HS256"}),
-			jwt.WithIssuer(opts.Issuer), jwt.WithLeeway(opts.ClockSkew),
-			jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
-		),
-		keys: map[string]publicKey{}, revoked: newRevocations(),
+		opts:     opts,
+		tokens:   keywardv1.NewTokenServiceClient(opts.Conn),
+		revs:     keywardv1.NewRevocationServiceClient(opts.Conn),
+		verifier: accesstoken.NewVerifier(opts.Issuer, opts.ClockSkew, nil),
+		keys:     map[string]accesstoken.Key{}, revoked: newRevocations(),
 		done: make(chan struct{}), synced: make(chan struct{}),
 	}
 	if err := c.fetchKeys(ctx); err != nil {
@@ -234,23 +213,19 @@ func (c *Client) Sequence() uint64 { return c.seq.Load() }
 
 // Validate checks a token locally and returns its claims.
 func (c *Client) Validate(token string, check Check) (*Claims, error) {
-	if len(token) > 8192 {
-		return nil, ErrMalformed
-	}
 	claims := &Claims{}
-	_, err := c.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
-		if t.Method.Alg() == "HS256" {
-			return nil, ErrSymmetric
+	err := c.verifier.Verify(token, claims, func(kid, alg string) (accesstoken.Key, error) {
+		if alg == accesstoken.AlgHS256 {
+			return accesstoken.Key{}, ErrSymmetric
 		}
-		kid, _ := t.Header["kid"].(string)
 		k, ok := c.key(kid)
-		if !ok || k.alg != t.Method.Alg() {
-			return nil, ErrBadSignature
+		if !ok {
+			return accesstoken.Key{}, ErrBadSignature
 		}
-		return k.key, nil
+		return k, nil
 	})
 	if err != nil {
-		return nil, jwtError(err)
+		return nil, err
 	}
 	if err := c.revocation(claims); err != nil {
 		return nil, err
@@ -264,7 +239,7 @@ func (c *Client) Validate(token string, check Check) (*Claims, error) {
 	if check.Environment != "" && claims.Environment != check.Environment {
 		return nil, ErrWrongEnvironment
 	}
-	if len(claims.CIDRs) > 0 && !inNetworks(check.ClientIP, claims.CIDRs) {
+	if !claims.UsableFrom(check.ClientIP) {
 		return nil, ErrIPNotAllowed
 	}
 	if check.Permission != "" {
@@ -278,38 +253,6 @@ func (c *Client) Validate(token string, check Check) (*Claims, error) {
 		}
 	}
 	return claims, nil
-}
-
-func jwtError(err error) error {
-	for _, e := range []error{ErrSymmetric, ErrBadSignature} {
-		if errors.Is(err, e) {
-			return e
-		}
-	}
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return ErrMalformed
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return ErrExpired
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return ErrNotYetValid
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return ErrWrongIssuer
-	}
-	return ErrBadSignature
-}
-
-func inNetworks(ip netip.Addr, cidrs []string) bool {
-	if !ip.IsValid() {
-		return false
-	}
-	ip = ip.Unmap()
-	for _, s := range cidrs {
-		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // revocation returns ErrRevoked when the token, its key or its session was
@@ -366,7 +309,7 @@ func (c *Client) revocation(claims *Claims) error {
 
 // key returns the public key of kid, re-fetching the JWKS (at most once a second) when
 // the kid is unknown, to learn of a signing-key rotation.
-func (c *Client) key(kid string) (publicKey, bool) {
+func (c *Client) key(kid string) (accesstoken.Key, bool) {
 	c.keysMu.RLock()
 	k, ok := c.keys[kid]
 	stale := time.Since(c.lastFetch) > time.Second
@@ -390,7 +333,7 @@ func (c *Client) fetchKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys := map[string]publicKey{}
+	keys := map[string]accesstoken.Key{}
 	for _, j := range resp.GetKeys() {
 		k, err := parseJWK(j)
 		if err != nil {
@@ -405,41 +348,41 @@ func (c *Client) fetchKeys(ctx context.Context) error {
 	return nil
 }
 
-func parseJWK(j *keywardv1.Jwk) (publicKey, error) {
+func parseJWK(j *keywardv1.Jwk) (accesstoken.Key, error) {
 	dec := func(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
 	switch j.GetKty() {
 	case "RSA":
 		n, err := dec(j.GetN())
 		if err != nil {
-			return publicKey{}, err
+			return accesstoken.Key{}, err
 		}
 		e, err := dec(j.GetE())
 		if err != nil {
-			return publicKey{}, err
+			return accesstoken.Key{}, err
 		}
-		return publicKey{alg: "RS256", key: &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}}, nil
+		return accesstoken.Key{Alg: accesstoken.AlgRS256, Public: &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}}, nil
 	case "EC":
 		x, err := dec(j.GetX())
 		if err != nil {
-			return publicKey{}, err
+			return accesstoken.Key{}, err
 		}
 		y, err := dec(j.GetY())
 		if err != nil {
-			return publicKey{}, err
+			return accesstoken.Key{}, err
 		}
 		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
 		if err != nil {
-			return publicKey{}, err
+			return accesstoken.Key{}, err
 		}
-		return publicKey{alg: "ES256", key: pub}, nil
+		return accesstoken.Key{Alg: accesstoken.AlgES256, Public: pub}, nil
 	case "OKP":
 		x, err := dec(j.GetX())
 		if err != nil || len(x) != ed25519.PublicKeySize {
-			return publicKey{}, fmt.Errorf("bad Ed25519 key")
+			return accesstoken.Key{}, fmt.Errorf("bad Ed25519 key")
 		}
-		return publicKey{alg: "EdDSA", key: ed25519.PublicKey(x)}, nil
+		return accesstoken.Key{Alg: accesstoken.AlgEdDSA, Public: ed25519.PublicKey(x)}, nil
 	}
-	return publicKey{}, fmt.Errorf("unsupported key type %q", j.GetKty())
+	return accesstoken.Key{}, fmt.Errorf("unsupported key type %q", j.GetKty())
 }
 
 // run follows revocations and refreshes the JWKS until ctx ends.

@@ -39,7 +39,7 @@ func TestEnumConversionsAreComplete(t *testing.T) {
 		checkEnumMap(t, constants(t, "../service", "SigningKeyState"), signingKeyStates, keywardv1.SigningKeyState(0).Descriptor())
 	})
 	t.Run("signing algorithms", func(t *testing.T) {
-		want := constantsNamed(t, "../service", "Alg")
+		want := constantsNamed(t, "../service/accesstoken", "Alg")
 		checkEnumMap(t, want, algorithms, keywardv1.SigningAlgorithm(0).Descriptor())
 	})
 	t.Run("error codes", func(t *testing.T) {

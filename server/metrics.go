@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/accesstoken"
 )
 
 // metrics is the server's Prometheus registry: request counts and latencies from an
@@ -78,7 +79,7 @@ func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, au
 		cs = append(cs, counter("keyward_verifications_total", "API key verifications by outcome.",
 			func() float64 { return float64(stats.Verifications(r)) }, prometheus.Labels{"reason": r.Name()}))
 	}
-	for _, alg := range service.Algorithms {
+	for _, alg := range accesstoken.Algorithms {
 		cs = append(cs, counter("keyward_tokens_issued_total", "Access tokens issued by signing algorithm.",
 			func() float64 { return float64(stats.TokensIssued(alg)) }, prometheus.Labels{"algorithm": alg}))
 	}

@@ -9,6 +9,7 @@ import (
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/accesstoken"
 )
 
 // tokenServer is the gRPC face of service.Tokens.
@@ -151,10 +152,10 @@ func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.
 }
 
 var algorithms = map[string]keywardv1.SigningAlgorithm{
-	service.AlgHS256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256,
-	service.AlgRS256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
-	service.AlgES256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256,
-	service.AlgEdDSA: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA,
+	accesstoken.AlgHS256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256,
+	accesstoken.AlgRS256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
+	accesstoken.AlgES256: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256,
+	accesstoken.AlgEdDSA: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA,
 }
 
 func signingKeyToProto(k *service.SigningKey, now time.Time) *keywardv1.SigningKey {

@@ -4,6 +4,7 @@
 // revocation log and stream (revocations.go) and the audit log (audit.go). It knows nothing of gRPC or HTTP: server/ converts the wire types and
 // maps the errors returned here (Error, and the repository errors) to status codes.
 //
-// Subpackages hold the building blocks: apikey (secret and opaque token formats),
-// permission (permission grammar) and geoip (country lookup).
+// Subpackages hold the building blocks: accesstoken (the access-token rules the Go
+// client applies too: claims, verification, network binding), apikey (secret and
+// opaque token formats), permission (permission grammar) and geoip (country lookup).
 package service

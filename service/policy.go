@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/accesstoken"
 )
 
 // Check is what a verification checks beyond the secret.
@@ -57,21 +58,7 @@ func newPolicy(k *repository.Key, limiters *limiters) policy {
 }
 
 // allowsIP reports whether ip is inside the key's networks (always, without any).
-func (p *policy) allowsIP(ip netip.Addr) bool {
-	if len(p.cidrs) == 0 {
-		return true
-	}
-	if !ip.IsValid() {
-		return false
-	}
-	ip = ip.Unmap()
-	for _, c := range p.cidrs {
-		if c.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+func (p *policy) allowsIP(ip netip.Addr) bool { return accesstoken.NetworksAllow(p.cidrs, ip) }
 
 func (p *policy) geoRestricted() bool {
 	return len(p.allowedCountries) > 0 || len(p.deniedCountries) > 0

@@ -20,19 +20,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/accesstoken"
 )
-
-// Signing algorithms, by their JWS names.
-const (
-	AlgHS256 = "HS256"
-	AlgRS256 = "RS256"
-	AlgES256 = "ES256"
-	AlgEdDSA = "EdDSA"
-)
-
-// Algorithms lists the accepted algorithms; a token with any other `alg` (none
-// included) is rejected before any key is looked at.
-var Algorithms = []string{AlgHS256, AlgRS256, AlgES256, AlgEdDSA}
 
 // SigningKeyState is the derived lifecycle state of a signing key.
 type SigningKeyState int
@@ -159,6 +148,16 @@ func (r *keyring) lookup(ctx context.Context, kid string, now time.Time) *Signin
 	return k
 }
 
+// verifying is the key that verifies the tokens of kid at now, for
+// accesstoken.Verifier: ErrBadSignature when kid is unknown or retired.
+func (r *keyring) verifying(ctx context.Context, kid string, now time.Time) (accesstoken.Key, error) {
+	sk := r.lookup(ctx, kid, now)
+	if sk == nil {
+		return accesstoken.Key{}, accesstoken.ErrBadSignature
+	}
+	return accesstoken.Key{Alg: sk.Algorithm, Public: sk.public}, nil
+}
+
 // all returns every key, newest first.
 func (r *keyring) all() []*SigningKey {
 	r.mu.RLock()
@@ -197,23 +196,23 @@ func randomBytes(n int) []byte {
 func generate(alg string) (k *SigningKey, private, public []byte, err error) {
 	k = &SigningKey{Algorithm: alg}
 	switch alg {
-	case AlgHS256:
+	case accesstoken.AlgHS256:
 		secret := randomBytes(32)
 		k.method, k.private, k.public = jwt.SigningMethodHS256, secret, secret
 		return k, secret, nil, nil
-	case AlgRS256:
+	case accesstoken.AlgRS256:
 		pk, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		k.method, k.private, k.public = jwt.SigningMethodRS256, pk, &pk.PublicKey
-	case AlgES256:
+	case accesstoken.AlgES256:
 		pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		k.method, k.private, k.public = jwt.SigningMethodES256, pk, &pk.PublicKey
-	case AlgEdDSA:
+	case accesstoken.AlgEdDSA:
 		pub, pk, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, nil, nil, err
@@ -238,7 +237,7 @@ func (r *keyring) open(s *repository.SigningKey) (*SigningKey, error) {
 		return nil, err
 	}
 	k := &SigningKey{Kid: s.Kid, Algorithm: s.Algorithm, CreateTime: s.CreateTime}
-	if s.Algorithm == AlgHS256 {
+	if s.Algorithm == accesstoken.AlgHS256 {
 		k.method, k.private, k.public = jwt.SigningMethodHS256, raw, raw
 		return k, nil
 	}

@@ -1,6 +1,10 @@
 package service
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/keyward/keyward/service/accesstoken"
+)
 
 // Stats are the service's counters, kept as atomics so the hot path pays one atomic
 // add; server/ exports them as Prometheus metrics when they are scraped.
@@ -10,7 +14,7 @@ type Stats struct {
 	CacheMisses    atomic.Int64
 	RateLimited    atomic.Int64
 	QuotaExhausted atomic.Int64
-	tokensIssued   [4]atomic.Int64
+	tokensIssued   [4]atomic.Int64 // by accesstoken.Algorithms
 	RefreshReuse   atomic.Int64
 	// TokenCacheHits counts access token validations answered from the verified
 	// token cache; TokenCacheMisses those that verified the signature (none when the
@@ -53,7 +57,7 @@ var reasonNames = map[Reason]string{
 
 // TokensIssued returns how many access tokens were signed with the algorithm.
 func (s *Stats) TokensIssued(alg string) int64 {
-	for i, a := range Algorithms {
+	for i, a := range accesstoken.Algorithms {
 		if a == alg {
 			return s.tokensIssued[i].Load()
 		}
@@ -62,7 +66,7 @@ func (s *Stats) TokensIssued(alg string) int64 {
 }
 
 func (s *Stats) issued(alg string) {
-	for i, a := range Algorithms {
+	for i, a := range accesstoken.Algorithms {
 		if a == alg {
 			s.tokensIssued[i].Add(1)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/permission"
 )
@@ -215,18 +216,13 @@ func (t *Tokens) Revoke(ctx context.Context, target RevokeTarget, reason string)
 	now := t.keys.now()
 	switch {
 	case target.AccessToken != "":
-		claims := &AccessClaims{}
+		claims := &accesstoken.Claims{}
 		// The signature must verify (so nobody revokes by forged jti), but an expired
 		// token may still be revoked: it is harmless, and the caller learns nothing.
-		parser := jwt.NewParser(jwt.WithValidMethods(Algorithms), jwt.WithoutClaimsValidation())
-		_, err := parser.ParseWithClaims(target.AccessToken, claims, func(tok *jwt.Token) (any, error) {
-			kid, _ := tok.Header["kid"].(string)
-			sk := t.ring.lookup(ctx, kid, now)
-			if sk == nil || tok.Method.Alg() != sk.Algorithm {
-				return nil, errUnknownKid
-			}
-			return sk.public, nil
-		})
+		parser := jwt.NewParser(jwt.WithValidMethods(accesstoken.Algorithms), jwt.WithoutClaimsValidation())
+		_, err := parser.ParseWithClaims(target.AccessToken, claims, accesstoken.Keyfunc(func(kid, _ string) (accesstoken.Key, error) {
+			return t.ring.verifying(ctx, kid, now)
+		}))
 		if err != nil || claims.ID == "" {
 			return InvalidArgument("access_token", "is not an access token issued by this Keyward")
 		}
@@ -270,7 +266,7 @@ func (t *Tokens) RotateSigningKey(ctx context.Context, alg string) (*SigningKey,
 	if alg == "" {
 		alg = t.cfg.Algorithm
 	}
-	if !slices.Contains(Algorithms, alg) {
+	if !slices.Contains(accesstoken.Algorithms, alg) {
 		return nil, InvalidArgument("algorithm", "unknown algorithm %q", alg)
 	}
 	k, err := t.ring.create(ctx, alg, t.keys.now())

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -13,17 +14,20 @@ import (
 // is shared by every later validation of the same token and never modified: claims
 // and perms reach callers, read-only, through TokenVerdict.
 type verifiedToken struct {
-	claims *AccessClaims
+	// claims are held in place, not behind a pointer of their own: the verifier
+	// decodes into them, and a verification allocates one object for both.
+	claims accesstoken.Claims
 	perms  permission.Set
 	kid    string
 	// exp is always set (the parser requires it); nbf and iat are zero when absent.
 	exp, nbf, iat time.Time
 }
 
-// newVerifiedToken freezes the claims of a token that just verified with the key kid.
-// Every slice is clipped, so that an append by a caller copies instead of writing
-// into memory other verdicts share.
-func newVerifiedToken(claims *AccessClaims, kid string) *verifiedToken {
+// freeze completes e, whose claims are those of a token that just verified with the
+// key kid. Every slice is clipped, so that an append by a caller copies instead of
+// writing into memory other verdicts share.
+func (e *verifiedToken) freeze(kid string) {
+	claims := &e.claims
 	claims.Audience = slices.Clip(claims.Audience)
 	claims.Roles = slices.Clip(claims.Roles)
 	claims.Permissions = slices.Clip(claims.Permissions)
@@ -34,18 +38,18 @@ func newVerifiedToken(claims *AccessClaims, kid string) *verifiedToken {
 			perms = append(perms, parsed)
 		}
 	}
-	e := &verifiedToken{claims: claims, perms: slices.Clip(perms), kid: kid, exp: claims.ExpiresAt.Time}
+	e.perms, e.kid, e.exp = slices.Clip(perms), kid, claims.ExpiresAt.Time
 	if claims.NotBefore != nil {
 		e.nbf = claims.NotBefore.Time
 	}
 	if claims.IssuedAt != nil {
 		e.iat = claims.IssuedAt.Time
 	}
-	return e
 }
 
 // timeReason checks the token's times at now, as the parser does with the same
-// leeway: TokenExpired takes precedence over TokenNotYetValid, as in jwtReason.
+// leeway: TokenExpired takes precedence over TokenNotYetValid, as in
+// accesstoken.Verifier.
 func (e *verifiedToken) timeReason(now time.Time, leeway time.Duration) TokenReason {
 	switch {
 	case !now.Before(e.exp.Add(leeway)):

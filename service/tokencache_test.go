@@ -15,6 +15,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keyward/keyward/service/accesstoken"
 )
 
 // uncached returns a second token service on the fixture's store, keys and
@@ -57,7 +59,7 @@ type validation struct {
 var inside = netip.MustParseAddr("10.1.2.3")
 
 func TestValidateTwiceIsACacheHit(t *testing.T) {
-	for _, alg := range Algorithms {
+	for _, alg := range accesstoken.Algorithms {
 		t.Run(alg, func(t *testing.T) {
 			f := newTokenFixture(t, alg)
 			issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
@@ -88,7 +90,7 @@ func TestValidateTwiceIsACacheHit(t *testing.T) {
 // Every check that is not the signature is made on each call: a cached token gives
 // the verdict an uncached validation gives, whatever the call asks.
 func TestCachedTokenIsCheckedOnEveryCall(t *testing.T) {
-	f := newTokenFixture(t, AlgES256)
+	f := newTokenFixture(t, accesstoken.AlgES256)
 	ref := f.uncached(t)
 	token := f.issueValidated(t, "orders-api", "orders:read")
 	ctx := context.Background()
@@ -124,7 +126,7 @@ func TestCachedTokenIsCheckedOnEveryCall(t *testing.T) {
 func TestCachedTokenStopsAtRevocation(t *testing.T) {
 	ctx := context.Background()
 	t.Run("the token", func(t *testing.T) {
-		f := newTokenFixture(t, AlgEdDSA)
+		f := newTokenFixture(t, accesstoken.AlgEdDSA)
 		token := f.issueValidated(t, "", "")
 		require.NoError(t, f.tokens.Revoke(ctx, RevokeTarget{AccessToken: token}, "test"))
 		v, err := f.tokens.Validate(ctx, token, "", "", inside)
@@ -134,7 +136,7 @@ func TestCachedTokenStopsAtRevocation(t *testing.T) {
 		assert.Equal(t, int64(1), hits, "the revoked token was a cache hit")
 	})
 	t.Run("the key it was issued to", func(t *testing.T) {
-		f := newTokenFixture(t, AlgEdDSA)
+		f := newTokenFixture(t, accesstoken.AlgEdDSA)
 		token := f.issueValidated(t, "", "")
 		_, err := f.keys.Revoke(ctx, f.key.ID, "test")
 		require.NoError(t, err)
@@ -151,7 +153,7 @@ func TestCachedTokenStopsAtRevocation(t *testing.T) {
 func TestCachedTokenTimesAreCheckedAsTheParserDoes(t *testing.T) {
 	for _, skew := range []time.Duration{0, 30 * time.Second} {
 		t.Run(skew.String(), func(t *testing.T) {
-			f := newTokenFixtureWith(t, AlgHS256, func(c *TokensConfig) { c.ClockSkew = skew })
+			f := newTokenFixtureWith(t, accesstoken.AlgHS256, func(c *TokensConfig) { c.ClockSkew = skew })
 			ref := f.uncached(t)
 			clock := time.Now()
 			f.tokens.now = func() time.Time { return clock }
@@ -196,11 +198,11 @@ func TestCachedTokenTimesAreCheckedAsTheParserDoes(t *testing.T) {
 }
 
 func TestCachedTokenStopsWhenItsSigningKeyRetires(t *testing.T) {
-	f := newTokenFixture(t, AlgES256)
+	f := newTokenFixture(t, accesstoken.AlgES256)
 	token := f.issueValidated(t, "", "")
 	ctx := context.Background()
 	time.Sleep(2 * time.Millisecond) // keys made in one millisecond are ordered by kid
-	_, err := f.tokens.RotateSigningKey(ctx, AlgEdDSA)
+	_, err := f.tokens.RotateSigningKey(ctx, accesstoken.AlgEdDSA)
 	require.NoError(t, err)
 	v, err := f.tokens.Validate(ctx, token, "", "", inside)
 	require.NoError(t, err)
@@ -227,7 +229,7 @@ func TestCachedTokenStopsWhenItsSigningKeyRetires(t *testing.T) {
 }
 
 func TestTamperedTokenFailsAfterTheOriginalWasCached(t *testing.T) {
-	for _, alg := range Algorithms {
+	for _, alg := range accesstoken.Algorithms {
 		t.Run(alg, func(t *testing.T) {
 			f := newTokenFixture(t, alg)
 			token := f.issueValidated(t, "", "")
@@ -269,10 +271,10 @@ func TestTamperedTokenFailsAfterTheOriginalWasCached(t *testing.T) {
 }
 
 func TestFailuresAndOversizedTokensAreNotCached(t *testing.T) {
-	f := newTokenFixture(t, AlgEdDSA)
+	f := newTokenFixture(t, accesstoken.AlgEdDSA)
 	active := f.tokens.ring.active()
 	ctx := context.Background()
-	expired := f.forge(t, active.method, active.Kid, f.claims(func(c *AccessClaims) {
+	expired := f.forge(t, active.method, active.Kid, f.claims(func(c *accesstoken.Claims) {
 		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
 	}), active.private)
 	for range 2 {
@@ -284,7 +286,7 @@ func TestFailuresAndOversizedTokensAreNotCached(t *testing.T) {
 	assert.Equal(t, [2]int64{0, 2}, [2]int64{hits, misses}, "a failed verification is made again")
 	assert.Zero(t, f.tokens.verified.len())
 
-	v, err := f.tokens.Validate(ctx, "eyJ"+strings.Repeat("A", MaxTokenLen), "", "", inside)
+	v, err := f.tokens.Validate(ctx, "eyJ"+strings.Repeat("A", accesstoken.MaxLen), "", "", inside)
 	require.NoError(t, err)
 	assert.Equal(t, TokenMalformed, v.Reason)
 	hits, misses = f.cacheCounts()
@@ -293,7 +295,7 @@ func TestFailuresAndOversizedTokensAreNotCached(t *testing.T) {
 }
 
 func TestTokenCacheOff(t *testing.T) {
-	f := newTokenFixtureWith(t, AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = 0 })
+	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = 0 })
 	require.Nil(t, f.tokens.verified)
 	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
 	require.NoError(t, err)
@@ -315,13 +317,13 @@ func TestTokenCacheOff(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, TokenRevoked, v.Reason)
 
-	_, err = NewTokens(ctx, f.store, TokensConfig{Algorithm: AlgEdDSA, VerifiedCacheSize: -1}, f.keys, f.tokens.revs, f.tokens.ring.sealer, f.tokens.log)
+	_, err = NewTokens(ctx, f.store, TokensConfig{Algorithm: accesstoken.AlgEdDSA, VerifiedCacheSize: -1}, f.keys, f.tokens.revs, f.tokens.ring.sealer, f.tokens.log)
 	assert.ErrorContains(t, err, "negative")
 }
 
 func TestTokenCacheStaysWithinItsBound(t *testing.T) {
 	const bound = 3
-	f := newTokenFixtureWith(t, AlgHS256, func(c *TokensConfig) { c.VerifiedCacheSize = bound })
+	f := newTokenFixtureWith(t, accesstoken.AlgHS256, func(c *TokensConfig) { c.VerifiedCacheSize = bound })
 	ctx := context.Background()
 	var tokens []string
 	for range 10 {
@@ -348,7 +350,7 @@ func TestTokenCacheStaysWithinItsBound(t *testing.T) {
 
 func TestFullTokenCacheDropsExpiredEntriesFirst(t *testing.T) {
 	const bound = 3
-	f := newTokenFixtureWith(t, AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = bound })
+	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = bound })
 	active := f.tokens.ring.active()
 	clock := time.Now()
 	f.tokens.now = func() time.Time { return clock }
@@ -362,7 +364,7 @@ func TestFullTokenCacheDropsExpiredEntriesFirst(t *testing.T) {
 	require.Equal(t, bound, f.tokens.verified.len())
 
 	clock = clock.Add(10 * time.Minute) // every cached token has expired
-	long := f.forge(t, active.method, active.Kid, f.claims(func(c *AccessClaims) {
+	long := f.forge(t, active.method, active.Kid, f.claims(func(c *accesstoken.Claims) {
 		c.ExpiresAt = jwt.NewNumericDate(clock.Add(time.Hour))
 	}), active.private)
 	v, err := f.tokens.Validate(ctx, long, "", "", inside)
@@ -372,7 +374,7 @@ func TestFullTokenCacheDropsExpiredEntriesFirst(t *testing.T) {
 }
 
 func TestConcurrentValidationWithTheCache(t *testing.T) {
-	f := newTokenFixtureWith(t, AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = 4 })
+	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = 4 })
 	ctx := context.Background()
 	var tokens []*Issued
 	for range 8 {
@@ -426,7 +428,7 @@ func TestConcurrentValidationWithTheCache(t *testing.T) {
 }
 
 func TestValidateOnCacheHitDoesNotAllocate(t *testing.T) {
-	f := newTokenFixture(t, AlgES256)
+	f := newTokenFixture(t, accesstoken.AlgES256)
 	token := f.issueValidated(t, "orders-api", "orders/1:refund")
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(200, func() {

@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/permission"
 )
@@ -45,7 +46,7 @@ type TokensConfig struct {
 // DefaultTokensConfig returns the default policy.
 func DefaultTokensConfig() TokensConfig {
 	return TokensConfig{
-		Issuer: "keyward", Algorithm: AlgRS256,
+		Issuer: "keyward", Algorithm: accesstoken.AlgRS256,
 		DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour, ClockSkew: 30 * time.Second,
 		RefreshTTL: 30 * 24 * time.Hour, RefreshFamilyTTL: 90 * 24 * time.Hour,
 		TemporaryTTL: 5 * time.Minute, TemporaryMaxTTL: time.Hour,
@@ -55,15 +56,15 @@ func DefaultTokensConfig() TokensConfig {
 
 // Tokens issues and checks access, refresh and temporary tokens.
 type Tokens struct {
-	cfg    TokensConfig
-	keys   *Keys
-	revs   *Revocations
-	store  repository.TokenRepository
-	ring   *keyring
-	parser *jwt.Parser
+	cfg      TokensConfig
+	keys     *Keys
+	revs     *Revocations
+	store    repository.TokenRepository
+	ring     *keyring
+	verifier *accesstoken.Verifier
 	// verified remembers tokens whose signature verified; nil when turned off.
 	verified *tokenCache
-	// now is the clock validation reads (the parser's too); time.Now but in tests.
+	// now is the clock validation reads (the verifier's too); time.Now but in tests.
 	now func() time.Time
 	log *slog.Logger
 }
@@ -71,8 +72,8 @@ type Tokens struct {
 // NewTokens returns the token service. It loads the signing keys and creates the
 // first one on an empty store.
 func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, keys *Keys, revs *Revocations, sealer *Sealer, log *slog.Logger) (*Tokens, error) {
-	if !slices.Contains(Algorithms, cfg.Algorithm) {
-		return nil, fmt.Errorf("unknown token algorithm %q (want one of %s)", cfg.Algorithm, strings.Join(Algorithms, ", "))
+	if !slices.Contains(accesstoken.Algorithms, cfg.Algorithm) {
+		return nil, fmt.Errorf("unknown token algorithm %q (want one of %s)", cfg.Algorithm, strings.Join(accesstoken.Algorithms, ", "))
 	}
 	if cfg.VerifiedCacheSize < 0 {
 		return nil, fmt.Errorf("the verified token cache size %d is negative (0 turns the cache off)", cfg.VerifiedCacheSize)
@@ -83,15 +84,8 @@ func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, ke
 			grace: cfg.MaxTTL + cfg.ClockSkew + cfg.KeyReload},
 	}
 	// A cache hit re-checks the times itself (verifiedToken.timeReason): it must
-	// agree with these options.
-	t.parser = jwt.NewParser(
-		jwt.WithValidMethods(Algorithms),
-		jwt.WithIssuer(cfg.Issuer),
-		jwt.WithLeeway(cfg.ClockSkew),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithTimeFunc(func() time.Time { return t.now() }),
-	)
+	// agree with the verifier.
+	t.verifier = accesstoken.NewVerifier(cfg.Issuer, cfg.ClockSkew, func() time.Time { return t.now() })
 	if cfg.VerifiedCacheSize > 0 {
 		t.verified = newTokenCache(cfg.VerifiedCacheSize, cfg.ClockSkew)
 	}
@@ -125,48 +119,17 @@ func (t *Tokens) RunKeyReloader(ctx context.Context) {
 	}
 }
 
-// AccessClaims are the claims of a Keyward access token.
-type AccessClaims struct {
-	jwt.RegisteredClaims
-	Owner       string   `json:"owner,omitempty"`
-	Roles       []string `json:"roles,omitempty"`
-	Permissions []string `json:"permissions,omitempty"`
-	CIDRs       []string `json:"cidrs,omitempty"`
-	// SessionID (sid) is the refresh-token family the token belongs to: revoking
-	// the family, as a refresh-token reuse does, revokes the token.
-	SessionID string `json:"sid,omitempty"`
-	// Environment (env) is the key's, live or test: a live service refuses test
-	// tokens.
-	Environment string `json:"env,omitempty"`
-	// IssuerChecks names the restrictions of the token's key that only Keyward can
-	// apply at use (country, rate_limit, quota): a validator that cannot must ask
-	// Keyward (ValidateToken) rather than accept the token locally.
-	IssuerChecks []string `json:"issuer_checks,omitempty"`
-	// RightsSeq is the revocation log position the issuing instance had applied to
-	// the key when it read it: the token reflects every change to the key's rights
-	// logged up to it, and a local validator refuses it after a later one.
-	// Always present, 0 included (an empty log): its absence marks older tokens.
-	RightsSeq uint64 `json:"rights_seq"`
-}
-
-// Issuer checks: restrictions a local validator cannot apply.
-const (
-	CheckCountry   = "country"
-	CheckRateLimit = "rate_limit"
-	CheckQuota     = "quota"
-)
-
 // issuerChecks lists the restrictions of k that only Keyward can apply at use.
 func issuerChecks(k *repository.Key) []string {
 	var out []string
 	if len(k.AllowedCountries) > 0 || len(k.DeniedCountries) > 0 {
-		out = append(out, CheckCountry)
+		out = append(out, accesstoken.CheckCountry)
 	}
 	if k.RateLimit != nil && k.RateLimit.RequestsPerSecond > 0 {
-		out = append(out, CheckRateLimit)
+		out = append(out, accesstoken.CheckRateLimit)
 	}
 	if k.Quota != nil && k.Quota.Limit > 0 {
-		out = append(out, CheckQuota)
+		out = append(out, accesstoken.CheckQuota)
 	}
 	return out
 }
@@ -320,14 +283,15 @@ func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (
 	if end = earliest(k.ExpireTime, end); !end.IsZero() && end.Before(exp) {
 		exp = end.Truncate(time.Second)
 	}
-	claims := AccessClaims{
+	claims := accesstoken.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: t.cfg.Issuer, Subject: k.ID, Audience: g.Audience,
 			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(exp), ID: strings.ToLower(rand.Text()),
 		},
 		Owner: k.Owner, Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs,
-		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: e.seq, Environment: string(k.Environment),
+		// Always set, 0 included; e is immutable, so pointing into it is safe.
+		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: &e.seq, Environment: string(k.Environment),
 	}
 	t.keys.stats.issued(sk.Algorithm)
 	tok := jwt.NewWithClaims(sk.method, claims)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
+	"github.com/keyward/keyward/service/accesstoken"
 )
 
 type tokenFixture struct {
@@ -83,9 +84,9 @@ func (f *tokenFixture) forge(t *testing.T, method jwt.SigningMethod, kid string,
 	return s
 }
 
-func (f *tokenFixture) claims(mod func(*AccessClaims)) *AccessClaims {
+func (f *tokenFixture) claims(mod func(*accesstoken.Claims)) *accesstoken.Claims {
 	now := time.Now()
-	c := &AccessClaims{RegisteredClaims: jwt.RegisteredClaims{
+	c := &accesstoken.Claims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer: "keyward", Subject: f.key.ID, Audience: jwt.ClaimStrings{"orders-api"}, ID: "jti-" + rand.Text(),
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Minute)),
 	}, Permissions: []string{"orders"}}
@@ -96,7 +97,7 @@ func (f *tokenFixture) claims(mod func(*AccessClaims)) *AccessClaims {
 }
 
 func TestValidateRejectsForgedTokens(t *testing.T) {
-	for _, alg := range Algorithms {
+	for _, alg := range accesstoken.Algorithms {
 		t.Run(alg, func(t *testing.T) {
 			f := newTokenFixture(t, alg)
 			active := f.tokens.ring.active()
@@ -105,12 +106,12 @@ func TestValidateRejectsForgedTokens(t *testing.T) {
 			// Algorithm confusion: an HS256 token whose HMAC secret is the published
 			// public key (what a naive verifier would accept).
 			var confusion string
-			if pub, err := x509.MarshalPKIXPublicKey(active.public); err == nil && alg != AlgHS256 {
+			if pub, err := x509.MarshalPKIXPublicKey(active.public); err == nil && alg != accesstoken.AlgHS256 {
 				confusion = f.forge(t, jwt.SigningMethodHS256, active.Kid, f.claims(nil), pub)
 			}
 			unsigned := f.forge(t, jwt.SigningMethodNone, active.Kid, f.claims(nil), jwt.UnsafeAllowNoneSignatureType)
 			parts := strings.Split(good, ".")
-			payload, _ := json.Marshal(f.claims(func(c *AccessClaims) { c.Permissions = []string{"*"} }))
+			payload, _ := json.Marshal(f.claims(func(c *accesstoken.Claims) { c.Permissions = []string{"*"} }))
 			tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
 			header, _ := json.Marshal(map[string]string{"alg": alg, "kid": "../../etc/passwd", "typ": "JWT"})
 			injectedKid := base64.RawURLEncoding.EncodeToString(header) + "." + parts[1] + "." + parts[2]
@@ -126,19 +127,19 @@ func TestValidateRejectsForgedTokens(t *testing.T) {
 				{"injected kid", injectedKid, TokenBadSignature},
 				{"unknown kid", f.forge(t, active.method, "no-such-kid", f.claims(nil), active.private), TokenBadSignature},
 				{"no kid", f.forge(t, active.method, "", f.claims(nil), active.private), TokenBadSignature},
-				{"expired", f.forge(t, active.method, active.Kid, f.claims(func(c *AccessClaims) {
+				{"expired", f.forge(t, active.method, active.Kid, f.claims(func(c *accesstoken.Claims) {
 					c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Minute))
 				}), active.private), TokenExpired},
-				{"expired within skew", f.forge(t, active.method, active.Kid, f.claims(func(c *AccessClaims) {
+				{"expired within skew", f.forge(t, active.method, active.Kid, f.claims(func(c *accesstoken.Claims) {
 					c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-10 * time.Second))
 				}), active.private), TokenOK},
-				{"not yet valid", f.forge(t, active.method, active.Kid, f.claims(func(c *AccessClaims) {
+				{"not yet valid", f.forge(t, active.method, active.Kid, f.claims(func(c *accesstoken.Claims) {
 					c.NotBefore = jwt.NewNumericDate(time.Now().Add(time.Hour))
 				}), active.private), TokenNotYetValid},
-				{"wrong issuer", f.forge(t, active.method, active.Kid, f.claims(func(c *AccessClaims) { c.Issuer = "evil" }), active.private), TokenWrongIssuer},
-				{"no expiry", f.forge(t, active.method, active.Kid, f.claims(func(c *AccessClaims) { c.ExpiresAt = nil }), active.private), TokenMalformed},
+				{"wrong issuer", f.forge(t, active.method, active.Kid, f.claims(func(c *accesstoken.Claims) { c.Issuer = "evil" }), active.private), TokenWrongIssuer},
+				{"no expiry", f.forge(t, active.method, active.Kid, f.claims(func(c *accesstoken.Claims) { c.ExpiresAt = nil }), active.private), TokenMalformed},
 				{"garbage", "eyJhbGciOi.not.a-token", TokenMalformed},
-				{"oversized", "eyJ" + strings.Repeat("A", MaxTokenLen), TokenMalformed},
+				{"oversized", "eyJ" + strings.Repeat("A", accesstoken.MaxLen), TokenMalformed},
 			}
 			if confusion != "" {
 				cases = append(cases, struct {
@@ -159,7 +160,7 @@ func TestValidateRejectsForgedTokens(t *testing.T) {
 }
 
 func TestDeeplyNestedClaimsAreRejectedNotFatal(t *testing.T) {
-	f := newTokenFixture(t, AlgEdDSA)
+	f := newTokenFixture(t, accesstoken.AlgEdDSA)
 	active := f.tokens.ring.active()
 	nested := strings.Repeat(`{"a":`, 10000) + `1` + strings.Repeat(`}`, 10000)
 	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"EdDSA","kid":"` + active.Kid + `"}`))
@@ -170,7 +171,7 @@ func TestDeeplyNestedClaimsAreRejectedNotFatal(t *testing.T) {
 }
 
 func TestSealedSigningKeysNeedTheMasterKey(t *testing.T) {
-	f := newTokenFixture(t, AlgES256)
+	f := newTokenFixture(t, accesstoken.AlgES256)
 	stored, err := f.store.SigningKeys().ListSigningKeys(context.Background())
 	require.NoError(t, err)
 	require.Len(t, stored, 1)
@@ -190,11 +191,11 @@ func TestSealedSigningKeysNeedTheMasterKey(t *testing.T) {
 }
 
 func TestRetiredSigningKeyStopsVerifying(t *testing.T) {
-	f := newTokenFixture(t, AlgES256)
+	f := newTokenFixture(t, accesstoken.AlgES256)
 	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
 	require.NoError(t, err)
 	time.Sleep(2 * time.Millisecond) // keys made in one millisecond are ordered by kid
-	_, err = f.tokens.RotateSigningKey(context.Background(), AlgEdDSA)
+	_, err = f.tokens.RotateSigningKey(context.Background(), accesstoken.AlgEdDSA)
 	require.NoError(t, err)
 	v, err := f.tokens.Validate(context.Background(), issued.AccessToken, "", "", netip.MustParseAddr("10.0.0.1"))
 	require.NoError(t, err)
@@ -210,7 +211,7 @@ func TestRetiredSigningKeyStopsVerifying(t *testing.T) {
 }
 
 func BenchmarkIssueToken(b *testing.B) {
-	for _, alg := range Algorithms {
+	for _, alg := range accesstoken.Algorithms {
 		b.Run(alg, func(b *testing.B) {
 			f := newTokenFixture(b, alg)
 			b.ReportAllocs()
@@ -234,7 +235,7 @@ func BenchmarkValidateTokenUncached(b *testing.B) {
 }
 
 func benchmarkValidateToken(b *testing.B, mod func(*TokensConfig)) {
-	for _, alg := range Algorithms {
+	for _, alg := range accesstoken.Algorithms {
 		b.Run(alg, func(b *testing.B) {
 			f := newTokenFixtureWith(b, alg, mod)
 			issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
@@ -252,7 +253,7 @@ func benchmarkValidateToken(b *testing.B, mod func(*TokensConfig)) {
 }
 
 func TestTemporaryTokenExpires(t *testing.T) {
-	f := newTokenFixture(t, AlgEdDSA)
+	f := newTokenFixture(t, accesstoken.AlgEdDSA)
 	issued, err := f.tokens.IssueTemporary(f.ctx, "orders:approve", 50*time.Millisecond, 1)
 	require.NoError(t, err)
 	time.Sleep(100 * time.Millisecond)
@@ -264,7 +265,7 @@ func TestTemporaryTokenExpires(t *testing.T) {
 // FuzzValidateToken feeds arbitrary credentials to validation: it must never panic,
 // and whatever it accepts must carry exactly the claims Keyward signed.
 func FuzzValidateToken(f *testing.F) {
-	fx := newTokenFixture(f, AlgEdDSA)
+	fx := newTokenFixture(f, accesstoken.AlgEdDSA)
 	issued, err := fx.tokens.Issue(fx.ctx, IssueRequest{})
 	require.NoError(f, err)
 	f.Add(issued.AccessToken)

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -51,9 +51,6 @@ var tokenMessages = map[TokenReason]string{
 // Message is a human-readable explanation of the reason.
 func (r TokenReason) Message() string { return tokenMessages[r] }
 
-// MaxTokenLen is the longest credential validation will look at.
-const MaxTokenLen = 8192
-
 // TokenVerdict is the verdict on a credential. It holds only what the caller may
 // see: on a failure, claims only for a caller who may read the key's owner's keys.
 type TokenVerdict struct {
@@ -67,7 +64,7 @@ type TokenVerdict struct {
 	// Permissions may be shared with other verdicts (an access token's come from
 	// the verified token cache, an API key's from the key cache): they are
 	// read-only, and a caller that needs to change them copies them first.
-	Claims      *AccessClaims
+	Claims      *accesstoken.Claims
 	Permissions permission.Set
 	// Key and KeyPermissions are the token's key as loaded, on success (shared,
 	// read-only): what the token acts for.
@@ -86,7 +83,7 @@ func (v TokenVerdict) Valid() bool { return v.Reason == TokenOK }
 // audiences the key may still have. A resource server that authorizes on the
 // claims then grants no more than Validate would. Failed validations and API keys
 // (whose claims are the key's own) get Claims as they are.
-func (v TokenVerdict) EffectiveClaims() *AccessClaims {
+func (v TokenVerdict) EffectiveClaims() *accesstoken.Claims {
 	if !v.Valid() || v.APIKey || v.Key == nil || v.Claims == nil {
 		return v.Claims
 	}
@@ -179,7 +176,7 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 	if strings.HasPrefix(token, "kw_") {
 		return t.validateKey(ctx, token, audience, Check{Permission: required, ClientIP: clientIP})
 	}
-	if len(token) > MaxTokenLen {
+	if len(token) > accesstoken.MaxLen { // before the cache: such a token is never in it
 		return TokenVerdict{Reason: TokenMalformed}, nil
 	}
 	now := t.now()
@@ -187,7 +184,7 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 	if reason != TokenOK {
 		return TokenVerdict{Reason: reason}, nil
 	}
-	claims := vt.claims
+	claims := &vt.claims
 	v := TokenVerdict{Claims: claims, Permissions: vt.perms, Subject: claims.Subject}
 	if t.revs.TokenRevoked(claims.ID, claims.SessionID) {
 		v.Reason = TokenRevoked
@@ -213,7 +210,7 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 		v.Reason, v.Detail = TokenRevoked, "its lifetime is longer than its key's max_token_ttl now allows ("+m.String()+")"
 		return v, nil
 	}
-	if len(claims.CIDRs) > 0 && (!clientIP.IsValid() || !inAny(clientIP, claims.CIDRs)) {
+	if !claims.UsableFrom(clientIP) {
 		v.Reason = TokenIPNotAllowed
 		return v, nil
 	}
@@ -258,48 +255,34 @@ func (t *Tokens) verify(ctx context.Context, token string, now time.Time) (*veri
 		}
 		t.keys.stats.TokenCacheMisses.Add(1)
 	}
-	claims := &AccessClaims{}
+	e := &verifiedToken{}
 	var kid string
-	_, err := t.parser.ParseWithClaims(token, claims, func(tok *jwt.Token) (any, error) {
-		kid, _ = tok.Header["kid"].(string)
-		sk := t.ring.lookup(ctx, kid, now)
-		if sk == nil {
-			return nil, errUnknownKid
-		}
-		// Pin the algorithm to the key: an HS256 token "signed" with an RSA key's
-		// public half, or any other mismatch, never verifies.
-		if tok.Method.Alg() != sk.Algorithm {
-			return nil, errAlgMismatch
-		}
-		return sk.public, nil
+	err := t.verifier.Verify(token, &e.claims, func(k, _ string) (accesstoken.Key, error) {
+		kid = k
+		return t.ring.verifying(ctx, kid, now)
 	})
 	if err != nil {
-		return nil, jwtReason(err) // failures are never cached
+		return nil, verifyReason(err) // failures are never cached
 	}
-	e := newVerifiedToken(claims, kid)
+	e.freeze(kid)
 	if t.verified != nil {
 		t.verified.put(token, e, now)
 	}
 	return e, TokenOK
 }
 
-var (
-	errUnknownKid  = errors.New("unknown or retired kid")
-	errAlgMismatch = errors.New("algorithm does not match the key")
-)
-
-func jwtReason(err error) TokenReason {
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed):
+// verifyReason is the reason of an error accesstoken.Verifier refused a token with
+// (the key lookup refuses with ErrBadSignature only).
+func verifyReason(err error) TokenReason {
+	switch err {
+	case accesstoken.ErrMalformed:
 		return TokenMalformed
-	case errors.Is(err, jwt.ErrTokenExpired):
+	case accesstoken.ErrExpired:
 		return TokenExpired
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+	case accesstoken.ErrNotYetValid:
 		return TokenNotYetValid
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+	case accesstoken.ErrWrongIssuer:
 		return TokenWrongIssuer
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return TokenMalformed
 	}
 	return TokenBadSignature
 }
@@ -316,7 +299,7 @@ func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check
 	}
 	if kv.Key != nil {
 		k := kv.Key
-		v.Claims = &AccessClaims{
+		v.Claims = &accesstoken.Claims{
 			RegisteredClaims: jwt.RegisteredClaims{Subject: k.ID, Audience: k.AllowedAudiences},
 			Owner:            k.Owner, Roles: k.Roles, Permissions: kv.Effective, CIDRs: k.AllowedCIDRs,
 			Environment: string(k.Environment),
@@ -345,16 +328,6 @@ func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check
 		v.Reason = TokenInvalidKey
 	}
 	return v, nil
-}
-
-func inAny(ip netip.Addr, cidrs []string) bool {
-	ip = ip.Unmap()
-	for _, c := range cidrs {
-		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // LooksLikeJWT reports whether a credential has the shape of a JWT (three
