@@ -87,12 +87,12 @@ func (v TokenVerdict) EffectiveClaims() *accesstoken.Claims {
 	if !v.Valid() || v.APIKey || v.Key == nil || v.Claims == nil {
 		return v.Claims
 	}
-	c := *v.Claims // shared with the cache: a copy, with fresh slices
+	c := v.Claims.Clone() // v.Claims is shared with the cache
 	c.Owner, c.Environment = v.Key.Owner, string(v.Key.Environment)
 	if end := v.Key.ExpireTime; !end.IsZero() && (c.ExpiresAt == nil || end.Before(c.ExpiresAt.Time)) {
 		c.ExpiresAt = jwt.NewNumericDate(end)
 	}
-	c.CIDRs = narrowestNetworks(c.CIDRs, v.Key.AllowedCIDRs)
+	c.CIDRs = slices.Clone(narrowestNetworks(c.CIDRs, v.Key.AllowedCIDRs)) // may be the cached key's
 	c.Permissions = keep(c.Permissions, func(p string) bool {
 		need, err := permission.Parse(p)
 		return err == nil && v.KeyPermissions.Allows(need)
@@ -101,7 +101,7 @@ func (v TokenVerdict) EffectiveClaims() *accesstoken.Claims {
 	if allowed := v.Key.AllowedAudiences; len(allowed) > 0 {
 		c.Audience = keep(c.Audience, func(a string) bool { return slices.Contains(allowed, a) })
 	}
-	return &c
+	return c
 }
 
 // narrowestNetworks is the binding in effect when a token bound to token and its

@@ -14,6 +14,7 @@ package accesstoken
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -50,6 +51,29 @@ type Claims struct {
 // from anywhere when it is bound to no networks, otherwise only from inside one of
 // them (NetworksAllow).
 func (c *Claims) UsableFrom(ip netip.Addr) bool { return NetworksAllow(c.CIDRs, ip) }
+
+// Clone is a deep copy: no slice or pointer of it is shared with c, so that claims
+// held by a cache can be handed out and changed by whoever receives the copy.
+func (c *Claims) Clone() *Claims {
+	out := *c
+	out.Audience = slices.Clone(c.Audience)
+	out.ExpiresAt, out.NotBefore, out.IssuedAt = cloneDate(c.ExpiresAt), cloneDate(c.NotBefore), cloneDate(c.IssuedAt)
+	out.Roles, out.Permissions = slices.Clone(c.Roles), slices.Clone(c.Permissions)
+	out.CIDRs, out.IssuerChecks = slices.Clone(c.CIDRs), slices.Clone(c.IssuerChecks)
+	if c.RightsSeq != nil {
+		seq := *c.RightsSeq
+		out.RightsSeq = &seq
+	}
+	return &out
+}
+
+func cloneDate(d *jwt.NumericDate) *jwt.NumericDate {
+	if d == nil {
+		return nil
+	}
+	out := *d
+	return &out
+}
 
 // Issuer checks: the names in the issuer_checks claim, restrictions of the
 // token's key that a local validator cannot apply.
