@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -38,9 +39,34 @@ type client struct {
 func (c *client) flags(g *cobra.Command) {
 	fs := g.PersistentFlags()
 	fs.StringVar(&c.server, "server", envOr("KEYWARD_SERVER", "127.0.0.1:7070"), "the server's gRPC `host:port` (env KEYWARD_SERVER)")
-	fs.BoolVar(&c.tls, "tls", os.Getenv("KEYWARD_TLS") == "true", "connect with TLS (env KEYWARD_TLS=true)")
-	fs.StringVar(&c.caFile, "ca-file", os.Getenv("KEYWARD_CA_FILE"), "PEM CA bundle `file` for --tls; default: the system's roots (env KEYWARD_CA_FILE)")
+	fs.BoolVar(&c.tls, "tls", false, "connect with TLS (env KEYWARD_TLS=true); implied by --ca-file")
+	fs.StringVar(&c.caFile, "ca-file", os.Getenv("KEYWARD_CA_FILE"), "PEM CA bundle `file` to verify the server with; implies --tls; default: the system's roots (env KEYWARD_CA_FILE)")
 	fs.StringVarP(&c.output, "output", "o", "table", "output: table or json")
+}
+
+// wantTLS says whether to connect with TLS. Asking for it in any way — --tls,
+// KEYWARD_TLS in any spelling of true, or a CA bundle to verify the server with —
+// means TLS: the API key is never sent in plaintext because a flag was missing.
+// A KEYWARD_TLS that is not a boolean, and a CA bundle with TLS turned off, are
+// usage errors.
+func (c *client) wantTLS(cmd *cobra.Command) (bool, error) {
+	on := c.tls
+	if !cmd.Flags().Changed("tls") {
+		if v := os.Getenv("KEYWARD_TLS"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return false, usageError("KEYWARD_TLS: %q is not true or false", v)
+			}
+			on = b
+		}
+	}
+	if c.caFile != "" {
+		if !on && (cmd.Flags().Changed("tls") || os.Getenv("KEYWARD_TLS") != "") {
+			return false, usageError("--ca-file verifies a TLS server: it cannot be used with TLS turned off (--tls=false or KEYWARD_TLS=false)")
+		}
+		on = true
+	}
+	return on, nil
 }
 
 func envOr(name, def string) string {
@@ -64,8 +90,12 @@ func (c *client) connect(cmd *cobra.Command, _ []string) error {
 	if key == "" {
 		return usageError("set KEYWARD_API_KEY to an API key (or access token)")
 	}
+	useTLS, err := c.wantTLS(cmd)
+	if err != nil {
+		return err
+	}
 	creds := insecure.NewCredentials()
-	if c.tls {
+	if useTLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.caFile != "" {
 			pem, err := os.ReadFile(c.caFile)
