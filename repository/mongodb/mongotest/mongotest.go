@@ -9,9 +9,9 @@
 // pinned module (ferretdbserver), so that it and its SQLite engine run without the
 // race detector the tests are built with: instrumented in the test process, they
 // took most of the time of every test on MongoDB. The process ends with the test
-// process. It keeps its SQLite files in a temporary directory (keyward-ferretdb-*)
-// that outlives the process; the databases in it are dropped by Database's
-// cleanup, so what remains is small.
+// process; its SQLite files are in a temporary directory (keyward-ferretdb-*) that
+// it removes when it ends, and its binary is kept in the user's cache directory
+// for the next test process.
 //
 // It is for tests only.
 package mongotest
@@ -20,6 +20,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -74,7 +77,7 @@ func URI(t testing.TB) string {
 			return
 		}
 		var p *process
-		if p, startErr = startProcess("127.0.0.1:0", dir); startErr != nil {
+		if p, startErr = startProcess("127.0.0.1:0", dir, "-remove-dir"); startErr != nil {
 			return
 		}
 		// Never stopped: it ends with the test process, whose end closes its stdin.
@@ -87,24 +90,82 @@ func URI(t testing.TB) string {
 	return ferretURI
 }
 
-// build compiles the FerretDB server once per test process, into a temporary
-// directory; the Go build cache makes it quick after the first time.
+// build returns the FerretDB server's binary, compiled once for this Go version and
+// this module's dependencies and sources, into the user's cache directory
+// (keyward-tests): test processes share it instead of each leaving a copy behind.
+// The Go build cache makes a rebuild quick; a stale binary is replaced.
 func build() (string, error) {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "keyward-ferretdbserver-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "ferretdbserver")
-		cmd := exec.Command("go", "build", "-o", binary, serverPackage)
-		// Whatever flags the tests were built with, FerretDB is built plain.
-		cmd.Env = append(os.Environ(), "GOFLAGS=")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build %s: %w: %s", serverPackage, err, out)
-		}
-	})
+	buildOnce.Do(func() { binary, buildErr = buildCached() })
 	return binary, buildErr
+}
+
+func buildCached() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintln(h, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	for _, f := range []string{"go.mod", "go.sum", filepath.Join("repository", "mongodb", "mongotest", "ferretdbserver", "main.go")} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	dir = filepath.Join(dir, "keyward-tests")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	name := "ferretdbserver-" + hex.EncodeToString(h.Sum(nil))[:16]
+	bin := filepath.Join(dir, name)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	// Built beside it and renamed: processes building at once each get a whole file.
+	tmp := bin + ".tmp-" + strings.ToLower(rand.Text()[:8])
+	cmd := exec.Command("go", "build", "-o", tmp, serverPackage)
+	cmd.Dir = root
+	// Whatever flags the tests were built with, FerretDB is built plain.
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("go build %s: %w: %s", serverPackage, err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return "", err
+	}
+	// Older builds are of other sources or dependencies: no test process starts them.
+	old, _ := filepath.Glob(filepath.Join(dir, "ferretdbserver-*"))
+	for _, o := range old {
+		if filepath.Base(o) != name && !strings.Contains(filepath.Base(o), ".tmp-") {
+			_ = os.Remove(o)
+		}
+	}
+	return bin, nil
+}
+
+// moduleRoot is the directory of the go.mod above the working directory (a test
+// runs in its package's directory).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("mongotest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }
 
 // process is a running FerretDB server.
@@ -115,14 +176,14 @@ type process struct {
 	done  chan struct{}
 }
 
-// startProcess starts FerretDB on addr with its files in dir and returns once it
-// accepts connections.
-func startProcess(addr, dir string) (*process, error) {
+// startProcess starts FerretDB on addr with its files in dir (and the server's
+// flags) and returns once it accepts connections.
+func startProcess(addr, dir string, flags ...string) (*process, error) {
 	bin, err := build()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-listen", addr, "-dir", dir)
+	cmd := exec.Command(bin, append([]string{"-listen", addr, "-dir", dir}, flags...)...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -1,12 +1,14 @@
 // Command ferretdbserver serves FerretDB (SQLite handler) for the tests: mongotest
-// builds it once per test process and runs it as a process of its own, so that
-// FerretDB and its SQLite engine run without the race detector the tests are built
-// with (instrumented, they were most of the tests' time on MongoDB).
+// builds it once (and keeps it in the user's cache directory) and runs it as a
+// process of its own, so that FerretDB and its SQLite engine run without the race
+// detector the tests are built with (instrumented, they were most of the tests'
+// time on MongoDB).
 //
 // It listens on -listen (a port of 0 lets the kernel choose), keeps its files in
-// -dir, prints its connection string on the first line of standard output once it
-// accepts connections, and serves until its standard input closes (the test
-// process ended or stopped it) or it receives SIGTERM or SIGINT.
+// -dir (removed when it stops, with -remove-dir), prints its connection string on
+// the first line of standard output once it accepts connections, and serves until
+// its standard input closes (the test process ended or stopped it) or it receives
+// SIGTERM or SIGINT.
 //
 // It is for tests only.
 package main
@@ -27,8 +29,15 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	dir := flag.String("dir", "", "directory of the SQLite files (required)")
+	remove := flag.Bool("remove-dir", false, "remove -dir when stopped")
 	flag.Parse()
-	if err := run(*listen, *dir); err != nil {
+	err := run(*listen, *dir)
+	if *remove && *dir != "" {
+		if rerr := os.RemoveAll(*dir); err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferretdbserver:", err)
 		os.Exit(1)
 	}
