@@ -31,33 +31,36 @@ const (
 type auditor struct {
 	audit *service.Audit
 	ips   *clientIPs
+	now   func() time.Time // the clock of events' times; latency is measured on the wall clock
 }
 
 func (a *auditor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	start := time.Now()
+	at, start := a.now(), time.Now()
 	defer func() {
 		if p := recover(); p != nil {
-			a.record(ctx, info.FullMethod, req, start, status.Error(codes.Internal, "internal error"))
+			a.record(ctx, info.FullMethod, req, at, start, status.Error(codes.Internal, "internal error"))
 			panic(p)
 		}
-		a.record(ctx, info.FullMethod, req, start, err)
+		a.record(ctx, info.FullMethod, req, at, start, err)
 	}()
 	return handler(ctx, req)
 }
 
 func (a *auditor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-	start := time.Now()
+	at, start := a.now(), time.Now()
 	defer func() {
 		if p := recover(); p != nil {
-			a.record(ss.Context(), info.FullMethod, nil, start, status.Error(codes.Internal, "internal error"))
+			a.record(ss.Context(), info.FullMethod, nil, at, start, status.Error(codes.Internal, "internal error"))
 			panic(p)
 		}
-		a.record(ss.Context(), info.FullMethod, nil, start, err)
+		a.record(ss.Context(), info.FullMethod, nil, at, start, err)
 	}()
 	return handler(srv, ss)
 }
 
-func (a *auditor) record(ctx context.Context, method string, req any, start time.Time, err error) {
+// record queues the event of a call made at at (the injected clock) that began at
+// start (the wall clock, for its latency).
+func (a *auditor) record(ctx context.Context, method string, req any, at, start time.Time, err error) {
 	md := incoming(ctx)
 	viaGateway := a.ips.viaGateway(md)
 	get := func(name string) string {
@@ -77,7 +80,7 @@ func (a *auditor) record(ctx context.Context, method string, req any, start time
 	st := status.Convert(err)
 	c := callFrom(ctx)
 	e := &repository.AuditEvent{
-		Time:        start.UTC(),
+		Time:        at.UTC(),
 		RequestID:   c.requestID,
 		Method:      method,
 		CallerKeyID: c.keyID,

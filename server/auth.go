@@ -28,6 +28,7 @@ type authenticator struct {
 	ips       *clientIPs
 	failures  *failureLimiter
 	throttled prometheus.Counter
+	now       func() time.Time // the clock of the failure limiter's windows
 }
 
 func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -65,7 +66,7 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		// Only failures are throttled: a valid credential from the same network is
 		// served whatever others there got wrong.
 		if status.Code(err) == codes.Unauthenticated {
-			if throttled, wait := a.failures.fail(ip, time.Now()); throttled {
+			if throttled, wait := a.failures.fail(ip, a.now()); throttled {
 				a.throttled.Inc()
 				callFrom(ctx).throttled = true // audited with the others of its network and minute
 				return nil, retryLater(ctx, "too many failed authentications from this network; retry later", wait)

@@ -84,6 +84,11 @@ type Config struct {
 	RefreshTokenTTL        time.Duration
 	RefreshFamilyTTL       time.Duration
 	RefreshMinInterval     time.Duration
+
+	// Now is the clock every service and handler reads to decide validity, expiry,
+	// grace periods, rate and quota windows and audit times; nil means time.Now.
+	// It is no setting (tests inject it) and is never printed.
+	Now func() time.Time
 }
 
 // DefaultConfig returns the defaults: loopback listeners and the embedded store.
@@ -418,6 +423,14 @@ func (cfg Config) Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// now returns the configured clock, time.Now when none is.
+func (cfg Config) now() func() time.Time {
+	if cfg.Now == nil {
+		return time.Now
+	}
+	return cfg.Now
 }
 
 // Redacted returns the MongoDB URI with any password replaced, for logs.

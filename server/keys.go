@@ -18,6 +18,7 @@ type keyServer struct {
 	keys  *service.Keys
 	roles *service.Roles
 	ips   *clientIPs
+	now   func() time.Time // the clock a key's state is told by
 }
 
 func (s *keyServer) CreateKey(ctx context.Context, req *keywardv1.CreateKeyRequest) (*keywardv1.CreateKeyResponse, error) {
@@ -40,7 +41,7 @@ func (s *keyServer) CreateKey(ctx context.Context, req *keywardv1.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	return &keywardv1.CreateKeyResponse{Key: keyToProto(k, time.Now()), Secret: secret}, nil
+	return &keywardv1.CreateKeyResponse{Key: keyToProto(k, s.now()), Secret: secret}, nil
 }
 
 func (s *keyServer) GetKey(ctx context.Context, req *keywardv1.GetKeyRequest) (*keywardv1.GetKeyResponse, error) {
@@ -48,7 +49,7 @@ func (s *keyServer) GetKey(ctx context.Context, req *keywardv1.GetKeyRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	return &keywardv1.GetKeyResponse{Key: keyToProto(k, time.Now())}, nil
+	return &keywardv1.GetKeyResponse{Key: keyToProto(k, s.now())}, nil
 }
 
 func (s *keyServer) ListKeys(ctx context.Context, req *keywardv1.ListKeysRequest) (*keywardv1.ListKeysResponse, error) {
@@ -64,7 +65,7 @@ func (s *keyServer) ListKeys(ctx context.Context, req *keywardv1.ListKeysRequest
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	out := &keywardv1.ListKeysResponse{Keys: make([]*keywardv1.Key, len(keys)), NextPageToken: next}
 	for i, k := range keys {
 		out.Keys[i] = keyToProto(k, now)
@@ -95,7 +96,7 @@ func (s *keyServer) UpdateKey(ctx context.Context, req *keywardv1.UpdateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	return &keywardv1.UpdateKeyResponse{Key: keyToProto(k, time.Now())}, nil
+	return &keywardv1.UpdateKeyResponse{Key: keyToProto(k, s.now())}, nil
 }
 
 func (s *keyServer) RevokeKey(ctx context.Context, req *keywardv1.RevokeKeyRequest) (*keywardv1.RevokeKeyResponse, error) {
@@ -103,7 +104,7 @@ func (s *keyServer) RevokeKey(ctx context.Context, req *keywardv1.RevokeKeyReque
 	if err != nil {
 		return nil, err
 	}
-	return &keywardv1.RevokeKeyResponse{Key: keyToProto(k, time.Now())}, nil
+	return &keywardv1.RevokeKeyResponse{Key: keyToProto(k, s.now())}, nil
 }
 
 func (s *keyServer) RotateKey(ctx context.Context, req *keywardv1.RotateKeyRequest) (*keywardv1.RotateKeyResponse, error) {
@@ -111,7 +112,7 @@ func (s *keyServer) RotateKey(ctx context.Context, req *keywardv1.RotateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	return &keywardv1.RotateKeyResponse{Key: keyToProto(k, time.Now()), Secret: secret}, nil
+	return &keywardv1.RotateKeyResponse{Key: keyToProto(k, s.now()), Secret: secret}, nil
 }
 
 func (s *keyServer) VerifyKey(ctx context.Context, req *keywardv1.VerifyKeyRequest) (*keywardv1.VerifyKeyResponse, error) {
@@ -142,7 +143,7 @@ func (s *keyServer) VerifyKey(ctx context.Context, req *keywardv1.VerifyKeyReque
 	}
 	callFrom(ctx).subject = v.Subject
 	if v.Key != nil {
-		out.Key = keyToProto(v.Key, time.Now())
+		out.Key = keyToProto(v.Key, s.now())
 		out.EffectivePermissions = v.Effective
 	}
 	if !v.SecretExpireTime.IsZero() {

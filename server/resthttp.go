@@ -108,7 +108,7 @@ func (s *statusRecorder) Flush() {
 // event per request when the handler is done.
 func (a *auditor) auditREST(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
+		at, start := a.now(), time.Now()
 		reqID := r.Header.Get("X-Request-Id")
 		if !validRequestID(reqID) {
 			reqID = rand.Text()
@@ -130,7 +130,7 @@ func (a *auditor) auditREST(next http.Handler) http.Handler {
 		if e == nil {
 			// The gateway answered without calling the API.
 			e = &repository.AuditEvent{
-				Time:         start.UTC(),
+				Time:         at.UTC(),
 				RequestID:    reqID,
 				HTTPMethod:   r.Method,
 				HTTPRoute:    a.audit.Sanitize(r.URL.Path),

@@ -47,6 +47,7 @@ const BootstrapKeyFile = "bootstrap-admin.key"
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
+	now     func() time.Time // cfg.Now, or time.Now
 	store   repository.Store
 	keys    *service.Keys
 	tokens  *service.Tokens
@@ -81,7 +82,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, stopping: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, now: cfg.now(), stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -99,7 +100,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	registry := prometheus.NewRegistry()
 	s.store = observeStore(s.store, newStoreObserver(registry))
 	s.revs = service.NewRevocations(s.store, service.RevocationsConfig{
-		PollInterval: cfg.RevocationPollInterval, Heartbeat: cfg.RevocationHeartbeat,
+		PollInterval: cfg.RevocationPollInterval, Heartbeat: cfg.RevocationHeartbeat, Now: s.now,
 	}, log)
 	if err := s.revs.Load(ctx); err != nil {
 		return nil, fmt.Errorf("loading the revocation log: %w", err)
@@ -110,12 +111,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	}
 	s.audit = service.NewAudit(s.store, service.AuditConfig{
 		Buffer: cfg.AuditBuffer, MaxBytes: cfg.AuditMaxBytes, UnauthenticatedMaxBytes: cfg.AuditUnauthenticatedMaxBytes,
-		HMACKey: service.AuditHMACKey(masterKey),
+		HMACKey: service.AuditHMACKey(masterKey), Now: s.now,
 	}, log)
 	kcfg := service.KeysConfig{
 		Audit:    s.audit,
 		CacheTTL: cfg.KeyCacheTTL, CacheSize: cfg.KeyCacheSize,
-		Revocations: s.revs, RevokedKeyRelevance: cfg.RefreshFamilyTTL,
+		Revocations: s.revs, RevokedKeyRelevance: cfg.RefreshFamilyTTL, Now: s.now,
 	}
 	if cfg.GeoIPDB != "" {
 		if s.geo, err = geoip.Open(cfg.GeoIPDB); err != nil {
@@ -136,7 +137,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	tcfg.Issuer, tcfg.Algorithm, tcfg.ClockSkew = cfg.TokenIssuer, cfg.TokenAlgorithm, cfg.ClockSkew
 	tcfg.DefaultTTL, tcfg.MaxTTL = cfg.AccessTokenTTL, cfg.AccessTokenMaxTTL
 	tcfg.RefreshTTL, tcfg.RefreshFamilyTTL, tcfg.RefreshMinInterval = cfg.RefreshTokenTTL, cfg.RefreshFamilyTTL, cfg.RefreshMinInterval
-	tcfg.VerifiedCacheSize = cfg.TokenCacheSize
+	tcfg.VerifiedCacheSize, tcfg.Now = cfg.TokenCacheSize, s.now
 	if s.tokens, err = service.NewTokens(ctx, s.store, tcfg, s.keys, s.revs, sealer, log); err != nil {
 		return nil, err
 	}
@@ -147,9 +148,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	if err != nil {
 		return nil, fmt.Errorf("creating the request validator: %w", err)
 	}
-	aud := &auditor{audit: s.audit, ips: ips}
+	aud := &auditor{audit: s.audit, ips: ips, now: s.now}
 	s.metrics = newMetrics(registry, ips, s.keys, s.audit, s.revs)
-	opts := append(chain(log, s.metrics, aud, &authenticator{keys: s.keys, tokens: s.tokens, audience: cfg.APIAudience, ips: ips, throttled: s.metrics.throttled,
+	opts := append(chain(log, s.metrics, aud, &authenticator{keys: s.keys, tokens: s.tokens, audience: cfg.APIAudience, ips: ips, throttled: s.metrics.throttled, now: s.now,
 		failures: newFailureLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst, 100_000)}, validator),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 	)
@@ -175,8 +176,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	opts = append(opts, grpc.NumStreamWorkers(uint32(16*runtime.GOMAXPROCS(0))))
 	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(opts, extra...)...)
-		keywardv1.RegisterKeyServiceServer(g, &keyServer{keys: s.keys, roles: roles, ips: ips})
-		keywardv1.RegisterTokenServiceServer(g, &tokenServer{tokens: s.tokens, ips: ips})
+		keywardv1.RegisterKeyServiceServer(g, &keyServer{keys: s.keys, roles: roles, ips: ips, now: s.now})
+		keywardv1.RegisterTokenServiceServer(g, &tokenServer{tokens: s.tokens, ips: ips, now: s.now})
 		keywardv1.RegisterAuditServiceServer(g, &auditServer{audit: s.audit, stopping: s.stopping})
 		keywardv1.RegisterRevocationServiceServer(g, &revocationServer{revs: s.revs, stopping: s.stopping})
 		grpc_health_v1.RegisterHealthServer(g, s.health)
@@ -458,7 +459,7 @@ func (s *Server) prune(ctx context.Context) {
 		} else if n > 0 {
 			s.log.Debug("pruned the revocation log", "deleted", n)
 		}
-		if _, err := s.store.Tokens().PruneExpired(ctx, time.Now()); err != nil {
+		if _, err := s.store.Tokens().PruneExpired(ctx, s.now()); err != nil {
 			s.log.Warn("pruning expired tokens", "error", err)
 		}
 	}

@@ -17,6 +17,7 @@ type tokenServer struct {
 	keywardv1.UnimplementedTokenServiceServer
 	tokens *service.Tokens
 	ips    *clientIPs
+	now    func() time.Time // the clock a signing key's state is told by
 }
 
 func (s *tokenServer) IssueToken(ctx context.Context, req *keywardv1.IssueTokenRequest) (*keywardv1.IssueTokenResponse, error) {
@@ -178,7 +179,7 @@ func (s *tokenServer) ListSigningKeys(ctx context.Context, _ *keywardv1.ListSign
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	out := &keywardv1.ListSigningKeysResponse{SigningKeys: make([]*keywardv1.SigningKey, len(keys))}
 	for i, k := range keys {
 		out.SigningKeys[i] = signingKeyToProto(k, now)
@@ -197,7 +198,7 @@ func (s *tokenServer) RotateSigningKey(ctx context.Context, req *keywardv1.Rotat
 	if err != nil {
 		return nil, err
 	}
-	return &keywardv1.RotateSigningKeyResponse{SigningKey: signingKeyToProto(k, time.Now())}, nil
+	return &keywardv1.RotateSigningKeyResponse{SigningKey: signingKeyToProto(k, s.now())}, nil
 }
 
 func (s *tokenServer) GetJwks(context.Context, *keywardv1.GetJwksRequest) (*keywardv1.GetJwksResponse, error) {

@@ -42,7 +42,8 @@ type AuditConfig struct {
 	// (default 10,000) gather at once, beyond which all are written out early.
 	ThrottleWindow time.Duration
 	MaxAggregates  int
-	// Now is the clock of those windows; nil means time.Now.
+	// Now is the clock of those windows and of the times of key events and of
+	// dropped-event reports; nil means time.Now.
 	Now func() time.Time
 	// HMACKey keys the correlation hashes that replace credentials in headers.
 	HMACKey []byte
@@ -258,7 +259,7 @@ func (a *Audit) Run(ctx context.Context, flushTimeout time.Duration) {
 	batch := make([]*repository.AuditEvent, 0, a.cfg.Batch)
 	var reported, reportedUnauth int64
 	flush := func(ctx context.Context) bool {
-		now := time.Now().UTC()
+		now := a.cfg.Now().UTC()
 		if d := a.dropped.Load(); d > reported {
 			batch = append(batch, a.droppedEvent(now, d-reported, true))
 			reported = d
@@ -441,7 +442,7 @@ func matches(f repository.AuditFilter, e *repository.AuditEvent) bool {
 // KeyEvent appends to a key's permanent history. It is written at once (not
 // batched): the history of a key must survive a crash.
 func (a *Audit) KeyEvent(ctx context.Context, keyID, action, reason string, changed []string) error {
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	now := a.cfg.Now().UTC().Truncate(time.Millisecond)
 	e := &repository.KeyEvent{ID: a.NewEventID(now), KeyID: keyID, Action: action, Time: now, Reason: reason, ChangedFields: changed}
 	if p := PrincipalFrom(ctx); p != nil {
 		e.ActorKeyID = p.KeyID

@@ -54,6 +54,8 @@ type RevocationsConfig struct {
 	Heartbeat time.Duration
 	// SubscriberBuffer is how many events a subscriber may lag before it must resync.
 	SubscriberBuffer int
+	// Now is the clock of revocation times, relevance and gaps; nil means time.Now.
+	Now func() time.Time
 }
 
 // NewRevocations returns the revocation log service; call Load before use.
@@ -70,8 +72,11 @@ func NewRevocations(store repository.Store, cfg RevocationsConfig, log *slog.Log
 	if cfg.SubscriberBuffer <= 0 {
 		cfg.SubscriberBuffer = 1024
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Revocations{
-		log: store.Revocations(), logger: log, now: time.Now, cfg: cfg, wake: make(chan struct{}, 1),
+		log: store.Revocations(), logger: log, now: cfg.Now, cfg: cfg, wake: make(chan struct{}, 1),
 		tokens: map[string]time.Time{}, families: map[string]time.Time{}, onKey: func(string) {},
 		subs: map[*RevocationSub]struct{}{},
 	}

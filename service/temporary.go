@@ -273,12 +273,12 @@ func (t *Tokens) RotateSigningKey(ctx context.Context, alg string) (*SigningKey,
 	if err != nil {
 		return nil, err
 	}
-	return t.ring.lookup(ctx, k.Kid, time.Now()), nil
+	return t.ring.lookup(ctx, k.Kid, t.now()), nil
 }
 
 // JWKS returns the public keys that still verify, newest first; HS256 keys never.
 func (t *Tokens) JWKS() []JWK {
-	now := time.Now()
+	now := t.now()
 	var out []JWK
 	for _, k := range t.ring.all() {
 		if k.State(now) == SigningRetired {

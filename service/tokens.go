@@ -41,6 +41,8 @@ type TokensConfig struct {
 	// remembered, so that validating one again skips the signature check; 0 turns
 	// the cache off.
 	VerifiedCacheSize int
+	// Now is the clock tokens are issued and validated by; nil means time.Now.
+	Now func() time.Time
 }
 
 // DefaultTokensConfig returns the default policy.
@@ -78,8 +80,11 @@ func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, ke
 	if cfg.VerifiedCacheSize < 0 {
 		return nil, fmt.Errorf("the verified token cache size %d is negative (0 turns the cache off)", cfg.VerifiedCacheSize)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	t := &Tokens{
-		cfg: cfg, keys: keys, revs: revs, store: store.Tokens(), log: log, now: time.Now,
+		cfg: cfg, keys: keys, revs: revs, store: store.Tokens(), log: log, now: cfg.Now,
 		ring: &keyring{store: store.SigningKeys(), sealer: sealer, log: log,
 			grace: cfg.MaxTTL + cfg.ClockSkew + cfg.KeyReload},
 	}
@@ -278,7 +283,7 @@ func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (
 	if k.MaxTokenTTL > 0 {
 		ttl = min(ttl, k.MaxTokenTTL)
 	}
-	now := time.Now().UTC().Truncate(time.Second)
+	now := t.now().UTC().Truncate(time.Second)
 	exp := now.Add(ttl)
 	if end = earliest(k.ExpireTime, end); !end.IsZero() && end.Before(exp) {
 		exp = end.Truncate(time.Second)

@@ -61,6 +61,13 @@ func WithMongoDB(uri, db string) Option {
 	}
 }
 
+// WithClock makes the server read now instead of time.Now wherever it decides
+// validity, expiry, grace periods, windows and audit times (a
+// testclock.Clock's Now, which the test moves instead of waiting).
+func WithClock(now func() time.Time) Option {
+	return func(c *server.Config) { c.Now = now }
+}
+
 // Start starts a Keyward and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Keyward {
 	t.Helper()
