@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
 	"github.com/keyward/keyward/server/servertest"
 )
@@ -138,16 +139,17 @@ var stores = []struct {
 func TestKeyLifecycle(t *testing.T) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
-			kw := servertest.Start(t, st.opts(t)...)
+			clock := testclock.New(time.Time{})
+			kw := servertest.Start(t, append(st.opts(t), servertest.WithClock(clock.Now))...)
 			for _, tr := range []transport{grpcTransport(kw), restTransport(kw)} {
-				t.Run(tr.name, func(t *testing.T) { testKeyLifecycle(t, kw, tr) })
+				t.Run(tr.name, func(t *testing.T) { testKeyLifecycle(t, kw, clock, tr) })
 			}
 		})
 	}
 }
 
-func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, tr transport) {
-	expire := time.Now().Add(48 * time.Hour).Truncate(time.Millisecond)
+func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, clock *testclock.Clock, tr transport) {
+	expire := clock.Now().Add(48 * time.Hour).Truncate(time.Millisecond)
 	created, code, msg := tr.create(t, kw.AdminKey, &keywardv1.CreateKeyRequest{
 		Name: "POS 12", Owner: "store-12", Environment: keywardv1.Environment_ENVIRONMENT_LIVE,
 		Permissions:  []string{"orders:create", "orders/1234:refund"},
@@ -191,14 +193,14 @@ func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, tr transport) {
 	newSecret := rotated.GetSecret()
 	require.NotEqual(t, secret, newSecret)
 	graceEnd := rotated.GetKey().GetPreviousSecretExpireTime().AsTime()
-	assert.WithinDuration(t, time.Now().Add(grace), graceEnd, time.Second)
+	assert.WithinDuration(t, clock.Now().Add(grace), graceEnd, time.Second)
 	old, _, _ := tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: secret})
 	assert.True(t, old.GetValid(), "old secret verifies during the grace period")
 	assert.True(t, graceEnd.Equal(old.GetSecretExpireTime().AsTime()), "and says until when")
 	fresh, _, _ := tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: newSecret})
 	assert.True(t, fresh.GetValid())
 
-	time.Sleep(time.Until(graceEnd) + 50*time.Millisecond)
+	clock.Set(graceEnd.Add(50 * time.Millisecond)) // the grace period ends
 	old, _, _ = tr.verify(t, kw.AdminKey, &keywardv1.VerifyKeyRequest{ClientIp: "10.1.2.3", Secret: secret})
 	assert.False(t, old.GetValid(), "old secret stops after the grace period")
 	assert.Equal(t, keywardv1.VerificationReason_VERIFICATION_REASON_ROTATED, old.GetReason())

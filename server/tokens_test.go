@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 )
@@ -110,7 +111,8 @@ func TestIssueAndValidateEveryAlgorithm(t *testing.T) {
 }
 
 func TestValidationReasons(t *testing.T) {
-	e := newTokenEnv(t, func(c *server.Config) { c.ClockSkew = 0 })
+	clock := testclock.New(time.Time{})
+	e := newTokenEnv(t, func(c *server.Config) { c.ClockSkew = 0 }, servertest.WithClock(clock.Now))
 	good := e.issue(t, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}}).GetAccessToken()
 	short := e.issue(t, &keywardv1.IssueTokenRequest{Ttl: durationpb.New(time.Second)}).GetAccessToken()
 	revoked := e.issue(t, &keywardv1.IssueTokenRequest{})
@@ -127,7 +129,7 @@ func TestValidationReasons(t *testing.T) {
 		_, err := e.tokens.RevokeToken(e.admin, &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: id}})
 		require.NoError(t, err)
 	}
-	time.Sleep(2100 * time.Millisecond) // let the short tokens expire (whole seconds, no skew)
+	clock.Advance(2100 * time.Millisecond) // the short tokens expire (whole seconds, no skew)
 	// A different last character, whatever the secret ends with.
 	last := "A"
 	if strings.HasSuffix(e.secret, last) {

@@ -6,13 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service"
 )
@@ -43,24 +43,6 @@ func TestAFloodCannotCrowdAuthenticatedEventsOutOfTheBuffer(t *testing.T) {
 	assert.True(t, strings.HasPrefix(drops[0].DenialReason, "950 audit events dropped"), drops[0].DenialReason)
 }
 
-// clock is a time the test moves.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // Throttled refusals of one client network (an IPv6 /64, an IPv4 address), method
 // and window become one event with their count and their first and last times;
 // the window is the first refusal's, and a refusal after it starts another. A
@@ -68,7 +50,7 @@ func (c *clock) set(t time.Time) {
 func TestThrottledRefusalsAreGatheredPerNetworkAndWindow(t *testing.T) {
 	st := newAuditStore(t)
 	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	c := &clock{now: t0}
+	c := testclock.New(t0)
 	a := service.NewAudit(st, service.AuditConfig{Batch: 10, FlushEvery: 5 * time.Millisecond, ThrottleWindow: time.Minute, Now: c.Now},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -101,7 +83,7 @@ func TestThrottledRefusalsAreGatheredPerNetworkAndWindow(t *testing.T) {
 	assert.Contains(t, got, "2001:db8:1:2::1 RESOURCE_EXHAUSTED 0", "a throttled call with a valid credential has an event of its own")
 	assert.Contains(t, got, "203.0.113.9 UNAUTHENTICATED 0")
 
-	c.set(t0.Add(61 * time.Second)) // the /64's window is over, not yet 203.0.113.9's
+	c.Set(t0.Add(61 * time.Second)) // the /64's window is over, not yet 203.0.113.9's
 	require.Eventually(t, func() bool { return len(stored()) == 3 }, 5*time.Second, 5*time.Millisecond)
 	got = stored()
 	g := got["2001:db8:1:2::1 RESOURCE_EXHAUSTED 3"]
@@ -113,7 +95,7 @@ func TestThrottledRefusalsAreGatheredPerNetworkAndWindow(t *testing.T) {
 	assert.Equal(t, "3 calls from 2001:db8:1:2::/64: too many failed authentications from this network; retry later", g.DenialReason)
 
 	a.Record(refusal(70*time.Second, "2001:db8:1:2::1")) // a new window
-	c.set(t0.Add(66 * time.Second))
+	c.Set(t0.Add(66 * time.Second))
 	require.Eventually(t, func() bool { return len(stored()) == 4 }, 5*time.Second, 5*time.Millisecond)
 	g = stored()["203.0.113.9 RESOURCE_EXHAUSTED 2"]
 	require.NotNil(t, g)

@@ -30,11 +30,21 @@ func newRevocations(t *testing.T, cfg service.RevocationsConfig) (*service.Revoc
 
 // collect runs Watch until it has n messages (or 5 s pass) and returns them.
 func collect(t *testing.T, r *service.Revocations, after uint64, n int) []service.WatchMessage {
+	return collectCaughtUp(t, r, after, n, nil)
+}
+
+// collectCaughtUp is collect, closing caughtUp (when not nil) at the first
+// heartbeat: the watcher has caught up and is live.
+func collectCaughtUp(t *testing.T, r *service.Revocations, after uint64, n int, caughtUp chan<- struct{}) []service.WatchMessage {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var got []service.WatchMessage
 	_ = r.Watch(ctx, after, func(m service.WatchMessage) error {
 		got = append(got, m)
+		if m.Heartbeat != nil && caughtUp != nil {
+			close(caughtUp)
+			caughtUp = nil
+		}
 		if len(got) == n {
 			cancel()
 		}
@@ -53,9 +63,9 @@ func TestWatchReplaysThenGoesLive(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return r.LatestSequence() == 3 }, 5*time.Second, time.Millisecond)
 
-	done := make(chan []service.WatchMessage)
-	go func() { done <- collect(t, r, 1, 4) }()
-	time.Sleep(100 * time.Millisecond)
+	done, live := make(chan []service.WatchMessage), make(chan struct{})
+	go func() { done <- collectCaughtUp(t, r, 1, 4, live) }()
+	<-live // appended after the catch-up, key-d can only come live
 	require.NoError(t, r.Append(ctx, repository.RevokedAPIKey, "key-d", "test", until))
 	got := <-done
 	assert.Equal(t, uint64(2), got[0].Event.Sequence, "history after the requested sequence")

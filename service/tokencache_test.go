@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/service/accesstoken"
 )
 
@@ -198,10 +199,11 @@ func TestCachedTokenTimesAreCheckedAsTheParserDoes(t *testing.T) {
 }
 
 func TestCachedTokenStopsWhenItsSigningKeyRetires(t *testing.T) {
-	f := newTokenFixture(t, accesstoken.AlgES256)
+	clock := testclock.New(time.Time{})
+	f := newTokenFixtureOnClock(t, accesstoken.AlgES256, clock)
 	token := f.issueValidated(t, "", "")
 	ctx := context.Background()
-	time.Sleep(2 * time.Millisecond) // keys made in one millisecond are ordered by kid
+	clock.Advance(2 * time.Millisecond) // keys made in one millisecond are ordered by kid
 	_, err := f.tokens.RotateSigningKey(ctx, accesstoken.AlgEdDSA)
 	require.NoError(t, err)
 	v, err := f.tokens.Validate(ctx, token, "", "", inside)

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service/accesstoken"
@@ -40,19 +41,31 @@ func newTokenFixture(t testing.TB, alg string) *tokenFixture {
 // newTokenFixtureWith is newTokenFixture with mod applied to the token policy.
 func newTokenFixtureWith(t testing.TB, alg string, mod func(*TokensConfig)) *tokenFixture {
 	t.Helper()
+	return newTokenFixtureAt(t, alg, mod, time.Now)
+}
+
+// newTokenFixtureOnClock is newTokenFixture on a clock the test moves.
+func newTokenFixtureOnClock(t testing.TB, alg string, clock *testclock.Clock) *tokenFixture {
+	t.Helper()
+	return newTokenFixtureAt(t, alg, nil, clock.Now)
+}
+
+// newTokenFixtureAt is newTokenFixtureWith with every service on the clock now.
+func newTokenFixtureAt(t testing.TB, alg string, mod func(*TokensConfig), now func() time.Time) *tokenFixture {
+	t.Helper()
 	ctx := context.Background()
 	st, err := embedded.Open(ctx, filepath.Join(t.TempDir(), "data"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(ctx) })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	revs := NewRevocations(st, RevocationsConfig{}, log)
-	keys := NewKeys(st, KeysConfig{CacheTTL: time.Hour, Revocations: revs}, log)
+	revs := NewRevocations(st, RevocationsConfig{Now: now}, log)
+	keys := NewKeys(st, KeysConfig{CacheTTL: time.Hour, Revocations: revs, Now: now}, log)
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
 	sealer, err := NewSealer(master)
 	require.NoError(t, err)
 	cfg := DefaultTokensConfig()
-	cfg.Algorithm = alg
+	cfg.Algorithm, cfg.Now = alg, now
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -191,10 +204,11 @@ func TestSealedSigningKeysNeedTheMasterKey(t *testing.T) {
 }
 
 func TestRetiredSigningKeyStopsVerifying(t *testing.T) {
-	f := newTokenFixture(t, accesstoken.AlgES256)
+	clock := testclock.New(time.Time{})
+	f := newTokenFixtureOnClock(t, accesstoken.AlgES256, clock)
 	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
 	require.NoError(t, err)
-	time.Sleep(2 * time.Millisecond) // keys made in one millisecond are ordered by kid
+	clock.Advance(2 * time.Millisecond) // keys made in one millisecond are ordered by kid
 	_, err = f.tokens.RotateSigningKey(context.Background(), accesstoken.AlgEdDSA)
 	require.NoError(t, err)
 	v, err := f.tokens.Validate(context.Background(), issued.AccessToken, "", "", netip.MustParseAddr("10.0.0.1"))
@@ -253,10 +267,11 @@ func benchmarkValidateToken(b *testing.B, mod func(*TokensConfig)) {
 }
 
 func TestTemporaryTokenExpires(t *testing.T) {
-	f := newTokenFixture(t, accesstoken.AlgEdDSA)
+	clock := testclock.New(time.Time{})
+	f := newTokenFixtureOnClock(t, accesstoken.AlgEdDSA, clock)
 	issued, err := f.tokens.IssueTemporary(f.ctx, "orders:approve", 50*time.Millisecond, 1)
 	require.NoError(t, err)
-	time.Sleep(100 * time.Millisecond)
+	clock.Advance(100 * time.Millisecond)
 	c, err := f.tokens.ConsumeTemporary(context.Background(), issued.Token, "orders:approve", fixtureIP)
 	require.NoError(t, err)
 	assert.Equal(t, TemporaryExpired, c.Reason)

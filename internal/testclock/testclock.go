@@ -5,10 +5,6 @@ import (
 	"time"
 )
 
-// Start is the time a clock made by New(time.Time{}) starts at: a fixed instant,
-// so that runs are alike, and recent, so that times a test writes look real.
-var Start = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-
 // Clock is a time that moves only when told. It is safe for concurrent use; its
 // Now method is the func() time.Time the services and the server take.
 type Clock struct {
@@ -16,10 +12,12 @@ type Clock struct {
 	now time.Time
 }
 
-// New returns a clock at t, or at Start when t is zero.
+// New returns a clock at t or, when t is zero, at the current time on a whole
+// second (UTC): near the wall clock, since stores delete expired documents by it
+// (MongoDB's TTL indexes), and on a second, since token times are whole seconds.
 func New(t time.Time) *Clock {
 	if t.IsZero() {
-		t = Start
+		t = time.Now().UTC().Truncate(time.Second)
 	}
 	return &Clock{now: t}
 }

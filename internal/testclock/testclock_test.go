@@ -10,11 +10,12 @@ import (
 
 func TestClockMovesOnlyWhenTold(t *testing.T) {
 	t.Parallel()
-	c := testclock.New(time.Time{})
-	if got := c.Now(); !got.Equal(testclock.Start) {
-		t.Fatalf("a new clock reads %v, want %v", got, testclock.Start)
+	start := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	c := testclock.New(start)
+	if got := c.Now(); !got.Equal(start) {
+		t.Fatalf("a new clock reads %v, want %v", got, start)
 	}
-	if got := c.Advance(time.Hour); !got.Equal(testclock.Start.Add(time.Hour)) || !c.Now().Equal(got) {
+	if got := c.Advance(time.Hour); !got.Equal(start.Add(time.Hour)) || !c.Now().Equal(got) {
 		t.Fatalf("after Advance(1h) the clock reads %v", c.Now())
 	}
 	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -24,9 +25,18 @@ func TestClockMovesOnlyWhenTold(t *testing.T) {
 	}
 }
 
+func TestClockStartsNearTheWallClockOnASecond(t *testing.T) {
+	t.Parallel()
+	got := testclock.New(time.Time{}).Now()
+	if got.Nanosecond() != 0 || time.Since(got) < 0 || time.Since(got) > time.Minute {
+		t.Fatalf("a clock made without a time reads %v", got)
+	}
+}
+
 func TestClockIsSafeForConcurrentUse(t *testing.T) {
 	t.Parallel()
-	c := testclock.New(time.Time{})
+	start := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	c := testclock.New(start)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -37,7 +47,7 @@ func TestClockIsSafeForConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got, want := c.Now(), testclock.Start.Add(800*time.Second); !got.Equal(want) {
+	if got, want := c.Now(), start.Add(800*time.Second); !got.Equal(want) {
 		t.Fatalf("the clock reads %v, want %v", got, want)
 	}
 }
