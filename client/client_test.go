@@ -19,7 +19,7 @@ import (
 
 	"github.com/keyward/keyward/client"
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -155,7 +155,7 @@ func TestClientReconnectsAndResumes(t *testing.T) {
 	first.kw.Stop()
 
 	// The same server comes back on the same address and data dir.
-	kw := servertest.Start(t, func(cfg *server.Config) { cfg.DataDir, cfg.GRPCAddr = dir, "127.0.0.1:"+port })
+	kw := servertest.Start(t, func(cfg *app.Config) { cfg.DataDir, cfg.GRPCAddr = dir, "127.0.0.1:"+port })
 	_, err = keywardv1.NewTokenServiceClient(kw.Conn).RevokeToken(servertest.Auth(context.Background(), first.kw.AdminKey),
 		&keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: tok.GetTokenId()}})
 	require.NoError(t, err)
@@ -166,7 +166,7 @@ func TestClientReconnectsAndResumes(t *testing.T) {
 }
 
 func newEnvOn(t *testing.T, dir, port string) *env {
-	return newEnv(t, func(cfg *server.Config) { cfg.DataDir, cfg.GRPCAddr = dir, "127.0.0.1:"+port })
+	return newEnv(t, func(cfg *app.Config) { cfg.DataDir, cfg.GRPCAddr = dir, "127.0.0.1:"+port })
 }
 
 func freePort(t *testing.T) string {

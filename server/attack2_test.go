@@ -25,7 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 
 	_ "modernc.org/sqlite" // to edit the embedded store as an older version wrote it
@@ -257,7 +257,7 @@ func TestAttack2IntrospectionOutlivesTheKeysExpiry(t *testing.T) {
 func TestAttack2TemporaryTokenDropsItsKeysNetworks(t *testing.T) {
 	// Loopback is a trusted proxy: the consumer's REST call names the address it
 	// comes from, as a load balancer in front of Keyward would.
-	e := newEscalation(t, func(c *server.Config) { c.TrustedProxies = "127.0.0.0/8,::1/128" })
+	e := newEscalation(t, func(c *app.Config) { c.TrustedProxies = "127.0.0.0/8,::1/128" })
 	_, _, office := e.key(t, "acme", []string{"payments/order-1:refund"}, func(r *keywardv1.CreateKeyRequest) {
 		r.AllowedCidrs = []string{"127.0.0.0/8", "::1/128"}
 	})

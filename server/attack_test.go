@@ -32,8 +32,8 @@ import (
 
 	"github.com/keyward/keyward/client"
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
-	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/apikey"
@@ -308,13 +308,13 @@ func TestAttackClientAcceptsARightMintedByALaggingInstance(t *testing.T) {
 	mk := filepath.Join(t.TempDir(), "master.key")
 	_, err := service.LoadMasterKey(mk, true)
 	require.NoError(t, err)
-	shared := func(c *server.Config) {
+	shared := func(c *app.Config) {
 		servertest.WithMongoDB(uri, db)(c)
 		c.MasterKeyFile = mk
 		c.LogLevel = "info"
 	}
 	a := servertest.Start(t, shared)
-	b := servertest.Start(t, shared, func(c *server.Config) { c.RevocationPollInterval = 4 * time.Second })
+	b := servertest.Start(t, shared, func(c *app.Config) { c.RevocationPollInterval = 4 * time.Second })
 	admin := servertest.Auth(context.Background(), a.AdminKey)
 	ka, ta := keywardv1.NewKeyServiceClient(a.Conn), keywardv1.NewTokenServiceClient(a.Conn)
 	tb := keywardv1.NewTokenServiceClient(b.Conn)

@@ -22,9 +22,9 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
-	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -261,7 +261,7 @@ func TestNoSecretInTheAuditLog(t *testing.T) {
 
 // Requests the REST gateway answers by itself are audited too, and answer JSON.
 func TestGatewayRejectionsAreAudited(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) { c.MaxRequestBytes = 4096 })
+	kw := servertest.Start(t, func(c *app.Config) { c.MaxRequestBytes = 4096 })
 	cases := []struct {
 		name, method, path, body string
 		status                   int

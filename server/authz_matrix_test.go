@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 	"github.com/keyward/keyward/service/permission"
@@ -226,7 +227,7 @@ func (m *matrix) newTarget(t *testing.T) (*keywardv1.Key, string) {
 func newMatrix(t *testing.T, opts ...servertest.Option) *matrix {
 	t.Helper()
 	// The matrix makes hundreds of refused calls from one address on purpose.
-	opts = append(opts, func(c *server.Config) { c.AuthFailureBurst = 1_000_000 })
+	opts = append(opts, func(c *app.Config) { c.AuthFailureBurst = 1_000_000 })
 	kw := servertest.Start(t, opts...)
 	m := &matrix{kw: kw, admin: servertest.Auth(context.Background(), kw.AdminKey),
 		keys: keywardv1.NewKeyServiceClient(kw.Conn), tokens: keywardv1.NewTokenServiceClient(kw.Conn),

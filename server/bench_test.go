@@ -12,14 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
 // BenchmarkVerifyKeyGRPC measures a cached VerifyKey through the real gRPC server on
 // loopback, with the caller's own authentication on every call.
 func BenchmarkVerifyKeyGRPC(b *testing.B) {
-	kw := servertest.Start(b, func(c *server.Config) { c.LogLevel = "info" })
+	kw := servertest.Start(b, func(c *app.Config) { c.LogLevel = "info" })
 	c := keywardv1.NewKeyServiceClient(kw.Conn)
 	ctx := servertest.Auth(context.Background(), kw.AdminKey)
 	req := &keywardv1.VerifyKeyRequest{Secret: kw.AdminKey, RequiredPermission: "orders/1234:refund"}
@@ -66,7 +66,7 @@ func countAudit(b *testing.B, kw *servertest.Keyward, method string) int {
 
 // BenchmarkVerifyKeyREST measures the same call through the REST gateway.
 func BenchmarkVerifyKeyREST(b *testing.B) {
-	kw := servertest.Start(b, func(c *server.Config) { c.LogLevel = "info" })
+	kw := servertest.Start(b, func(c *app.Config) { c.LogLevel = "info" })
 	body := `{"secret":"` + kw.AdminKey + `","required_permission":"orders/1234:refund"}`
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
@@ -90,7 +90,7 @@ func BenchmarkVerifyKeyREST(b *testing.B) {
 // BenchmarkIssueTokenGRPC measures IssueToken through the real gRPC server on
 // loopback for each asymmetric algorithm, with the caller's authentication.
 func BenchmarkIssueTokenGRPC(b *testing.B) {
-	kw := servertest.Start(b, func(c *server.Config) { c.LogLevel = "info" })
+	kw := servertest.Start(b, func(c *app.Config) { c.LogLevel = "info" })
 	tokens := keywardv1.NewTokenServiceClient(kw.Conn)
 	ctx := servertest.Auth(context.Background(), kw.AdminKey)
 	for _, alg := range []keywardv1.SigningAlgorithm{keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256,

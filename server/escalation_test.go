@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 	"github.com/keyward/keyward/service/geoip/geoiptest"
 )
@@ -312,7 +312,7 @@ func TestTokensLoseWhatTheirKeyLoses(t *testing.T) {
 func TestTokensObeyTheirKeysPlaceAndSpend(t *testing.T) {
 	db := geoiptest.Write(t, map[string]string{"81.2.69.0/24": "US", "89.160.20.0/24": "DE"})
 	// The tests call from loopback: as a trusted proxy it may name the client's address.
-	e := newEscalation(t, func(c *server.Config) { c.GeoIPDB = db; c.TrustedProxies = "127.0.0.0/8,::1/128" })
+	e := newEscalation(t, func(c *app.Config) { c.GeoIPDB = db; c.TrustedProxies = "127.0.0.0/8,::1/128" })
 	_, _, validator := e.key(t, "acme", []string{"keyward.tokens:validate", "keyward.client-ip:assert"})
 
 	_, _, deCtx := e.key(t, "acme", []string{"orders"}, func(r *keywardv1.CreateKeyRequest) { r.AllowedCountries = []string{"DE"} })

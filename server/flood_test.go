@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -29,7 +29,7 @@ import (
 func TestAuditFloodCannotEraseAuthenticatedEvents(t *testing.T) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
-			kw := servertest.Start(t, append(st.opts(t), func(c *server.Config) {
+			kw := servertest.Start(t, append(st.opts(t), func(c *app.Config) {
 				c.AuditMaxBytes, c.AuditUnauthenticatedMaxBytes = 1<<20, 1<<20
 				c.TrustedProxies = "127.0.0.1/32" // the flood names its addresses in X-Forwarded-For
 			})...)
@@ -165,7 +165,7 @@ func TestAuditFloodCannotEraseAuthenticatedEvents(t *testing.T) {
 // times; the failures before them, and any call with a valid credential, keep an
 // event each.
 func TestThrottledRefusalsAreAggregated(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) {
+	kw := servertest.Start(t, func(c *app.Config) {
 		c.AuthFailureBurst, c.AuthFailureRate, c.TrustedProxies = 3, 0.001, "127.0.0.1/32"
 	})
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
@@ -202,7 +202,7 @@ func TestThrottledRefusalsAreAggregated(t *testing.T) {
 	end := time.Now()
 
 	// Read back through the API of the same data dir.
-	kw = servertest.Start(t, func(c *server.Config) { c.DataDir = kw.Config.DataDir })
+	kw = servertest.Start(t, func(c *app.Config) { c.DataDir = kw.Config.DataDir })
 	events := auditEvents(t, kw, &keywardv1.AuditFilter{Method: keywardv1.KeyService_ListKeys_FullMethodName}, 6)
 	network := netip.MustParsePrefix("2001:db8:1:2::/64")
 	counted, byRoute := 0, map[string]int{}

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -187,7 +187,7 @@ func isReset(err error) bool {
 // opens more regardless gets the extra ones refused (REFUSED_STREAM), and may open
 // another once one has ended.
 func TestGRPCConcurrentStreamLimit(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) { c.GRPCMaxConcurrentStreams = 4 })
+	kw := servertest.Start(t, func(c *app.Config) { c.GRPCMaxConcurrentStreams = 4 })
 	h := dialH2(t, kw.Server.GRPCAddr())
 	for id := uint32(1); id <= 7; id += 2 {
 		h.open(id, keywardv1.KeyService_ListKeys_FullMethodName, false) // open, waiting for their request
@@ -209,7 +209,7 @@ func TestGRPCConcurrentStreamLimit(t *testing.T) {
 // A connection that has not finished its HTTP/2 preface (or TLS handshake) within
 // --grpc-connection-timeout is closed.
 func TestGRPCConnectionTimeout(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) { c.GRPCConnectionTimeout = 200 * time.Millisecond })
+	kw := servertest.Start(t, func(c *app.Config) { c.GRPCConnectionTimeout = 200 * time.Millisecond })
 	for _, sent := range []string{"", http2.ClientPreface[:10]} {
 		c, err := net.Dial("tcp", kw.Server.GRPCAddr())
 		require.NoError(t, err)
@@ -227,7 +227,7 @@ func TestGRPCConnectionTimeout(t *testing.T) {
 // open call, such as a revocation stream, keeps it), and a client pinging more often
 // than --grpc-keepalive-min-time is disconnected.
 func TestGRPCKeepaliveEnforcement(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) {
+	kw := servertest.Start(t, func(c *app.Config) {
 		c.GRPCIdleTimeout = 300 * time.Millisecond
 		c.RevocationHeartbeat = 50 * time.Millisecond
 	})

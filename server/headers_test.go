@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -24,8 +24,8 @@ func TestSecurityHeaders(t *testing.T) {
 		client *http.Client
 		hsts   bool
 	}{
-		{"plaintext", func(*server.Config) {}, "http", http.DefaultClient, false},
-		{"TLS", func(c *server.Config) { c.TLSCert, c.TLSKey = p.serverCert, p.serverKey }, "https",
+		{"plaintext", func(*app.Config) {}, "http", http.DefaultClient, false},
+		{"TLS", func(c *app.Config) { c.TLSCert, c.TLSKey = p.serverCert, p.serverKey }, "https",
 			&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
-	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -29,7 +29,7 @@ func TestStoreOutage(t *testing.T) {
 	db := mongotest.StartInstance(t)
 	// The buffer holds every event the outage can produce, however long a loaded
 	// machine makes it last, so that each one must wait and be written.
-	kw := servertest.Start(t, servertest.WithMongoDB(db.URI(), "outage"), func(c *server.Config) { c.AuditBuffer = 1 << 20 })
+	kw := servertest.Start(t, servertest.WithMongoDB(db.URI(), "outage"), func(c *app.Config) { c.AuditBuffer = 1 << 20 })
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
 	t.Cleanup(func() {
 		if t.Failed() { // what the server made of it

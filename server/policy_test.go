@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 	"github.com/keyward/keyward/service/geoip/geoiptest"
 )
@@ -180,7 +180,7 @@ func TestIPAnchoring(t *testing.T) {
 }
 
 func TestTrustedProxies(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) { c.TrustedProxies = "127.0.0.1/32, ::1" })
+	kw := servertest.Start(t, func(c *app.Config) { c.TrustedProxies = "127.0.0.1/32, ::1" })
 	_, v4 := createKey(t, kw, &keywardv1.CreateKeyRequest{AllowedCidrs: []string{"10.20.0.0/16"}})
 	_, rs := createKey(t, kw, &keywardv1.CreateKeyRequest{Permissions: []string{"keyward.keys:verify"}})
 	cases := []struct {
@@ -307,7 +307,7 @@ func TestGeographicRestrictions(t *testing.T) {
 		"2001:db8:de::/48": "DE",
 		"203.0.113.0/24":   "KP",
 	})
-	kw := servertest.Start(t, func(c *server.Config) { c.GeoIPDB = db })
+	kw := servertest.Start(t, func(c *app.Config) { c.GeoIPDB = db })
 	_, allowEU := createKey(t, kw, &keywardv1.CreateKeyRequest{AllowedCountries: []string{"SE", "DE"}})
 	_, denyKP := createKey(t, kw, &keywardv1.CreateKeyRequest{DeniedCountries: []string{"KP"}})
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
@@ -357,7 +357,7 @@ func TestRepeatedAuthenticationFailuresAreThrottled(t *testing.T) {
 	// The shop's terminals share 203.0.113.9 behind the (trusted) loopback proxy,
 	// and one of them keeps sending a bad key; the admin reading the audit log is
 	// loopback itself.
-	kw := servertest.Start(t, func(c *server.Config) {
+	kw := servertest.Start(t, func(c *app.Config) {
 		c.AuthFailureBurst, c.AuthFailureRate, c.TrustedProxies = 5, 0.01, "127.0.0.1/32"
 	})
 	_, terminal := createKey(t, kw, &keywardv1.CreateKeyRequest{Permissions: []string{"orders:create"}})

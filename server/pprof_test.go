@@ -8,14 +8,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
 // With --pprof-addr the profiler answers on its own loopback listener, without the
 // command line (it may hold a password), and never on the REST listener.
 func TestProfilerOnItsOwnListener(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) { c.PprofAddr = "127.0.0.1:0" })
+	kw := servertest.Start(t, func(c *app.Config) { c.PprofAddr = "127.0.0.1:0" })
 	addr := kw.Server.PprofAddr()
 	require.NotEmpty(t, addr)
 	get := func(path string) (int, string) {

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -256,7 +256,7 @@ func TestUnknownParametersAreRefused(t *testing.T) {
 // admin panel's file server, readiness), the body has the gateway's JSON shape and
 // the HTTP status fits it.
 func TestEveryRESTErrorHasOneShape(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) { c.MaxRequestBytes = 4096 })
+	kw := servertest.Start(t, func(c *app.Config) { c.MaxRequestBytes = 4096 })
 	long := strings.Repeat("x", 100<<10)
 	for _, tc := range []struct {
 		name, method, target string

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
-	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 	"github.com/keyward/keyward/service"
 )
@@ -31,7 +31,7 @@ func twoInstances(t testing.TB) (a, b *servertest.Keyward) {
 	mk := filepath.Join(t.TempDir(), "master.key")
 	_, err := service.LoadMasterKey(mk, true)
 	require.NoError(t, err)
-	shared := func(c *server.Config) {
+	shared := func(c *app.Config) {
 		servertest.WithMongoDB(uri, db)(c)
 		c.MasterKeyFile = mk
 		c.LogLevel = "info"
@@ -198,7 +198,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 func BenchmarkRevocationFanOut(b *testing.B) {
 	for _, subscribers := range []int{0, 1000} {
 		b.Run(fmt.Sprintf("subscribers=%d", subscribers), func(b *testing.B) {
-			kw := servertest.Start(b, func(c *server.Config) { c.LogLevel = "info" })
+			kw := servertest.Start(b, func(c *app.Config) { c.LogLevel = "info" })
 			var before runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)

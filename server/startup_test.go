@@ -13,18 +13,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/mongodb"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
-	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 	"github.com/keyward/keyward/service"
 )
 
 // loopbackConfig is the configuration servertest starts with: free loopback ports
 // and a fresh data dir.
-func loopbackConfig(t *testing.T) server.Config {
-	cfg := server.DefaultConfig()
+func loopbackConfig(t *testing.T) app.Config {
+	cfg := app.DefaultConfig()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	return cfg
@@ -39,12 +39,12 @@ func TestBusyPortFailsBeforeAnythingIsCreated(t *testing.T) {
 	for _, st := range stores {
 		for _, port := range []struct {
 			flag string
-			set  func(*server.Config)
+			set  func(*app.Config)
 		}{
-			{"grpc-addr", func(c *server.Config) { c.GRPCAddr = busy.Addr().String() }},
-			{"http-addr", func(c *server.Config) { c.HTTPAddr = busy.Addr().String() }},
-			{"metrics-addr", func(c *server.Config) { c.MetricsAddr = busy.Addr().String() }},
-			{"pprof-addr", func(c *server.Config) { c.PprofAddr = busy.Addr().String() }},
+			{"grpc-addr", func(c *app.Config) { c.GRPCAddr = busy.Addr().String() }},
+			{"http-addr", func(c *app.Config) { c.HTTPAddr = busy.Addr().String() }},
+			{"metrics-addr", func(c *app.Config) { c.MetricsAddr = busy.Addr().String() }},
+			{"pprof-addr", func(c *app.Config) { c.PprofAddr = busy.Addr().String() }},
 		} {
 			t.Run(st.name+"/"+port.flag, func(t *testing.T) {
 				cfg := loopbackConfig(t)
@@ -55,7 +55,7 @@ func TestBusyPortFailsBeforeAnythingIsCreated(t *testing.T) {
 				// operator's file, not one the server created.
 				before := names(t, cfg.DataDir)
 				port.set(&cfg)
-				srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				srv, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 				if err == nil {
 					_ = srv.Serve(canceled())
 					t.Fatal("started on a busy port")
@@ -110,13 +110,13 @@ func TestMasterKeyBesideTheDatabaseIsWarnedOf(t *testing.T) {
 		opt  servertest.Option
 		warn bool
 	}{
-		{"default: in the data dir", func(*server.Config) {}, true},
-		{"named, in the data dir", func(c *server.Config) {
+		{"default: in the data dir", func(*app.Config) {}, true},
+		{"named, in the data dir", func(c *app.Config) {
 			c.MasterKeyFile = filepath.Join(c.DataDir, "keys", "master.key")
 			_, err := service.LoadMasterKey(c.MasterKeyFile, true)
 			require.NoError(t, err)
 		}, true},
-		{"outside the data dir", func(c *server.Config) { c.MasterKeyFile = outside }, false},
+		{"outside the data dir", func(c *app.Config) { c.MasterKeyFile = outside }, false},
 		{"MongoDB: nothing beside it in the data dir", servertest.WithMongoDB(mongotest.URI(t), mongotest.Database(t)), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

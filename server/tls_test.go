@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -75,7 +75,7 @@ func newPKI(t *testing.T) *pki {
 
 func TestTLS(t *testing.T) {
 	p := newPKI(t)
-	kw := servertest.Start(t, func(c *server.Config) { c.TLSCert, c.TLSKey = p.serverCert, p.serverKey })
+	kw := servertest.Start(t, func(c *app.Config) { c.TLSCert, c.TLSKey = p.serverCert, p.serverKey })
 
 	conn, err := grpc.NewClient(kw.Server.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: p.pool})))
 	require.NoError(t, err)
@@ -104,7 +104,7 @@ func TestTLS(t *testing.T) {
 
 func TestMutualTLS(t *testing.T) {
 	p := newPKI(t)
-	kw := servertest.Start(t, func(c *server.Config) { c.TLSCert, c.TLSKey, c.TLSClientCA = p.serverCert, p.serverKey, p.caFile })
+	kw := servertest.Start(t, func(c *app.Config) { c.TLSCert, c.TLSKey, c.TLSClientCA = p.serverCert, p.serverKey, p.caFile })
 	for _, tc := range []struct {
 		name   string
 		certs  []tls.Certificate
@@ -135,7 +135,7 @@ func TestMutualTLS(t *testing.T) {
 
 func TestTLSConfigErrors(t *testing.T) {
 	for _, args := range [][]string{{"--tls-cert", "a.pem"}, {"--tls-client-ca", "ca.pem"}} {
-		_, err := server.LoadConfig(args, func(string) string { return "" }, nil)
+		_, err := app.LoadConfig(args, func(string) string { return "" }, nil)
 		assert.Error(t, err, "%v", args)
 	}
 }

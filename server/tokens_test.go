@@ -22,8 +22,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/internal/testclock"
-	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/server/servertest"
 )
 
@@ -112,7 +112,7 @@ func TestIssueAndValidateEveryAlgorithm(t *testing.T) {
 
 func TestValidationReasons(t *testing.T) {
 	clock := testclock.New(time.Time{})
-	e := newTokenEnv(t, func(c *server.Config) { c.ClockSkew = 0 }, servertest.WithClock(clock.Now))
+	e := newTokenEnv(t, func(c *app.Config) { c.ClockSkew = 0 }, servertest.WithClock(clock.Now))
 	good := e.issue(t, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}}).GetAccessToken()
 	short := e.issue(t, &keywardv1.IssueTokenRequest{Ttl: durationpb.New(time.Second)}).GetAccessToken()
 	revoked := e.issue(t, &keywardv1.IssueTokenRequest{})
@@ -189,7 +189,7 @@ func TestValidateTokenCache(t *testing.T) {
 		want float64 // hits and misses of two validations
 	}{{"on", 10_000, 1}, {"off", 0, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newTokenEnv(t, func(c *server.Config) { c.TokenCacheSize = tc.size })
+			e := newTokenEnv(t, func(c *app.Config) { c.TokenCacheSize = tc.size })
 			token := e.issue(t, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}}).GetAccessToken()
 			req := &keywardv1.ValidateTokenRequest{Token: token, Audience: "orders-api", RequiredPermission: "orders:read", ClientIp: "10.1.2.3"}
 			before := scrape(t, e.kw)
@@ -458,7 +458,7 @@ func decodeSegment(t *testing.T, token string, i int) map[string]any {
 }
 
 func TestRevokeRefreshFamilyAndMinimumInterval(t *testing.T) {
-	e := newTokenEnv(t, func(c *server.Config) { c.RefreshMinInterval = time.Hour })
+	e := newTokenEnv(t, func(c *app.Config) { c.RefreshMinInterval = time.Hour })
 	out := e.issue(t, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
 	_, err := e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: out.GetRefreshToken()})
 	assert.Equal(t, codes.FailedPrecondition, status.Code(err), "refreshing sooner than the policy allows")

@@ -15,14 +15,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server/servertest"
 )
 
 // A client that trickles its headers (slowloris) is cut off; oversized headers are
 // refused.
 func TestHTTPLimits(t *testing.T) {
-	kw := servertest.Start(t, func(c *server.Config) { c.HTTPReadHeaderTimeout = 300 * time.Millisecond })
+	kw := servertest.Start(t, func(c *app.Config) { c.HTTPReadHeaderTimeout = 300 * time.Millisecond })
 
 	conn, err := net.Dial("tcp", kw.Server.HTTPAddr())
 	require.NoError(t, err)

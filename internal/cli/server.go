@@ -10,11 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/internal/app"
 )
 
 // The commands that run or describe this program rather than call a server. serve
-// and config print take the server's own flags, which server.LoadConfig parses
+// and config print take the program's own flags, which app.LoadConfig parses
 // (with KEYWARD_* variables and the YAML file), so cobra leaves their arguments alone.
 
 func serveCommand() *cobra.Command {
@@ -29,12 +29,12 @@ file named by --config.`,
 			if wantsHelp(args) {
 				return cmd.Help()
 			}
-			cfg, err := server.LoadConfig(args, os.Getenv, cmd.ErrOrStderr())
+			cfg, err := app.LoadConfig(args, os.Getenv, cmd.ErrOrStderr())
 			if err != nil {
 				return serverFlagsError(err)
 			}
 			log := cfg.Logger(cmd.ErrOrStderr())
-			srv, err := server.New(cmd.Context(), cfg, log)
+			srv, err := app.New(cmd.Context(), cfg, log)
 			if err != nil {
 				log.Error("cannot start", "error", err)
 				return &exitError{code: ExitFailure}
@@ -69,7 +69,7 @@ line a setting, the MongoDB URI's password masked.`,
 			if wantsHelp(args) {
 				return cmd.Help()
 			}
-			return serverFlagsError(server.PrintConfig(args, os.Getenv, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+			return serverFlagsError(app.PrintConfig(args, os.Getenv, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 		},
 	}
 	print.SetHelpFunc(serverFlagsHelp)
@@ -78,11 +78,11 @@ line a setting, the MongoDB URI's password masked.`,
 }
 
 // serverFlagsHelp is the help of serve and config print: what they do, then the
-// server's flags as server.LoadConfig lists them (after a first line of its own),
+// server's flags as app.LoadConfig lists them (after a first line of its own),
 // with their defaults: no environment or file, whose errors would hide the list.
 func serverFlagsHelp(cmd *cobra.Command, _ []string) {
 	var flags strings.Builder
-	_, _ = server.LoadConfig([]string{"-h"}, func(string) string { return "" }, &flags)
+	_, _ = app.LoadConfig([]string{"-h"}, func(string) string { return "" }, &flags)
 	_, list, _ := strings.Cut(flags.String(), "\n")
 	fmt.Fprintf(cmd.OutOrStdout(), "%s\n\nUsage: %s\n\nFlags:\n%s", cmd.Long, usageLine(cmd), list)
 }
@@ -100,7 +100,7 @@ func wantsHelp(args []string) bool {
 	return false
 }
 
-// serverFlagsError is the exit for an error of server.LoadConfig: none for -h
+// serverFlagsError is the exit for an error of app.LoadConfig: none for -h
 // (it has printed the flags), otherwise a usage error.
 func serverFlagsError(err error) error {
 	if err == nil || errors.Is(err, flag.ErrHelp) {

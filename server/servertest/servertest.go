@@ -1,6 +1,7 @@
 // Package servertest starts a real Keyward on loopback for tests: gRPC and REST
 // servers on free ports, the embedded store in a temporary directory (or MongoDB
-// when a URI is given), and the bootstrap admin key read from its file.
+// when a URI is given), and the bootstrap admin key read from its file. It starts
+// it through internal/app, so tests run the program's own wiring.
 package servertest
 
 import (
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/service"
 )
@@ -38,18 +40,18 @@ type Keyward struct {
 	// AdminKey is the bootstrap admin key's secret.
 	AdminKey string
 	// Config is the configuration it runs with.
-	Config server.Config
+	Config app.Config
 
 	logs *syncBuffer
 	stop func()
 }
 
 // Option changes the configuration before start.
-type Option func(*server.Config)
+type Option func(*app.Config)
 
 // WithMongoDB makes the server use MongoDB at uri, in database db.
 func WithMongoDB(uri, db string) Option {
-	return func(c *server.Config) {
+	return func(c *app.Config) {
 		c.MongoDBURI = uri
 		c.MongoDBDatabase = db
 		c.AuditMaxBytes = 8 << 20
@@ -65,13 +67,13 @@ func WithMongoDB(uri, db string) Option {
 // validity, expiry, grace periods, windows and audit times (a
 // testclock.Clock's Now, which the test moves instead of waiting).
 func WithClock(now func() time.Time) Option {
-	return func(c *server.Config) { c.Now = now }
+	return func(c *app.Config) { c.Now = now }
 }
 
 // Start starts a Keyward and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Keyward {
 	t.Helper()
-	cfg := server.DefaultConfig()
+	cfg := app.DefaultConfig()
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.MetricsAddr = "127.0.0.1:0"
@@ -83,13 +85,14 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, log)
+	kw, err := app.New(ctx, cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatalf("starting keyward: %v", err)
 	}
+	srv := kw.Server()
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
+	go func() { done <- kw.Serve(ctx) }()
 	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		cancel()
@@ -112,7 +115,7 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 	}
 	t.Cleanup(stop)
 	// A second instance on a store that already has keys creates no admin key.
-	admin, err := os.ReadFile(filepath.Join(cfg.DataDir, server.BootstrapKeyFile))
+	admin, err := os.ReadFile(filepath.Join(cfg.DataDir, app.BootstrapKeyFile))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("reading the bootstrap admin key: %v", err)
 	}

@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"crypto/tls"
@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// Config is the whole server configuration, loaded once at start from flags and
+// Config is the whole program configuration, loaded once at start from flags and
 // KEYWARD_* environment variables (a flag wins over its variable, which wins over
 // the default) and validated before anything starts.
 type Config struct {
@@ -306,6 +306,14 @@ func loopback(addr string) bool {
 
 // Validate checks every setting and names the flag of the first bad one.
 func (cfg Config) Validate() error {
+	_, err := cfg.validate()
+	return err
+}
+
+// validate checks every setting, as Validate does, and returns the trusted proxies
+// it parsed on the way: they are parsed here only, and handed to the transport
+// parsed.
+func (cfg Config) validate() ([]netip.Prefix, error) {
 	var errs []error
 	for flagName, addr := range map[string]string{"grpc-addr": cfg.GRPCAddr, "http-addr": cfg.HTTPAddr, "metrics-addr": cfg.MetricsAddr} {
 		if addr == "" && flagName == "metrics-addr" {
@@ -375,7 +383,8 @@ func (cfg Config) Validate() error {
 	if _, err := cfg.level(); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := cfg.trustedProxies(); err != nil {
+	trusted, err := cfg.trustedProxies()
+	if err != nil {
 		errs = append(errs, err)
 	}
 	switch cfg.TokenAlgorithm {
@@ -404,7 +413,10 @@ func (cfg Config) Validate() error {
 	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", cfg.LogFormat))
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return trusted, nil
 }
 
 func (cfg Config) level() (slog.Level, error) {
