@@ -7,8 +7,12 @@
 //	gen/               code generated from them (Go, gRPC, REST gateway, OpenAPI); never edited
 //	cmd/keyward        the binary: flags in, server out
 //	internal/cli       its commands: serve, and the client commands (keys, roles, tokens, ...)
-//	server/            transport: gRPC and REST servers, interceptors (auth, validation,
-//	                   errors), the permission table, wire/domain conversion; admin/ the panel
+//	internal/app       the program: typed configuration (flags, KEYWARD_*, file), and the
+//	                   start-up wiring: listeners, store, master key, services, bootstrap
+//	                   key, tracing, background jobs, shutdown order
+//	server/            transport only: gRPC and REST servers, interceptors (auth, validation,
+//	                   errors), the permission table, wire/domain conversion, metrics
+//	                   listener; admin/ the panel
 //	service/           use cases on domain types: keys, roles, the delegation rule,
 //	                   verification, tokens, temporary tokens, policy, audit, revocations
 //	repository/        the storage contract, its behaviour suite, and the embedded and

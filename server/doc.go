@@ -9,7 +9,16 @@
 //   - restinput.go: the REST input the gateway would pass on unchecked (path and
 //     query parameters: valid UTF-8, known to the route; a body that is one JSON value);
 //   - resterrors.go: the one JSON shape of every REST error, and the request limits;
-//   - keys.go and its siblings: thin handlers converting wire types to domain types.
+//   - keys.go and its siblings: thin handlers converting wire types to domain types;
+//   - metrics.go: request metrics, and /metrics on a listener of its own;
+//   - server.go: New, from explicit dependencies (the services, logger, metrics
+//     registry), parsed options (trusted proxies, TLS configuration, limits) and
+//     listeners already bound; Start, Shutdown, readiness as /readyz and gRPC
+//     health report it, and the profiler's listener.
+//
+// It is transport only: it opens no store, reads no configuration, master key or
+// GeoIP database, and runs no background job. The program (internal/app) does,
+// and hands the results to New.
 //
 // The gateway calls the gRPC server over a loopback connection, so REST calls pass
 // through exactly the same interceptors as gRPC calls.

@@ -4,7 +4,8 @@
 //	keyward keys|roles|tokens|audit|revocations ...   talk to a running server
 //	keyward help            list every command; keyward <command> --help shows its flags
 //
-// The commands are in package internal/cli.
+// The commands are in package internal/cli; the program they start is in
+// internal/app.
 package main
 
 import (
