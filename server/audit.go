@@ -107,7 +107,7 @@ func (a *auditor) record(ctx context.Context, method string, req any, at, start 
 		if v := md.Get(gatewayHTTPRouteHeader); len(v) == 1 {
 			e.HTTPRoute = v[0]
 		}
-		e.HTTPStatus = int32(runtime.HTTPStatusFromCode(st.Code()))
+		e.HTTPStatus = int32(runtime.HTTPStatusFromCode(st.Code())) //nolint:gosec // HTTP status codes have three digits
 	}
 	switch st.Code() {
 	case codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.InvalidArgument, codes.FailedPrecondition:

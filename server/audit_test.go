@@ -268,7 +268,7 @@ func TestGatewayRejectionsAreAudited(t *testing.T) {
 		code                     string
 	}{
 		{"malformed JSON", http.MethodPost, "/v1/keys", `{"name": `, http.StatusBadRequest, "INVALID_ARGUMENT"},
-		{"unknown field", http.MethodPost, "/v1/keys", `{"nmae": "typo"}`, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"unknown field", http.MethodPost, "/v1/keys", `{"nmae": "typo"}`, http.StatusBadRequest, "INVALID_ARGUMENT"}, //nolint:misspell // the misspelt field is the input under test
 		{"unknown route", http.MethodGet, "/v1/nothing-here", "", http.StatusNotFound, "NOT_FOUND"},
 		{"oversized body", http.MethodPost, "/v1/keys", `{"name": "` + strings.Repeat("x", 5000) + `"}`, http.StatusRequestEntityTooLarge, "INVALID_ARGUMENT"},
 	}

@@ -159,6 +159,7 @@ func (r matrixRow) want(c *caller) codes.Code {
 		if r.restricted != 0 {
 			return r.restricted
 		}
+	case rightsExact, rightsAll:
 	}
 	return codes.OK
 }
@@ -183,6 +184,7 @@ func (r matrixRow) permissions(set rightSet) []string {
 		return []string{"*:" + p.Action}
 	case rightsAll:
 		return []string{"*"}
+	case rightsExact, rightsRestricted:
 	}
 	return []string{need}
 }
@@ -372,7 +374,7 @@ func matrixRows() []matrixRow {
 	tokenRPC := func(name string) string { return "/keyward.v1.TokenService/" + name }
 	return []matrixRow{
 		{method: keyRPC("CreateKey"), need: "keyward.keys:create", otherOwner: codes.PermissionDenied, restricted: codes.PermissionDenied,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				req := m.targetRequest("created")
 				return call{grpc: unary(req, m.keys.CreateKey), method: http.MethodPost, path: "/v1/keys", body: req, resp: &keywardv1.CreateKeyResponse{},
 					after: func(t *testing.T, c *caller, resp proto.Message) {
@@ -380,17 +382,17 @@ func matrixRows() []matrixRow {
 					}}
 			}},
 		{method: keyRPC("GetKey"), need: "keyward.keys:read", otherOwner: codes.NotFound,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.GetKeyRequest{KeyId: m.target.GetKeyId()}, m.keys.GetKey),
 					method: http.MethodGet, path: "/v1/keys/" + m.target.GetKeyId(), resp: &keywardv1.GetKeyResponse{}}
 			}},
 		{method: keyRPC("ListKeys"), need: "keyward.keys:read", otherOwner: codes.PermissionDenied,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.ListKeysRequest{Owner: "acme"}, m.keys.ListKeys),
 					method: http.MethodGet, path: "/v1/keys?owner=acme", resp: &keywardv1.ListKeysResponse{}}
 			}},
 		{method: keyRPC("UpdateKey"), need: "keyward.keys:update", otherOwner: codes.NotFound,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(t *testing.T, m *matrix, _ *caller) call {
 				k, _ := m.newTarget(t)
 				req := &keywardv1.UpdateKeyRequest{Key: &keywardv1.Key{KeyId: k.GetKeyId(), Name: "renamed"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name"}}}
 				return call{grpc: unary(req, m.keys.UpdateKey), method: http.MethodPatch, path: "/v1/keys/" + k.GetKeyId() + "?update_mask=name",
@@ -400,13 +402,13 @@ func matrixRows() []matrixRow {
 					}}
 			}},
 		{method: keyRPC("RevokeKey"), need: "keyward.keys:revoke", otherOwner: codes.NotFound,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(t *testing.T, m *matrix, _ *caller) call {
 				k, _ := m.newTarget(t)
 				return call{grpc: unary(&keywardv1.RevokeKeyRequest{KeyId: k.GetKeyId()}, m.keys.RevokeKey),
 					method: http.MethodPost, path: "/v1/keys/" + k.GetKeyId() + ":revoke", body: map[string]any{}, resp: &keywardv1.RevokeKeyResponse{}}
 			}},
 		{method: keyRPC("RotateKey"), need: "keyward.keys:rotate", otherOwner: codes.NotFound,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(t *testing.T, m *matrix, _ *caller) call {
 				k, _ := m.newTarget(t)
 				return call{grpc: unary(&keywardv1.RotateKeyRequest{KeyId: k.GetKeyId()}, m.keys.RotateKey),
 					method: http.MethodPost, path: "/v1/keys/" + k.GetKeyId() + ":rotate", body: map[string]any{}, resp: &keywardv1.RotateKeyResponse{},
@@ -415,40 +417,40 @@ func matrixRows() []matrixRow {
 					}}
 			}},
 		{method: keyRPC("VerifyKey"), need: "keyward.keys:verify",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(t *testing.T, m *matrix, _ *caller) call {
 				// A key of its own: verifications spend its rate limit.
 				_, secret := m.newTarget(t)
 				req := &keywardv1.VerifyKeyRequest{Secret: secret}
 				return call{grpc: unary(req, m.keys.VerifyKey), method: http.MethodPost, path: "/v1/keys:verify", body: req, resp: &keywardv1.VerifyKeyResponse{}}
 			}},
 		{method: keyRPC("CreateRole"), need: "keyward.roles:create",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				role := &keywardv1.Role{Name: m.unique("role")}
 				return call{grpc: unary(&keywardv1.CreateRoleRequest{Role: role}, m.keys.CreateRole), method: http.MethodPost, path: "/v1/roles", body: role, resp: &keywardv1.CreateRoleResponse{}}
 			}},
 		{method: keyRPC("GetRole"), need: "keyward.roles:read",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.GetRoleRequest{Name: "fixture"}, m.keys.GetRole), method: http.MethodGet, path: "/v1/roles/fixture", resp: &keywardv1.GetRoleResponse{}}
 			}},
 		{method: keyRPC("ListRoles"), need: "keyward.roles:read",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.ListRolesRequest{}, m.keys.ListRoles), method: http.MethodGet, path: "/v1/roles", resp: &keywardv1.ListRolesResponse{}}
 			}},
 		{method: keyRPC("UpdateRole"), need: "keyward.roles:update",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				req := &keywardv1.UpdateRoleRequest{Role: &keywardv1.Role{Name: "fixture", Description: "d"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"description"}}}
 				return call{grpc: unary(req, m.keys.UpdateRole), method: http.MethodPatch, path: "/v1/roles/fixture?update_mask=description",
 					body: map[string]any{"description": "d"}, resp: &keywardv1.UpdateRoleResponse{}}
 			}},
 		{method: keyRPC("DeleteRole"), need: "keyward.roles:delete",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(t *testing.T, m *matrix, _ *caller) call {
 				name := m.unique("doomed")
 				_, err := m.keys.CreateRole(m.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: name}})
 				require.NoError(t, err)
 				return call{grpc: unary(&keywardv1.DeleteRoleRequest{Name: name}, m.keys.DeleteRole), method: http.MethodDelete, path: "/v1/roles/" + name, resp: &keywardv1.DeleteRoleResponse{}}
 			}},
 		{method: tokenRPC("IssueToken"), keysOnly: true,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.IssueTokenRequest{}, m.tokens.IssueToken), method: http.MethodPost, path: "/v1/tokens", body: map[string]any{},
 					resp: &keywardv1.IssueTokenResponse{}, after: func(t *testing.T, c *caller, resp proto.Message) {
 						claims := claimsOf(t, resp.(*keywardv1.IssueTokenResponse).GetAccessToken())
@@ -467,25 +469,25 @@ func matrixRows() []matrixRow {
 					}}
 			}},
 		{method: tokenRPC("RefreshToken"), public: true,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(t *testing.T, m *matrix, _ *caller) call {
 				out, err := m.tokens.IssueToken(m.admin, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
 				require.NoError(t, err)
 				req := &keywardv1.RefreshTokenRequest{RefreshToken: out.GetRefreshToken()}
 				return call{grpc: unary(req, m.tokens.RefreshToken), method: http.MethodPost, path: "/v1/tokens:refresh", body: req, resp: &keywardv1.RefreshTokenResponse{}}
 			}},
 		{method: tokenRPC("ValidateToken"), need: "keyward.tokens:validate",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				req := &keywardv1.ValidateTokenRequest{Token: m.accessToken}
 				return call{grpc: unary(req, m.tokens.ValidateToken), method: http.MethodPost, path: "/v1/tokens:validate", body: req, resp: &keywardv1.ValidateTokenResponse{}}
 			}},
 		{method: tokenRPC("RevokeToken"), need: "keyward.tokens:revoke",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				id := m.unique("jti")
 				req := &keywardv1.RevokeTokenRequest{Target: &keywardv1.RevokeTokenRequest_TokenId{TokenId: id}}
 				return call{grpc: unary(req, m.tokens.RevokeToken), method: http.MethodPost, path: "/v1/tokens:revoke", body: map[string]any{"token_id": id}, resp: &keywardv1.RevokeTokenResponse{}}
 			}},
 		{method: tokenRPC("IssueTemporaryToken"), delegates: "orders/1:refund",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				req := &keywardv1.IssueTemporaryTokenRequest{Operation: "orders/1:refund", Ttl: durationpb.New(time.Hour)}
 				return call{grpc: unary(req, m.tokens.IssueTemporaryToken), method: http.MethodPost, path: "/v1/temporary-tokens", body: req,
 					resp: &keywardv1.IssueTemporaryTokenResponse{}, after: func(t *testing.T, c *caller, resp proto.Message) {
@@ -496,41 +498,41 @@ func matrixRows() []matrixRow {
 					}}
 			}},
 		{method: tokenRPC("ConsumeTemporaryToken"), need: "keyward.tokens:consume",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				req := &keywardv1.ConsumeTemporaryTokenRequest{Token: m.temporary, Operation: "orders/1:refund"}
 				return call{grpc: unary(req, m.tokens.ConsumeTemporaryToken), method: http.MethodPost, path: "/v1/temporary-tokens:consume", body: req,
 					resp: &keywardv1.ConsumeTemporaryTokenResponse{}}
 			}},
 		{method: tokenRPC("ListSigningKeys"), need: "keyward.signing-keys:read",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.ListSigningKeysRequest{}, m.tokens.ListSigningKeys), method: http.MethodGet, path: "/v1/signing-keys", resp: &keywardv1.ListSigningKeysResponse{}}
 			}},
 		{method: tokenRPC("RotateSigningKey"), need: "keyward.signing-keys:rotate",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				req := &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256}
 				return call{grpc: unary(req, m.tokens.RotateSigningKey), method: http.MethodPost, path: "/v1/signing-keys:rotate", body: req, resp: &keywardv1.RotateSigningKeyResponse{}}
 			}},
 		{method: tokenRPC("GetJwks"), public: true,
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.GetJwksRequest{}, m.tokens.GetJwks), method: http.MethodGet, path: "/.well-known/jwks.json", resp: &keywardv1.GetJwksResponse{}}
 			}},
 		{method: "/keyward.v1.AuditService/ListAuditEvents", need: "keyward.audit:read",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.ListAuditEventsRequest{PageSize: 1}, m.audit.ListAuditEvents), method: http.MethodGet, path: "/v1/audit-events?page_size=1", resp: &keywardv1.ListAuditEventsResponse{}}
 			}},
 		{method: "/keyward.v1.AuditService/WatchAuditEvents", need: "keyward.audit:read",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{stream: func(ctx context.Context) (grpc.ClientStream, error) {
 					return m.audit.WatchAuditEvents(ctx, &keywardv1.WatchAuditEventsRequest{})
 				}, method: http.MethodGet, path: "/v1/audit-events:watch"}
 			}},
 		{method: "/keyward.v1.AuditService/ListKeyHistory", need: "keyward.audit:read",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{grpc: unary(&keywardv1.ListKeyHistoryRequest{KeyId: m.target.GetKeyId()}, m.audit.ListKeyHistory),
 					method: http.MethodGet, path: "/v1/keys/" + m.target.GetKeyId() + "/history", resp: &keywardv1.ListKeyHistoryResponse{}}
 			}},
 		{method: "/keyward.v1.RevocationService/WatchRevocations", need: "keyward.revocations:watch",
-			prepare: func(t *testing.T, m *matrix, c *caller) call {
+			prepare: func(_ *testing.T, m *matrix, _ *caller) call {
 				return call{stream: func(ctx context.Context) (grpc.ClientStream, error) {
 					return m.revs.WatchRevocations(ctx, &keywardv1.WatchRevocationsRequest{})
 				}, method: http.MethodGet, path: "/v1/revocations:watch"}

@@ -28,8 +28,8 @@ type failureLimiter struct {
 	clients *lru.Cache[netip.Prefix, *rate.Limiter]
 }
 
-func newFailureLimiter(perSecond float64, burst, max int) *failureLimiter {
-	clients, _ := lru.New[netip.Prefix, *rate.Limiter](max) // max > 0
+func newFailureLimiter(perSecond float64, burst, maxClients int) *failureLimiter {
+	clients, _ := lru.New[netip.Prefix, *rate.Limiter](maxClients) // maxClients > 0
 	return &failureLimiter{rate: rate.Limit(perSecond), burst: burst, clients: clients}
 }
 

@@ -25,7 +25,7 @@ import (
 // resolves the HTTP side and hands the result to the gRPC server together with a
 // random per-process secret, so that no client can pose as the gateway.
 const (
-	gatewaySecretHeader = "x-keyward-gateway"
+	gatewaySecretHeader = "x-keyward-gateway" //nolint:gosec // a header name, not a credential
 	gatewayClientHeader = "x-keyward-client-ip"
 )
 

@@ -160,7 +160,7 @@ func readConstants(t *testing.T, dir string, keep func(name, typ string) bool) m
 			// Within a block, a spec without type and values repeats the last ones.
 			var typ string
 			var exprs []ast.Expr
-			for iota, spec := range gd.Specs {
+			for index, spec := range gd.Specs {
 				vs := spec.(*ast.ValueSpec)
 				if vs.Type != nil || len(vs.Values) > 0 {
 					typ, exprs = "", vs.Values
@@ -173,7 +173,7 @@ func readConstants(t *testing.T, dir string, keep func(name, typ string) bool) m
 						continue
 					}
 					require.Less(t, i, len(exprs), "%s has a value", name.Name)
-					v, ok := evalConst(exprs[i], iota)
+					v, ok := evalConst(exprs[i], index)
 					require.True(t, ok, "%s: the test reads literals, iota and their sums only", name.Name)
 					out[name.Name] = v
 				}
@@ -183,7 +183,7 @@ func readConstants(t *testing.T, dir string, keep func(name, typ string) bool) m
 	return out
 }
 
-func evalConst(e ast.Expr, iota int) (constant.Value, bool) {
+func evalConst(e ast.Expr, index int) (constant.Value, bool) {
 	switch e := e.(type) {
 	case *ast.BasicLit:
 		if e.Kind == token.STRING {
@@ -193,15 +193,15 @@ func evalConst(e ast.Expr, iota int) (constant.Value, bool) {
 		v := constant.MakeFromLiteral(e.Value, e.Kind, 0)
 		return v, v.Kind() != constant.Unknown
 	case *ast.Ident:
-		return constant.MakeInt64(int64(iota)), e.Name == "iota"
+		return constant.MakeInt64(int64(index)), e.Name == "iota"
 	case *ast.ParenExpr:
-		return evalConst(e.X, iota)
+		return evalConst(e.X, index)
 	case *ast.BinaryExpr:
 		if e.Op != token.ADD && e.Op != token.SUB {
 			return nil, false
 		}
-		x, ok1 := evalConst(e.X, iota)
-		y, ok2 := evalConst(e.Y, iota)
+		x, ok1 := evalConst(e.X, index)
+		y, ok2 := evalConst(e.Y, index)
 		if !ok1 || !ok2 {
 			return nil, false
 		}

@@ -32,7 +32,7 @@ func TestToStatus(t *testing.T) {
 		{"not found", fmt.Errorf("mongodb: get key: %w", repository.ErrNotFound), codes.NotFound, "not found"},
 		{"already exists", repository.ErrAlreadyExists, codes.AlreadyExists, "already exists"},
 		{"conflict", repository.ErrConflict, codes.Aborted, "retry"},
-		{"unavailable hides the driver detail", fmt.Errorf("%w: %v", repository.ErrUnavailable, driverErr), codes.Unavailable, "store is unavailable"},
+		{"unavailable hides the driver detail", fmt.Errorf("%w: %v", repository.ErrUnavailable, driverErr), codes.Unavailable, "store is unavailable"}, //nolint:errorlint // the input under test: the driver detail is only in the text
 		{"canceled", context.Canceled, codes.Canceled, "canceled"},
 		{"raw driver error becomes internal", driverErr, codes.Internal, "internal error (request id req-1)"},
 		{"unknown status becomes internal", status.Error(codes.Unknown, "boom"), codes.Internal, "internal error"},

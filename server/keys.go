@@ -246,6 +246,7 @@ func environmentFromProto(e keywardv1.Environment) repository.Environment {
 		return repository.EnvironmentLive
 	case keywardv1.Environment_ENVIRONMENT_TEST:
 		return repository.EnvironmentTest
+	case keywardv1.Environment_ENVIRONMENT_UNSPECIFIED:
 	}
 	return ""
 }
@@ -268,6 +269,7 @@ func stateFilterFromProto(s keywardv1.KeyState) repository.KeyStateFilter {
 		return repository.KeyFilterRevoked
 	case keywardv1.KeyState_KEY_STATE_EXPIRED:
 		return repository.KeyFilterExpired
+	case keywardv1.KeyState_KEY_STATE_UNSPECIFIED:
 	}
 	return repository.KeyFilterAny
 }

@@ -41,22 +41,22 @@ func grpcTransport(kw *servertest.Keyward) transport {
 	c := keywardv1.NewKeyServiceClient(kw.Conn)
 	return transport{
 		name: "gRPC",
-		create: func(t *testing.T, secret string, req *keywardv1.CreateKeyRequest) (*keywardv1.CreateKeyResponse, codes.Code, string) {
+		create: func(_ *testing.T, secret string, req *keywardv1.CreateKeyRequest) (*keywardv1.CreateKeyResponse, codes.Code, string) {
 			return callGRPC(secret, req, c.CreateKey)
 		},
-		verify: func(t *testing.T, secret string, req *keywardv1.VerifyKeyRequest) (*keywardv1.VerifyKeyResponse, codes.Code, string) {
+		verify: func(_ *testing.T, secret string, req *keywardv1.VerifyKeyRequest) (*keywardv1.VerifyKeyResponse, codes.Code, string) {
 			return callGRPC(secret, req, c.VerifyKey)
 		},
-		rotate: func(t *testing.T, secret, keyID string, grace time.Duration) (*keywardv1.RotateKeyResponse, codes.Code, string) {
+		rotate: func(_ *testing.T, secret, keyID string, grace time.Duration) (*keywardv1.RotateKeyResponse, codes.Code, string) {
 			return callGRPC(secret, &keywardv1.RotateKeyRequest{KeyId: keyID, GracePeriod: durationpb.New(grace)}, c.RotateKey)
 		},
-		revoke: func(t *testing.T, secret, keyID, reason string) (*keywardv1.RevokeKeyResponse, codes.Code, string) {
+		revoke: func(_ *testing.T, secret, keyID, reason string) (*keywardv1.RevokeKeyResponse, codes.Code, string) {
 			return callGRPC(secret, &keywardv1.RevokeKeyRequest{KeyId: keyID, Reason: reason}, c.RevokeKey)
 		},
-		getKey: func(t *testing.T, secret, keyID string) (*keywardv1.GetKeyResponse, codes.Code, string) {
+		getKey: func(_ *testing.T, secret, keyID string) (*keywardv1.GetKeyResponse, codes.Code, string) {
 			return callGRPC(secret, &keywardv1.GetKeyRequest{KeyId: keyID}, c.GetKey)
 		},
-		updateKey: func(t *testing.T, secret string, req *keywardv1.UpdateKeyRequest) (*keywardv1.UpdateKeyResponse, codes.Code, string) {
+		updateKey: func(_ *testing.T, secret string, req *keywardv1.UpdateKeyRequest) (*keywardv1.UpdateKeyResponse, codes.Code, string) {
 			return callGRPC(secret, req, c.UpdateKey)
 		},
 	}

@@ -226,7 +226,7 @@ func TestUnknownParametersAreRefused(t *testing.T) {
 	for _, tc := range []struct {
 		name, method, target, body, message string
 	}{
-		{"unknown JSON field", "POST", "/v1/keys", `{"nmae": "typo"}`, `unknown field "nmae"`},
+		{"unknown JSON field", "POST", "/v1/keys", `{"nmae": "typo"}`, `unknown field "nmae"`}, //nolint:misspell // the misspelt field is the input under test
 		{"unknown query parameter", "GET", "/v1/keys?ownr=acme", "", `unknown query parameter "ownr"`},
 		{"unknown nested query parameter", "GET", "/v1/audit-events?filter.nope=1", "", `unknown query parameter "filter.nope"`},
 		{"query parameter below a scalar", "GET", "/v1/keys?owner.x=1", "", `unknown query parameter "owner.x"`},

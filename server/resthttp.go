@@ -144,7 +144,7 @@ func (a *auditor) auditREST(next http.Handler) http.Handler {
 				e.ClientIP = ip.String()
 			}
 		}
-		e.HTTPStatus = int32(rec.status)
+		e.HTTPStatus = int32(rec.status) //nolint:gosec // HTTP status codes have three digits
 		a.audit.Record(e)
 	})
 }

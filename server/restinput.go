@@ -250,7 +250,7 @@ func (d wholeBody) Decode(v any) error {
 	}
 	var syntax *json.SyntaxError
 	switch _, err := d.Token(); {
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		return nil
 	case err == nil, errors.As(err, &syntax):
 		return errors.New("request body: unexpected data after the JSON value")

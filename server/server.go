@@ -160,7 +160,7 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	// A pool of stream workers serves calls on goroutines whose stacks have grown
 	// already: a new goroutine per call spent 4-8% of the CPU growing its stack
 	// through the interceptor chain. Calls beyond the pool get their own goroutine.
-	gopts = append(gopts, grpc.NumStreamWorkers(uint32(16*runtime.GOMAXPROCS(0))))
+	gopts = append(gopts, grpc.NumStreamWorkers(uint32(16*runtime.GOMAXPROCS(0)))) //nolint:gosec // 16 per core is far below 1<<32
 	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(gopts, extra...)...)
 		keywardv1.RegisterKeyServiceServer(g, &keyServer{keys: deps.Keys, roles: deps.Roles, ips: ips, now: now})
@@ -175,8 +175,8 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	// in-process server the gateway calls needs none: its one connection carries
 	// every REST call, already bounded by the HTTP server's own limits.
 	public := []grpc.ServerOption{
-		grpc.MaxHeaderListSize(uint32(opts.GRPCMaxHeaderBytes)),
-		grpc.MaxConcurrentStreams(uint32(opts.GRPCMaxConcurrentStreams)),
+		grpc.MaxHeaderListSize(uint32(opts.GRPCMaxHeaderBytes)),          //nolint:gosec // app.Config.Validate bounds it to at most 16 MiB
+		grpc.MaxConcurrentStreams(uint32(opts.GRPCMaxConcurrentStreams)), //nolint:gosec // app.Config.Validate bounds it to at most 1<<20
 		grpc.ConnectionTimeout(opts.GRPCConnectionTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: opts.GRPCIdleTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: opts.GRPCKeepaliveMinTime, PermitWithoutStream: true}),

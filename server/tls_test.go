@@ -96,8 +96,9 @@ func TestTLS(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "REST over TLS")
-	_, err = http.Get("http://" + kw.Server.HTTPAddr() + "/healthz")
+	resp, err = http.Get("http://" + kw.Server.HTTPAddr() + "/healthz")
 	if err == nil {
+		resp.Body.Close()
 		t.Log("plain HTTP got an answer (Go's TLS server answers plain HTTP with a 400)")
 	}
 }

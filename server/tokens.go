@@ -120,7 +120,7 @@ func (s *tokenServer) IssueTemporaryToken(ctx context.Context, req *keywardv1.Is
 	if err != nil {
 		return nil, err
 	}
-	return &keywardv1.IssueTemporaryTokenResponse{Token: out.Token, ExpireTime: timestamppb.New(out.ExpireTime), MaxUses: uint32(out.MaxUses)}, nil
+	return &keywardv1.IssueTemporaryTokenResponse{Token: out.Token, ExpireTime: timestamppb.New(out.ExpireTime), MaxUses: uint32(out.MaxUses)}, nil //nolint:gosec // max_uses is a uint32 on the wire or 1
 }
 
 var temporaryReasons = map[service.TemporaryReason]keywardv1.TemporaryTokenReason{
@@ -148,7 +148,7 @@ func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.
 	callFrom(ctx).subject = c.Subject
 	return &keywardv1.ConsumeTemporaryTokenResponse{
 		Valid: c.Reason == service.TemporaryOK, Reason: temporaryReasons[c.Reason], Message: c.Reason.Message(),
-		Subject: c.KeyID, Owner: c.Owner, RemainingUses: uint32(c.Remaining), Environment: environmentToProto(c.Environment),
+		Subject: c.KeyID, Owner: c.Owner, RemainingUses: uint32(c.Remaining), Environment: environmentToProto(c.Environment), //nolint:gosec // remaining uses are below max_uses, a uint32
 	}, nil
 }
 

@@ -54,7 +54,7 @@ func newAuditStore(t testing.TB) *outageStore {
 	return &outageStore{Store: st, audit: &outageAudit{AuditRepository: st.Audit()}}
 }
 
-func event(a *service.Audit, i int) *repository.AuditEvent {
+func event(_ *service.Audit, i int) *repository.AuditEvent {
 	return &repository.AuditEvent{Time: time.Now().UTC(), Method: "/m", Code: "OK", RequestID: "r" + string(rune('a'+i%26))}
 }
 

@@ -18,14 +18,14 @@ import (
 // A million rate-limited keys loaded once each leave the per-key buckets at the key
 // cache's size, and their memory under the bound the README states.
 func TestRateLimitersAreBounded(t *testing.T) {
-	const max, keys = 100_000, 1_000_000
+	const maxEntries, keys = 100_000, 1_000_000
 	const bound = 40 << 20 // README: under 40 MiB at the default --key-cache-size
 	before := memtest.HeapInUse()
-	l := newLimiters(max)
+	l := newLimiters(maxEntries)
 	for i := range keys {
 		l.get(fmt.Sprintf("key%012d", i), 10, 20)
 	}
-	memtest.Bounded(t, "rate-limit buckets after a million keys", l.len(), max, before, bound)
+	memtest.Bounded(t, "rate-limit buckets after a million keys", l.len(), maxEntries, before, bound)
 	runtime.KeepAlive(l)
 }
 

@@ -43,8 +43,8 @@ type keyCache struct {
 	pending map[string]int64
 }
 
-func newKeyCache(ttl time.Duration, max int) *keyCache {
-	return &keyCache{ttl: ttl, max: max, entries: map[string]*cachedKey{}, pending: map[string]int64{}}
+func newKeyCache(ttl time.Duration, maxEntries int) *keyCache {
+	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*cachedKey{}, pending: map[string]int64{}}
 }
 
 // get returns the live entry for id, or nil.
@@ -131,11 +131,4 @@ func (c *keyCache) takeUses() map[string]time.Time {
 		}
 	}
 	return out
-}
-
-// len returns the number of entries.
-func (c *keyCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
 }

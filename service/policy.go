@@ -73,8 +73,8 @@ type limiters struct {
 	buckets *lru.Cache[string, *rate.Limiter]
 }
 
-func newLimiters(max int) *limiters {
-	buckets, _ := lru.New[string, *rate.Limiter](max) // max > 0
+func newLimiters(maxBuckets int) *limiters {
+	buckets, _ := lru.New[string, *rate.Limiter](maxBuckets) // maxBuckets > 0
 	return &limiters{buckets: buckets}
 }
 

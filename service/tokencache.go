@@ -83,8 +83,8 @@ type tokenCache struct {
 	entries map[string]*verifiedToken
 }
 
-func newTokenCache(max int, leeway time.Duration) *tokenCache {
-	return &tokenCache{max: max, leeway: leeway, entries: make(map[string]*verifiedToken, min(max, 1024))}
+func newTokenCache(maxEntries int, leeway time.Duration) *tokenCache {
+	return &tokenCache{max: maxEntries, leeway: leeway, entries: make(map[string]*verifiedToken, min(maxEntries, 1024))}
 }
 
 // get returns the entry of token, or nil.

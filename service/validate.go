@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -33,7 +34,7 @@ const (
 	TokenCountryNotAllowed
 )
 
-var tokenMessages = map[TokenReason]string{
+var tokenMessages = map[TokenReason]string{ //nolint:gosec // messages about tokens, not credentials
 	TokenOK:                "the token is valid",
 	TokenMalformed:         "not a well-formed Keyward access token",
 	TokenBadSignature:      "the signature does not verify, or the signing key is unknown or retired",
@@ -274,14 +275,14 @@ func (t *Tokens) verify(ctx context.Context, token string, now time.Time) (*veri
 // verifyReason is the reason of an error accesstoken.Verifier refused a token with
 // (the key lookup refuses with ErrBadSignature only).
 func verifyReason(err error) TokenReason {
-	switch err {
-	case accesstoken.ErrMalformed:
+	switch {
+	case errors.Is(err, accesstoken.ErrMalformed):
 		return TokenMalformed
-	case accesstoken.ErrExpired:
+	case errors.Is(err, accesstoken.ErrExpired):
 		return TokenExpired
-	case accesstoken.ErrNotYetValid:
+	case errors.Is(err, accesstoken.ErrNotYetValid):
 		return TokenNotYetValid
-	case accesstoken.ErrWrongIssuer:
+	case errors.Is(err, accesstoken.ErrWrongIssuer):
 		return TokenWrongIssuer
 	}
 	return TokenBadSignature

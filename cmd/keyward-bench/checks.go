@@ -176,13 +176,18 @@ func scale(f *fixtures, n, c int, d time.Duration) (*Scale, error) {
 
 // seedKeys creates n live keys, each with a permission, in the store in dir (in
 // batches, one transaction each) and returns their secrets.
-func seedKeys(dir string, n int) ([]string, error) {
+func seedKeys(dir string, n int) (_ []string, err error) {
 	ctx := context.Background()
 	st, err := embedded.Open(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close(ctx)
+	defer func() {
+		// The server opens this store next: what closing it failed to write counts.
+		if cerr := st.Close(ctx); cerr != nil && err == nil {
+			err = fmt.Errorf("closing the seeded store: %w", cerr)
+		}
+	}()
 	secrets := make([]string, 0, n)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	batch := make([]*repository.Key, 0, 10_000)

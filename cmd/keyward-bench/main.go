@@ -134,7 +134,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }() // a leftover temporary directory fails nothing
 	if o.binary == "" {
 		o.binary = filepath.Join(dir, "keyward")
 		build := exec.Command("go", "build", "-o", o.binary, "./cmd/keyward")

@@ -62,10 +62,11 @@ func pct(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) }
 // table writes a Markdown table.
 func table(md *strings.Builder, header []string, rows [][]string) {
 	w := tabwriter.NewWriter(md, 0, 4, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(w, "| "+strings.Join(header, "\t ")+"\t")
-	fmt.Fprintln(w, "|"+strings.Repeat("---\t", len(header)))
+	// Writes into a strings.Builder cannot fail.
+	_, _ = fmt.Fprintln(w, "| "+strings.Join(header, "\t ")+"\t")
+	_, _ = fmt.Fprintln(w, "|"+strings.Repeat("---\t", len(header)))
 	for _, row := range rows {
-		fmt.Fprintln(w, "| "+strings.Join(row, "\t ")+"\t")
+		_, _ = fmt.Fprintln(w, "| "+strings.Join(row, "\t ")+"\t")
 	}
 	_ = w.Flush()
 	md.WriteString("\n")

@@ -29,8 +29,11 @@ func freeAddr() string {
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		panic(err)
+	}
+	return addr
 }
 
 // startServer starts keyward on the embedded store in dataDir, with env added to
@@ -51,7 +54,7 @@ func (s *server) start() error {
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }() // the started server holds its own descriptor
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		return err
@@ -186,7 +189,7 @@ func (s *server) cpuProfile(file string, d time.Duration) error {
 		return err
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
+		_ = f.Close() // the copy's error is the one to report
 		return err
 	}
 	return f.Close()

@@ -13,9 +13,9 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
-	"time"
 )
 
 // Config is the whole program configuration, loaded once at start from flags and
@@ -219,7 +219,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 		name := EnvName(f.Name)
 		if v := getenv(name); v != "" {
 			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("environment variable %s: %v", name, err)
+				envErr = fmt.Errorf("environment variable %s: %w", name, err)
 			}
 		}
 		f.Usage += " (env " + name + ")"
@@ -255,7 +255,7 @@ func configPath(args []string, getenv func(string) string) string {
 
 // applyFile sets flags from a YAML file of flag names to values.
 func applyFile(fs *flag.FlagSet, path string) error {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // the operator's --config file
 	if err != nil {
 		return fmt.Errorf("reading the config file: %w", err)
 	}
@@ -268,7 +268,7 @@ func applyFile(fs *flag.FlagSet, path string) error {
 			return fmt.Errorf("config file %s: unknown setting %q (settings are the flag names of keyward serve)", path, name)
 		}
 		if err := fs.Set(name, fmt.Sprint(v)); err != nil {
-			return fmt.Errorf("config file %s: %s: %v", path, name, err)
+			return fmt.Errorf("config file %s: %s: %w", path, name, err)
 		}
 	}
 	return nil
@@ -281,17 +281,18 @@ func PrintConfig(args []string, getenv func(string) string, out, usage io.Writer
 	if err != nil {
 		return err
 	}
+	var writeErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "config" {
+		if f.Name == "config" || writeErr != nil {
 			return
 		}
 		v := f.Value.String()
 		if f.Name == "mongodb-uri" {
 			v = cfg.Redacted()
 		}
-		fmt.Fprintf(out, "%s: %q\n", f.Name, v)
+		_, writeErr = fmt.Fprintf(out, "%s: %q\n", f.Name, v)
 	})
-	return nil
+	return writeErr
 }
 
 // loopback reports whether a host:port names a loopback address.

@@ -40,7 +40,7 @@ func auditList(c *client) *cobra.Command {
 	filter := auditFilter(cmd)
 	cmd.Flags().IntVar(&size, "limit", 50, "the most events to list")
 	cmd.RunE = func(*cobra.Command, []string) error {
-		resp, err := c.audit().ListAuditEvents(c.ctx, &keywardv1.ListAuditEventsRequest{Filter: filter, PageSize: int32(size)})
+		resp, err := c.audit().ListAuditEvents(c.ctx, &keywardv1.ListAuditEventsRequest{Filter: filter, PageSize: pageSize(size)})
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,7 +82,7 @@ func keysList(c *client) *cobra.Command {
 		Args:        exactly(),
 		Annotations: fieldFlags{"owner": "--owner", "state": "--state", "page_size": "--page-size"},
 		RunE: func(*cobra.Command, []string) error {
-			req := &keywardv1.ListKeysRequest{Owner: owner, PageSize: int32(size)}
+			req := &keywardv1.ListKeysRequest{Owner: owner, PageSize: pageSize(size)}
 			if state != "" {
 				v, ok := keywardv1.KeyState_value["KEY_STATE_"+strings.ToUpper(state)]
 				if !ok {
@@ -222,4 +223,10 @@ func keyDetail(w *tabwriter.Writer, k *keywardv1.Key) {
 		"created", ts(k.GetCreateTime()), "expires", ts(k.GetExpireTime()), "last used", ts(k.GetLastUsedTime()),
 		"revoked", ts(k.GetRevokeTime()), "revoke reason", k.GetRevokeReason(),
 	)
+}
+
+// pageSize is a --limit or --page-size flag as the int32 of the request, clamped
+// into its range (the server bounds it further).
+func pageSize(n int) int32 {
+	return int32(max(math.MinInt32, min(n, math.MaxInt32)))
 }

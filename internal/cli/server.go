@@ -58,7 +58,7 @@ func configCommand() *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE:  noCommand,
 	}
-	print := &cobra.Command{
+	printCmd := &cobra.Command{
 		Use:   "print",
 		Short: "show the effective configuration, secrets masked",
 		Long: `Show the configuration keyward serve would run with, given the same flags
@@ -72,8 +72,8 @@ line a setting, the MongoDB URI's password masked.`,
 			return serverFlagsError(app.PrintConfig(args, os.Getenv, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 		},
 	}
-	print.SetHelpFunc(serverFlagsHelp)
-	g.AddCommand(print)
+	printCmd.SetHelpFunc(serverFlagsHelp)
+	g.AddCommand(printCmd)
 	return g
 }
 

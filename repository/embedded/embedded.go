@@ -161,7 +161,7 @@ func checkPrivate(dir, abs string) error {
 // store's files that an older version left readable.
 func makePrivate(abs string) error {
 	dbPath := filepath.Join(abs, DBFileName)
-	f, err := os.OpenFile(dbPath, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(dbPath, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // the store's own file in its data directory
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", dbPath, err)
 	}

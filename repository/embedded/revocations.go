@@ -29,7 +29,7 @@ func scanRevocation(row rowScanner) (*repository.Revocation, error) {
 	if err := row.Scan(&seq, &r.Kind, &r.SubjectID, &revoke, &relevant, &r.Reason); err != nil {
 		return nil, err
 	}
-	r.Sequence = uint64(seq)
+	r.Sequence = uint64(seq) //nolint:gosec // SQLite sequences are positive int64s
 	r.RevokeTime = nullTime(revoke)
 	r.RelevantUntil = nullTime(relevant)
 	return &r, nil
@@ -49,7 +49,7 @@ func (rr *revocationRepo) AppendRevocation(ctx context.Context, r *repository.Re
 	if err != nil {
 		return rr.s.wrap("append revocation", err)
 	}
-	r.Sequence = uint64(seq)
+	r.Sequence = uint64(seq) //nolint:gosec // SQLite sequences are positive int64s
 	return nil
 }
 
@@ -73,7 +73,7 @@ func (rr *revocationRepo) AppendRevocationOnce(ctx context.Context, r *repositor
 	if err != nil {
 		return rr.s.wrap("append revocation", err)
 	}
-	r.Sequence = uint64(seq)
+	r.Sequence = uint64(seq) //nolint:gosec // SQLite sequences are positive int64s
 	return nil
 }
 
@@ -121,7 +121,7 @@ func (rr *revocationRepo) LatestSequence(ctx context.Context) (uint64, error) {
 	if err := rr.s.r.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM revocations").Scan(&seq); err != nil {
 		return 0, rr.s.wrap("latest revocation sequence", err)
 	}
-	return uint64(seq), nil
+	return uint64(seq), nil //nolint:gosec // SQLite sequences are positive int64s
 }
 
 // PruneRevocations deletes the entries relevant until before the given time, except

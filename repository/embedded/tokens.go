@@ -161,7 +161,7 @@ func (r *tokenRepo) PruneExpired(ctx context.Context, before time.Time) (n int64
 	}()
 	ms := before.UnixMilli()
 	for _, table := range []string{"refresh_tokens", "temporary_tokens", "claims"} {
-		res, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE expire_ms < ?", ms)
+		res, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE expire_ms < ?", ms) //nolint:gosec // the table names are the constants of the loop
 		if err != nil {
 			return 0, r.s.wrap("prune expired tokens", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -318,7 +319,7 @@ func (r *keyRepo) UseQuota(ctx context.Context, keyID, window string, limit uint
 	id := keyID + "|" + window
 	var d quotaDoc
 	err := r.quota.FindOneAndUpdate(ctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "used", Value: bson.D{{Key: "$lt", Value: int64(limit)}}}},
+		bson.D{{Key: "_id", Value: id}, {Key: "used", Value: bson.D{{Key: "$lt", Value: int64(min(limit, math.MaxInt64))}}}},
 		bson.D{
 			{Key: "$inc", Value: bson.D{{Key: "used", Value: int64(1)}}},
 			{Key: "$setOnInsert", Value: bson.D{{Key: "key_id", Value: keyID}, {Key: "window", Value: window}, {Key: "expire_time", Value: expire}}},

@@ -230,7 +230,7 @@ func (s *Store) setUp(ctx context.Context, auditBytes repository.AuditBounds) er
 	for name, size := range map[string]int64{AuditCollection: auditBytes.Authenticated, UnauthenticatedAuditCollection: auditBytes.Unauthenticated} {
 		err := s.db.CreateCollection(ctx, name, options.CreateCollection().SetCapped(true).SetSizeInBytes(size))
 		var se mongo.ServerError
-		if err != nil && !(errors.As(err, &se) && se.HasErrorCode(codeNamespaceExists)) {
+		if err != nil && (!errors.As(err, &se) || !se.HasErrorCode(codeNamespaceExists)) {
 			return wrapErr("create "+name+" collection", err)
 		}
 	}

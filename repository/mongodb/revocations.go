@@ -42,7 +42,7 @@ const maxAppendAttempts = 100
 
 func toRevocationDoc(r *repository.Revocation) *revocationDoc {
 	return &revocationDoc{
-		Sequence:      int64(r.Sequence),
+		Sequence:      int64(r.Sequence), //nolint:gosec // sequences count up from 1, far below 1<<63
 		Kind:          r.Kind,
 		SubjectID:     r.SubjectID,
 		RevokeTime:    timePtr(r.RevokeTime),
@@ -53,7 +53,7 @@ func toRevocationDoc(r *repository.Revocation) *revocationDoc {
 
 func (d *revocationDoc) revocation() *repository.Revocation {
 	return &repository.Revocation{
-		Sequence:      uint64(d.Sequence),
+		Sequence:      uint64(d.Sequence), //nolint:gosec // sequences count up from 1, far below 1<<63
 		Kind:          d.Kind,
 		SubjectID:     d.SubjectID,
 		RevokeTime:    timeVal(d.RevokeTime),
@@ -119,7 +119,7 @@ func (r *revocationRepo) append(ctx context.Context, rev *repository.Revocation,
 		d.Sequence = latest + 1
 		_, err = r.coll.InsertOne(ctx, d)
 		if err == nil {
-			rev.Sequence = uint64(d.Sequence)
+			rev.Sequence = uint64(d.Sequence) //nolint:gosec // sequences count up from 1, far below 1<<63
 			return nil
 		}
 		if !mongo.IsDuplicateKeyError(err) {
@@ -185,7 +185,7 @@ func (r *revocationRepo) LatestSequence(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, wrapErr("latest revocation sequence", err)
 	}
-	return uint64(latest), nil
+	return uint64(latest), nil //nolint:gosec // sequences count up from 1, far below 1<<63
 }
 
 // PruneRevocations deletes the entries whose relevant_until is before the given

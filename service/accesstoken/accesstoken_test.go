@@ -56,7 +56,7 @@ var (
 	errOwn       = errors.New("refused by the lookup")
 )
 
-func lookup(kid, alg string) (accesstoken.Key, error) {
+func lookup(kid, _ string) (accesstoken.Key, error) {
 	switch kid {
 	case "k1":
 		return accesstoken.Key{Alg: accesstoken.AlgEdDSA, Public: pub}, nil

@@ -175,7 +175,7 @@ func MatchesFingerprint(fingerprint, stored []byte) bool {
 // fill writes uniformly random characters of alphabet into b, from crypto/rand, by
 // rejection sampling (no modulo bias).
 func fill(b []byte, alphabet string) {
-	limit := byte(256 - 256%len(alphabet))
+	limit := byte(256 - 256%len(alphabet)) //nolint:gosec // the alphabets have 32 and 62 characters: the limit is in 1..256
 	var buf [64]byte
 	for i := 0; i < len(b); {
 		_, _ = rand.Read(buf[:]) // crypto/rand.Read never fails
