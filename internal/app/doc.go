@@ -4,7 +4,8 @@
 //
 //   - config.go: the settings, loaded from flags, KEYWARD_* variables and the YAML
 //     file named by --config, validated (trusted proxies parsed once, here), printed
-//     with secrets masked; the logger and the TLS configuration they ask for;
+//     with secrets masked; the logger and the TLS configuration they ask for, and
+//     the clock (Now) the services and the transport decide on;
 //   - app.go: New binds every listener first (so an instance on busy ports fails
 //     before it creates a bootstrap, master or signing key), then opens the store
 //     (embedded or MongoDB), loads the master key, opens the GeoIP database, creates
