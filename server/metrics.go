@@ -45,7 +45,7 @@ func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, au
 		Name: "keyward_revocation_propagation_seconds", Help: "Time from a revocation (on any instance) to its publication on this one.",
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	})
-	revs.OnPublish = func(d time.Duration) { m.lag.Observe(d.Seconds()) }
+	revs.OnPropagated(func(d time.Duration) { m.lag.Observe(d.Seconds()) })
 	stats := keys.Stats()
 	counter := func(name, help string, f func() float64, labels prometheus.Labels) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f)

@@ -47,6 +47,9 @@ func newKeyCache(ttl time.Duration, maxEntries int) *keyCache {
 	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*cachedKey{}, pending: map[string]int64{}}
 }
 
+// expiry is when an entry filled at now stops being trusted.
+func (c *keyCache) expiry(now time.Time) time.Time { return now.Add(c.ttl) }
+
 // get returns the live entry for id, or nil.
 func (c *keyCache) get(id string, now time.Time) *cachedKey {
 	c.mu.RLock()
@@ -131,4 +134,16 @@ func (c *keyCache) takeUses() map[string]time.Time {
 		}
 	}
 	return out
+}
+
+// putBackUses returns use times taken by takeUses that could not be written, so
+// that the next takeUses writes them (unless a later use of the key supersedes).
+func (c *keyCache) putBackUses(uses map[string]time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, t := range uses {
+		if ms := t.UnixMilli(); ms > c.pending[id] {
+			c.pending[id] = ms
+		}
+	}
 }

@@ -87,16 +87,25 @@ func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
 		k.stats = &Stats{}
 	}
 	if k.revs != nil {
-		k.revs.onKey = func(subject string) {
-			if strings.HasPrefix(subject, RoleSubjectPrefix) {
-				k.cache.clear() // a role changed: any key may hold it
-				return
-			}
-			k.cache.invalidate(subject)
-		}
+		k.revs.OnKeyRevoked(k.revoked)
 	}
 	return k
 }
+
+// revoked drops what the cache holds of a revoked subject: a key, or every key
+// when a role changed (any key may hold it).
+func (s *Keys) revoked(subject string) {
+	if strings.HasPrefix(subject, RoleSubjectPrefix) {
+		s.cache.clear()
+		return
+	}
+	s.cache.invalidate(subject)
+}
+
+// Now is the key service's clock, in UTC at the millisecond precision the store
+// keeps times at: the services that work with keys (roles, tokens) read it so
+// that every time they store agrees with the keys'.
+func (s *Keys) Now() time.Time { return s.now() }
 
 // Stats returns the service's counters.
 func (s *Keys) Stats() *Stats { return s.stats }
@@ -565,6 +574,23 @@ func (s *Keys) permissionsOf(ctx context.Context, roles, perms []string, strict 
 	return wanted, nil
 }
 
+// rolePermissions returns the permissions the roles grant as stored, without
+// duplicates; a deleted role grants nothing.
+func (s *Keys) rolePermissions(ctx context.Context, roles []string) ([]string, error) {
+	var perms []string
+	for _, name := range roles {
+		r, err := s.roles.GetRole(ctx, name)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		perms = append(perms, r.Permissions...)
+	}
+	return dedupe(perms), nil
+}
+
 // mayHoldKey refuses (PERMISSION_DENIED) a caller who does not hold every right
 // and freedom of the stored key k, for an action ("rotating", "changing") that
 // would give it to the caller or let it act as the key's equal.
@@ -604,6 +630,58 @@ func (s *Keys) holdingOfStored(ctx context.Context, k *repository.Key) (Holding,
 	return h, nil
 }
 
+// roleRightsReduced records in the revocation log that the role's keys may have lost
+// rights, so that every instance and subscriber drops what it cached for them, and
+// local validators refuse tokens issued before. It stays in the log as long as a
+// key's reduction does: longer than any token issued before it lives.
+func (s *Keys) roleRightsReduced(ctx context.Context, name string) {
+	if s.revs == nil {
+		return
+	}
+	if err := s.revs.Append(ctx, repository.RevokedKeyRightsReduced, RoleSubjectPrefix+name, "role changed",
+		s.now().Add(s.relevance)); err != nil {
+		s.log.ErrorContext(ctx, "recording a role change in the revocation log", "role", name, "error", err)
+	}
+}
+
+// holderPage is how many keys naming a role are read at a time.
+const holderPage = 500
+
+// forgetRole removes the role name from every key that names it, so that a role
+// created later under the same name grants nothing to keys nobody gave it. A
+// revoked key keeps the name: it never verifies again.
+func (s *Keys) forgetRole(ctx context.Context, name string) error {
+	internal := WithPrincipal(ctx, nil) // the deletion is authorised; the keys are the store's
+	var after *repository.KeyCursor
+	for {
+		keys, err := s.keys.ListKeys(ctx, repository.KeyFilter{Role: name}, holderPage, after)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.State == repository.KeyRevoked {
+				continue
+			}
+			_, err := s.modify(internal, k.ID, "update", func(k *repository.Key) error {
+				if k.State == repository.KeyRevoked || !slices.Contains(k.Roles, name) {
+					return errUnchanged
+				}
+				k.Roles = nilIfEmpty(slices.DeleteFunc(slices.Clone(k.Roles), func(r string) bool { return r == name }))
+				return nil
+			})
+			if err != nil && !isNotFound(err) {
+				return err
+			}
+			s.history(ctx, k.ID, "role_removed", "role "+quote(name)+" deleted", nil)
+		}
+		if len(keys) < holderPage {
+			return nil
+		}
+		last := keys[len(keys)-1]
+		after = &repository.KeyCursor{CreateTime: last.CreateTime, ID: last.ID}
+	}
+}
+
 // InvalidateRoles drops every cached verification, after a role changed.
 func (s *Keys) InvalidateRoles() { s.cache.clear() }
 
@@ -614,13 +692,7 @@ func (s *Keys) FlushUsage(ctx context.Context) error {
 		return nil
 	}
 	if err := s.keys.RecordKeyUse(ctx, uses); err != nil {
-		s.cache.mu.Lock()
-		for id, t := range uses {
-			if ms := t.UnixMilli(); ms > s.cache.pending[id] {
-				s.cache.pending[id] = ms
-			}
-		}
-		s.cache.mu.Unlock()
+		s.cache.putBackUses(uses)
 		return err
 	}
 	return nil

@@ -22,9 +22,8 @@ import (
 // that does not close within GapTimeout (an entry pruned under the follower) is
 // stepped over.
 type Revocations struct {
-	log     repository.RevocationRepository
-	logger  *slog.Logger
-	onKey   func(keyID string) // drops a key's cached verification
+	entries repository.RevocationRepository
+	log     *slog.Logger
 	now     func() time.Time
 	cfg     RevocationsConfig
 	wake    chan struct{}
@@ -36,12 +35,13 @@ type Revocations struct {
 	last     uint64 // the highest sequence published, contiguously
 	gapSince time.Time
 	subs     map[*RevocationSub]struct{}
+	// keyObservers are told of every key revocation and reduction of rights applied
+	// here; lagObservers of each published entry's propagation lag.
+	keyObservers []func(subject string)
+	lagObservers []func(lag time.Duration)
 
 	published atomic.Uint64
 	events    atomic.Int64 // entries published since start
-	// OnPublish, when set, observes each entry's propagation lag: the time from its
-	// revocation (on any instance) to its publication here.
-	OnPublish func(lag time.Duration)
 }
 
 // RevocationsConfig tunes the follower and the stream.
@@ -76,10 +76,29 @@ func NewRevocations(store repository.Store, cfg RevocationsConfig, log *slog.Log
 		cfg.Now = time.Now
 	}
 	return &Revocations{
-		log: store.Revocations(), logger: log, now: cfg.Now, cfg: cfg, wake: make(chan struct{}, 1),
-		tokens: map[string]time.Time{}, families: map[string]time.Time{}, onKey: func(string) {},
+		entries: store.Revocations(), log: log, now: cfg.Now, cfg: cfg, wake: make(chan struct{}, 1),
+		tokens: map[string]time.Time{}, families: map[string]time.Time{},
 		subs: map[*RevocationSub]struct{}{},
 	}
+}
+
+// OnKeyRevoked registers f to be told the subject of every key revocation and
+// reduction of rights applied on this instance, local or from the log: a key id, or
+// RoleSubjectPrefix and a role name for every key holding the role. The key cache
+// drops what it holds of the subject through it. Register before Load.
+func (r *Revocations) OnKeyRevoked(f func(subject string)) {
+	r.mu.Lock()
+	r.keyObservers = append(r.keyObservers, f)
+	r.mu.Unlock()
+}
+
+// OnPropagated registers f to observe each entry's propagation lag: the time from
+// its revocation (on any instance) to its publication here. Entries read by Load
+// are not observed.
+func (r *Revocations) OnPropagated(f func(lag time.Duration)) {
+	r.mu.Lock()
+	r.lagObservers = append(r.lagObservers, f)
+	r.mu.Unlock()
 }
 
 // Load reads the whole retained log.
@@ -89,7 +108,7 @@ func (r *Revocations) Load(ctx context.Context) error { return r.poll(ctx, true)
 // follower, which publishes it to subscribers in sequence order.
 func (r *Revocations) Append(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
 	rev := r.entry(kind, subject, reason, relevantUntil)
-	if err := r.log.AppendRevocation(ctx, rev); err != nil {
+	if err := r.entries.AppendRevocation(ctx, rev); err != nil {
 		return err
 	}
 	r.applyState(rev)
@@ -102,7 +121,7 @@ func (r *Revocations) Append(ctx context.Context, kind, subject, reason string, 
 // the log every subscriber reads, however many callers race to do it.
 func (r *Revocations) AppendOnce(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
 	rev := r.entry(kind, subject, reason, relevantUntil)
-	err := r.log.AppendRevocationOnce(ctx, rev)
+	err := r.entries.AppendRevocationOnce(ctx, rev)
 	if errors.Is(err, repository.ErrAlreadyExists) {
 		r.applyState(rev)
 		return nil
@@ -137,7 +156,7 @@ func (r *Revocations) poll(ctx context.Context, initial bool) error {
 	r.applied.Lock()
 	defer r.applied.Unlock()
 	for {
-		batch, err := r.log.ListRevocations(ctx, r.LatestSequence(), 1000)
+		batch, err := r.entries.ListRevocations(ctx, r.LatestSequence(), 1000)
 		if err != nil {
 			return err
 		}
@@ -165,14 +184,17 @@ func (r *Revocations) publishInOrder(rev *repository.Revocation, initial bool) b
 			r.mu.Unlock()
 			return false
 		}
-		r.logger.Warn("revocation log: stepping over missing sequence numbers", "from", next, "to", rev.Sequence-1)
+		r.log.Warn("revocation log: stepping over missing sequence numbers", "from", next, "to", rev.Sequence-1)
 	}
 	r.gapSince = time.Time{}
 	r.last = rev.Sequence
 	r.published.Store(rev.Sequence)
 	r.events.Add(1)
-	if r.OnPublish != nil && !initial && !rev.RevokeTime.IsZero() {
-		r.OnPublish(r.now().Sub(rev.RevokeTime))
+	if !initial && !rev.RevokeTime.IsZero() && len(r.lagObservers) > 0 {
+		lag := r.now().Sub(rev.RevokeTime)
+		for _, f := range r.lagObservers {
+			f(lag)
+		}
 	}
 	for s := range r.subs {
 		s.deliver(rev)
@@ -199,7 +221,7 @@ func (r *Revocations) Follow(ctx context.Context) {
 			continue
 		}
 		if err := r.Poll(ctx); err != nil && ctx.Err() == nil {
-			r.logger.WarnContext(ctx, "following the revocation log", "error", err)
+			r.log.WarnContext(ctx, "following the revocation log", "error", err)
 		}
 	}
 }
@@ -213,9 +235,12 @@ func (r *Revocations) applyState(rev *repository.Revocation) {
 	case repository.RevokedRefreshFamily:
 		r.families[rev.SubjectID] = rev.RelevantUntil
 	}
+	observers := r.keyObservers
 	r.mu.Unlock()
 	if rev.Kind == repository.RevokedAPIKey || rev.Kind == repository.RevokedKeyRightsReduced {
-		r.onKey(rev.SubjectID)
+		for _, f := range observers {
+			f(rev.SubjectID)
+		}
 	}
 }
 
@@ -257,7 +282,7 @@ func (r *Revocations) FamilyRevoked(ctx context.Context, family string) (bool, e
 	if ok {
 		return true, nil
 	}
-	_, err := r.log.FindRevocation(ctx, repository.RevokedRefreshFamily, family)
+	_, err := r.entries.FindRevocation(ctx, repository.RevokedRefreshFamily, family)
 	switch {
 	case err == nil:
 		return true, nil
@@ -282,7 +307,7 @@ func (r *Revocations) Subscribers() int {
 
 // Prune deletes log entries that no longer matter.
 func (r *Revocations) Prune(ctx context.Context) (int64, error) {
-	return r.log.PruneRevocations(ctx, r.now())
+	return r.entries.PruneRevocations(ctx, r.now())
 }
 
 // RevocationSub is one subscriber's bounded queue of published revocations.
@@ -333,11 +358,11 @@ type WatchMessage struct {
 func (r *Revocations) Watch(ctx context.Context, after uint64, send func(WatchMessage) error) error {
 	resync := ""
 	if after > 0 {
-		first, err := r.log.ListRevocations(ctx, 0, 1)
+		first, err := r.entries.ListRevocations(ctx, 0, 1)
 		if err != nil {
 			return err
 		}
-		switch latest, _ := r.log.LatestSequence(ctx); {
+		switch latest, _ := r.entries.LatestSequence(ctx); {
 		case len(first) > 0 && after < first[0].Sequence-1: // sequences start at 1; after+1 would wrap
 			resync = "the requested sequence is older than the retained log"
 		case after > latest:
@@ -371,7 +396,7 @@ func (r *Revocations) catchUp(ctx context.Context, after uint64, resync string, 
 		now := r.now()
 		var cursor uint64
 		for {
-			batch, err := r.log.ListRevocations(ctx, cursor, 1000)
+			batch, err := r.entries.ListRevocations(ctx, cursor, 1000)
 			if err != nil {
 				return 0, err
 			}
@@ -395,7 +420,7 @@ func (r *Revocations) catchUp(ctx context.Context, after uint64, resync string, 
 	}
 	cursor := after
 	for cursor < upto {
-		batch, err := r.log.ListRevocations(ctx, cursor, 1000)
+		batch, err := r.entries.ListRevocations(ctx, cursor, 1000)
 		if err != nil {
 			return 0, err
 		}

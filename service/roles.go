@@ -14,14 +14,15 @@ import (
 // drops the instance's cached key verifications, so it applies at once.
 type Roles struct {
 	roles repository.RoleRepository
-	// holders finds the keys that name a role.
-	holders repository.KeyRepository
-	keys    *Keys
+	// keys is told of every change: it drops its cached verifications, records in
+	// the revocation log that a role's keys may have lost rights, and removes a
+	// deleted role from the keys that name it.
+	keys *Keys
 }
 
 // NewRoles returns the role service; keys is told of every change.
 func NewRoles(store repository.Store, keys *Keys) *Roles {
-	return &Roles{roles: store.Roles(), holders: store.Keys(), keys: keys}
+	return &Roles{roles: store.Roles(), keys: keys}
 }
 
 // Create creates a role. The caller must hold every permission it grants, and be
@@ -33,7 +34,7 @@ func (s *Roles) Create(ctx context.Context, r *repository.Role) (*repository.Rol
 	if err := mayAddTo(ctx, r.Name, nil, r.Permissions); err != nil {
 		return nil, err
 	}
-	now := s.keys.now()
+	now := s.keys.Now()
 	r.Permissions = nilIfEmpty(r.Permissions)
 	r.CreateTime, r.UpdateTime = now, now
 	err := s.roles.CreateRole(ctx, r)
@@ -120,7 +121,7 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 				r.Permissions = nilIfEmpty(in.Permissions)
 			}
 		}
-		r.UpdateTime = s.keys.now()
+		r.UpdateTime = s.keys.Now()
 		err = s.roles.UpdateRole(ctx, r)
 		if errors.Is(err, repository.ErrConflict) {
 			continue
@@ -130,7 +131,7 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 		}
 		if slices.Contains(paths, "permissions") {
 			// Other instances drop their cached verifications of the role's keys too.
-			s.rightsReduced(ctx, in.Name)
+			s.keys.roleRightsReduced(ctx, in.Name)
 		}
 		return r, nil
 	}
@@ -147,30 +148,13 @@ func (s *Roles) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	s.rightsReduced(ctx, name)
-	return s.forgetRole(ctx, name)
+	s.keys.roleRightsReduced(ctx, name)
+	return s.keys.forgetRole(ctx, name)
 }
 
 // RoleSubjectPrefix marks a rights-reduced revocation that concerns every key
 // holding a role ("role:cashier") rather than one key.
 const RoleSubjectPrefix = "role:"
-
-// rightsReduced records in the revocation log that the role's keys may have lost
-// rights, so that every instance and subscriber drops what it cached for them, and
-// local validators refuse tokens issued before. It stays in the log as long as a
-// key's reduction does: longer than any token issued before it lives.
-func (s *Roles) rightsReduced(ctx context.Context, name string) {
-	if s.keys.revs == nil {
-		return
-	}
-	if err := s.keys.revs.Append(ctx, repository.RevokedKeyRightsReduced, RoleSubjectPrefix+name, "role changed",
-		s.keys.now().Add(s.keys.relevance)); err != nil {
-		s.keys.log.ErrorContext(ctx, "recording a role change in the revocation log", "role", name, "error", err)
-	}
-}
-
-// holderPage is how many keys naming a role are read at a time.
-const holderPage = 500
 
 // mayAddTo refuses a caller with restrictions adding permissions to role name
 // (old is what it grants now): the role reaches every key that holds it, however
@@ -196,41 +180,6 @@ func mayAddTo(ctx context.Context, name string, old, perms []string) error {
 		}
 	}
 	return nil
-}
-
-// forgetRole removes the role name from every key that names it, so that a role
-// created later under the same name grants nothing to keys nobody gave it. A
-// revoked key keeps the name: it never verifies again.
-func (s *Roles) forgetRole(ctx context.Context, name string) error {
-	internal := WithPrincipal(ctx, nil) // the deletion is authorised; the keys are the store's
-	var after *repository.KeyCursor
-	for {
-		keys, err := s.holders.ListKeys(ctx, repository.KeyFilter{Role: name}, holderPage, after)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if k.State == repository.KeyRevoked {
-				continue
-			}
-			_, err := s.keys.modify(internal, k.ID, "update", func(k *repository.Key) error {
-				if k.State == repository.KeyRevoked || !slices.Contains(k.Roles, name) {
-					return errUnchanged
-				}
-				k.Roles = nilIfEmpty(slices.DeleteFunc(slices.Clone(k.Roles), func(r string) bool { return r == name }))
-				return nil
-			})
-			if err != nil && !isNotFound(err) {
-				return err
-			}
-			s.keys.history(ctx, k.ID, "role_removed", "role "+quote(name)+" deleted", nil)
-		}
-		if len(keys) < holderPage {
-			return nil
-		}
-		last := keys[len(keys)-1]
-		after = &repository.KeyCursor{CreateTime: last.CreateTime, ID: last.ID}
-	}
 }
 
 // checkPermissions refuses permissions that do not parse, or that the caller does

@@ -53,7 +53,7 @@ func (t *Tokens) IssueTemporary(ctx context.Context, operation string, ttl time.
 	if caller.Key != nil && caller.Key.MaxTokenTTL > 0 {
 		ttl = min(ttl, caller.Key.MaxTokenTTL)
 	}
-	now := t.keys.now()
+	now := t.keys.Now()
 	expire := now.Add(ttl)
 	if end := caller.ExpireTime(); !end.IsZero() && end.Before(expire) {
 		expire = end
@@ -144,7 +144,7 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string, 
 	}
 	c := Consumed{Subject: tt.KeyID}
 	switch {
-	case !t.keys.now().Before(tt.ExpireTime):
+	case !t.keys.Now().Before(tt.ExpireTime):
 		c.Reason = TemporaryExpired
 		return c, nil
 	case tt.Operation != operation:
@@ -155,7 +155,7 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string, 
 	if err != nil {
 		return Consumed{}, err
 	}
-	now := t.keys.now()
+	now := t.keys.Now()
 	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(now) ||
 		(tt.TokenID != "" && t.revs.TokenRevoked(tt.TokenID, tt.SessionID)) {
 		c.Reason = TemporaryRevoked
@@ -213,7 +213,7 @@ type RevokeTarget struct {
 
 // Revoke revokes an access token until it expires, or a refresh token's family.
 func (t *Tokens) Revoke(ctx context.Context, target RevokeTarget, reason string) error {
-	now := t.keys.now()
+	now := t.keys.Now()
 	switch {
 	case target.AccessToken != "":
 		claims := &accesstoken.Claims{}
@@ -269,7 +269,7 @@ func (t *Tokens) RotateSigningKey(ctx context.Context, alg string) (*SigningKey,
 	if !slices.Contains(accesstoken.Algorithms, alg) {
 		return nil, InvalidArgument("algorithm", "unknown algorithm %q", alg)
 	}
-	k, err := t.ring.create(ctx, alg, t.keys.now())
+	k, err := t.ring.create(ctx, alg, t.keys.Now())
 	if err != nil {
 		return nil, err
 	}

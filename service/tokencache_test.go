@@ -35,7 +35,7 @@ func (f *tokenFixture) uncached(t testing.TB) *Tokens {
 
 // cacheCounts returns the token cache's hit and miss counters.
 func (f *tokenFixture) cacheCounts() (hits, misses int64) {
-	return f.keys.stats.TokenCacheHits.Load(), f.keys.stats.TokenCacheMisses.Load()
+	return f.keys.Stats().TokenCacheHits.Load(), f.keys.Stats().TokenCacheMisses.Load()
 }
 
 // issueValidated issues an access token and validates it once with audience and

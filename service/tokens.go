@@ -69,6 +69,8 @@ type Tokens struct {
 	// now is the clock validation reads (the verifier's too); time.Now but in tests.
 	now func() time.Time
 	log *slog.Logger
+	// stats are the key service's counters, which count tokens too.
+	stats *Stats
 }
 
 // NewTokens returns the token service. It loads the signing keys and creates the
@@ -84,7 +86,7 @@ func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, ke
 		cfg.Now = time.Now
 	}
 	t := &Tokens{
-		cfg: cfg, keys: keys, revs: revs, store: store.Tokens(), log: log, now: cfg.Now,
+		cfg: cfg, keys: keys, revs: revs, store: store.Tokens(), log: log, now: cfg.Now, stats: keys.Stats(),
 		ring: &keyring{store: store.SigningKeys(), sealer: sealer, log: log,
 			grace: cfg.MaxTTL + cfg.ClockSkew + cfg.KeyReload},
 	}
@@ -193,7 +195,7 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		return nil, err
 	}
 	if req.IncludeRefresh {
-		familyEnd := earliest(t.keys.now().Add(t.cfg.RefreshFamilyTTL), end)
+		familyEnd := earliest(t.keys.Now().Add(t.cfg.RefreshFamilyTTL), end)
 		if err := t.newRefresh(ctx, out, e.key.ID, grant.Session, grant, familyEnd); err != nil {
 			return nil, err
 		}
@@ -250,17 +252,10 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 			return grant{}, PermissionDenied("the key does not hold permission %q", missing.String())
 		}
 	case len(roles) > 0:
-		for _, name := range roles {
-			r, err := t.keys.roles.GetRole(ctx, name)
-			if isNotFound(err) {
-				continue
-			}
-			if err != nil {
-				return grant{}, err
-			}
-			perms = append(perms, r.Permissions...)
+		var err error
+		if perms, err = t.keys.rolePermissions(ctx, roles); err != nil {
+			return grant{}, err
 		}
-		perms = dedupe(perms)
 	default:
 		perms = e.effective
 	}
@@ -298,7 +293,7 @@ func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (
 		// Always set, 0 included; e is immutable, so pointing into it is safe.
 		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: &e.seq, Environment: string(k.Environment),
 	}
-	t.keys.stats.issued(sk.Algorithm)
+	t.stats.issued(sk.Algorithm)
 	tok := jwt.NewWithClaims(sk.method, claims)
 	tok.Header["kid"] = sk.Kid
 	signed, err := tok.SignedString(sk.private)
@@ -310,7 +305,7 @@ func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (
 
 // newRefresh stores a refresh token of the family and adds it to out.
 func (t *Tokens) newRefresh(ctx context.Context, out *Issued, keyID, family string, g grant, familyExpire time.Time) error {
-	now := t.keys.now()
+	now := t.keys.Now()
 	token, id := apikey.NewOpaque(apikey.RefreshPrefix)
 	h := apikey.HashOf(token)
 	expire := now.Add(t.cfg.RefreshTTL)
@@ -353,7 +348,7 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 	if !apikey.Equal(apikey.HashOf(token), rt.Hash) {
 		return nil, invalid
 	}
-	now := t.keys.now()
+	now := t.keys.Now()
 	if !now.Before(rt.ExpireTime) {
 		return nil, Unauthenticated("the refresh token has expired; sign in again with the API key")
 	}
@@ -392,7 +387,7 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 		if err := t.revs.AppendOnce(ctx, repository.RevokedRefreshFamily, rt.FamilyID, "refresh token reused", rt.FamilyExpireTime); err != nil {
 			return nil, err
 		}
-		t.keys.stats.RefreshReuse.Add(1)
+		t.stats.RefreshReuse.Add(1)
 		t.log.WarnContext(ctx, "refresh token reuse detected: session revoked", "key_id", rt.KeyID, "family_id", rt.FamilyID)
 		return nil, Unauthenticated("this refresh token was already used: the session has been revoked")
 	case err != nil:

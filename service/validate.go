@@ -195,7 +195,7 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 	if err != nil {
 		return TokenVerdict{}, err
 	}
-	keyNow := t.keys.now()
+	keyNow := t.keys.Now()
 	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(keyNow) {
 		v.Reason = TokenRevoked
 		return v, nil
@@ -245,7 +245,7 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 func (t *Tokens) verify(ctx context.Context, token string, now time.Time) (*verifiedToken, TokenReason) {
 	if t.verified != nil {
 		if e := t.verified.get(token); e != nil {
-			t.keys.stats.TokenCacheHits.Add(1)
+			t.stats.TokenCacheHits.Add(1)
 			if t.ring.lookup(ctx, e.kid, now) == nil {
 				return nil, TokenBadSignature
 			}
@@ -254,7 +254,7 @@ func (t *Tokens) verify(ctx context.Context, token string, now time.Time) (*veri
 			}
 			return e, TokenOK
 		}
-		t.keys.stats.TokenCacheMisses.Add(1)
+		t.stats.TokenCacheMisses.Add(1)
 	}
 	e := &verifiedToken{}
 	var kid string

@@ -223,7 +223,7 @@ func (s *Keys) load(ctx context.Context, id string, now time.Time) (*cachedKey, 
 		}
 		perms = append(perms, parsed)
 	}
-	e := &cachedKey{key: k, seq: seq, effective: effective, perms: perms, expires: now.Add(s.cache.ttl), policy: newPolicy(k, s.limiters)}
+	e := &cachedKey{key: k, seq: seq, effective: effective, perms: perms, expires: s.cache.expiry(now), policy: newPolicy(k, s.limiters)}
 	s.cache.put(id, e, gen)
 	return e, nil
 }
