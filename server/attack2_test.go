@@ -39,7 +39,7 @@ import (
 // CreateKey and UpdateKey enforce, is then escaped through the role: every live key
 // naming the role gets the added right. Likewise for a role created under a
 // deleted role's name that live keys still name.
-// Fault: service/roles.go mayGrantToHolders (the shortcut), service/delegation.go
+// Fault: service/roles.go mayGrantToHolders (the shortcut), service/authz/delegation.go
 // shortfall (Environment "" is a freedom, not "no environment").
 func TestAttack2TestKeyWidensARoleHeldByLiveKeys(t *testing.T) {
 	e := newEscalation(t)
@@ -189,7 +189,7 @@ func TestAttack2RoleRefusalRevealsOtherOwnersKeys(t *testing.T) {
 // it likes although its root may be used twice. Rule: no call creates a credential
 // with a freedom (quota) the caller does not hold at that moment (here: one use
 // left). The same goes for rate limits (n keys of r/s each from a key of r/s).
-// Fault: service/delegation.go shortfall compares h.Quota.Limit with q.Limit;
+// Fault: service/authz/delegation.go shortfall compares h.Quota.Limit with q.Limit;
 // service/keys.go Create gives the new key a quota window of its own.
 func TestAttack2QuotaMultipliesThroughCreatedKeys(t *testing.T) {
 	e := newEscalation(t)

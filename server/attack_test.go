@@ -277,7 +277,7 @@ func TestAttackTemporaryTokenOutspendsItsKeysQuota(t *testing.T) {
 
 // A7. (Low) The environment is not part of the delegation rule: a test-environment
 // key managing an owner's keys creates live keys with its rights.
-// Fault: service/delegation.go Holding has no Environment.
+// Fault: service/authz/delegation.go Holding has no Environment.
 func TestAttackTestKeyMintsLiveKeys(t *testing.T) {
 	e := newEscalation(t)
 	_, _, sandbox := e.key(t, "acme", []string{"keyward.keys/acme", "payments"},
@@ -388,7 +388,7 @@ func TestAttackClientAcceptsARightMintedByALaggingInstance(t *testing.T) {
 // Rule: no call creates a credential with an expiry freedom the caller does not
 // hold; a credential cannot be turned into a longer-lived one. Fault:
 // server/auth.go authenticate drops Verification.SecretExpireTime;
-// service/principal.go ExpireTime ignores it.
+// service/authz/principal.go ExpireTime ignores it.
 func TestAttackRotatedOutSecretOutlivesItsGrace(t *testing.T) {
 	e := newEscalation(t)
 	k, leaked, _ := e.key(t, "acme", []string{"keyward.keys/acme", "orders"})

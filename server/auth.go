@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/authz"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -82,14 +83,14 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		}
 		return nil, status.Errorf(codes.PermissionDenied, "%s lacks permission %q, needed for %s", what, access.Permission, method)
 	}
-	return service.WithPrincipal(ctx, p), nil
+	return authz.WithPrincipal(ctx, p), nil
 }
 
 // authenticate checks the call's credential: an API key, or an access token whose
 // audience names Keyward, which then acts as its key's delegate (the rights both
 // hold, the key's restrictions). Refresh and temporary tokens are never
 // credentials for the API.
-func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*service.Principal, error) {
+func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*authz.Principal, error) {
 	secret, err := bearer(ctx)
 	if err != nil {
 		return nil, err
@@ -109,8 +110,8 @@ func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*servi
 		}
 		c := v.Claims
 		callFrom(ctx).tokenID = c.ID
-		return &service.Principal{KeyID: c.Subject, Owner: v.Key.Owner, Key: v.Key, Permissions: v.KeyPermissions, ClientIP: ip,
-			Token: &service.Delegate{ID: c.ID, SessionID: c.SessionID, Audience: c.Audience, Permissions: v.Permissions,
+		return &authz.Principal{KeyID: c.Subject, Owner: v.Key.Owner, Key: v.Key, Permissions: v.KeyPermissions, ClientIP: ip,
+			Token: &authz.Delegate{ID: c.ID, SessionID: c.SessionID, Audience: c.Audience, Permissions: v.Permissions,
 				CIDRs: c.CIDRs, ExpireTime: c.ExpiresAt.Time}}, nil
 	case strings.HasPrefix(secret, apikey.RefreshPrefix), strings.HasPrefix(secret, apikey.TemporaryPrefix):
 		return nil, status.Error(codes.Unauthenticated,
@@ -123,7 +124,7 @@ func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*servi
 	if !v.Valid() {
 		return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Message())
 	}
-	return &service.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: ip,
+	return &authz.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: ip,
 		SecretExpireTime: v.SecretExpireTime, SecretFingerprint: v.Fingerprint}, nil
 }
 
@@ -143,7 +144,7 @@ func bearer(ctx context.Context) (string, error) {
 	return strings.TrimSpace(cred), nil
 }
 
-func allowed(p *service.Principal, need permission.Permission, byOwner bool) bool {
+func allowed(p *authz.Principal, need permission.Permission, byOwner bool) bool {
 	if byOwner {
 		return p.AllowsSome(need)
 	}

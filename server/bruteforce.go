@@ -7,11 +7,11 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/clientnet"
 )
 
 // failureLimiter throttles failed authentications, never valid ones: each client
-// network (service.ClientNetwork: an IPv4 address, an IPv6 /64) has a bucket of
+// network (clientnet.Of: an IPv4 address, an IPv6 /64) has a bucket of
 // failures (burst, refilled at rate per second) that only failures spend. A failure
 // beyond it is answered RESOURCE_EXHAUSTED with the time to wait instead of
 // UNAUTHENTICATED and its reason, and is audited with the others of its network and
@@ -36,7 +36,7 @@ func newFailureLimiter(perSecond float64, burst, maxClients int) *failureLimiter
 // fail spends one failure of ip's network at now. It reports whether the network
 // had none left, and then how long until it has one.
 func (f *failureLimiter) fail(ip netip.Addr, now time.Time) (throttled bool, wait time.Duration) {
-	network := service.ClientNetwork(ip)
+	network := clientnet.Of(ip)
 	lim, ok := f.clients.Get(network)
 	if !ok {
 		lim = rate.NewLimiter(f.rate, f.burst)

@@ -13,7 +13,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -147,13 +148,13 @@ func (c *clientIPs) checkedIP(ctx context.Context, requested string) (netip.Addr
 	if requested == "" {
 		return c.of(ctx), nil
 	}
-	p := service.PrincipalFrom(ctx)
+	p := authz.PrincipalFrom(ctx)
 	if p == nil || !p.Allows(assertClientIP) {
-		return netip.Addr{}, service.PermissionDenied("client_ip: naming the client's address needs the permission %q", assertClientIP.String())
+		return netip.Addr{}, errs.PermissionDenied("client_ip: naming the client's address needs the permission %q", assertClientIP.String())
 	}
 	a, err := netip.ParseAddr(requested)
 	if err != nil {
-		return netip.Addr{}, service.InvalidArgument("client_ip", "is not an IP address")
+		return netip.Addr{}, errs.InvalidArgument("client_ip", "is not an IP address")
 	}
 	return a.Unmap(), nil
 }

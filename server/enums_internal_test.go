@@ -18,7 +18,7 @@ import (
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/errs"
 )
 
 // Every enum the API converts has all its values converted: a new reason, code or
@@ -43,8 +43,8 @@ func TestEnumConversionsAreComplete(t *testing.T) {
 		checkEnumMap(t, want, algorithms, keywardv1.SigningAlgorithm(0).Descriptor())
 	})
 	t.Run("error codes", func(t *testing.T) {
-		for name, v := range constants(t, "../service", "Code") {
-			_, ok := serviceCodes[service.Code(mustInt(t, v))]
+		for name, v := range constants(t, "../service/errs", "Code") {
+			_, ok := serviceCodes[errs.Code(mustInt(t, v))]
 			assert.True(t, ok, "service.%s has no gRPC code", name)
 		}
 	})

@@ -17,17 +17,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/errs"
 )
 
-var serviceCodes = map[service.Code]codes.Code{
-	service.CodeInvalidArgument:    codes.InvalidArgument,
-	service.CodeNotFound:           codes.NotFound,
-	service.CodeAlreadyExists:      codes.AlreadyExists,
-	service.CodePermissionDenied:   codes.PermissionDenied,
-	service.CodeFailedPrecondition: codes.FailedPrecondition,
-	service.CodeUnauthenticated:    codes.Unauthenticated,
-	service.CodeResourceExhausted:  codes.ResourceExhausted,
+var serviceCodes = map[errs.Code]codes.Code{
+	errs.CodeInvalidArgument:    codes.InvalidArgument,
+	errs.CodeNotFound:           codes.NotFound,
+	errs.CodeAlreadyExists:      codes.AlreadyExists,
+	errs.CodePermissionDenied:   codes.PermissionDenied,
+	errs.CodeFailedPrecondition: codes.FailedPrecondition,
+	errs.CodeUnauthenticated:    codes.Unauthenticated,
+	errs.CodeResourceExhausted:  codes.ResourceExhausted,
 }
 
 // toStatus is the one place errors become gRPC statuses. Statuses pass through;
@@ -43,7 +43,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 			return err
 		}
 	}
-	var se *service.Error
+	var se *errs.Error
 	switch {
 	case errors.As(err, &se):
 		if se.RetryAfter > 0 {

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/errs"
 )
 
 func TestToStatus(t *testing.T) {
@@ -27,8 +27,8 @@ func TestToStatus(t *testing.T) {
 		message string
 	}{
 		{"status passes", status.Error(codes.ResourceExhausted, "slow down"), codes.ResourceExhausted, "slow down"},
-		{"service error keeps its message", service.InvalidArgument("owner", "must not be empty"), codes.InvalidArgument, "owner: must not be empty"},
-		{"wrapped service error", fmt.Errorf("ctx: %w", service.NotFound("key %q not found", "x")), codes.NotFound, `key "x" not found`},
+		{"service error keeps its message", errs.InvalidArgument("owner", "must not be empty"), codes.InvalidArgument, "owner: must not be empty"},
+		{"wrapped service error", fmt.Errorf("ctx: %w", errs.NotFound("key %q not found", "x")), codes.NotFound, `key "x" not found`},
 		{"not found", fmt.Errorf("mongodb: get key: %w", repository.ErrNotFound), codes.NotFound, "not found"},
 		{"already exists", repository.ErrAlreadyExists, codes.AlreadyExists, "already exists"},
 		{"conflict", repository.ErrConflict, codes.Aborted, "retry"},

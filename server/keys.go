@@ -10,6 +10,7 @@ import (
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/errs"
 )
 
 // keyServer is the gRPC face of service.Keys: it converts and delegates, nothing more.
@@ -76,7 +77,7 @@ func (s *keyServer) ListKeys(ctx context.Context, req *keywardv1.ListKeysRequest
 func (s *keyServer) UpdateKey(ctx context.Context, req *keywardv1.UpdateKeyRequest) (*keywardv1.UpdateKeyResponse, error) {
 	in := req.GetKey()
 	if in.GetKeyId() == "" {
-		return nil, service.InvalidArgument("key.key_id", "must be set")
+		return nil, errs.InvalidArgument("key.key_id", "must be set")
 	}
 	k, err := s.keys.Update(ctx, in.GetKeyId(), service.KeyInput{
 		Name:             in.GetName(),

@@ -19,6 +19,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/clientnet"
+	"github.com/keyward/keyward/service/errs"
+	"github.com/keyward/keyward/service/page"
 )
 
 // AuditConfig tunes the audit log.
@@ -183,7 +187,7 @@ type aggregate struct {
 // already, all of them are queued first.
 func (a *Audit) gather(e *repository.AuditEvent) {
 	ip, _ := netip.ParseAddr(e.ClientIP)
-	k := throttleKey{ClientNetwork(ip), e.Method, e.HTTPMethod, e.HTTPRoute}
+	k := throttleKey{clientnet.Of(ip), e.Method, e.HTTPMethod, e.HTTPRoute}
 	var full map[throttleKey]*aggregate
 	a.amu.Lock()
 	g := a.aggregates[k]
@@ -363,7 +367,7 @@ func (a *Audit) List(ctx context.Context, f repository.AuditFilter, pageSize int
 	before := ""
 	if pageToken != "" {
 		var err error
-		if before, err = decodePageToken("a1", pageToken, "ListAuditEvents"); err != nil {
+		if before, err = page.Decode("a1", pageToken, "ListAuditEvents"); err != nil {
 			return nil, "", err
 		}
 	}
@@ -374,7 +378,7 @@ func (a *Audit) List(ctx context.Context, f repository.AuditFilter, pageSize int
 	next := ""
 	if len(events) > pageSize {
 		events = events[:pageSize]
-		next = encodePageToken("a1", events[pageSize-1].ID)
+		next = page.Encode("a1", events[pageSize-1].ID)
 	}
 	return events, next, nil
 }
@@ -409,7 +413,7 @@ func (a *Audit) Watch(ctx context.Context, f repository.AuditFilter, send func(*
 			}
 		}
 		if s.overflow.Load() && len(s.ch) == 0 {
-			return &Error{Code: CodeResourceExhausted, Message: "the watcher fell behind and missed events; list them with ListAuditEvents and watch again"}
+			return &errs.Error{Code: errs.CodeResourceExhausted, Message: "the watcher fell behind and missed events; list them with ListAuditEvents and watch again"}
 		}
 	}
 }
@@ -444,7 +448,7 @@ func matches(f repository.AuditFilter, e *repository.AuditEvent) bool {
 func (a *Audit) KeyEvent(ctx context.Context, keyID, action, reason string, changed []string) error {
 	now := a.cfg.Now().UTC().Truncate(time.Millisecond)
 	e := &repository.KeyEvent{ID: a.NewEventID(now), KeyID: keyID, Action: action, Time: now, Reason: reason, ChangedFields: changed}
-	if p := PrincipalFrom(ctx); p != nil {
+	if p := authz.PrincipalFrom(ctx); p != nil {
 		e.ActorKeyID = p.KeyID
 		if p.ClientIP.IsValid() {
 			e.ActorIP = p.ClientIP.String()
@@ -462,7 +466,7 @@ func (a *Audit) KeyHistory(ctx context.Context, keyID string, pageSize int, page
 	after := ""
 	if pageToken != "" {
 		var err error
-		if after, err = decodePageToken("h1", pageToken, "ListKeyHistory"); err != nil {
+		if after, err = page.Decode("h1", pageToken, "ListKeyHistory"); err != nil {
 			return nil, "", err
 		}
 	}
@@ -473,7 +477,7 @@ func (a *Audit) KeyHistory(ctx context.Context, keyID string, pageSize int, page
 	next := ""
 	if len(events) > pageSize {
 		events = events[:pageSize]
-		next = encodePageToken("h1", events[pageSize-1].ID)
+		next = page.Encode("h1", events[pageSize-1].ID)
 	}
 	return events, next, nil
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -131,14 +133,14 @@ type KeyInput struct {
 // Create creates a key and returns it with its secret, which is never stored.
 func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string, error) {
 	if in.Environment != repository.EnvironmentLive && in.Environment != repository.EnvironmentTest {
-		return nil, "", InvalidArgument("environment", "must be live or test")
+		return nil, "", errs.InvalidArgument("environment", "must be live or test")
 	}
 	now := s.now()
 	if !in.ExpireTime.IsZero() && !in.ExpireTime.After(now) {
-		return nil, "", InvalidArgument("expire_time", "must be in the future")
+		return nil, "", errs.InvalidArgument("expire_time", "must be in the future")
 	}
 	if !mayManage(ctx, "create", in.Owner) {
-		return nil, "", PermissionDenied("the calling key may not create keys for owner %q", in.Owner)
+		return nil, "", errs.PermissionDenied("the calling key may not create keys for owner %q", in.Owner)
 	}
 	cidrs, err := canonicalCIDRs(in.AllowedCIDRs)
 	if err != nil {
@@ -171,12 +173,12 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 	if len(k.Metadata) == 0 {
 		k.Metadata = nil
 	}
-	h := holdingOf(k, granted)
+	h := authz.HoldingOf(k, granted)
 	h.NewBuckets = true
-	if short := mayHold(ctx, h); short != nil {
-		return nil, "", PermissionDenied("%s", short)
+	if short := authz.MayHold(ctx, h); short != nil {
+		return nil, "", errs.PermissionDenied("%s", short)
 	}
-	if p := PrincipalFrom(ctx); p != nil {
+	if p := authz.PrincipalFrom(ctx); p != nil {
 		k.CreatedBy = p.KeyID
 	}
 	// An 80-bit id collides with negligible probability; retry anyway rather than fail.
@@ -207,11 +209,11 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 // Get returns a key with its effective state.
 func (s *Keys) Get(ctx context.Context, id string) (*repository.Key, error) {
 	if !apikey.ValidID(id) {
-		return nil, InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
+		return nil, errs.InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
 	}
 	k, err := s.keys.GetKey(ctx, id)
 	if errors.Is(err, repository.ErrNotFound) || (err == nil && !mayManage(ctx, "read", k.Owner)) {
-		return nil, NotFound("key %q not found", id) // keys the caller may not read do not exist for it
+		return nil, errs.NotFound("key %q not found", id) // keys the caller may not read do not exist for it
 	}
 	return k, err
 }
@@ -223,13 +225,13 @@ const keysModule = "keyward.keys"
 // the action for every owner (`keyward.keys:read`) or for that owner
 // (`keyward.keys/acme:read`). Internal calls (no caller) may.
 func mayManage(ctx context.Context, action, owner string) bool {
-	p := PrincipalFrom(ctx)
+	p := authz.PrincipalFrom(ctx)
 	return p == nil || p.Allows(permission.Permission{Module: keysModule, Entity: owner, Action: action})
 }
 
 // mayManageAll reports whether the caller may do action on every owner's keys.
 func mayManageAll(ctx context.Context, action string) bool {
-	p := PrincipalFrom(ctx)
+	p := authz.PrincipalFrom(ctx)
 	return p == nil || p.Allows(permission.Permission{Module: keysModule, Action: action})
 }
 
@@ -237,7 +239,7 @@ func mayManageAll(ctx context.Context, action string) bool {
 // mayManage it is false without a principal, as verification answers
 // unauthenticated callers too.
 func mayRead(ctx context.Context, owner string) bool {
-	p := PrincipalFrom(ctx)
+	p := authz.PrincipalFrom(ctx)
 	return p != nil && p.Allows(permission.Permission{Module: keysModule, Entity: owner, Action: "read"})
 }
 
@@ -259,15 +261,15 @@ func (s *Keys) List(ctx context.Context, q ListKeysQuery) ([]*repository.Key, st
 	if q.PageToken != "" {
 		c, err := decodeKeyCursor(q.PageToken)
 		if err != nil {
-			return nil, "", InvalidArgument("page_token", "is not a token returned by ListKeys")
+			return nil, "", errs.InvalidArgument("page_token", "is not a token returned by ListKeys")
 		}
 		after = c
 	}
 	switch {
 	case q.Filter.Owner != "" && !mayManage(ctx, "read", q.Filter.Owner):
-		return nil, "", PermissionDenied("the calling key may not read keys of owner %q", q.Filter.Owner)
+		return nil, "", errs.PermissionDenied("the calling key may not read keys of owner %q", q.Filter.Owner)
 	case q.Filter.Owner == "" && !mayManageAll(ctx, "read"):
-		return nil, "", PermissionDenied("the calling key may read only some owners' keys: set owner")
+		return nil, "", errs.PermissionDenied("the calling key may read only some owners' keys: set owner")
 	}
 	q.Filter.Now = s.now()
 	keys, err := s.keys.ListKeys(ctx, q.Filter, size+1, after)
@@ -286,26 +288,26 @@ func (s *Keys) List(ctx context.Context, q ListKeysQuery) ([]*repository.Key, st
 // Update changes the fields of a key named by paths (proto field names).
 func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []string) (*repository.Key, error) {
 	if len(paths) == 0 {
-		return nil, InvalidArgument("update_mask", "must name at least one field")
+		return nil, errs.InvalidArgument("update_mask", "must name at least one field")
 	}
 	for _, p := range paths {
 		if !slices.Contains(updatablePaths, p) {
-			return nil, InvalidArgument("update_mask", "field %q cannot be updated; updatable: %s", p, strings.Join(updatablePaths, ", "))
+			return nil, errs.InvalidArgument("update_mask", "field %q cannot be updated; updatable: %s", p, strings.Join(updatablePaths, ", "))
 		}
 	}
 	has := func(p string) bool { return slices.Contains(paths, p) }
 	if has("name") && in.Name == "" {
-		return nil, InvalidArgument("key.name", "must not be empty")
+		return nil, errs.InvalidArgument("key.name", "must not be empty")
 	}
 	if has("owner") && in.Owner == "" {
-		return nil, InvalidArgument("key.owner", "must not be empty")
+		return nil, errs.InvalidArgument("key.owner", "must not be empty")
 	}
 	cidrs, err := canonicalCIDRs(in.AllowedCIDRs)
 	if err != nil {
 		return nil, err
 	}
 	if has("expire_time") && !in.ExpireTime.IsZero() && !in.ExpireTime.After(s.now()) {
-		return nil, InvalidArgument("key.expire_time", "must be in the future")
+		return nil, errs.InvalidArgument("key.expire_time", "must be in the future")
 	}
 	var oldRoles, roles, perms []string
 	if has("roles") {
@@ -320,11 +322,11 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 		return nil, err
 	}
 	if has("owner") && !mayManage(ctx, "update", in.Owner) {
-		return nil, PermissionDenied("the calling key may not move keys to owner %q", in.Owner)
+		return nil, errs.PermissionDenied("the calling key may not move keys to owner %q", in.Owner)
 	}
 	k, err := s.modify(ctx, id, "update", func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
-			return FailedPrecondition("key %q is revoked and cannot be changed", id)
+			return errs.FailedPrecondition("key %q is revoked and cannot be changed", id)
 		}
 		// Changing a key needs every right and freedom it holds, before and after.
 		if err := s.mayHoldKey(ctx, k, "changing"); err != nil {
@@ -370,8 +372,8 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 		if err != nil {
 			return err
 		}
-		if short := mayHold(ctx, h); short != nil {
-			return PermissionDenied("%s", short)
+		if short := authz.MayHold(ctx, h); short != nil {
+			return errs.PermissionDenied("%s", short)
 		}
 		return nil
 	})
@@ -466,16 +468,16 @@ func isNotFound(err error) bool { return errors.Is(err, repository.ErrNotFound) 
 // Rotate gives a key a new secret. The previous one keeps verifying for grace.
 func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*repository.Key, string, error) {
 	if grace < 0 {
-		return nil, "", InvalidArgument("grace_period", "must not be negative")
+		return nil, "", errs.InvalidArgument("grace_period", "must not be negative")
 	}
 	var secret string
 	k, err := s.modify(ctx, id, "rotate", func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
-			return FailedPrecondition("key %q is revoked and cannot be rotated", id)
+			return errs.FailedPrecondition("key %q is revoked and cannot be rotated", id)
 		}
 		now := s.now()
 		if k.Expired(now) {
-			return FailedPrecondition("key %q has expired and cannot be rotated", id)
+			return errs.FailedPrecondition("key %q has expired and cannot be rotated", id)
 		}
 		// The new secret is the key itself: only a caller holding everything the
 		// key holds may have it.
@@ -513,19 +515,19 @@ var errUnchanged = errors.New("unchanged")
 // another writer got there first, and invalidates the cached verification.
 func (s *Keys) modify(ctx context.Context, id, action string, change func(*repository.Key) error) (*repository.Key, error) {
 	if !apikey.ValidID(id) {
-		return nil, InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
+		return nil, errs.InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
 	}
 	defer s.cache.invalidate(id)
 	for {
 		k, err := s.keys.GetKey(ctx, id)
 		if errors.Is(err, repository.ErrNotFound) || (err == nil && !mayManage(ctx, "read", k.Owner) && !mayManage(ctx, action, k.Owner)) {
-			return nil, NotFound("key %q not found", id)
+			return nil, errs.NotFound("key %q not found", id)
 		}
 		if err != nil {
 			return nil, err
 		}
 		if !mayManage(ctx, action, k.Owner) {
-			return nil, PermissionDenied("the calling key may not %s keys of owner %q", action, k.Owner)
+			return nil, errs.PermissionDenied("the calling key may not %s keys of owner %q", action, k.Owner)
 		}
 		switch err := change(k); {
 		case errors.Is(err, errUnchanged):
@@ -552,7 +554,7 @@ func (s *Keys) modify(ctx context.Context, id, action string, change func(*repos
 func (s *Keys) permissionsOf(ctx context.Context, roles, perms []string, strict bool) (permission.Set, error) {
 	wanted, err := permission.ParseSet(perms)
 	if err != nil {
-		return nil, InvalidArgument("permissions", "%v", err)
+		return nil, errs.InvalidArgument("permissions", "%v", err)
 	}
 	for _, name := range roles {
 		r, err := s.roles.GetRole(ctx, name)
@@ -560,7 +562,7 @@ func (s *Keys) permissionsOf(ctx context.Context, roles, perms []string, strict 
 			if !strict {
 				continue
 			}
-			return nil, InvalidArgument("roles", "role %q does not exist", name)
+			return nil, errs.InvalidArgument("roles", "role %q does not exist", name)
 		}
 		if err != nil {
 			return nil, err
@@ -595,15 +597,15 @@ func (s *Keys) rolePermissions(ctx context.Context, roles []string) ([]string, e
 // and freedom of the stored key k, for an action ("rotating", "changing") that
 // would give it to the caller or let it act as the key's equal.
 func (s *Keys) mayHoldKey(ctx context.Context, k *repository.Key, action string) error {
-	if PrincipalFrom(ctx) == nil {
+	if authz.PrincipalFrom(ctx) == nil {
 		return nil
 	}
 	h, err := s.holdingOfStored(ctx, k)
 	if err != nil {
 		return err
 	}
-	if short := mayHold(ctx, h); short != nil {
-		return PermissionDenied("%s key %s needs everything it holds: %s", action, k.ID, short)
+	if short := authz.MayHold(ctx, h); short != nil {
+		return errs.PermissionDenied("%s key %s needs everything it holds: %s", action, k.ID, short)
 	}
 	return nil
 }
@@ -613,18 +615,18 @@ func (s *Keys) mayHoldKey(ctx context.Context, k *repository.Key, action string)
 // grants: its rights are unbounded. (Deleting a role removes its name from its
 // keys; a key can still name a missing role when it was given it while the role
 // was being deleted.)
-func (s *Keys) holdingOfStored(ctx context.Context, k *repository.Key) (Holding, error) {
+func (s *Keys) holdingOfStored(ctx context.Context, k *repository.Key) (authz.Holding, error) {
 	perms, err := s.permissionsOf(ctx, k.Roles, k.Permissions, false)
 	if err != nil {
-		return Holding{}, err
+		return authz.Holding{}, err
 	}
-	h := holdingOf(k, perms)
+	h := authz.HoldingOf(k, perms)
 	for _, name := range k.Roles {
 		if _, err := s.roles.GetRole(ctx, name); isNotFound(err) {
 			h.MissingRole = name
 			break
 		} else if err != nil {
-			return Holding{}, err
+			return authz.Holding{}, err
 		}
 	}
 	return h, nil
@@ -651,7 +653,7 @@ const holderPage = 500
 // created later under the same name grants nothing to keys nobody gave it. A
 // revoked key keeps the name: it never verifies again.
 func (s *Keys) forgetRole(ctx context.Context, name string) error {
-	internal := WithPrincipal(ctx, nil) // the deletion is authorised; the keys are the store's
+	internal := authz.WithPrincipal(ctx, nil) // the deletion is authorised; the keys are the store's
 	var after *repository.KeyCursor
 	for {
 		keys, err := s.keys.ListKeys(ctx, repository.KeyFilter{Role: name}, holderPage, after)
@@ -727,7 +729,7 @@ func canonicalCIDRs(in []string) ([]string, error) {
 	for _, c := range in {
 		p, err := netip.ParsePrefix(c)
 		if err != nil || p.Masked() != p {
-			return nil, InvalidArgument("allowed_cidrs", "%q is not a network in CIDR form (like 10.0.0.0/8 or 2001:db8::/32)", c)
+			return nil, errs.InvalidArgument("allowed_cidrs", "%q is not a network in CIDR form (like 10.0.0.0/8 or 2001:db8::/32)", c)
 		}
 		out = append(out, p.String())
 	}

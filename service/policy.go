@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/accesstoken"
+	"github.com/keyward/keyward/service/errs"
 )
 
 // Check is what a verification checks beyond the secret.
@@ -138,7 +139,7 @@ func (s *Keys) spend(ctx context.Context, e *cachedKey, now time.Time, v *Verifi
 			s.stats.RateLimited.Add(1)
 			tokens := p.limiter.TokensAt(now)
 			wait := time.Duration((1 - tokens) / float64(p.limiter.Limit()) * float64(time.Second))
-			return &Error{Code: CodeResourceExhausted, RetryAfter: wait,
+			return &errs.Error{Code: errs.CodeResourceExhausted, RetryAfter: wait,
 				Message: fmt.Sprintf("key %s is over its rate limit; retry in %s", e.key.ID, wait.Round(time.Millisecond))}
 		}
 		tokens := p.limiter.TokensAt(now)
@@ -161,7 +162,7 @@ func (s *Keys) spend(ctx context.Context, e *cachedKey, now time.Time, v *Verifi
 				wait = reset.Sub(now)
 				msg += fmt.Sprintf(" for this %s; it refills at %s", q.Period, reset.Format(time.RFC3339))
 			}
-			return &Error{Code: CodeResourceExhausted, RetryAfter: wait, Message: msg}
+			return &errs.Error{Code: errs.CodeResourceExhausted, RetryAfter: wait, Message: msg}
 		}
 		if err != nil {
 			return err

@@ -7,6 +7,9 @@ import (
 	"slices"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/errs"
+	"github.com/keyward/keyward/service/page"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -39,7 +42,7 @@ func (s *Roles) Create(ctx context.Context, r *repository.Role) (*repository.Rol
 	r.CreateTime, r.UpdateTime = now, now
 	err := s.roles.CreateRole(ctx, r)
 	if errors.Is(err, repository.ErrAlreadyExists) {
-		return nil, &Error{Code: CodeAlreadyExists, Message: "role " + quote(r.Name) + " already exists"}
+		return nil, &errs.Error{Code: errs.CodeAlreadyExists, Message: "role " + quote(r.Name) + " already exists"}
 	}
 	if err != nil {
 		return nil, err
@@ -52,7 +55,7 @@ func (s *Roles) Create(ctx context.Context, r *repository.Role) (*repository.Rol
 func (s *Roles) Get(ctx context.Context, name string) (*repository.Role, error) {
 	r, err := s.roles.GetRole(ctx, name)
 	if errors.Is(err, repository.ErrNotFound) {
-		return nil, NotFound("role %q not found", name)
+		return nil, errs.NotFound("role %q not found", name)
 	}
 	return r, err
 }
@@ -66,7 +69,7 @@ func (s *Roles) List(ctx context.Context, pageSize int, pageToken string) ([]*re
 	after := ""
 	if pageToken != "" {
 		var err error
-		if after, err = decodePageToken("r1", pageToken, "ListRoles"); err != nil {
+		if after, err = page.Decode("r1", pageToken, "ListRoles"); err != nil {
 			return nil, "", err
 		}
 	}
@@ -77,7 +80,7 @@ func (s *Roles) List(ctx context.Context, pageSize int, pageToken string) ([]*re
 	next := ""
 	if len(roles) > pageSize {
 		roles = roles[:pageSize]
-		next = encodePageToken("r1", roles[pageSize-1].Name)
+		next = page.Encode("r1", roles[pageSize-1].Name)
 	}
 	return roles, next, nil
 }
@@ -85,11 +88,11 @@ func (s *Roles) List(ctx context.Context, pageSize int, pageToken string) ([]*re
 // Update changes the role's fields named by paths ("description", "permissions").
 func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string) (*repository.Role, error) {
 	if len(paths) == 0 {
-		return nil, InvalidArgument("update_mask", "must name at least one field")
+		return nil, errs.InvalidArgument("update_mask", "must name at least one field")
 	}
 	for _, p := range paths {
 		if p != "description" && p != "permissions" {
-			return nil, InvalidArgument("update_mask", "field %q cannot be updated; updatable: description, permissions", p)
+			return nil, errs.InvalidArgument("update_mask", "field %q cannot be updated; updatable: description, permissions", p)
 		}
 	}
 	if slices.Contains(paths, "permissions") {
@@ -106,7 +109,7 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 		// Every key holding the role changes with it: only a caller holding all the
 		// role grants may change it.
 		if err := s.checkPermissions(ctx, r.Permissions); err != nil {
-			return nil, PermissionDenied("changing role %q needs every permission it grants: %s", r.Name, err)
+			return nil, errs.PermissionDenied("changing role %q needs every permission it grants: %s", r.Name, err)
 		}
 		if slices.Contains(paths, "permissions") {
 			if err := mayAddTo(ctx, r.Name, r.Permissions, in.Permissions); err != nil {
@@ -143,7 +146,7 @@ func (s *Roles) Delete(ctx context.Context, name string) error {
 	defer s.keys.InvalidateRoles()
 	err := s.roles.DeleteRole(ctx, name)
 	if errors.Is(err, repository.ErrNotFound) {
-		return NotFound("role %q not found", name)
+		return errs.NotFound("role %q not found", name)
 	}
 	if err != nil {
 		return err
@@ -163,7 +166,7 @@ const RoleSubjectPrefix = "role:"
 // restrictions (a live API key bound by nothing) holds every freedom such a key can
 // have, and may.
 func mayAddTo(ctx context.Context, name string, old, perms []string) error {
-	p := PrincipalFrom(ctx)
+	p := authz.PrincipalFrom(ctx)
 	if p == nil {
 		return nil
 	}
@@ -173,8 +176,8 @@ func mayAddTo(ctx context.Context, name string, old, perms []string) error {
 	}
 	for _, s := range perms {
 		if need := permission.MustParse(s); !had.Allows(need) { // parsed by checkPermissions already
-			if short := p.restriction(); short != nil {
-				return PermissionDenied("adding %q to role %q reaches every key that holds it, so it needs a caller without restrictions: %s", s, name, short)
+			if short := p.Restriction(); short != nil {
+				return errs.PermissionDenied("adding %q to role %q reaches every key that holds it, so it needs a caller without restrictions: %s", s, name, short)
 			}
 			return nil
 		}
@@ -187,10 +190,10 @@ func mayAddTo(ctx context.Context, name string, old, perms []string) error {
 func (s *Roles) checkPermissions(ctx context.Context, perms []string) error {
 	set, err := permission.ParseSet(perms)
 	if err != nil {
-		return InvalidArgument("role.permissions", "%v", err)
+		return errs.InvalidArgument("role.permissions", "%v", err)
 	}
-	if short := mayGrant(ctx, set); short != nil {
-		return PermissionDenied("%s", short.Why)
+	if short := authz.MayGrant(ctx, set); short != nil {
+		return errs.PermissionDenied("%s", short.Why)
 	}
 	return nil
 }

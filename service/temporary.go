@@ -13,6 +13,8 @@ import (
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -29,22 +31,22 @@ type IssuedTemporary struct {
 // an access token: it stops when its key is revoked or loses the operation's
 // right, and when the access token that issued it is revoked.
 func (t *Tokens) IssueTemporary(ctx context.Context, operation string, ttl time.Duration, maxUses int) (*IssuedTemporary, error) {
-	caller := PrincipalFrom(ctx)
+	caller := authz.PrincipalFrom(ctx)
 	if caller == nil {
-		return nil, Unauthenticated("temporary tokens are issued to authenticated callers")
+		return nil, errs.Unauthenticated("temporary tokens are issued to authenticated callers")
 	}
 	need, err := permission.Parse(operation)
 	if err != nil {
-		return nil, InvalidArgument("operation", "must be a permission (module[/entity][:action], such as payments/order-1234:refund): %v", err)
+		return nil, errs.InvalidArgument("operation", "must be a permission (module[/entity][:action], such as payments/order-1234:refund): %v", err)
 	}
 	if !caller.Allows(need) {
-		return nil, PermissionDenied("cannot issue a temporary token for %q: the caller does not hold it", operation)
+		return nil, errs.PermissionDenied("cannot issue a temporary token for %q: the caller does not hold it", operation)
 	}
 	if ttl <= 0 {
 		ttl = t.cfg.TemporaryTTL
 	}
 	if ttl > t.cfg.TemporaryMaxTTL {
-		return nil, InvalidArgument("ttl", "must be at most %s", t.cfg.TemporaryMaxTTL)
+		return nil, errs.InvalidArgument("ttl", "must be at most %s", t.cfg.TemporaryMaxTTL)
 	}
 	if maxUses <= 0 {
 		maxUses = 1
@@ -224,7 +226,7 @@ func (t *Tokens) Revoke(ctx context.Context, target RevokeTarget, reason string)
 			return t.ring.verifying(ctx, kid, now)
 		}))
 		if err != nil || claims.ID == "" {
-			return InvalidArgument("access_token", "is not an access token issued by this Keyward")
+			return errs.InvalidArgument("access_token", "is not an access token issued by this Keyward")
 		}
 		until := now.Add(t.cfg.MaxTTL)
 		if claims.ExpiresAt != nil {
@@ -236,11 +238,11 @@ func (t *Tokens) Revoke(ctx context.Context, target RevokeTarget, reason string)
 	case target.RefreshToken != "":
 		id, err := apikey.ParseOpaque(apikey.RefreshPrefix, target.RefreshToken)
 		if err != nil {
-			return InvalidArgument("refresh_token", "is not a Keyward refresh token")
+			return errs.InvalidArgument("refresh_token", "is not a Keyward refresh token")
 		}
 		rt, err := t.store.GetRefreshToken(ctx, id)
 		if isNotFound(err) || (err == nil && !apikey.Equal(apikey.HashOf(target.RefreshToken), rt.Hash)) {
-			return NotFound("refresh token not found")
+			return errs.NotFound("refresh token not found")
 		}
 		if err != nil {
 			return err
@@ -249,7 +251,7 @@ func (t *Tokens) Revoke(ctx context.Context, target RevokeTarget, reason string)
 	case target.FamilyID != "":
 		return t.revs.AppendOnce(ctx, repository.RevokedRefreshFamily, target.FamilyID, reason, now.Add(t.cfg.RefreshFamilyTTL))
 	}
-	return InvalidArgument("target", "name an access_token, token_id, refresh_token or family_id")
+	return errs.InvalidArgument("target", "name an access_token, token_id, refresh_token or family_id")
 }
 
 // SigningKeys lists the signing keys, newest first, with their states.
@@ -267,7 +269,7 @@ func (t *Tokens) RotateSigningKey(ctx context.Context, alg string) (*SigningKey,
 		alg = t.cfg.Algorithm
 	}
 	if !slices.Contains(accesstoken.Algorithms, alg) {
-		return nil, InvalidArgument("algorithm", "unknown algorithm %q", alg)
+		return nil, errs.InvalidArgument("algorithm", "unknown algorithm %q", alg)
 	}
 	k, err := t.ring.create(ctx, alg, t.keys.Now())
 	if err != nil {

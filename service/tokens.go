@@ -16,6 +16,8 @@ import (
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -162,16 +164,16 @@ type Issued struct {
 // Issue signs an access token for the calling API key, carrying the requested subset
 // of its rights, and optionally a refresh token starting a new session.
 func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
-	caller := PrincipalFrom(ctx)
+	caller := authz.PrincipalFrom(ctx)
 	if caller == nil || caller.Token != nil {
-		return nil, PermissionDenied("tokens are issued to API keys: authenticate with the key, not a token")
+		return nil, errs.PermissionDenied("tokens are issued to API keys: authenticate with the key, not a token")
 	}
 	e, err := t.keys.snapshot(ctx, caller.KeyID)
 	if err != nil {
 		return nil, err
 	}
 	if e == nil {
-		return nil, Unauthenticated("the calling key no longer exists")
+		return nil, errs.Unauthenticated("the calling key no longer exists")
 	}
 	grant, err := t.grant(ctx, e, req.Audience, req.Roles, req.Permissions)
 	if err != nil {
@@ -195,7 +197,7 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		return nil, err
 	}
 	if req.IncludeRefresh {
-		familyEnd := earliest(t.keys.Now().Add(t.cfg.RefreshFamilyTTL), end)
+		familyEnd := authz.Earliest(t.keys.Now().Add(t.cfg.RefreshFamilyTTL), end)
 		if err := t.newRefresh(ctx, out, e.key.ID, grant.Session, grant, familyEnd); err != nil {
 			return nil, err
 		}
@@ -221,7 +223,7 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 	k := e.key
 	for _, a := range audience {
 		if len(k.AllowedAudiences) > 0 && !slices.Contains(k.AllowedAudiences, a) {
-			return grant{}, PermissionDenied("the key may not get tokens for audience %q", a)
+			return grant{}, errs.PermissionDenied("the key may not get tokens for audience %q", a)
 		}
 	}
 	if len(audience) == 0 {
@@ -229,7 +231,7 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 	}
 	for _, r := range roles {
 		if !slices.Contains(k.Roles, r) {
-			return grant{}, PermissionDenied("the key does not hold role %q", r)
+			return grant{}, errs.PermissionDenied("the key does not hold role %q", r)
 		}
 	}
 	held := e.perms
@@ -243,13 +245,13 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 	case len(perms) > 0:
 		wanted, err := permission.ParseSet(perms)
 		if err != nil {
-			return grant{}, InvalidArgument("permissions", "%v", err)
+			return grant{}, errs.InvalidArgument("permissions", "%v", err)
 		}
 		if missing, ok := held.AllowsAll(wanted); !ok {
 			if len(roles) > 0 {
-				return grant{}, PermissionDenied("neither the roles asked for nor the key's own permissions hold %q", missing.String())
+				return grant{}, errs.PermissionDenied("neither the roles asked for nor the key's own permissions hold %q", missing.String())
 			}
-			return grant{}, PermissionDenied("the key does not hold permission %q", missing.String())
+			return grant{}, errs.PermissionDenied("the key does not hold permission %q", missing.String())
 		}
 	case len(roles) > 0:
 		var err error
@@ -280,7 +282,7 @@ func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (
 	}
 	now := t.now().UTC().Truncate(time.Second)
 	exp := now.Add(ttl)
-	if end = earliest(k.ExpireTime, end); !end.IsZero() && end.Before(exp) {
+	if end = authz.Earliest(k.ExpireTime, end); !end.IsZero() && end.Before(exp) {
 		exp = end.Truncate(time.Second)
 	}
 	claims := accesstoken.Claims{
@@ -333,7 +335,7 @@ func (t *Tokens) newRefresh(ctx context.Context, out *Issued, keyID, family stri
 // A refresh token is a credential of its key: the key's networks and countries
 // apply to clientIP, and a refresh spends the key's rate limit and quota.
 func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr) (*Issued, error) {
-	invalid := Unauthenticated("invalid refresh token")
+	invalid := errs.Unauthenticated("invalid refresh token")
 	id, err := apikey.ParseOpaque(apikey.RefreshPrefix, token)
 	if err != nil {
 		return nil, invalid
@@ -350,33 +352,33 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 	}
 	now := t.keys.Now()
 	if !now.Before(rt.ExpireTime) {
-		return nil, Unauthenticated("the refresh token has expired; sign in again with the API key")
+		return nil, errs.Unauthenticated("the refresh token has expired; sign in again with the API key")
 	}
 	revoked, err := t.revs.FamilyRevoked(ctx, rt.FamilyID)
 	if err != nil {
 		return nil, err
 	}
 	if revoked {
-		return nil, Unauthenticated("this session was revoked; sign in again with the API key")
+		return nil, errs.Unauthenticated("this session was revoked; sign in again with the API key")
 	}
 	if t.cfg.RefreshMinInterval > 0 && now.Sub(rt.CreateTime) < t.cfg.RefreshMinInterval {
-		return nil, FailedPrecondition("refreshed too soon: wait %s between refreshes", t.cfg.RefreshMinInterval)
+		return nil, errs.FailedPrecondition("refreshed too soon: wait %s between refreshes", t.cfg.RefreshMinInterval)
 	}
 	e, err := t.keys.snapshot(ctx, rt.KeyID)
 	if err != nil {
 		return nil, err
 	}
 	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(now) {
-		return nil, Unauthenticated("the API key behind this session is no longer valid")
+		return nil, errs.Unauthenticated("the API key behind this session is no longer valid")
 	}
 	secretEnd, ok := sessionSecretEnd(e.key, rt.SecretFingerprint, rt.CreateTime, now)
 	if !ok {
-		return nil, Unauthenticated("the key secret that began this session was rotated out: sign in again with the key's current secret")
+		return nil, errs.Unauthenticated("the key secret that began this session was rotated out: sign in again with the key's current secret")
 	}
 	// Before the claim: a refresh refused here leaves the refresh token usable.
 	var kv Verification
 	if kv.Reason = t.keys.checkPlace(e, clientIP, &kv); kv.Reason != ReasonOK {
-		return nil, Unauthenticated("this session may not be refreshed from here: %s", kv.Message())
+		return nil, errs.Unauthenticated("this session may not be refreshed from here: %s", kv.Message())
 	}
 	if err := t.keys.spend(ctx, e, now, &kv); err != nil {
 		return nil, err
@@ -389,7 +391,7 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 		}
 		t.stats.RefreshReuse.Add(1)
 		t.log.WarnContext(ctx, "refresh token reuse detected: session revoked", "key_id", rt.KeyID, "family_id", rt.FamilyID)
-		return nil, Unauthenticated("this refresh token was already used: the session has been revoked")
+		return nil, errs.Unauthenticated("this refresh token was already used: the session has been revoked")
 	case err != nil:
 		return nil, err
 	}
@@ -397,9 +399,9 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 	// what IssueToken would give it now for the same request, or ends.
 	g, err := t.grant(ctx, e, rt.Audience, rt.Roles, rt.Permissions)
 	if err != nil {
-		var se *Error
-		if errors.As(err, &se) && se.Code == CodePermissionDenied {
-			return nil, Unauthenticated("the key's rights changed since the session began (%s): sign in again with the API key", se.Message)
+		var se *errs.Error
+		if errors.As(err, &se) && se.Code == errs.CodePermissionDenied {
+			return nil, errs.Unauthenticated("the key's rights changed since the session began (%s): sign in again with the API key", se.Message)
 		}
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service/accesstoken"
+	"github.com/keyward/keyward/service/authz"
 )
 
 type tokenFixture struct {
@@ -77,7 +78,7 @@ func newTokenFixtureAt(t testing.TB, alg string, mod func(*TokensConfig), now fu
 	v, err := keys.Verify(ctx, secret, Check{ClientIP: fixtureIP})
 	require.NoError(t, err)
 	require.True(t, v.Valid(), v.Message())
-	caller := WithPrincipal(ctx, &Principal{KeyID: k.ID, Owner: k.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: fixtureIP})
+	caller := authz.WithPrincipal(ctx, &authz.Principal{KeyID: k.ID, Owner: k.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: fixtureIP})
 	return &tokenFixture{store: st, keys: keys, tokens: tokens, ctx: caller, key: k, secret: secret}
 }
 

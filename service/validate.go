@@ -12,6 +12,8 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/accesstoken"
+	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -117,12 +119,12 @@ func narrowestNetworks(token, key []string) []string {
 	}
 	var out []string
 	for _, c := range token {
-		if prefixWithin(c, key) {
+		if authz.PrefixWithin(c, key) {
 			out = append(out, c)
 		}
 	}
 	for _, c := range key {
-		if prefixWithin(c, token) && !slices.Contains(out, c) {
+		if authz.PrefixWithin(c, token) && !slices.Contains(out, c) {
 			out = append(out, c)
 		}
 	}
@@ -171,7 +173,7 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 	if required != "" {
 		var err error
 		if need, err = permission.Parse(required); err != nil {
-			return TokenVerdict{}, InvalidArgument("required_permission", "%v", err)
+			return TokenVerdict{}, errs.InvalidArgument("required_permission", "%v", err)
 		}
 	}
 	if strings.HasPrefix(token, "kw_") {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -119,7 +120,7 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 	if required != "" {
 		var err error
 		if need, err = permission.Parse(required); err != nil {
-			return Verification{}, InvalidArgument("required_permission", "%v", err)
+			return Verification{}, errs.InvalidArgument("required_permission", "%v", err)
 		}
 	}
 	parsed, err := apikey.Parse(secret)

@@ -1,4 +1,4 @@
-package service
+package authz
 
 import (
 	"context"
@@ -77,15 +77,15 @@ func (p *Principal) ExpireTime() time.Time {
 	if p.Key != nil {
 		t = p.Key.ExpireTime
 	}
-	t = earliest(t, p.SecretExpireTime)
+	t = Earliest(t, p.SecretExpireTime)
 	if p.Token != nil {
-		t = earliest(t, p.Token.ExpireTime)
+		t = Earliest(t, p.Token.ExpireTime)
 	}
 	return t
 }
 
-// earliest is the earlier of two times, where zero means never.
-func earliest(a, b time.Time) time.Time {
+// Earliest is the earlier of two credential ends, where zero means never.
+func Earliest(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
 		return b
 	}

@@ -1,4 +1,4 @@
-package service
+package authz
 
 import (
 	"context"
@@ -44,8 +44,8 @@ type Holding struct {
 	MissingRole string
 }
 
-// holdingOf describes a key with its effective permissions.
-func holdingOf(k *repository.Key, perms permission.Set) Holding {
+// HoldingOf describes a key with its effective permissions.
+func HoldingOf(k *repository.Key, perms permission.Set) Holding {
 	return Holding{
 		Environment: k.Environment, Permissions: perms, CIDRs: k.AllowedCIDRs, AllowedCountries: k.AllowedCountries, DeniedCountries: k.DeniedCountries,
 		ExpireTime: k.ExpireTime, RateLimit: k.RateLimit, Quota: k.Quota, MaxTokenTTL: k.MaxTokenTTL, Audiences: k.AllowedAudiences,
@@ -60,8 +60,8 @@ type Shortfall struct {
 
 func (s *Shortfall) String() string { return s.Field + ": " + s.Why }
 
-// mayHold checks the caller of ctx against h and returns what it lacks, or nil.
-func mayHold(ctx context.Context, h Holding) *Shortfall {
+// MayHold checks the caller of ctx against h and returns what it lacks, or nil.
+func MayHold(ctx context.Context, h Holding) *Shortfall {
 	p := PrincipalFrom(ctx)
 	if p == nil {
 		return nil
@@ -69,9 +69,9 @@ func mayHold(ctx context.Context, h Holding) *Shortfall {
 	return p.shortfall(h)
 }
 
-// mayGrant checks that the caller of ctx holds every permission of perms (a role
+// MayGrant checks that the caller of ctx holds every permission of perms (a role
 // grants only what its author holds), and returns the first it lacks, or nil.
-func mayGrant(ctx context.Context, perms permission.Set) *Shortfall {
+func MayGrant(ctx context.Context, perms permission.Set) *Shortfall {
 	p := PrincipalFrom(ctx)
 	if p == nil {
 		return nil
@@ -88,9 +88,9 @@ func (p *Principal) grantShortfall(perms permission.Set) *Shortfall {
 	return nil
 }
 
-// restriction returns a restriction the caller is under, or nil when it has none:
+// Restriction returns a restriction the caller is under, or nil when it has none:
 // a live API key bound by nothing, which holds every freedom a credential can have.
-func (p *Principal) restriction() *Shortfall {
+func (p *Principal) Restriction() *Shortfall {
 	return p.shortfall(Holding{Environment: repository.EnvironmentLive})
 }
 
@@ -121,7 +121,7 @@ func (p *Principal) shortfall(h Holding) *Shortfall {
 			return &Shortfall{"allowed_cidrs", fmt.Sprintf("the caller may be used only from %s: the credential must be bound to networks within them", strings.Join(bound, ", "))}
 		}
 		for _, c := range h.CIDRs {
-			if !prefixWithin(c, bound) {
+			if !PrefixWithin(c, bound) {
 				return &Shortfall{"allowed_cidrs", fmt.Sprintf("%s is outside the caller's networks (%s)", c, strings.Join(bound, ", "))}
 			}
 		}
@@ -198,8 +198,8 @@ func (p *Principal) tokenAudience() []string {
 	return p.Token.Audience
 }
 
-// prefixWithin reports whether the network c lies inside one of bound.
-func prefixWithin(c string, bound []string) bool {
+// PrefixWithin reports whether the network c lies inside one of bound.
+func PrefixWithin(c string, bound []string) bool {
 	inner, err := netip.ParsePrefix(c)
 	if err != nil {
 		return false

@@ -1,13 +1,13 @@
-package service
+package clientnet
 
 import "net/netip"
 
-// ClientNetwork is the network that counts as one client where failures are
+// Of is the network that counts as one client where failures are
 // limited and throttled refusals aggregated: an IPv4 address (the devices behind one
 // NAT address share it), or an IPv6 /64, the smallest network a subscriber is
 // given, so that an IPv6 client cannot take a fresh address for every attempt. An
 // unknown (invalid) address is a network of its own.
-func ClientNetwork(ip netip.Addr) netip.Prefix {
+func Of(ip netip.Addr) netip.Prefix {
 	ip = ip.Unmap()
 	if !ip.IsValid() {
 		return netip.Prefix{}

@@ -1,4 +1,4 @@
-package service_test
+package clientnet_test
 
 import (
 	"net/netip"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/clientnet"
 )
 
 func TestClientNetwork(t *testing.T) {
@@ -17,7 +17,7 @@ func TestClientNetwork(t *testing.T) {
 		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"},
 		{"fe80::1%eth0", "fe80::/64"},
 	} {
-		assert.Equal(t, netip.MustParsePrefix(tc.want), service.ClientNetwork(netip.MustParseAddr(tc.ip)), tc.ip)
+		assert.Equal(t, netip.MustParsePrefix(tc.want), clientnet.Of(netip.MustParseAddr(tc.ip)), tc.ip)
 	}
-	assert.Equal(t, netip.Prefix{}, service.ClientNetwork(netip.Addr{}), "an unknown address")
+	assert.Equal(t, netip.Prefix{}, clientnet.Of(netip.Addr{}), "an unknown address")
 }
