@@ -16,7 +16,7 @@ import (
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/audit"
 )
 
 // Metadata the gateway adds for the audit log (trusted only with the gateway secret).
@@ -29,7 +29,7 @@ const (
 // alike, allowed or denied. Recording never blocks the call: events are queued for
 // the batch writer.
 type auditor struct {
-	audit *service.Audit
+	audit *audit.Log
 	ips   *clientIPs
 	now   func() time.Time // the clock of events' times; latency is measured on the wall clock
 }
@@ -119,10 +119,10 @@ func (a *auditor) record(ctx context.Context, method string, req any, at, start 
 	a.audit.Record(e)
 }
 
-// auditServer is the gRPC face of service.Audit.
+// auditServer is the gRPC face of audit.Log.
 type auditServer struct {
 	keywardv1.UnimplementedAuditServiceServer
-	audit    *service.Audit
+	audit    *audit.Log
 	stopping <-chan struct{}
 }
 

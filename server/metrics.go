@@ -15,6 +15,8 @@ import (
 
 	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/accesstoken"
+	"github.com/keyward/keyward/service/audit"
+	"github.com/keyward/keyward/service/revocation"
 )
 
 // metrics is the server's Prometheus registry: request counts and latencies from an
@@ -29,7 +31,7 @@ type metrics struct {
 	ips       *clientIPs
 }
 
-func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, audit *service.Audit, revs *service.Revocations) *metrics {
+func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, audit *audit.Log, revs *revocation.Log) *metrics {
 	m := &metrics{reg: reg, ips: ips}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyward_requests_total", Help: "Requests by service, method, status code and transport (grpc, rest).",

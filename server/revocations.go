@@ -6,13 +6,13 @@ import (
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/revocation"
 )
 
 // revocationServer is the gRPC face of the revocation stream.
 type revocationServer struct {
 	keywardv1.UnimplementedRevocationServiceServer
-	revs     *service.Revocations
+	revs     *revocation.Log
 	stopping <-chan struct{}
 }
 
@@ -30,7 +30,7 @@ func (s *revocationServer) WatchRevocations(req *keywardv1.WatchRevocationsReque
 	}
 	ctx, cancel := streamContext(stream.Context(), s.stopping)
 	defer cancel()
-	return endStream(s.revs.Watch(ctx, req.GetAfterSequence(), func(m service.WatchMessage) error {
+	return endStream(s.revs.Watch(ctx, req.GetAfterSequence(), func(m revocation.WatchMessage) error {
 		out := &keywardv1.WatchRevocationsResponse{}
 		switch {
 		case m.Event != nil:

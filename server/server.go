@@ -32,6 +32,8 @@ import (
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/audit"
+	"github.com/keyward/keyward/service/revocation"
 )
 
 // Deps are what the transport serves and where it reports: the services its
@@ -41,8 +43,8 @@ type Deps struct {
 	Keys        *service.Keys
 	Tokens      *service.Tokens
 	Roles       *service.Roles
-	Revocations *service.Revocations
-	Audit       *service.Audit
+	Revocations *revocation.Log
+	Audit       *audit.Log
 	Log         *slog.Logger
 	Metrics     *prometheus.Registry
 }

@@ -14,9 +14,11 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/audit"
 	"github.com/keyward/keyward/service/authz"
 	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
+	"github.com/keyward/keyward/service/revocation"
 )
 
 // KeysConfig tunes the key service.
@@ -30,14 +32,14 @@ type KeysConfig struct {
 	Now func() time.Time
 	// Revocations, when set, receives every key revocation and reduction of rights,
 	// and tells the cache of revocations made by other instances.
-	Revocations *Revocations
+	Revocations *revocation.Log
 	// RevokedKeyRelevance is how long a key revocation stays in the revocation log
 	// (at least the longest refresh-token family lifetime); default 90 days.
 	RevokedKeyRelevance time.Duration
 	// Geo resolves client countries; nil fails every country restriction closed.
 	Geo CountryResolver
 	// Audit, when set, receives the permanent history of every key.
-	Audit *Audit
+	Audit *audit.Log
 	// Stats, when set, counts verifications; otherwise a private one is used.
 	Stats *Stats
 }
@@ -49,11 +51,11 @@ type Keys struct {
 	cache     *keyCache
 	now       func() time.Time
 	log       *slog.Logger
-	revs      *Revocations
+	revs      *revocation.Log
 	relevance time.Duration
 	geo       CountryResolver
 	limiters  *limiters
-	audit     *Audit
+	audit     *audit.Log
 	stats     *Stats
 }
 

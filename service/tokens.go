@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/service/authz"
 	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
+	"github.com/keyward/keyward/service/revocation"
 )
 
 // TokensConfig is the token policy.
@@ -62,7 +63,7 @@ func DefaultTokensConfig() TokensConfig {
 type Tokens struct {
 	cfg      TokensConfig
 	keys     *Keys
-	revs     *Revocations
+	revs     *revocation.Log
 	store    repository.TokenRepository
 	ring     *keyring
 	verifier *accesstoken.Verifier
@@ -77,7 +78,7 @@ type Tokens struct {
 
 // NewTokens returns the token service. It loads the signing keys and creates the
 // first one on an empty store.
-func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, keys *Keys, revs *Revocations, sealer *Sealer, log *slog.Logger) (*Tokens, error) {
+func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, keys *Keys, revs *revocation.Log, sealer *Sealer, log *slog.Logger) (*Tokens, error) {
 	if !slices.Contains(accesstoken.Algorithms, cfg.Algorithm) {
 		return nil, fmt.Errorf("unknown token algorithm %q (want one of %s)", cfg.Algorithm, strings.Join(accesstoken.Algorithms, ", "))
 	}

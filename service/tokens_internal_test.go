@@ -23,6 +23,7 @@ import (
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/revocation"
 )
 
 type tokenFixture struct {
@@ -59,7 +60,7 @@ func newTokenFixtureAt(t testing.TB, alg string, mod func(*TokensConfig), now fu
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(ctx) })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	revs := NewRevocations(st, RevocationsConfig{Now: now}, log)
+	revs := revocation.New(st, revocation.Config{Now: now}, log)
 	keys := NewKeys(st, KeysConfig{CacheTTL: time.Hour, Revocations: revs, Now: now}, log)
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)

@@ -18,7 +18,9 @@ import (
 	"github.com/keyward/keyward/repository/mongodb"
 	"github.com/keyward/keyward/server"
 	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/audit"
 	"github.com/keyward/keyward/service/geoip"
+	"github.com/keyward/keyward/service/revocation"
 )
 
 // BootstrapKeyFile is the name, in the data dir, of the file that receives the first
@@ -36,8 +38,8 @@ type App struct {
 	keys  *service.Keys
 	// tokens, revs and audit run background jobs of their own.
 	tokens *service.Tokens
-	revs   *service.Revocations
-	audit  *service.Audit
+	revs   *revocation.Log
+	audit  *audit.Log
 	geo    *geoip.DB
 	// stopTracing flushes and stops the trace exporter, when tracing is on.
 	stopTracing func(context.Context) error
@@ -69,7 +71,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	}
 	registry := prometheus.NewRegistry()
 	a.store = observeStore(a.store, newStoreObserver(registry))
-	a.revs = service.NewRevocations(a.store, service.RevocationsConfig{
+	a.revs = revocation.New(a.store, revocation.Config{
 		PollInterval: cfg.RevocationPollInterval, Heartbeat: cfg.RevocationHeartbeat, Now: a.now,
 	}, log)
 	if err := a.revs.Load(ctx); err != nil {
@@ -79,9 +81,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if err != nil {
 		return nil, err
 	}
-	a.audit = service.NewAudit(a.store, service.AuditConfig{
+	a.audit = audit.New(a.store, audit.Config{
 		Buffer: cfg.AuditBuffer, MaxBytes: cfg.AuditMaxBytes, UnauthenticatedMaxBytes: cfg.AuditUnauthenticatedMaxBytes,
-		HMACKey: service.AuditHMACKey(masterKey), Now: a.now,
+		HMACKey: audit.HMACKey(masterKey), Now: a.now,
 	}, log)
 	kcfg := service.KeysConfig{
 		Audit:    a.audit,

@@ -1,4 +1,4 @@
-package service_test
+package revocation_test
 
 import (
 	"context"
@@ -13,14 +13,14 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/revocation"
 )
 
-func newRevocations(t *testing.T, cfg service.RevocationsConfig) (*service.Revocations, repository.Store) {
+func newRevocations(t *testing.T, cfg revocation.Config) (*revocation.Log, repository.Store) {
 	st, err := embedded.Open(context.Background(), filepath.Join(t.TempDir(), "data"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
-	r := service.NewRevocations(st, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := revocation.New(st, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, r.Load(context.Background()))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -29,17 +29,17 @@ func newRevocations(t *testing.T, cfg service.RevocationsConfig) (*service.Revoc
 }
 
 // collect runs Watch until it has n messages (or 5 s pass) and returns them.
-func collect(t *testing.T, r *service.Revocations, after uint64, n int) []service.WatchMessage {
+func collect(t *testing.T, r *revocation.Log, after uint64, n int) []revocation.WatchMessage {
 	return collectCaughtUp(t, r, after, n, nil)
 }
 
 // collectCaughtUp is collect, closing caughtUp (when not nil) at the first
 // heartbeat: the watcher has caught up and is live.
-func collectCaughtUp(t *testing.T, r *service.Revocations, after uint64, n int, caughtUp chan<- struct{}) []service.WatchMessage {
+func collectCaughtUp(t *testing.T, r *revocation.Log, after uint64, n int, caughtUp chan<- struct{}) []revocation.WatchMessage {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var got []service.WatchMessage
-	_ = r.Watch(ctx, after, func(m service.WatchMessage) error {
+	var got []revocation.WatchMessage
+	_ = r.Watch(ctx, after, func(m revocation.WatchMessage) error {
 		got = append(got, m)
 		if m.Heartbeat != nil && caughtUp != nil {
 			close(caughtUp)
@@ -55,7 +55,7 @@ func collectCaughtUp(t *testing.T, r *service.Revocations, after uint64, n int, 
 }
 
 func TestWatchReplaysThenGoesLive(t *testing.T) {
-	r, _ := newRevocations(t, service.RevocationsConfig{})
+	r, _ := newRevocations(t, revocation.Config{})
 	ctx := context.Background()
 	until := time.Now().Add(time.Hour)
 	for _, s := range []string{"a", "b", "c"} {
@@ -63,7 +63,7 @@ func TestWatchReplaysThenGoesLive(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return r.LatestSequence() == 3 }, 5*time.Second, time.Millisecond)
 
-	done, live := make(chan []service.WatchMessage), make(chan struct{})
+	done, live := make(chan []revocation.WatchMessage), make(chan struct{})
 	go func() { done <- collectCaughtUp(t, r, 1, 4, live) }()
 	<-live // appended after the catch-up, key-d can only come live
 	require.NoError(t, r.Append(ctx, repository.RevokedAPIKey, "key-d", "test", until))
@@ -77,7 +77,7 @@ func TestWatchReplaysThenGoesLive(t *testing.T) {
 }
 
 func TestWatchFromAPrunedSequenceResyncs(t *testing.T) {
-	r, st := newRevocations(t, service.RevocationsConfig{})
+	r, st := newRevocations(t, revocation.Config{})
 	ctx := context.Background()
 	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
 	require.NoError(t, r.Append(ctx, repository.RevokedAccessToken, "old-1", "t", past))
@@ -103,16 +103,16 @@ func TestWatchFromAPrunedSequenceResyncs(t *testing.T) {
 }
 
 func TestSlowSubscriberIsToldToResync(t *testing.T) {
-	r, _ := newRevocations(t, service.RevocationsConfig{SubscriberBuffer: 4})
+	r, _ := newRevocations(t, revocation.Config{SubscriberBuffer: 4})
 	ctx := context.Background()
 	until := time.Now().Add(time.Hour)
 	release := make(chan struct{})
-	var got []service.WatchMessage
+	var got []revocation.WatchMessage
 	watchCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	watched := make(chan error)
 	go func() {
-		watched <- r.Watch(watchCtx, 0, func(m service.WatchMessage) error {
+		watched <- r.Watch(watchCtx, 0, func(m revocation.WatchMessage) error {
 			if len(got) == 1 {
 				<-release // stall while revocations pile up
 			}

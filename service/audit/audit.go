@@ -1,4 +1,4 @@
-package service
+package audit
 
 import (
 	"context"
@@ -25,8 +25,8 @@ import (
 	"github.com/keyward/keyward/service/page"
 )
 
-// AuditConfig tunes the audit log.
-type AuditConfig struct {
+// Config tunes the audit log.
+type Config struct {
 	// Buffer is how many events may wait to be written; beyond it events are dropped
 	// and counted (the count is itself recorded once writing resumes). Events of
 	// calls without a valid credential may take half of it, so that a flood of them
@@ -56,10 +56,10 @@ type AuditConfig struct {
 // codeResourceExhausted is the audit code of throttled calls.
 const codeResourceExhausted = "RESOURCE_EXHAUSTED"
 
-// Audit records every request, asynchronously and in batches off the request path,
+// Log records every request, asynchronously and in batches off the request path,
 // keeps the permanent history of keys, and streams new events to watchers.
-type Audit struct {
-	cfg  AuditConfig
+type Log struct {
+	cfg  Config
 	repo repository.AuditRepository
 	log  *slog.Logger
 	ch   chan *repository.AuditEvent
@@ -87,8 +87,8 @@ type Audit struct {
 	macs sync.Pool
 }
 
-// NewAudit returns the audit log; Run writes it.
-func NewAudit(store repository.Store, cfg AuditConfig, log *slog.Logger) *Audit {
+// New returns the audit log; Run writes it.
+func New(store repository.Store, cfg Config, log *slog.Logger) *Log {
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 10_000
 	}
@@ -114,15 +114,16 @@ func NewAudit(store repository.Store, cfg AuditConfig, log *slog.Logger) *Audit 
 		cfg.Now = time.Now
 	}
 	if len(cfg.HMACKey) == 0 {
-		cfg.HMACKey = randomBytes(32)
+		cfg.HMACKey = make([]byte, 32)
+		_, _ = rand.Read(cfg.HMACKey)
 	}
-	return &Audit{cfg: cfg, repo: store.Audit(), log: log, ch: make(chan *repository.AuditEvent, cfg.Buffer),
+	return &Log{cfg: cfg, repo: store.Audit(), log: log, ch: make(chan *repository.AuditEvent, cfg.Buffer),
 		subs: map[*auditSub]struct{}{}, aggregates: map[throttleKey]*aggregate{}, stopped: make(chan struct{})}
 }
 
 // NewEventID returns an id that sorts in time order: nanoseconds, then a counter and
 // random bits so that ids from several instances never collide.
-func (a *Audit) NewEventID(t time.Time) string {
+func (a *Log) NewEventID(t time.Time) string {
 	var b [12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixNano()))
 	binary.BigEndian.PutUint16(b[8:10], uint16(a.seq.Add(1))) //nolint:gosec // the counter wraps on purpose: it tells apart events of one nanosecond
@@ -137,7 +138,7 @@ func (a *Audit) NewEventID(t time.Time) string {
 // with the others of its client network, method and window into one event; nothing
 // with a valid credential ever is. When the buffer (or the others' half of it) is
 // full the event is dropped and counted.
-func (a *Audit) Record(e *repository.AuditEvent) {
+func (a *Log) Record(e *repository.AuditEvent) {
 	if e.ID == "" {
 		e.ID = a.NewEventID(e.Time)
 	}
@@ -151,7 +152,7 @@ func (a *Audit) Record(e *repository.AuditEvent) {
 }
 
 // enqueue queues e for the writer, or drops and counts it.
-func (a *Audit) enqueue(e *repository.AuditEvent) {
+func (a *Log) enqueue(e *repository.AuditEvent) {
 	if !e.Authenticated && a.pendingUnauth.Add(1) > int64(a.cfg.Buffer/2) {
 		a.pendingUnauth.Add(-1)
 		a.droppedUnauth.Add(1)
@@ -185,7 +186,7 @@ type aggregate struct {
 
 // gather adds a throttled refusal to its aggregate. When MaxAggregates are open
 // already, all of them are queued first.
-func (a *Audit) gather(e *repository.AuditEvent) {
+func (a *Log) gather(e *repository.AuditEvent) {
 	ip, _ := netip.ParseAddr(e.ClientIP)
 	k := throttleKey{clientnet.Of(ip), e.Method, e.HTTPMethod, e.HTTPRoute}
 	var full map[throttleKey]*aggregate
@@ -212,7 +213,7 @@ func (a *Audit) gather(e *repository.AuditEvent) {
 
 // due takes the aggregates whose window has passed at now (all of them with all),
 // as events.
-func (a *Audit) due(now time.Time, all bool) []*repository.AuditEvent {
+func (a *Log) due(now time.Time, all bool) []*repository.AuditEvent {
 	a.amu.Lock()
 	defer a.amu.Unlock()
 	var out []*repository.AuditEvent
@@ -239,23 +240,23 @@ func (g *aggregate) event(k throttleKey) *repository.AuditEvent {
 }
 
 // Dropped is how many events were dropped because the buffer was full.
-func (a *Audit) Dropped() int64 { return a.dropped.Load() + a.droppedUnauth.Load() }
+func (a *Log) Dropped() int64 { return a.dropped.Load() + a.droppedUnauth.Load() }
 
 // Written is how many events were stored.
-func (a *Audit) Written() int64 { return a.written.Load() }
+func (a *Log) Written() int64 { return a.written.Load() }
 
 // Batches is how many batches were written.
-func (a *Audit) Batches() int64 { return a.batches.Load() }
+func (a *Log) Batches() int64 { return a.batches.Load() }
 
 // Pending is how many events wait to be written.
-func (a *Audit) Pending() int { return len(a.ch) }
+func (a *Log) Pending() int { return len(a.ch) }
 
 // Run writes queued events in batches until ctx ends, then flushes what is left
 // (for up to flushTimeout). A failed batch is retried, with backoff, until it is
 // written: while the store is down events wait in the buffer. After each batch the
 // store is trimmed to its bounds, and every FlushEvery the aggregates of throttled
 // refusals whose window has passed join the batch.
-func (a *Audit) Run(ctx context.Context, flushTimeout time.Duration) {
+func (a *Log) Run(ctx context.Context, flushTimeout time.Duration) {
 	defer close(a.stopped)
 	tick := time.NewTicker(a.cfg.FlushEvery)
 	defer tick.Stop()
@@ -346,7 +347,7 @@ func (a *Audit) Run(ctx context.Context, flushTimeout time.Duration) {
 }
 
 // droppedEvent records that n events of one kind were dropped.
-func (a *Audit) droppedEvent(now time.Time, n int64, authenticated bool) *repository.AuditEvent {
+func (a *Log) droppedEvent(now time.Time, n int64, authenticated bool) *repository.AuditEvent {
 	reason := fmt.Sprintf("%d audit events dropped: the buffer was full", n)
 	if !authenticated {
 		reason = fmt.Sprintf("%d audit events dropped: calls without a valid credential, or throttled, filled their half of the buffer", n)
@@ -356,10 +357,10 @@ func (a *Audit) droppedEvent(now time.Time, n int64, authenticated bool) *reposi
 }
 
 // Stopped is closed when Run has returned.
-func (a *Audit) Stopped() <-chan struct{} { return a.stopped }
+func (a *Log) Stopped() <-chan struct{} { return a.stopped }
 
 // List returns a page of events, newest first, and the next page's token.
-func (a *Audit) List(ctx context.Context, f repository.AuditFilter, pageSize int, pageToken string) ([]*repository.AuditEvent, string, error) {
+func (a *Log) List(ctx context.Context, f repository.AuditFilter, pageSize int, pageToken string) ([]*repository.AuditEvent, string, error) {
 	if pageSize <= 0 {
 		pageSize = 100
 	}
@@ -393,7 +394,7 @@ type auditSub struct {
 // Watch streams events matching f, as they are recorded on this instance, to send
 // until ctx ends or send fails. A watcher that falls more than 1,000 events behind
 // is cut off with an error rather than slowing anyone down.
-func (a *Audit) Watch(ctx context.Context, f repository.AuditFilter, send func(*repository.AuditEvent) error) error {
+func (a *Log) Watch(ctx context.Context, f repository.AuditFilter, send func(*repository.AuditEvent) error) error {
 	s := &auditSub{f: f, ch: make(chan *repository.AuditEvent, 1000)}
 	a.mu.Lock()
 	a.subs[s] = struct{}{}
@@ -418,7 +419,7 @@ func (a *Audit) Watch(ctx context.Context, f repository.AuditFilter, send func(*
 	}
 }
 
-func (a *Audit) publish(e *repository.AuditEvent) {
+func (a *Log) publish(e *repository.AuditEvent) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for s := range a.subs {
@@ -445,7 +446,7 @@ func matches(f repository.AuditFilter, e *repository.AuditEvent) bool {
 
 // KeyEvent appends to a key's permanent history. It is written at once (not
 // batched): the history of a key must survive a crash.
-func (a *Audit) KeyEvent(ctx context.Context, keyID, action, reason string, changed []string) error {
+func (a *Log) KeyEvent(ctx context.Context, keyID, action, reason string, changed []string) error {
 	now := a.cfg.Now().UTC().Truncate(time.Millisecond)
 	e := &repository.KeyEvent{ID: a.NewEventID(now), KeyID: keyID, Action: action, Time: now, Reason: reason, ChangedFields: changed}
 	if p := authz.PrincipalFrom(ctx); p != nil {
@@ -458,7 +459,7 @@ func (a *Audit) KeyEvent(ctx context.Context, keyID, action, reason string, chan
 }
 
 // KeyHistory returns a page of a key's history, oldest first.
-func (a *Audit) KeyHistory(ctx context.Context, keyID string, pageSize int, pageToken string) ([]*repository.KeyEvent, string, error) {
+func (a *Log) KeyHistory(ctx context.Context, keyID string, pageSize int, pageToken string) ([]*repository.KeyEvent, string, error) {
 	if pageSize <= 0 {
 		pageSize = 100
 	}
@@ -496,7 +497,7 @@ var (
 // AuditHeaders returns the headers to record from a request's headers (names in
 // lower case): the allow-list, with any secret-looking value and every credential
 // header replaced by its HMAC.
-func (a *Audit) AuditHeaders(get func(name string) string) map[string]string {
+func (a *Log) AuditHeaders(get func(name string) string) map[string]string {
 	var out map[string]string
 	set := func(k, v string) {
 		if out == nil {
@@ -526,7 +527,7 @@ const maxAuditValue = 256
 // Sanitize returns a header value fit for the audit log: at most maxAuditValue
 // bytes (cut at a character boundary), and replaced by its HMAC when it looks like it
 // carries a Keyward secret.
-func (a *Audit) Sanitize(v string) string {
+func (a *Log) Sanitize(v string) string {
 	// Every match of secretLike contains "kw" or "eyJ": most values skip the regexp.
 	if (strings.Contains(v, "kw") || strings.Contains(v, "eyJ")) && secretLike.MatchString(v) {
 		return a.Correlation(v)
@@ -542,7 +543,7 @@ func (a *Audit) Sanitize(v string) string {
 }
 
 // Correlation is the keyed HMAC that stands for a secret in the audit log.
-func (a *Audit) Correlation(secret string) string {
+func (a *Log) Correlation(secret string) string {
 	m, _ := a.macs.Get().(*macState)
 	if m == nil {
 		m = &macState{h: hmac.New(sha256.New, a.cfg.HMACKey)}
@@ -560,16 +561,16 @@ func (a *Audit) Correlation(secret string) string {
 	return string(out[:])
 }
 
-// macState is a keyed HMAC with its buffers, reused through Audit.macs.
+// macState is a keyed HMAC with its buffers, reused through Log.macs.
 type macState struct {
 	h   hash.Hash
 	in  []byte
 	sum [sha256.Size]byte
 }
 
-// AuditHMACKey derives the audit correlation key from the master key, so that every
+// HMACKey derives the audit correlation key from the master key, so that every
 // instance sharing a master key correlates alike.
-func AuditHMACKey(masterKey []byte) []byte {
+func HMACKey(masterKey []byte) []byte {
 	m := hmac.New(sha256.New, masterKey)
 	m.Write([]byte("keyward audit correlation v1"))
 	return m.Sum(nil)

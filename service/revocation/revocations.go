@@ -1,4 +1,4 @@
-package service
+package revocation
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/keyward/keyward/repository"
 )
 
-// Revocations records every revocation in the ordered, durable log, keeps what
+// Log records every revocation in the ordered, durable log, keeps what
 // validation needs of it in memory (revoked access-token ids and refresh families),
 // and streams the log to subscribers.
 //
@@ -21,11 +21,11 @@ import (
 // revocation, from every instance sharing the store, in order, exactly once. A gap
 // that does not close within GapTimeout (an entry pruned under the follower) is
 // stepped over.
-type Revocations struct {
+type Log struct {
 	entries repository.RevocationRepository
 	log     *slog.Logger
 	now     func() time.Time
-	cfg     RevocationsConfig
+	cfg     Config
 	wake    chan struct{}
 	applied sync.Mutex // serialises Poll
 
@@ -34,7 +34,7 @@ type Revocations struct {
 	families map[string]time.Time
 	last     uint64 // the highest sequence published, contiguously
 	gapSince time.Time
-	subs     map[*RevocationSub]struct{}
+	subs     map[*Subscription]struct{}
 	// keyObservers are told of every key revocation and reduction of rights applied
 	// here; lagObservers of each published entry's propagation lag.
 	keyObservers []func(subject string)
@@ -44,8 +44,8 @@ type Revocations struct {
 	events    atomic.Int64 // entries published since start
 }
 
-// RevocationsConfig tunes the follower and the stream.
-type RevocationsConfig struct {
+// Config tunes the follower and the stream.
+type Config struct {
 	// PollInterval is how often the log is polled for other instances' revocations.
 	PollInterval time.Duration
 	// GapTimeout is how long a missing sequence number is waited for.
@@ -58,8 +58,8 @@ type RevocationsConfig struct {
 	Now func() time.Time
 }
 
-// NewRevocations returns the revocation log service; call Load before use.
-func NewRevocations(store repository.Store, cfg RevocationsConfig, log *slog.Logger) *Revocations {
+// New returns the revocation log service; call Load before use.
+func New(store repository.Store, cfg Config, log *slog.Logger) *Log {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
 	}
@@ -75,18 +75,18 @@ func NewRevocations(store repository.Store, cfg RevocationsConfig, log *slog.Log
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Revocations{
+	return &Log{
 		entries: store.Revocations(), log: log, now: cfg.Now, cfg: cfg, wake: make(chan struct{}, 1),
 		tokens: map[string]time.Time{}, families: map[string]time.Time{},
-		subs: map[*RevocationSub]struct{}{},
+		subs: map[*Subscription]struct{}{},
 	}
 }
 
 // OnKeyRevoked registers f to be told the subject of every key revocation and
 // reduction of rights applied on this instance, local or from the log: a key id, or
-// RoleSubjectPrefix and a role name for every key holding the role. The key cache
+// a role subject (RoleSubjectPrefix and its name) for every key holding the role. The key cache
 // drops what it holds of the subject through it. Register before Load.
-func (r *Revocations) OnKeyRevoked(f func(subject string)) {
+func (r *Log) OnKeyRevoked(f func(subject string)) {
 	r.mu.Lock()
 	r.keyObservers = append(r.keyObservers, f)
 	r.mu.Unlock()
@@ -95,18 +95,18 @@ func (r *Revocations) OnKeyRevoked(f func(subject string)) {
 // OnPropagated registers f to observe each entry's propagation lag: the time from
 // its revocation (on any instance) to its publication here. Entries read by Load
 // are not observed.
-func (r *Revocations) OnPropagated(f func(lag time.Duration)) {
+func (r *Log) OnPropagated(f func(lag time.Duration)) {
 	r.mu.Lock()
 	r.lagObservers = append(r.lagObservers, f)
 	r.mu.Unlock()
 }
 
 // Load reads the whole retained log.
-func (r *Revocations) Load(ctx context.Context) error { return r.poll(ctx, true) }
+func (r *Log) Load(ctx context.Context) error { return r.poll(ctx, true) }
 
 // Append stores a revocation in the log, applies it here at once and wakes the
 // follower, which publishes it to subscribers in sequence order.
-func (r *Revocations) Append(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
+func (r *Log) Append(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
 	rev := r.entry(kind, subject, reason, relevantUntil)
 	if err := r.entries.AppendRevocation(ctx, rev); err != nil {
 		return err
@@ -119,7 +119,7 @@ func (r *Revocations) Append(ctx context.Context, kind, subject, reason string, 
 // AppendOnce appends a revocation unless one of that kind and subject is in the log
 // already (then it only applies it here): revoking what is revoked adds nothing to
 // the log every subscriber reads, however many callers race to do it.
-func (r *Revocations) AppendOnce(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
+func (r *Log) AppendOnce(ctx context.Context, kind, subject, reason string, relevantUntil time.Time) error {
 	rev := r.entry(kind, subject, reason, relevantUntil)
 	err := r.entries.AppendRevocationOnce(ctx, rev)
 	if errors.Is(err, repository.ErrAlreadyExists) {
@@ -134,7 +134,7 @@ func (r *Revocations) AppendOnce(ctx context.Context, kind, subject, reason stri
 	return nil
 }
 
-func (r *Revocations) entry(kind, subject, reason string, relevantUntil time.Time) *repository.Revocation {
+func (r *Log) entry(kind, subject, reason string, relevantUntil time.Time) *repository.Revocation {
 	return &repository.Revocation{
 		Kind: kind, SubjectID: subject, Reason: reason,
 		RevokeTime:    r.now().UTC().Truncate(time.Millisecond),
@@ -142,7 +142,7 @@ func (r *Revocations) entry(kind, subject, reason string, relevantUntil time.Tim
 	}
 }
 
-func (r *Revocations) wakeFollower() {
+func (r *Log) wakeFollower() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -150,9 +150,9 @@ func (r *Revocations) wakeFollower() {
 }
 
 // Poll publishes the entries appended since the last poll.
-func (r *Revocations) Poll(ctx context.Context) error { return r.poll(ctx, false) }
+func (r *Log) Poll(ctx context.Context) error { return r.poll(ctx, false) }
 
-func (r *Revocations) poll(ctx context.Context, initial bool) error {
+func (r *Log) poll(ctx context.Context, initial bool) error {
 	r.applied.Lock()
 	defer r.applied.Unlock()
 	for {
@@ -173,7 +173,7 @@ func (r *Revocations) poll(ctx context.Context, initial bool) error {
 
 // publishInOrder publishes rev if it is the next sequence number (or the gap before
 // it has lasted too long); false when it must wait.
-func (r *Revocations) publishInOrder(rev *repository.Revocation, initial bool) bool {
+func (r *Log) publishInOrder(rev *repository.Revocation, initial bool) bool {
 	r.mu.Lock()
 	if next := r.last + 1; rev.Sequence != next && !initial {
 		now := r.now()
@@ -205,7 +205,7 @@ func (r *Revocations) publishInOrder(rev *repository.Revocation, initial bool) b
 }
 
 // Follow polls the log until ctx ends.
-func (r *Revocations) Follow(ctx context.Context) {
+func (r *Log) Follow(ctx context.Context) {
 	t := time.NewTicker(r.cfg.PollInterval)
 	defer t.Stop()
 	forget := time.NewTicker(time.Minute)
@@ -227,7 +227,7 @@ func (r *Revocations) Follow(ctx context.Context) {
 }
 
 // applyState updates the in-memory sets validation reads; idempotent.
-func (r *Revocations) applyState(rev *repository.Revocation) {
+func (r *Log) applyState(rev *repository.Revocation) {
 	r.mu.Lock()
 	switch rev.Kind {
 	case repository.RevokedAccessToken:
@@ -244,7 +244,7 @@ func (r *Revocations) applyState(rev *repository.Revocation) {
 	}
 }
 
-func (r *Revocations) forgetExpired() {
+func (r *Log) forgetExpired() {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -262,7 +262,7 @@ func (r *Revocations) forgetExpired() {
 
 // TokenRevoked reports whether the access token jti was revoked, or the refresh
 // family (session) it belongs to; session is empty for a token outside any.
-func (r *Revocations) TokenRevoked(jti, session string) bool {
+func (r *Log) TokenRevoked(jti, session string) bool {
 	r.mu.RLock()
 	_, ok := r.tokens[jti]
 	if !ok && session != "" {
@@ -275,7 +275,7 @@ func (r *Revocations) TokenRevoked(jti, session string) bool {
 // FamilyRevoked reports whether the refresh family was revoked, asking the store
 // when this instance has not seen it (refresh is not a hot path, and a theft
 // detected on another instance must stop this one at once).
-func (r *Revocations) FamilyRevoked(ctx context.Context, family string) (bool, error) {
+func (r *Log) FamilyRevoked(ctx context.Context, family string) (bool, error) {
 	r.mu.RLock()
 	_, ok := r.families[family]
 	r.mu.RUnlock()
@@ -286,38 +286,38 @@ func (r *Revocations) FamilyRevoked(ctx context.Context, family string) (bool, e
 	switch {
 	case err == nil:
 		return true, nil
-	case isNotFound(err):
+	case errors.Is(err, repository.ErrNotFound):
 		return false, nil
 	}
 	return false, err
 }
 
 // LatestSequence is the last log position published here.
-func (r *Revocations) LatestSequence() uint64 { return r.published.Load() }
+func (r *Log) LatestSequence() uint64 { return r.published.Load() }
 
 // Published is how many log entries this instance has published since it started.
-func (r *Revocations) Published() int64 { return r.events.Load() }
+func (r *Log) Published() int64 { return r.events.Load() }
 
 // Subscribers is the number of open subscriptions.
-func (r *Revocations) Subscribers() int {
+func (r *Log) Subscribers() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return len(r.subs)
 }
 
 // Prune deletes log entries that no longer matter.
-func (r *Revocations) Prune(ctx context.Context) (int64, error) {
+func (r *Log) Prune(ctx context.Context) (int64, error) {
 	return r.entries.PruneRevocations(ctx, r.now())
 }
 
-// RevocationSub is one subscriber's bounded queue of published revocations.
-type RevocationSub struct {
+// Subscription is one subscriber's bounded queue of published revocations.
+type Subscription struct {
 	ch       chan *repository.Revocation
 	overflow chan struct{}
 	once     sync.Once
 }
 
-func (s *RevocationSub) deliver(rev *repository.Revocation) {
+func (s *Subscription) deliver(rev *repository.Revocation) {
 	select {
 	case s.ch <- rev:
 	default:
@@ -325,15 +325,15 @@ func (s *RevocationSub) deliver(rev *repository.Revocation) {
 	}
 }
 
-func (r *Revocations) subscribe() *RevocationSub {
-	s := &RevocationSub{ch: make(chan *repository.Revocation, r.cfg.SubscriberBuffer), overflow: make(chan struct{})}
+func (r *Log) subscribe() *Subscription {
+	s := &Subscription{ch: make(chan *repository.Revocation, r.cfg.SubscriberBuffer), overflow: make(chan struct{})}
 	r.mu.Lock()
 	r.subs[s] = struct{}{}
 	r.mu.Unlock()
 	return s
 }
 
-func (r *Revocations) unsubscribe(s *RevocationSub) {
+func (r *Log) unsubscribe(s *Subscription) {
 	r.mu.Lock()
 	delete(r.subs, s)
 	r.mu.Unlock()
@@ -355,7 +355,7 @@ type WatchMessage struct {
 // pruned), or when the subscriber falls behind its buffer, it sends a resync, every
 // revocation that still matters and a snapshot end, then goes on live: never a
 // silent gap. It returns when ctx ends or send fails.
-func (r *Revocations) Watch(ctx context.Context, after uint64, send func(WatchMessage) error) error {
+func (r *Log) Watch(ctx context.Context, after uint64, send func(WatchMessage) error) error {
 	resync := ""
 	if after > 0 {
 		first, err := r.entries.ListRevocations(ctx, 0, 1)
@@ -387,7 +387,7 @@ func (r *Revocations) Watch(ctx context.Context, after uint64, send func(WatchMe
 
 // catchUp sends what the subscriber missed (the history, or a snapshot) up to what
 // is published now, and returns the last sequence sent.
-func (r *Revocations) catchUp(ctx context.Context, after uint64, resync string, send func(WatchMessage) error) (uint64, error) {
+func (r *Log) catchUp(ctx context.Context, after uint64, resync string, send func(WatchMessage) error) (uint64, error) {
 	upto := r.LatestSequence()
 	if resync != "" {
 		if err := send(WatchMessage{Resync: resync}); err != nil {
@@ -442,7 +442,7 @@ func (r *Revocations) catchUp(ctx context.Context, after uint64, resync string, 
 
 // live forwards published entries after cursor, with heartbeats; true when the
 // subscriber overflowed and must resync.
-func (r *Revocations) live(ctx context.Context, sub *RevocationSub, cursor uint64, send func(WatchMessage) error) (bool, error) {
+func (r *Log) live(ctx context.Context, sub *Subscription, cursor uint64, send func(WatchMessage) error) (bool, error) {
 	beat := time.NewTicker(r.cfg.Heartbeat)
 	defer beat.Stop()
 	// A first heartbeat at once tells the subscriber it has caught up.

@@ -1,4 +1,4 @@
-package service_test
+package audit_test
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 
 	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/audit"
 )
 
 // A flood of events of calls without a valid credential fills at most half of the
 // buffer: the events of authenticated calls that come after it still get in.
 func TestAFloodCannotCrowdAuthenticatedEventsOutOfTheBuffer(t *testing.T) {
 	st := newAuditStore(t)
-	a := service.NewAudit(st, service.AuditConfig{Buffer: 100, Batch: 10, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := audit.New(st, audit.Config{Buffer: 100, Batch: 10, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for range 1000 { // before the writer runs: as if the store were slow
 		a.Record(&repository.AuditEvent{Time: time.Now(), Method: "/keyward.v1.KeyService/ListKeys", Code: "UNAUTHENTICATED", ClientIP: "203.0.113.9"})
 	}
@@ -51,7 +51,7 @@ func TestThrottledRefusalsAreGatheredPerNetworkAndWindow(t *testing.T) {
 	st := newAuditStore(t)
 	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	c := testclock.New(t0)
-	a := service.NewAudit(st, service.AuditConfig{Batch: 10, FlushEvery: 5 * time.Millisecond, ThrottleWindow: time.Minute, Now: c.Now},
+	a := audit.New(st, audit.Config{Batch: 10, FlushEvery: 5 * time.Millisecond, ThrottleWindow: time.Minute, Now: c.Now},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	go a.Run(ctx, 10*time.Second)

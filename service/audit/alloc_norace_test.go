@@ -2,7 +2,7 @@
 
 // The race detector makes sync.Pool drop items at random, so this runs without it.
 
-package service_test
+package audit_test
 
 import (
 	"io"
@@ -11,12 +11,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/audit"
 )
 
 // Correlation, on every request's path, allocates only its result.
 func TestCorrelationAllocatesOnlyItsResult(t *testing.T) {
-	a := service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := audit.New(newAuditStore(t), audit.Config{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	secret := "Bearer kw_live_abcdefghijklmnop_xyz"
 	assert.LessOrEqual(t, testing.AllocsPerRun(200, func() { _ = a.Correlation(secret) }), 1.0)
 }

@@ -1,4 +1,4 @@
-package service_test
+package audit_test
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/audit"
 )
 
 // outageStore is the real embedded store whose audit writes fail while down is set,
@@ -54,7 +54,7 @@ func newAuditStore(t testing.TB) *outageStore {
 	return &outageStore{Store: st, audit: &outageAudit{AuditRepository: st.Audit()}}
 }
 
-func event(_ *service.Audit, i int) *repository.AuditEvent {
+func event(_ *audit.Log, i int) *repository.AuditEvent {
 	return &repository.AuditEvent{Time: time.Now().UTC(), Method: "/m", Code: "OK", RequestID: "r" + string(rune('a'+i%26))}
 }
 
@@ -66,7 +66,7 @@ func countEvents(t *testing.T, st repository.Store) int {
 
 func TestAuditSurvivesAStoreOutage(t *testing.T) {
 	st := newAuditStore(t)
-	a := service.NewAudit(st, service.AuditConfig{Buffer: 5000, Batch: 100, FlushEvery: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := audit.New(st, audit.Config{Buffer: 5000, Batch: 100, FlushEvery: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	go a.Run(ctx, 10*time.Second)
 
@@ -100,7 +100,7 @@ func TestAuditSurvivesAStoreOutage(t *testing.T) {
 func TestAuditCountsAndRecordsDrops(t *testing.T) {
 	st := newAuditStore(t)
 	st.audit.down.Store(true)
-	a := service.NewAudit(st, service.AuditConfig{Buffer: 100, Batch: 10, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := audit.New(st, audit.Config{Buffer: 100, Batch: 10, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	go a.Run(ctx, 10*time.Second)
 	for i := range 500 {
@@ -125,7 +125,7 @@ func TestAuditCountsAndRecordsDrops(t *testing.T) {
 }
 
 func TestAuditHeadersNeverKeepSecrets(t *testing.T) {
-	a := service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := audit.New(newAuditStore(t), audit.Config{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	headers := map[string]string{
 		"authorization": "Bearer kw_live_abcdefghijklmnop_xyz",
 		"cookie":        "session=1",
@@ -150,7 +150,7 @@ func TestAuditHeadersNeverKeepSecrets(t *testing.T) {
 // same from any goroutine (its hashers are pooled).
 func TestCorrelationIsTheKeyedHMAC(t *testing.T) {
 	key := []byte("audit correlation key")
-	a := service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := audit.New(newAuditStore(t), audit.Config{HMACKey: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	want := func(v string) string {
 		m := hmac.New(sha256.New, key)
 		m.Write([]byte(v))
@@ -168,12 +168,12 @@ func TestCorrelationIsTheKeyedHMAC(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	assert.NotEqual(t, a.Correlation("a"), service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: []byte("other")},
+	assert.NotEqual(t, a.Correlation("a"), audit.New(newAuditStore(t), audit.Config{HMACKey: []byte("other")},
 		slog.New(slog.NewTextHandler(io.Discard, nil))).Correlation("a"), "keyed: another key gives another value")
 }
 
 func BenchmarkAuditHeaders(b *testing.B) {
-	a := service.NewAudit(newAuditStore(b), service.AuditConfig{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := audit.New(newAuditStore(b), audit.Config{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	headers := map[string]string{"authorization": "Bearer kw_live_abcdefghijklmnop_0123456789012345678901234567890123456789",
 		"user-agent": "grpc-go/1.77.0", "content-type": "application/grpc"}
 	get := func(h string) string { return headers[h] }
@@ -187,7 +187,7 @@ func BenchmarkAuditHeaders(b *testing.B) {
 // boundary, and the user agent and request id, which the event keeps in fields of
 // their own, are not repeated among them.
 func TestAuditHeadersAreSmall(t *testing.T) {
-	a := service.NewAudit(newAuditStore(t), service.AuditConfig{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := audit.New(newAuditStore(t), audit.Config{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	long := strings.Repeat("é", 1000) // two bytes each
 	got := a.AuditHeaders(func(h string) string {
 		if h == "content-type" {
