@@ -39,8 +39,8 @@ fuzz: ## fuzz the parsers, token validation and the REST handler, FUZZTIME each 
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./service/apikey/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseOpaque$$' -fuzztime $(FUZZTIME) ./service/apikey/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./service/permission/
-	$(GO) test -run '^$$' -fuzz '^FuzzValidateToken$$' -fuzztime $(FUZZTIME) ./service/
-	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalCIDRs$$' -fuzztime $(FUZZTIME) ./service/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateToken$$' -fuzztime $(FUZZTIME) ./service/tokens/
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalCIDRs$$' -fuzztime $(FUZZTIME) ./service/keys/
 	$(GO) test -run '^$$' -fuzz '^FuzzCountry$$' -fuzztime $(FUZZTIME) ./service/geoip/
 	$(GO) test -run '^$$' -fuzz '^FuzzREST$$' -fuzztime $(FUZZTIME) ./server/
 

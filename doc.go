@@ -13,8 +13,10 @@
 //	server/            transport only: gRPC and REST servers, interceptors (auth, validation,
 //	                   errors), the permission table, wire/domain conversion, metrics
 //	                   listener; admin/ the panel
-//	service/           use cases on domain types: keys, roles, the delegation rule,
-//	                   verification, tokens, temporary tokens, policy, audit, revocations
+//	service/           use cases on domain types, one domain per package: keys (keys,
+//	                   roles, verification, policy), tokens (access, refresh and
+//	                   temporary tokens, signing keys), revocation, audit; authz the
+//	                   caller and the delegation rule (service/doc.go maps them all)
 //	repository/        the storage contract, its behaviour suite, and the embedded and
 //	                   MongoDB engines
 //	client/            the Go client: local token validation, the revocation stream

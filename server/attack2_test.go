@@ -39,7 +39,7 @@ import (
 // CreateKey and UpdateKey enforce, is then escaped through the role: every live key
 // naming the role gets the added right. Likewise for a role created under a
 // deleted role's name that live keys still name.
-// Fault: service/roles.go mayGrantToHolders (the shortcut), service/authz/delegation.go
+// Fault: service/keys/roles.go mayGrantToHolders (the shortcut), service/authz/delegation.go
 // shortfall (Environment "" is a freedom, not "no environment").
 func TestAttack2TestKeyWidensARoleHeldByLiveKeys(t *testing.T) {
 	e := newEscalation(t)
@@ -81,7 +81,7 @@ func TestAttack2TestKeyWidensARoleHeldByLiveKeys(t *testing.T) {
 // presentation of a used-up token costs the key one use. Whoever holds the used-up
 // token (a consumer, or anyone it leaked to after use) drains the key's quota and
 // locks its owner out. A consume that approves nothing is not a use of the key.
-// Fault: service/temporary.go ConsumeTemporary (spend before the claim loop).
+// Fault: service/tokens/temporary.go ConsumeTemporary (spend before the claim loop).
 func TestAttack2UsedUpTemporaryTokenSpendsItsKeysQuota(t *testing.T) {
 	e := newEscalation(t)
 	_, secret, caller := e.key(t, "acme", []string{"payments/order-1:refund"},
@@ -160,7 +160,7 @@ func TestAttack2RoleWideningRacesKeyCreation(t *testing.T) {
 // With keyward.roles:update and no right to read keys, a caller reads the
 // restrictions of any key holding a role (and, with :create, learns whether any
 // key still names a deleted role). Rule: key data only to those who may read the
-// key. Fault: service/roles.go mayGrantToHolders quotes p.shortfall(holdingOf(k,
+// key. Fault: service/keys/roles.go mayGrantToHolders quotes p.shortfall(holdingOf(k,
 // added)), written for the caller's own request.
 func TestAttack2RoleRefusalRevealsOtherOwnersKeys(t *testing.T) {
 	e := newEscalation(t)
@@ -190,7 +190,7 @@ func TestAttack2RoleRefusalRevealsOtherOwnersKeys(t *testing.T) {
 // with a freedom (quota) the caller does not hold at that moment (here: one use
 // left). The same goes for rate limits (n keys of r/s each from a key of r/s).
 // Fault: service/authz/delegation.go shortfall compares h.Quota.Limit with q.Limit;
-// service/keys.go Create gives the new key a quota window of its own.
+// service/keys/keys.go Create gives the new key a quota window of its own.
 func TestAttack2QuotaMultipliesThroughCreatedKeys(t *testing.T) {
 	e := newEscalation(t)
 	_, _, root := e.key(t, "acme", []string{"keyward.keys/acme", "orders"}, func(r *keywardv1.CreateKeyRequest) {
@@ -222,7 +222,7 @@ func TestAttack2QuotaMultipliesThroughCreatedKeys(t *testing.T) {
 // claims.expire_time (as RFC 7662 introspection is used, and as the A5 fix assumes
 // when it makes the claims effective) accepts the token after its key expired, and
 // from networks its key may no longer be used from.
-// Fault: service/validate.go EffectiveClaims updates owner, permissions, roles and
+// Fault: service/tokens/validate.go EffectiveClaims updates owner, permissions, roles and
 // audiences, not exp (≤ the key's expire_time) nor cidrs (the key's networks now).
 func TestAttack2IntrospectionOutlivesTheKeysExpiry(t *testing.T) {
 	e := newEscalation(t)
@@ -251,8 +251,8 @@ func TestAttack2IntrospectionOutlivesTheKeysExpiry(t *testing.T) {
 // access token the same key gets is bound to its networks (cidrs claim, checked at
 // each validation); the temporary token drops the binding. Rule: no call creates a
 // credential with a freedom (networks, countries) its caller does not hold.
-// Fault: service/temporary.go IssueTemporary (no binding stored) and
-// ConsumeTemporary (no checkPlace); proto ConsumeTemporaryTokenRequest has no
+// Fault: service/tokens/temporary.go IssueTemporary (no binding stored) and
+// ConsumeTemporary (no CheckPlace); proto ConsumeTemporaryTokenRequest has no
 // client_ip.
 func TestAttack2TemporaryTokenDropsItsKeysNetworks(t *testing.T) {
 	// Loopback is a trusted proxy: the consumer's REST call names the address it
@@ -289,7 +289,7 @@ func TestAttack2TemporaryTokenDropsItsKeysNetworks(t *testing.T) {
 // and there is no call to list or revoke a key's temporary tokens short of
 // revoking the key. Rule: revoking what a credential made must take effect; the
 // fix of A9b covers one kind of delegate only.
-// Fault: service/temporary.go IssueTemporary stores no secret fingerprint and
+// Fault: service/tokens/temporary.go IssueTemporary stores no secret fingerprint and
 // ConsumeTemporary does not check that the key still accepts the issuing secret
 // (sessionSecretEnd is only used by Refresh).
 func TestAttack2RotationLeavesTheLeakedSecretsTemporaryTokens(t *testing.T) {
@@ -318,8 +318,8 @@ func TestAttack2RotationLeavesTheLeakedSecretsTemporaryTokens(t *testing.T) {
 // deleted role, and what recreation is designed for) the stolen key has its rights
 // back. The legitimate holder's secret is dead meanwhile.
 // Rule: rotating a key means holding every right of that key.
-// Fault: service/keys.go mayHoldKey / permissionsOf(strict=false) skips roles that do
-// not exist now; service/roles.go Delete leaves the name on its keys.
+// Fault: service/keys/keys.go mayHoldKey / permissionsOf(strict=false) skips roles that do
+// not exist now; service/keys/roles.go Delete leaves the name on its keys.
 func TestAttack2DeleteRotateAndWaitForTheRestore(t *testing.T) {
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "treasurer", Permissions: []string{"payments:refund"}}})
@@ -354,7 +354,7 @@ func TestAttack2DeleteRotateAndWaitForTheRestore(t *testing.T) {
 // "test", and its temporary token approves a live refund. Rule: a test credential
 // hands out test credentials only (what is made for testing never reaches
 // production traffic); the environment is part of the freedoms a delegate may not
-// gain. Fault: service/tokens.go sign (no environment claim), service/temporary.go
+// gain. Fault: service/tokens/tokens.go sign (no environment claim), service/tokens/temporary.go
 // (kwt_ tokens and ConsumeTemporaryTokenResponse without environment); proto
 // TokenClaims has no environment.
 func TestAttack2TestKeysTokensPassAsLive(t *testing.T) {
@@ -398,7 +398,7 @@ func TestAttack2TestKeysTokensPassAsLive(t *testing.T) {
 // survives every rotation for the rest of the family's 90 days, which is the A9b
 // threat the fingerprint was added for. (Simulated: the fingerprint is removed
 // from the stored refresh token, as the previous version stored it.)
-// Fault: service/tokens.go sessionSecretEnd (len(fingerprint) == 0 accepted
+// Fault: service/tokens/tokens.go sessionSecretEnd (len(fingerprint) == 0 accepted
 // whatever the key's SecretRotateTime), Refresh (carries the empty fingerprint on).
 func TestAttack2SessionsFromBeforeTheFingerprintSurviveRotation(t *testing.T) {
 	e := newEscalation(t)
@@ -434,7 +434,7 @@ func TestAttack2SessionsFromBeforeTheFingerprintSurviveRotation(t *testing.T) {
 // it away from everyone; the Go client refuses the same token (the deletion is a
 // rights reduction of role:treasurer) and Validate's own permission check refuses
 // the role's rights. Rule: effective rights = claims ∩ what the key holds now.
-// Fault: service/validate.go EffectiveClaims (slices.Contains(v.Key.Roles, r) is
+// Fault: service/tokens/validate.go EffectiveClaims (slices.Contains(v.Key.Roles, r) is
 // "named", not "held"; the roles that exist are known when the key is loaded).
 func TestAttack2IntrospectionReportsADeletedRole(t *testing.T) {
 	e := newEscalation(t)
@@ -461,7 +461,7 @@ func TestAttack2IntrospectionReportsADeletedRole(t *testing.T) {
 // token) ... is bound at least as tightly as the caller ... likewise for ...
 // max_token_ttl"); IssueTemporary caps the lifetime by the server's maximum and the
 // caller's expiry only.
-// Fault: service/temporary.go IssueTemporary (no cap by caller.Key.MaxTokenTTL).
+// Fault: service/tokens/temporary.go IssueTemporary (no cap by caller.Key.MaxTokenTTL).
 func TestAttack2TemporaryTokenOutlivesTheKeysTokenLifetime(t *testing.T) {
 	e := newEscalation(t)
 	_, _, short := e.key(t, "acme", []string{"payments/order-1:refund"}, func(r *keywardv1.CreateKeyRequest) {

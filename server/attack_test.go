@@ -35,8 +35,8 @@ import (
 	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
 	"github.com/keyward/keyward/server/servertest"
-	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/apikey"
+	"github.com/keyward/keyward/service/tokens"
 )
 
 func mask(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
@@ -98,7 +98,7 @@ func TestAttackMetricsRevealWhetherAKeyExists(t *testing.T) {
 // 10-minute access token) that UpdateKey rightly refuses to widen a key gives
 // the same key the same right through its role, usable from anywhere, for ever.
 // Rule: "no call changes a credential holding a right or a freedom the caller
-// does not hold"; role updates that widen keys. Fault: service/roles.go
+// does not hold"; role updates that widen keys. Fault: service/keys/roles.go
 // Roles.Update checks only the permissions (mayGrant), never the keys holding the
 // role against the caller (mayHold / owner scoping).
 func TestAttackRoleUpdateWidensKeysBeyondTheCaller(t *testing.T) {
@@ -138,8 +138,8 @@ func TestAttackRoleUpdateWidensKeysBeyondTheCaller(t *testing.T) {
 // A3. Deleting a role leaves its name on the keys that held it; whoever creates a
 // role of that name next decides what those keys hold. With keyward.roles:delete
 // and :create a caller also replaces a role's grants without holding them, which
-// UpdateRole refuses. Fault: service/roles.go Roles.Delete/Create (role names are
-// rebindable; keys keep stale names, service/keys.go permissionsOf skips them).
+// UpdateRole refuses. Fault: service/keys/roles.go Roles.Delete/Create (role names are
+// rebindable; keys keep stale names, service/keys/keys.go permissionsOf skips them).
 func TestAttackRecreatedRoleRebindsKeysThatNamedIt(t *testing.T) {
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "support", Permissions: []string{"orders:read"}}})
@@ -167,8 +167,8 @@ func TestAttackRecreatedRoleRebindsKeysThatNamedIt(t *testing.T) {
 // token for Keyward issued before keeps managing keys, and a refresh mints new
 // tokens for the audience the key may no longer get, for the session's 90 days.
 // Rule: "reducing its rights takes effect on the next call"; refresh carrying old
-// audiences. Fault: service/validate.go validate never checks claims.Audience
-// against the key's current AllowedAudiences; service/tokens.go Refresh copies
+// audiences. Fault: service/tokens/validate.go validate never checks claims.Audience
+// against the key's current AllowedAudiences; service/tokens/tokens.go Refresh copies
 // rt.Audience (and rt.Roles) unchecked.
 func TestAttackNarrowedAudienceKeepsKeywardAccess(t *testing.T) {
 	e := newEscalation(t)
@@ -218,7 +218,7 @@ func jwtClaims(t *testing.T, tok string) map[string]any {
 // answer's claims (as RFC 7662 introspection is used) grants the lost right to the
 // old owner. The same call with required_permission refuses it.
 // Rule: "at use, its effective rights are its claims intersected with what its
-// key holds now". Fault: service/validate.go validate returns vt.claims /
+// key holds now". Fault: service/tokens/validate.go validate returns vt.claims /
 // vt.perms unchanged on success; server/tokens.go copies them out.
 func TestAttackValidateTokenReportsRightsTheKeyLost(t *testing.T) {
 	e := newEscalation(t)
@@ -246,7 +246,7 @@ func TestAttackValidateTokenReportsRightsTheKeyLost(t *testing.T) {
 // 2 uses in total issues a 100-use temporary token (1 use), exhausts its quota,
 // and its token still approves 100 refunds. Rule: a delegate is bound by its
 // key's spend rules; no call creates a credential with a freedom (quota) the
-// caller does not hold. Fault: service/temporary.go IssueTemporary caps max_uses
+// caller does not hold. Fault: service/tokens/temporary.go IssueTemporary caps max_uses
 // by nothing of the caller's; ConsumeTemporary never calls Keys.spend.
 func TestAttackTemporaryTokenOutspendsItsKeysQuota(t *testing.T) {
 	e := newEscalation(t)
@@ -299,14 +299,14 @@ func TestAttackTestKeyMintsLiveKeys(t *testing.T) {
 // whole life (up to the max TTL), although it has received the reduction.
 // Rule: "reducing its rights takes effect ... through the revocation stream on
 // others, including the Go client". Fault: client/client.go revocation (stale:
-// !iat.After(r.at)); service/tokens.go sign carries no rights version.
+// !iat.After(r.at)); service/tokens/tokens.go sign carries no rights version.
 // (The poll interval of B is raised to 4 s to make the window deterministic; at
 // the default 100 ms the window is the same, only narrower, and clock skew
 // between instances widens it.)
 func TestAttackClientAcceptsARightMintedByALaggingInstance(t *testing.T) {
 	uri, db := mongotest.URI(t), mongotest.Database(t)
 	mk := filepath.Join(t.TempDir(), "master.key")
-	_, err := service.LoadMasterKey(mk, true)
+	_, err := tokens.LoadMasterKey(mk, true)
 	require.NoError(t, err)
 	shared := func(c *app.Config) {
 		servertest.WithMongoDB(uri, db)(c)
@@ -425,7 +425,7 @@ func TestAttackRotatedOutSecretOutlivesItsGrace(t *testing.T) {
 // A9b. Rotating a leaked secret away (no grace) leaves the sessions it started:
 // a refresh token obtained with the leaked secret keeps minting access tokens for
 // the family's 90 days, and there is no call to find the key's sessions.
-// Fault: service/tokens.go Refresh checks the key's state and expiry, not that
+// Fault: service/tokens/tokens.go Refresh checks the key's state and expiry, not that
 // the session began with a secret the key still accepts (SecretRotateTime).
 func TestAttackSessionsOutliveTheRotationOfTheirSecret(t *testing.T) {
 	e := newEscalation(t)
@@ -446,7 +446,7 @@ func TestAttackSessionsOutliveTheRotationOfTheirSecret(t *testing.T) {
 
 // A10. (Low) A key naming a role that was deleted cannot be changed at all, not
 // even renamed: every UpdateKey answers INVALID_ARGUMENT about a role the request
-// does not mention. Fault: service/keys.go Update re-resolves the stored roles
+// does not mention. Fault: service/keys/keys.go Update re-resolves the stored roles
 // with strict=true.
 func TestAttackKeyWithDeletedRoleCannotBeUpdated(t *testing.T) {
 	e := newEscalation(t)

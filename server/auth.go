@@ -13,16 +13,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/authz"
+	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/permission"
+	"github.com/keyward/keyward/service/tokens"
 )
 
 // authenticator checks the credential of every call against the permission table.
 type authenticator struct {
-	keys   *service.Keys
-	tokens *service.Tokens
+	keys   *keys.Keys
+	tokens *tokens.Tokens
 	// audience is what an access token's aud must name to be a credential for
 	// Keyward's own API (--api-audience).
 	audience  string
@@ -96,12 +97,12 @@ func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*authz
 		return nil, err
 	}
 	switch {
-	case service.LooksLikeJWT(secret):
+	case tokens.LooksLikeJWT(secret):
 		v, err := a.tokens.Validate(ctx, secret, a.audience, "", ip)
 		if err != nil {
 			return nil, err
 		}
-		if v.Reason == service.TokenWrongAudience {
+		if v.Reason == tokens.TokenWrongAudience {
 			return nil, status.Errorf(codes.Unauthenticated,
 				"invalid access token: it is not for Keyward's API: its audience (aud) must include %q; ask IssueToken for that audience", a.audience)
 		}
@@ -117,7 +118,7 @@ func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*authz
 		return nil, status.Error(codes.Unauthenticated,
 			"refresh and temporary tokens are not credentials for Keyward's API: exchange a refresh token with RefreshToken, and present a temporary token to the service it was issued for")
 	}
-	v, err := a.keys.Verify(ctx, secret, service.Check{ClientIP: ip})
+	v, err := a.keys.Verify(ctx, secret, keys.Check{ClientIP: ip})
 	if err != nil {
 		return nil, err
 	}

@@ -27,16 +27,16 @@ import (
 // from its source, so a constant added there is seen without this test changing.
 func TestEnumConversionsAreComplete(t *testing.T) {
 	t.Run("verification reasons", func(t *testing.T) {
-		checkEnumMap(t, constants(t, "../service", "Reason"), reasonToProto, keywardv1.VerificationReason(0).Descriptor())
+		checkEnumMap(t, constants(t, "../service/keys", "Reason"), reasonToProto, keywardv1.VerificationReason(0).Descriptor())
 	})
 	t.Run("token validation reasons", func(t *testing.T) {
-		checkEnumMap(t, constants(t, "../service", "TokenReason"), tokenReasons, keywardv1.TokenValidationReason(0).Descriptor())
+		checkEnumMap(t, constants(t, "../service/tokens", "TokenReason"), tokenReasons, keywardv1.TokenValidationReason(0).Descriptor())
 	})
 	t.Run("temporary token reasons", func(t *testing.T) {
-		checkEnumMap(t, constants(t, "../service", "TemporaryReason"), temporaryReasons, keywardv1.TemporaryTokenReason(0).Descriptor())
+		checkEnumMap(t, constants(t, "../service/tokens", "TemporaryReason"), temporaryReasons, keywardv1.TemporaryTokenReason(0).Descriptor())
 	})
 	t.Run("signing key states", func(t *testing.T) {
-		checkEnumMap(t, constants(t, "../service", "SigningKeyState"), signingKeyStates, keywardv1.SigningKeyState(0).Descriptor())
+		checkEnumMap(t, constants(t, "../service/tokens", "SigningKeyState"), signingKeyStates, keywardv1.SigningKeyState(0).Descriptor())
 	})
 	t.Run("signing algorithms", func(t *testing.T) {
 		want := constantsNamed(t, "../service/accesstoken", "Alg")

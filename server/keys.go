@@ -9,21 +9,21 @@ import (
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/errs"
+	"github.com/keyward/keyward/service/keys"
 )
 
-// keyServer is the gRPC face of service.Keys: it converts and delegates, nothing more.
+// keyServer is the gRPC face of keys.Keys: it converts and delegates, nothing more.
 type keyServer struct {
 	keywardv1.UnimplementedKeyServiceServer
-	keys  *service.Keys
-	roles *service.Roles
+	keys  *keys.Keys
+	roles *keys.Roles
 	ips   *clientIPs
 	now   func() time.Time // the clock a key's state is told by
 }
 
 func (s *keyServer) CreateKey(ctx context.Context, req *keywardv1.CreateKeyRequest) (*keywardv1.CreateKeyResponse, error) {
-	k, secret, err := s.keys.Create(ctx, service.KeyInput{
+	k, secret, err := s.keys.Create(ctx, keys.KeyInput{
 		Name:             req.GetName(),
 		Owner:            req.GetOwner(),
 		Environment:      environmentFromProto(req.GetEnvironment()),
@@ -54,7 +54,7 @@ func (s *keyServer) GetKey(ctx context.Context, req *keywardv1.GetKeyRequest) (*
 }
 
 func (s *keyServer) ListKeys(ctx context.Context, req *keywardv1.ListKeysRequest) (*keywardv1.ListKeysResponse, error) {
-	keys, next, err := s.keys.List(ctx, service.ListKeysQuery{
+	keys, next, err := s.keys.List(ctx, keys.ListKeysQuery{
 		Filter: repository.KeyFilter{
 			Owner:       req.GetOwner(),
 			Environment: environmentFromProto(req.GetEnvironment()),
@@ -79,7 +79,7 @@ func (s *keyServer) UpdateKey(ctx context.Context, req *keywardv1.UpdateKeyReque
 	if in.GetKeyId() == "" {
 		return nil, errs.InvalidArgument("key.key_id", "must be set")
 	}
-	k, err := s.keys.Update(ctx, in.GetKeyId(), service.KeyInput{
+	k, err := s.keys.Update(ctx, in.GetKeyId(), keys.KeyInput{
 		Name:             in.GetName(),
 		Owner:            in.GetOwner(),
 		Roles:            in.GetRoles(),
@@ -121,7 +121,7 @@ func (s *keyServer) VerifyKey(ctx context.Context, req *keywardv1.VerifyKeyReque
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.keys.Verify(ctx, req.GetSecret(), service.Check{Permission: req.GetRequiredPermission(), ClientIP: ip})
+	v, err := s.keys.Verify(ctx, req.GetSecret(), keys.Check{Permission: req.GetRequiredPermission(), ClientIP: ip})
 	if err != nil {
 		return nil, err
 	}
@@ -153,18 +153,18 @@ func (s *keyServer) VerifyKey(ctx context.Context, req *keywardv1.VerifyKeyReque
 	return out, nil
 }
 
-var reasonToProto = map[service.Reason]keywardv1.VerificationReason{
-	service.ReasonOK:                  keywardv1.VerificationReason_VERIFICATION_REASON_OK,
-	service.ReasonMalformed:           keywardv1.VerificationReason_VERIFICATION_REASON_MALFORMED,
-	service.ReasonNotFound:            keywardv1.VerificationReason_VERIFICATION_REASON_NOT_FOUND,
-	service.ReasonSecretMismatch:      keywardv1.VerificationReason_VERIFICATION_REASON_SECRET_MISMATCH,
-	service.ReasonRotated:             keywardv1.VerificationReason_VERIFICATION_REASON_ROTATED,
-	service.ReasonRevoked:             keywardv1.VerificationReason_VERIFICATION_REASON_REVOKED,
-	service.ReasonExpired:             keywardv1.VerificationReason_VERIFICATION_REASON_EXPIRED,
-	service.ReasonPermissionDenied:    keywardv1.VerificationReason_VERIFICATION_REASON_PERMISSION_DENIED,
-	service.ReasonEnvironmentMismatch: keywardv1.VerificationReason_VERIFICATION_REASON_ENVIRONMENT_MISMATCH,
-	service.ReasonIPNotAllowed:        keywardv1.VerificationReason_VERIFICATION_REASON_IP_NOT_ALLOWED,
-	service.ReasonCountryNotAllowed:   keywardv1.VerificationReason_VERIFICATION_REASON_COUNTRY_NOT_ALLOWED,
+var reasonToProto = map[keys.Reason]keywardv1.VerificationReason{
+	keys.ReasonOK:                  keywardv1.VerificationReason_VERIFICATION_REASON_OK,
+	keys.ReasonMalformed:           keywardv1.VerificationReason_VERIFICATION_REASON_MALFORMED,
+	keys.ReasonNotFound:            keywardv1.VerificationReason_VERIFICATION_REASON_NOT_FOUND,
+	keys.ReasonSecretMismatch:      keywardv1.VerificationReason_VERIFICATION_REASON_SECRET_MISMATCH,
+	keys.ReasonRotated:             keywardv1.VerificationReason_VERIFICATION_REASON_ROTATED,
+	keys.ReasonRevoked:             keywardv1.VerificationReason_VERIFICATION_REASON_REVOKED,
+	keys.ReasonExpired:             keywardv1.VerificationReason_VERIFICATION_REASON_EXPIRED,
+	keys.ReasonPermissionDenied:    keywardv1.VerificationReason_VERIFICATION_REASON_PERMISSION_DENIED,
+	keys.ReasonEnvironmentMismatch: keywardv1.VerificationReason_VERIFICATION_REASON_ENVIRONMENT_MISMATCH,
+	keys.ReasonIPNotAllowed:        keywardv1.VerificationReason_VERIFICATION_REASON_IP_NOT_ALLOWED,
+	keys.ReasonCountryNotAllowed:   keywardv1.VerificationReason_VERIFICATION_REASON_COUNTRY_NOT_ALLOWED,
 }
 
 // keyToProto converts a stored key, with its state as of now. Secret hashes are

@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
-	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/audit"
+	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/revocation"
 )
 
@@ -31,7 +31,7 @@ type metrics struct {
 	ips       *clientIPs
 }
 
-func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, audit *audit.Log, revs *revocation.Log) *metrics {
+func newMetrics(reg *prometheus.Registry, ips *clientIPs, ks *keys.Keys, audit *audit.Log, revs *revocation.Log) *metrics {
 	m := &metrics{reg: reg, ips: ips}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyward_requests_total", Help: "Requests by service, method, status code and transport (grpc, rest).",
@@ -48,7 +48,7 @@ func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, au
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	})
 	revs.OnPropagated(func(d time.Duration) { m.lag.Observe(d.Seconds()) })
-	stats := keys.Stats()
+	stats := ks.Stats()
 	counter := func(name, help string, f func() float64, labels prometheus.Labels) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f)
 	}
@@ -77,7 +77,7 @@ func newMetrics(reg *prometheus.Registry, ips *clientIPs, keys *service.Keys, au
 		counter("keyward_revocations_published_total", "Revocation log entries published to this instance's subscribers.", func() float64 { return float64(revs.Published()) }, nil),
 		gauge("keyward_revocation_subscribers", "Open revocation streams.", func() float64 { return float64(revs.Subscribers()) }),
 	}
-	for _, r := range service.Reasons() {
+	for _, r := range keys.Reasons() {
 		cs = append(cs, counter("keyward_verifications_total", "API key verifications by outcome.",
 			func() float64 { return float64(stats.Verifications(r)) }, prometheus.Labels{"reason": r.Name()}))
 	}

@@ -22,14 +22,14 @@ import (
 	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
 	"github.com/keyward/keyward/server/servertest"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/tokens"
 )
 
 // twoInstances starts two Keywards sharing one MongoDB database and master key.
 func twoInstances(t testing.TB) (a, b *servertest.Keyward) {
 	uri, db := mongotest.URI(t), mongotest.Database(t)
 	mk := filepath.Join(t.TempDir(), "master.key")
-	_, err := service.LoadMasterKey(mk, true)
+	_, err := tokens.LoadMasterKey(mk, true)
 	require.NoError(t, err)
 	shared := func(c *app.Config) {
 		servertest.WithMongoDB(uri, db)(c)

@@ -31,18 +31,19 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
-	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/audit"
+	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/revocation"
+	"github.com/keyward/keyward/service/tokens"
 )
 
 // Deps are what the transport serves and where it reports: the services its
 // handlers call, the logger, and the metrics registry /metrics serves (the
 // transport registers its own metrics on it, beside whatever the program has).
 type Deps struct {
-	Keys        *service.Keys
-	Tokens      *service.Tokens
-	Roles       *service.Roles
+	Keys        *keys.Keys
+	Tokens      *tokens.Tokens
+	Roles       *keys.Roles
 	Revocations *revocation.Log
 	Audit       *audit.Log
 	Log         *slog.Logger
@@ -99,7 +100,7 @@ type Listeners struct {
 // it, and the metrics and profiler listeners.
 type Server struct {
 	log     *slog.Logger
-	keys    *service.Keys
+	keys    *keys.Keys
 	metrics *metrics
 	grpc    *grpc.Server
 	health  *health.Server
@@ -266,7 +267,7 @@ func profiler() http.Handler {
 }
 
 // Keys is the key service, for in-process use such as benchmarks.
-func (s *Server) Keys() *service.Keys { return s.keys }
+func (s *Server) Keys() *keys.Keys { return s.keys }
 
 // Start serves every listener, each on a goroutine of its own. When the gRPC or
 // HTTP listener fails, failed is called; Shutdown returns the failure.

@@ -18,7 +18,7 @@ import (
 	"github.com/keyward/keyward/repository/mongodb"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
 	"github.com/keyward/keyward/server/servertest"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/tokens"
 )
 
 // loopbackConfig is the configuration servertest starts with: free loopback ports
@@ -103,7 +103,7 @@ func canceled() context.Context {
 func TestMasterKeyBesideTheDatabaseIsWarnedOf(t *testing.T) {
 	const warning = "a backup of the data dir carries the master key"
 	outside := filepath.Join(t.TempDir(), "elsewhere", "master.key")
-	_, err := service.LoadMasterKey(outside, true)
+	_, err := tokens.LoadMasterKey(outside, true)
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		name string
@@ -113,7 +113,7 @@ func TestMasterKeyBesideTheDatabaseIsWarnedOf(t *testing.T) {
 		{"default: in the data dir", func(*app.Config) {}, true},
 		{"named, in the data dir", func(c *app.Config) {
 			c.MasterKeyFile = filepath.Join(c.DataDir, "keys", "master.key")
-			_, err := service.LoadMasterKey(c.MasterKeyFile, true)
+			_, err := tokens.LoadMasterKey(c.MasterKeyFile, true)
 			require.NoError(t, err)
 		}, true},
 		{"outside the data dir", func(c *app.Config) { c.MasterKeyFile = outside }, false},

@@ -8,20 +8,20 @@ import (
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
-	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/accesstoken"
+	"github.com/keyward/keyward/service/tokens"
 )
 
-// tokenServer is the gRPC face of service.Tokens.
+// tokenServer is the gRPC face of tokens.Tokens.
 type tokenServer struct {
 	keywardv1.UnimplementedTokenServiceServer
-	tokens *service.Tokens
+	tokens *tokens.Tokens
 	ips    *clientIPs
 	now    func() time.Time // the clock a signing key's state is told by
 }
 
 func (s *tokenServer) IssueToken(ctx context.Context, req *keywardv1.IssueTokenRequest) (*keywardv1.IssueTokenResponse, error) {
-	out, err := s.tokens.Issue(ctx, service.IssueRequest{
+	out, err := s.tokens.Issue(ctx, tokens.IssueRequest{
 		Audience: req.GetAudience(), Permissions: req.GetPermissions(), Roles: req.GetRoles(),
 		TTL: req.GetTtl().AsDuration(), IncludeRefresh: req.GetIncludeRefreshToken(),
 	})
@@ -67,7 +67,7 @@ func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.Validate
 	if v.APIKey {
 		out.CredentialType = keywardv1.CredentialType_CREDENTIAL_TYPE_API_KEY
 		out.KeyReason = reasonToProto[v.KeyReason]
-		if v.Reason == service.TokenInvalidKey {
+		if v.Reason == tokens.TokenInvalidKey {
 			out.Message = v.KeyReason.Message()
 		}
 	}
@@ -90,23 +90,23 @@ func (s *tokenServer) ValidateToken(ctx context.Context, req *keywardv1.Validate
 	return out, nil
 }
 
-var tokenReasons = map[service.TokenReason]keywardv1.TokenValidationReason{
-	service.TokenOK:                keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_OK,
-	service.TokenMalformed:         keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_MALFORMED,
-	service.TokenBadSignature:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_BAD_SIGNATURE,
-	service.TokenExpired:           keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_EXPIRED,
-	service.TokenNotYetValid:       keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_NOT_YET_VALID,
-	service.TokenWrongAudience:     keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_AUDIENCE,
-	service.TokenRevoked:           keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED,
-	service.TokenPermissionDenied:  keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_PERMISSION_DENIED,
-	service.TokenIPNotAllowed:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED,
-	service.TokenInvalidKey:        keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_INVALID_KEY,
-	service.TokenWrongIssuer:       keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_ISSUER,
-	service.TokenCountryNotAllowed: keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_COUNTRY_NOT_ALLOWED,
+var tokenReasons = map[tokens.TokenReason]keywardv1.TokenValidationReason{
+	tokens.TokenOK:                keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_OK,
+	tokens.TokenMalformed:         keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_MALFORMED,
+	tokens.TokenBadSignature:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_BAD_SIGNATURE,
+	tokens.TokenExpired:           keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_EXPIRED,
+	tokens.TokenNotYetValid:       keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_NOT_YET_VALID,
+	tokens.TokenWrongAudience:     keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_AUDIENCE,
+	tokens.TokenRevoked:           keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED,
+	tokens.TokenPermissionDenied:  keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_PERMISSION_DENIED,
+	tokens.TokenIPNotAllowed:      keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_IP_NOT_ALLOWED,
+	tokens.TokenInvalidKey:        keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_INVALID_KEY,
+	tokens.TokenWrongIssuer:       keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_WRONG_ISSUER,
+	tokens.TokenCountryNotAllowed: keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_COUNTRY_NOT_ALLOWED,
 }
 
 func (s *tokenServer) RevokeToken(ctx context.Context, req *keywardv1.RevokeTokenRequest) (*keywardv1.RevokeTokenResponse, error) {
-	err := s.tokens.Revoke(ctx, service.RevokeTarget{
+	err := s.tokens.Revoke(ctx, tokens.RevokeTarget{
 		AccessToken: req.GetAccessToken(), TokenID: req.GetTokenId(), RefreshToken: req.GetRefreshToken(), FamilyID: req.GetFamilyId(),
 	}, req.GetReason())
 	if err != nil {
@@ -123,17 +123,17 @@ func (s *tokenServer) IssueTemporaryToken(ctx context.Context, req *keywardv1.Is
 	return &keywardv1.IssueTemporaryTokenResponse{Token: out.Token, ExpireTime: timestamppb.New(out.ExpireTime), MaxUses: uint32(out.MaxUses)}, nil //nolint:gosec // max_uses is a uint32 on the wire or 1
 }
 
-var temporaryReasons = map[service.TemporaryReason]keywardv1.TemporaryTokenReason{
-	service.TemporaryOK:                keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
-	service.TemporaryMalformed:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
-	service.TemporaryNotFound:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
-	service.TemporaryExpired:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
-	service.TemporaryUsedUp:            keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
-	service.TemporaryWrongOperation:    keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
-	service.TemporaryRevoked:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
-	service.TemporaryPermissionDenied:  keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED,
-	service.TemporaryIPNotAllowed:      keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED,
-	service.TemporaryCountryNotAllowed: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED,
+var temporaryReasons = map[tokens.TemporaryReason]keywardv1.TemporaryTokenReason{
+	tokens.TemporaryOK:                keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
+	tokens.TemporaryMalformed:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
+	tokens.TemporaryNotFound:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
+	tokens.TemporaryExpired:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
+	tokens.TemporaryUsedUp:            keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
+	tokens.TemporaryWrongOperation:    keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
+	tokens.TemporaryRevoked:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
+	tokens.TemporaryPermissionDenied:  keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED,
+	tokens.TemporaryIPNotAllowed:      keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED,
+	tokens.TemporaryCountryNotAllowed: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED,
 }
 
 func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.ConsumeTemporaryTokenRequest) (*keywardv1.ConsumeTemporaryTokenResponse, error) {
@@ -147,7 +147,7 @@ func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.
 	}
 	callFrom(ctx).subject = c.Subject
 	return &keywardv1.ConsumeTemporaryTokenResponse{
-		Valid: c.Reason == service.TemporaryOK, Reason: temporaryReasons[c.Reason], Message: c.Reason.Message(),
+		Valid: c.Reason == tokens.TemporaryOK, Reason: temporaryReasons[c.Reason], Message: c.Reason.Message(),
 		Subject: c.KeyID, Owner: c.Owner, RemainingUses: uint32(c.Remaining), Environment: environmentToProto(c.Environment), //nolint:gosec // remaining uses are below max_uses, a uint32
 	}, nil
 }
@@ -159,7 +159,7 @@ var algorithms = map[string]keywardv1.SigningAlgorithm{
 	accesstoken.AlgEdDSA: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA,
 }
 
-func signingKeyToProto(k *service.SigningKey, now time.Time) *keywardv1.SigningKey {
+func signingKeyToProto(k *tokens.SigningKey, now time.Time) *keywardv1.SigningKey {
 	out := &keywardv1.SigningKey{
 		Kid: k.Kid, Algorithm: algorithms[k.Algorithm], CreateTime: timestamppb.New(k.CreateTime),
 		DeactivateTime: timeToProto(k.DeactivateTime), RetireTime: timeToProto(k.RetireTime),
@@ -168,10 +168,10 @@ func signingKeyToProto(k *service.SigningKey, now time.Time) *keywardv1.SigningK
 	return out
 }
 
-var signingKeyStates = map[service.SigningKeyState]keywardv1.SigningKeyState{
-	service.SigningActive:    keywardv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE,
-	service.SigningPublished: keywardv1.SigningKeyState_SIGNING_KEY_STATE_PUBLISHED,
-	service.SigningRetired:   keywardv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED,
+var signingKeyStates = map[tokens.SigningKeyState]keywardv1.SigningKeyState{
+	tokens.SigningActive:    keywardv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE,
+	tokens.SigningPublished: keywardv1.SigningKeyState_SIGNING_KEY_STATE_PUBLISHED,
+	tokens.SigningRetired:   keywardv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED,
 }
 
 func (s *tokenServer) ListSigningKeys(ctx context.Context, _ *keywardv1.ListSigningKeysRequest) (*keywardv1.ListSigningKeysResponse, error) {

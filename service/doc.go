@@ -1,10 +1,27 @@
-// Package service holds Keyward's use cases on domain types: keys and roles
-// (keys.go, roles.go), their verification and access policy (verify.go, policy.go),
-// tokens and signing keys (tokens.go, validate.go, temporary.go, signing.go), the
-// revocation log and stream (revocations.go) and the audit log (audit.go). It knows nothing of gRPC or HTTP: server/ converts the wire types and
-// maps the errors returned here (Error, and the repository errors) to status codes.
+// Package service is the map of Keyward's use cases on domain types. They know
+// nothing of gRPC or HTTP: server/ converts the wire types and maps the errors
+// returned (errs.Error, and the repository errors) to status codes. Each concern is
+// a package of its own, and they collaborate through exported methods only:
 //
-// Subpackages hold the building blocks: accesstoken (the access-token rules the Go
-// client applies too: claims, verification, network binding), apikey (secret and
-// opaque token formats), permission (permission grammar) and geoip (country lookup).
+//	keys        API keys and roles: create, update, rotate, revoke; verification
+//	            and its cache (Snapshot, the read-only view tokens use), the access
+//	            policy (networks, countries, rate limits, quotas), counters
+//	tokens      access and refresh tokens, temporary tokens, the signing keyring
+//	            and JWKS, validation and its verified-token cache, the sealer
+//	revocation  the revocation log, its follower and stream; it tells keys of
+//	            revoked subjects through OnKeyRevoked
+//	audit       the audit log and each key's history
+//
+// The shared kernel, imported by every domain and importing none:
+//
+//	authz       the caller (Principal) and the one rule of delegation (MayHold)
+//	errs        the errors use cases return to callers
+//	page        page tokens of listings
+//	clientnet   the network that counts as one client
+//
+// Building blocks: accesstoken (the access-token rules the Go client applies too:
+// claims, verification, network binding), apikey (secret and opaque token formats),
+// permission (permission grammar) and geoip (country lookup).
+//
+// Imports run one way: tokens → keys → revocation, audit → kernel.
 package service

@@ -17,10 +17,11 @@ import (
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/repository/mongodb"
 	"github.com/keyward/keyward/server"
-	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/audit"
 	"github.com/keyward/keyward/service/geoip"
+	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/revocation"
+	"github.com/keyward/keyward/service/tokens"
 )
 
 // BootstrapKeyFile is the name, in the data dir, of the file that receives the first
@@ -35,9 +36,9 @@ type App struct {
 	now   func() time.Time // cfg.Now, or time.Now
 	lis   server.Listeners
 	store repository.Store
-	keys  *service.Keys
+	keys  *keys.Keys
 	// tokens, revs and audit run background jobs of their own.
-	tokens *service.Tokens
+	tokens *tokens.Tokens
 	revs   *revocation.Log
 	audit  *audit.Log
 	geo    *geoip.DB
@@ -85,7 +86,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 		Buffer: cfg.AuditBuffer, MaxBytes: cfg.AuditMaxBytes, UnauthenticatedMaxBytes: cfg.AuditUnauthenticatedMaxBytes,
 		HMACKey: audit.HMACKey(masterKey), Now: a.now,
 	}, log)
-	kcfg := service.KeysConfig{
+	kcfg := keys.Config{
 		Audit:    a.audit,
 		CacheTTL: cfg.KeyCacheTTL, CacheSize: cfg.KeyCacheSize,
 		Revocations: a.revs, RevokedKeyRelevance: cfg.RefreshFamilyTTL, Now: a.now,
@@ -97,20 +98,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 		kcfg.Geo = a.geo
 		log.Info("GeoIP database loaded", "path", cfg.GeoIPDB, "database", a.geo.Metadata())
 	}
-	a.keys = service.NewKeys(a.store, kcfg, log)
+	a.keys = keys.New(a.store, kcfg, log)
 	if err := a.bootstrap(ctx); err != nil {
 		return nil, err
 	}
-	sealer, err := service.NewSealer(masterKey)
+	sealer, err := tokens.NewSealer(masterKey)
 	if err != nil {
 		return nil, err
 	}
-	tcfg := service.DefaultTokensConfig()
+	tcfg := tokens.DefaultConfig()
 	tcfg.Issuer, tcfg.Algorithm, tcfg.ClockSkew = cfg.TokenIssuer, cfg.TokenAlgorithm, cfg.ClockSkew
 	tcfg.DefaultTTL, tcfg.MaxTTL = cfg.AccessTokenTTL, cfg.AccessTokenMaxTTL
 	tcfg.RefreshTTL, tcfg.RefreshFamilyTTL, tcfg.RefreshMinInterval = cfg.RefreshTokenTTL, cfg.RefreshFamilyTTL, cfg.RefreshMinInterval
 	tcfg.VerifiedCacheSize, tcfg.Now = cfg.TokenCacheSize, a.now
-	if a.tokens, err = service.NewTokens(ctx, a.store, tcfg, a.keys, a.revs, sealer, log); err != nil {
+	if a.tokens, err = tokens.New(ctx, a.store, tcfg, a.keys, a.revs, sealer, log); err != nil {
 		return nil, err
 	}
 	tlsCfg, err := cfg.tlsConfig()
@@ -129,7 +130,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 			"metrics_addr", cfg.MetricsAddr)
 	}
 	a.srv, err = server.New(ctx, server.Deps{
-		Keys: a.keys, Tokens: a.tokens, Roles: service.NewRoles(a.store, a.keys),
+		Keys: a.keys, Tokens: a.tokens, Roles: keys.NewRoles(a.store, a.keys),
 		Revocations: a.revs, Audit: a.audit, Log: log, Metrics: registry,
 	}, server.Options{
 		MaxRequestBytes: cfg.MaxRequestBytes,
@@ -341,14 +342,14 @@ func (a *App) bootstrap(ctx context.Context) error {
 func (a *App) masterKey() ([]byte, error) {
 	path, create := a.cfg.MasterKeyFile, false
 	if path == "" {
-		path, create = filepath.Join(a.cfg.DataDir, service.MasterKeyFile), true
+		path, create = filepath.Join(a.cfg.DataDir, tokens.MasterKeyFile), true
 	}
 	if a.cfg.MongoDBURI == "" && within(a.cfg.DataDir, path) {
 		a.log.Warn("the master key is in the data dir, beside the database: a backup of the data dir carries the master key "+
 			"that opens the signing keys stored in it; keep the key elsewhere (--master-key-file) and out of the database's backups",
 			"master_key_file", path, "data_dir", a.cfg.DataDir)
 	}
-	return service.LoadMasterKey(path, create)
+	return tokens.LoadMasterKey(path, create)
 }
 
 // within reports whether path is inside dir.

@@ -24,7 +24,7 @@ import (
 
 	"github.com/keyward/keyward/internal/app"
 	"github.com/keyward/keyward/server"
-	"github.com/keyward/keyward/service"
+	"github.com/keyward/keyward/service/tokens"
 )
 
 // Keyward is a server started for one test.
@@ -56,8 +56,8 @@ func WithMongoDB(uri, db string) Option {
 		c.MongoDBDatabase = db
 		c.AuditMaxBytes = 8 << 20
 		// Instances sharing MongoDB share a master key; one per test is made here.
-		c.MasterKeyFile = filepath.Join(c.DataDir, service.MasterKeyFile)
-		if _, err := service.LoadMasterKey(c.MasterKeyFile, true); err != nil {
+		c.MasterKeyFile = filepath.Join(c.DataDir, tokens.MasterKeyFile)
+		if _, err := tokens.LoadMasterKey(c.MasterKeyFile, true); err != nil {
 			panic(err)
 		}
 	}

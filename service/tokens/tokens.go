@@ -1,4 +1,4 @@
-package service
+package tokens
 
 import (
 	"context"
@@ -18,12 +18,13 @@ import (
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/authz"
 	"github.com/keyward/keyward/service/errs"
+	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/permission"
 	"github.com/keyward/keyward/service/revocation"
 )
 
-// TokensConfig is the token policy.
-type TokensConfig struct {
+// Config is the token policy.
+type Config struct {
 	// Issuer is the `iss` of every access token.
 	Issuer string
 	// Algorithm signs new signing keys unless a rotation names another.
@@ -48,9 +49,9 @@ type TokensConfig struct {
 	Now func() time.Time
 }
 
-// DefaultTokensConfig returns the default policy.
-func DefaultTokensConfig() TokensConfig {
-	return TokensConfig{
+// DefaultConfig returns the default policy.
+func DefaultConfig() Config {
+	return Config{
 		Issuer: "keyward", Algorithm: accesstoken.AlgRS256,
 		DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour, ClockSkew: 30 * time.Second,
 		RefreshTTL: 30 * 24 * time.Hour, RefreshFamilyTTL: 90 * 24 * time.Hour,
@@ -61,8 +62,8 @@ func DefaultTokensConfig() TokensConfig {
 
 // Tokens issues and checks access, refresh and temporary tokens.
 type Tokens struct {
-	cfg      TokensConfig
-	keys     *Keys
+	cfg      Config
+	keys     *keys.Keys
 	revs     *revocation.Log
 	store    repository.TokenRepository
 	ring     *keyring
@@ -73,12 +74,12 @@ type Tokens struct {
 	now func() time.Time
 	log *slog.Logger
 	// stats are the key service's counters, which count tokens too.
-	stats *Stats
+	stats *keys.Stats
 }
 
-// NewTokens returns the token service. It loads the signing keys and creates the
+// New returns the token service. It loads the signing keys and creates the
 // first one on an empty store.
-func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, keys *Keys, revs *revocation.Log, sealer *Sealer, log *slog.Logger) (*Tokens, error) {
+func New(ctx context.Context, store repository.Store, cfg Config, keys *keys.Keys, revs *revocation.Log, sealer *Sealer, log *slog.Logger) (*Tokens, error) {
 	if !slices.Contains(accesstoken.Algorithms, cfg.Algorithm) {
 		return nil, fmt.Errorf("unknown token algorithm %q (want one of %s)", cfg.Algorithm, strings.Join(accesstoken.Algorithms, ", "))
 	}
@@ -103,7 +104,7 @@ func NewTokens(ctx context.Context, store repository.Store, cfg TokensConfig, ke
 		return nil, fmt.Errorf("loading signing keys: %w", err)
 	}
 	if t.ring.active() == nil {
-		if _, err := t.ring.create(ctx, cfg.Algorithm, keys.now()); err != nil {
+		if _, err := t.ring.create(ctx, cfg.Algorithm, keys.Now()); err != nil {
 			return nil, fmt.Errorf("creating the first signing key: %w", err)
 		}
 	}
@@ -169,7 +170,7 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	if caller == nil || caller.Token != nil {
 		return nil, errs.PermissionDenied("tokens are issued to API keys: authenticate with the key, not a token")
 	}
-	e, err := t.keys.snapshot(ctx, caller.KeyID)
+	e, err := t.keys.Snapshot(ctx, caller.KeyID)
 	if err != nil {
 		return nil, err
 	}
@@ -199,12 +200,12 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	}
 	if req.IncludeRefresh {
 		familyEnd := authz.Earliest(t.keys.Now().Add(t.cfg.RefreshFamilyTTL), end)
-		if err := t.newRefresh(ctx, out, e.key.ID, grant.Session, grant, familyEnd); err != nil {
+		if err := t.newRefresh(ctx, out, e.Key().ID, grant.Session, grant, familyEnd); err != nil {
 			return nil, err
 		}
 	}
 	// Debug, not info: issuance is a hot path, and the audit log records every call.
-	t.log.DebugContext(ctx, "access token issued", "key_id", e.key.ID, "jti", out.TokenID, "refresh", req.IncludeRefresh)
+	t.log.DebugContext(ctx, "access token issued", "key_id", e.Key().ID, "jti", out.TokenID, "refresh", req.IncludeRefresh)
 	return out, nil
 }
 
@@ -220,8 +221,8 @@ type grant struct {
 // Requested roles narrow the token to them: its permissions are then those roles'
 // (or a requested subset of them and of the key's direct permissions), so that its
 // roles claim says where every permission it carries comes from.
-func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms []string) (grant, error) {
-	k := e.key
+func (t *Tokens) grant(ctx context.Context, e *keys.Snapshot, audience, roles, perms []string) (grant, error) {
+	k := e.Key()
 	for _, a := range audience {
 		if len(k.AllowedAudiences) > 0 && !slices.Contains(k.AllowedAudiences, a) {
 			return grant{}, errs.PermissionDenied("the key may not get tokens for audience %q", a)
@@ -235,10 +236,10 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 			return grant{}, errs.PermissionDenied("the key does not hold role %q", r)
 		}
 	}
-	held := e.perms
+	held := e.Permissions()
 	if len(roles) > 0 {
 		var err error
-		if held, err = t.keys.permissionsOf(ctx, roles, k.Permissions, false); err != nil {
+		if held, err = t.keys.HeldPermissions(ctx, roles, k.Permissions); err != nil {
 			return grant{}, err
 		}
 	}
@@ -256,11 +257,11 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 		}
 	case len(roles) > 0:
 		var err error
-		if perms, err = t.keys.rolePermissions(ctx, roles); err != nil {
+		if perms, err = t.keys.RolePermissions(ctx, roles); err != nil {
 			return grant{}, err
 		}
 	default:
-		perms = e.effective
+		perms = e.Effective()
 	}
 	if len(roles) == 0 {
 		roles = k.Roles
@@ -271,8 +272,8 @@ func (t *Tokens) grant(ctx context.Context, e *cachedKey, audience, roles, perms
 // sign makes an access token for key with the grant. Its lifetime is ttl capped by
 // the server's maximum, the key's max_token_ttl, the key's own expiry and end (the
 // credential it is issued on; zero: none): a token never outlives what issued it.
-func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (*Issued, error) {
-	k := e.key
+func (t *Tokens) sign(e *keys.Snapshot, g grant, ttl time.Duration, end time.Time) (*Issued, error) {
+	k := e.Key()
 	sk := t.ring.active()
 	if sk == nil {
 		return nil, errNoSigningKey
@@ -294,9 +295,9 @@ func (t *Tokens) sign(e *cachedKey, g grant, ttl time.Duration, end time.Time) (
 		},
 		Owner: k.Owner, Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs,
 		// Always set, 0 included; e is immutable, so pointing into it is safe.
-		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: &e.seq, Environment: string(k.Environment),
+		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: e.RightsSeq(), Environment: string(k.Environment),
 	}
-	t.stats.issued(sk.Algorithm)
+	t.stats.CountIssued(sk.Algorithm)
 	tok := jwt.NewWithClaims(sk.method, claims)
 	tok.Header["kid"] = sk.Kid
 	signed, err := tok.SignedString(sk.private)
@@ -365,23 +366,23 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 	if t.cfg.RefreshMinInterval > 0 && now.Sub(rt.CreateTime) < t.cfg.RefreshMinInterval {
 		return nil, errs.FailedPrecondition("refreshed too soon: wait %s between refreshes", t.cfg.RefreshMinInterval)
 	}
-	e, err := t.keys.snapshot(ctx, rt.KeyID)
+	e, err := t.keys.Snapshot(ctx, rt.KeyID)
 	if err != nil {
 		return nil, err
 	}
-	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(now) {
+	if e == nil || e.Key().State == repository.KeyRevoked || e.Key().Expired(now) {
 		return nil, errs.Unauthenticated("the API key behind this session is no longer valid")
 	}
-	secretEnd, ok := sessionSecretEnd(e.key, rt.SecretFingerprint, rt.CreateTime, now)
+	secretEnd, ok := sessionSecretEnd(e.Key(), rt.SecretFingerprint, rt.CreateTime, now)
 	if !ok {
 		return nil, errs.Unauthenticated("the key secret that began this session was rotated out: sign in again with the key's current secret")
 	}
 	// Before the claim: a refresh refused here leaves the refresh token usable.
-	var kv Verification
-	if kv.Reason = t.keys.checkPlace(e, clientIP, &kv); kv.Reason != ReasonOK {
+	var kv keys.Verification
+	if kv.Reason = t.keys.CheckPlace(e, clientIP, &kv); kv.Reason != keys.ReasonOK {
 		return nil, errs.Unauthenticated("this session may not be refreshed from here: %s", kv.Message())
 	}
-	if err := t.keys.spend(ctx, e, now, &kv); err != nil {
+	if err := t.keys.Spend(ctx, e, now, &kv); err != nil {
 		return nil, err
 	}
 	switch err := t.store.Claim(ctx, "refresh:"+rt.ID, rt.ExpireTime); {
@@ -433,4 +434,13 @@ func sessionSecretEnd(k *repository.Key, fingerprint []byte, issued, now time.Ti
 		return k.PreviousSecretExpireTime, true
 	}
 	return time.Time{}, false
+}
+
+func isNotFound(err error) bool { return errors.Is(err, repository.ErrNotFound) }
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return slices.Clone(s)
 }

@@ -1,4 +1,4 @@
-package service
+package tokens
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func (f *tokenFixture) uncached(t testing.TB) *Tokens {
 	t.Helper()
 	cfg := f.tokens.cfg
 	cfg.VerifiedCacheSize = 0
-	u, err := NewTokens(context.Background(), f.store, cfg, f.keys, f.tokens.revs, f.tokens.ring.sealer, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	u, err := New(context.Background(), f.store, cfg, f.keys, f.tokens.revs, f.tokens.ring.sealer, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	require.Nil(t, u.verified)
 	return u
@@ -154,7 +154,7 @@ func TestCachedTokenStopsAtRevocation(t *testing.T) {
 func TestCachedTokenTimesAreCheckedAsTheParserDoes(t *testing.T) {
 	for _, skew := range []time.Duration{0, 30 * time.Second} {
 		t.Run(skew.String(), func(t *testing.T) {
-			f := newTokenFixtureWith(t, accesstoken.AlgHS256, func(c *TokensConfig) { c.ClockSkew = skew })
+			f := newTokenFixtureWith(t, accesstoken.AlgHS256, func(c *Config) { c.ClockSkew = skew })
 			ref := f.uncached(t)
 			clock := time.Now()
 			f.tokens.now = func() time.Time { return clock }
@@ -297,7 +297,7 @@ func TestFailuresAndOversizedTokensAreNotCached(t *testing.T) {
 }
 
 func TestTokenCacheOff(t *testing.T) {
-	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = 0 })
+	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *Config) { c.VerifiedCacheSize = 0 })
 	require.Nil(t, f.tokens.verified)
 	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
 	require.NoError(t, err)
@@ -319,13 +319,13 @@ func TestTokenCacheOff(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, TokenRevoked, v.Reason)
 
-	_, err = NewTokens(ctx, f.store, TokensConfig{Algorithm: accesstoken.AlgEdDSA, VerifiedCacheSize: -1}, f.keys, f.tokens.revs, f.tokens.ring.sealer, f.tokens.log)
+	_, err = New(ctx, f.store, Config{Algorithm: accesstoken.AlgEdDSA, VerifiedCacheSize: -1}, f.keys, f.tokens.revs, f.tokens.ring.sealer, f.tokens.log)
 	assert.ErrorContains(t, err, "negative")
 }
 
 func TestTokenCacheStaysWithinItsBound(t *testing.T) {
 	const bound = 3
-	f := newTokenFixtureWith(t, accesstoken.AlgHS256, func(c *TokensConfig) { c.VerifiedCacheSize = bound })
+	f := newTokenFixtureWith(t, accesstoken.AlgHS256, func(c *Config) { c.VerifiedCacheSize = bound })
 	ctx := context.Background()
 	var tokens []string
 	for range 10 {
@@ -352,7 +352,7 @@ func TestTokenCacheStaysWithinItsBound(t *testing.T) {
 
 func TestFullTokenCacheDropsExpiredEntriesFirst(t *testing.T) {
 	const bound = 3
-	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = bound })
+	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *Config) { c.VerifiedCacheSize = bound })
 	active := f.tokens.ring.active()
 	clock := time.Now()
 	f.tokens.now = func() time.Time { return clock }
@@ -376,7 +376,7 @@ func TestFullTokenCacheDropsExpiredEntriesFirst(t *testing.T) {
 }
 
 func TestConcurrentValidationWithTheCache(t *testing.T) {
-	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *TokensConfig) { c.VerifiedCacheSize = 4 })
+	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *Config) { c.VerifiedCacheSize = 4 })
 	ctx := context.Background()
 	var tokens []*Issued
 	for range 8 {

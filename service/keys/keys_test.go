@@ -1,4 +1,4 @@
-package service_test
+package keys_test
 
 import (
 	"context"
@@ -16,9 +16,9 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
-	"github.com/keyward/keyward/service"
 	"github.com/keyward/keyward/service/geoip"
 	"github.com/keyward/keyward/service/geoip/geoiptest"
+	"github.com/keyward/keyward/service/keys"
 )
 
 // countingStore is the real embedded store with a count of key reads, to prove what
@@ -40,44 +40,44 @@ func (c *countingKeys) GetKey(ctx context.Context, id string) (*repository.Key, 
 	return c.KeyRepository.GetKey(ctx, id)
 }
 
-func newKeys(t testing.TB) (*service.Keys, *countingStore) {
+func newKeys(t testing.TB) (*keys.Keys, *countingStore) {
 	t.Helper()
 	st, err := embedded.Open(context.Background(), filepath.Join(t.TempDir(), "data"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	cs := &countingStore{Store: st, keys: &countingKeys{KeyRepository: st.Keys()}}
-	return service.NewKeys(cs, service.KeysConfig{CacheTTL: time.Hour}, slog.New(slog.NewTextHandler(io.Discard, nil))), cs
+	return keys.New(cs, keys.Config{CacheTTL: time.Hour}, slog.New(slog.NewTextHandler(io.Discard, nil))), cs
 }
 
 func TestVerifyReadsTheStoreOnceThenInvalidatesOnChange(t *testing.T) {
 	ctx := context.Background()
-	keys, st := newKeys(t)
-	k, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Permissions: []string{"orders"}})
+	ks, st := newKeys(t)
+	k, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Permissions: []string{"orders"}})
 	require.NoError(t, err)
 
 	for range 100 {
-		v, err := keys.Verify(ctx, secret, service.Check{Permission: "orders/1:refund"})
+		v, err := ks.Verify(ctx, secret, keys.Check{Permission: "orders/1:refund"})
 		require.NoError(t, err)
 		require.True(t, v.Valid())
 	}
 	assert.Equal(t, int64(1), st.keys.gets.Load(), "only the first verification reads the store")
 
-	_, err = keys.Revoke(ctx, k.ID, "test")
+	_, err = ks.Revoke(ctx, k.ID, "test")
 	require.NoError(t, err)
-	v, err := keys.Verify(ctx, secret, service.Check{})
+	v, err := ks.Verify(ctx, secret, keys.Check{})
 	require.NoError(t, err)
-	assert.Equal(t, service.ReasonRevoked, v.Reason, "revocation invalidates the cached entry at once")
+	assert.Equal(t, keys.ReasonRevoked, v.Reason, "revocation invalidates the cached entry at once")
 }
 
 func TestVerifyOnCacheHitDoesNotAllocate(t *testing.T) {
 	ctx := context.Background()
-	keys, _ := newKeys(t)
-	_, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Permissions: []string{"orders:read"}})
+	ks, _ := newKeys(t)
+	_, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Permissions: []string{"orders:read"}})
 	require.NoError(t, err)
-	_, err = keys.Verify(ctx, secret, service.Check{})
+	_, err = ks.Verify(ctx, secret, keys.Check{})
 	require.NoError(t, err)
 	allocs := testing.AllocsPerRun(200, func() {
-		v, err := keys.Verify(ctx, secret, service.Check{Permission: "orders:read"})
+		v, err := ks.Verify(ctx, secret, keys.Check{Permission: "orders:read"})
 		if err != nil || !v.Valid() {
 			t.Fatal("verification failed")
 		}
@@ -90,35 +90,35 @@ func TestVerifyOnCacheHitDoesNotAllocate(t *testing.T) {
 func TestConcurrentVerifyAndRevokeNeverCachesStaleKey(t *testing.T) {
 	ctx := context.Background()
 	for range 20 {
-		keys, _ := newKeys(t)
-		k, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
+		ks, _ := newKeys(t)
+		k, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
 		require.NoError(t, err)
 		var wg sync.WaitGroup
 		for range 8 {
-			wg.Go(func() { _, _ = keys.Verify(ctx, secret, service.Check{}) })
+			wg.Go(func() { _, _ = ks.Verify(ctx, secret, keys.Check{}) })
 		}
 		wg.Go(func() {
-			_, err := keys.Revoke(ctx, k.ID, "race")
+			_, err := ks.Revoke(ctx, k.ID, "race")
 			assert.NoError(t, err)
 		})
 		wg.Wait()
-		v, err := keys.Verify(ctx, secret, service.Check{})
+		v, err := ks.Verify(ctx, secret, keys.Check{})
 		require.NoError(t, err)
-		require.Equal(t, service.ReasonRevoked, v.Reason)
+		require.Equal(t, keys.ReasonRevoked, v.Reason)
 	}
 }
 
 func TestUsageIsWrittenInTheBackground(t *testing.T) {
 	ctx := context.Background()
-	keys, st := newKeys(t)
-	k, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
+	ks, st := newKeys(t)
+	k, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
 	require.NoError(t, err)
-	_, err = keys.Verify(ctx, secret, service.Check{})
+	_, err = ks.Verify(ctx, secret, keys.Check{})
 	require.NoError(t, err)
 	got, err := st.Keys().GetKey(ctx, k.ID)
 	require.NoError(t, err)
 	assert.True(t, got.LastUsedTime.IsZero(), "verification itself writes nothing")
-	require.NoError(t, keys.FlushUsage(ctx))
+	require.NoError(t, ks.FlushUsage(ctx))
 	got, err = st.Keys().GetKey(ctx, k.ID)
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now(), got.LastUsedTime, 5*time.Second)
@@ -126,15 +126,15 @@ func TestUsageIsWrittenInTheBackground(t *testing.T) {
 
 func TestBootstrapOnlyOnEmptyStore(t *testing.T) {
 	ctx := context.Background()
-	keys, _ := newKeys(t)
-	k, secret, err := keys.Bootstrap(ctx)
+	ks, _ := newKeys(t)
+	k, secret, err := ks.Bootstrap(ctx)
 	require.NoError(t, err)
 	require.NotNil(t, k)
 	assert.Equal(t, []string{"*"}, k.Permissions)
-	v, err := keys.Verify(ctx, secret, service.Check{Permission: "keyward.keys:create"})
+	v, err := ks.Verify(ctx, secret, keys.Check{Permission: "keyward.keys:create"})
 	require.NoError(t, err)
 	assert.True(t, v.Valid())
-	again, _, err := keys.Bootstrap(ctx)
+	again, _, err := ks.Bootstrap(ctx)
 	require.NoError(t, err)
 	assert.Nil(t, again, "a store with keys gets no second admin key")
 }
@@ -143,8 +143,8 @@ func TestBootstrapOnlyOnEmptyStore(t *testing.T) {
 // lookup, SHA-256, constant-time compare, state and permission checks.
 func BenchmarkVerifyKey(b *testing.B) {
 	ctx := context.Background()
-	keys, _ := newKeys(b)
-	_, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive,
+	ks, _ := newKeys(b)
+	_, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive,
 		Permissions: []string{"orders/*:refund", "invoices:read", "customers"}})
 	require.NoError(b, err)
 	for _, bc := range []struct{ name, required string }{{"CacheHit", ""}, {"CacheHitWithPermission", "orders/1234:refund"}} {
@@ -152,7 +152,7 @@ func BenchmarkVerifyKey(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if v, err := keys.Verify(ctx, secret, service.Check{Permission: bc.required}); err != nil || !v.Valid() {
+					if v, err := ks.Verify(ctx, secret, keys.Check{Permission: bc.required}); err != nil || !v.Valid() {
 						b.Fatal("verification failed")
 					}
 				}
@@ -171,15 +171,15 @@ func BenchmarkVerifyKeyWithPolicy(b *testing.B) {
 	db, err := geoip.Open(geoiptest.Write(b, map[string]string{"10.0.0.0/8": "SE"}))
 	require.NoError(b, err)
 	defer db.Close()
-	keys := service.NewKeys(st, service.KeysConfig{CacheTTL: time.Hour, Geo: db}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	_, secret, err := keys.Create(ctx, service.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive,
+	ks := keys.New(st, keys.Config{CacheTTL: time.Hour, Geo: db}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive,
 		Permissions: []string{"orders/*:refund"}, AllowedCIDRs: []string{"10.0.0.0/8"}, AllowedCountries: []string{"SE"},
 		RateLimit: &repository.RateLimit{RequestsPerSecond: 1_000_000_000, Burst: 1_000_000_000}})
 	require.NoError(b, err)
-	check := service.Check{Permission: "orders/1234:refund", ClientIP: netip.MustParseAddr("10.1.2.3")}
+	check := keys.Check{Permission: "orders/1234:refund", ClientIP: netip.MustParseAddr("10.1.2.3")}
 	b.ReportAllocs()
 	for b.Loop() {
-		if v, err := keys.Verify(ctx, secret, check); err != nil || !v.Valid() {
+		if v, err := ks.Verify(ctx, secret, check); err != nil || !v.Valid() {
 			b.Fatalf("verify: %v %v", err, v.Message())
 		}
 	}

@@ -1,4 +1,4 @@
-package service
+package keys
 
 import (
 	"context"
@@ -21,8 +21,8 @@ import (
 	"github.com/keyward/keyward/service/revocation"
 )
 
-// KeysConfig tunes the key service.
-type KeysConfig struct {
+// Config tunes the key service.
+type Config struct {
 	// CacheTTL bounds how long a cached verification is trusted before the key is
 	// read again (changes made on another instance become visible within it).
 	CacheTTL time.Duration
@@ -59,8 +59,8 @@ type Keys struct {
 	stats     *Stats
 }
 
-// NewKeys returns the key service over the store's repositories.
-func NewKeys(store repository.Store, cfg KeysConfig, log *slog.Logger) *Keys {
+// New returns the key service over the store's repositories.
+func New(store repository.Store, cfg Config, log *slog.Logger) *Keys {
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 30 * time.Second
 	}
@@ -237,10 +237,11 @@ func mayManageAll(ctx context.Context, action string) bool {
 	return p == nil || p.Allows(permission.Permission{Module: keysModule, Action: action})
 }
 
-// mayRead reports whether an authenticated caller may read keys of owner; unlike
-// mayManage it is false without a principal, as verification answers
-// unauthenticated callers too.
-func mayRead(ctx context.Context, owner string) bool {
+// MayRead reports whether an authenticated caller may read keys of owner; unlike
+// mayManage it is false without a principal, as verification and token validation
+// answer unauthenticated callers too: a failure shows key data only to a caller
+// for whom MayRead holds.
+func MayRead(ctx context.Context, owner string) bool {
 	p := authz.PrincipalFrom(ctx)
 	return p != nil && p.Allows(permission.Permission{Module: keysModule, Entity: owner, Action: "read"})
 }
@@ -578,9 +579,9 @@ func (s *Keys) permissionsOf(ctx context.Context, roles, perms []string, strict 
 	return wanted, nil
 }
 
-// rolePermissions returns the permissions the roles grant as stored, without
+// RolePermissions returns the permissions the roles grant as stored, without
 // duplicates; a deleted role grants nothing.
-func (s *Keys) rolePermissions(ctx context.Context, roles []string) ([]string, error) {
+func (s *Keys) RolePermissions(ctx context.Context, roles []string) ([]string, error) {
 	var perms []string
 	for _, name := range roles {
 		r, err := s.roles.GetRole(ctx, name)
@@ -593,6 +594,12 @@ func (s *Keys) rolePermissions(ctx context.Context, roles []string) ([]string, e
 		perms = append(perms, r.Permissions...)
 	}
 	return dedupe(perms), nil
+}
+
+// HeldPermissions returns every permission the roles (of a stored key: a deleted
+// one grants nothing) and the permissions grant, parsed.
+func (s *Keys) HeldPermissions(ctx context.Context, roles, perms []string) (permission.Set, error) {
+	return s.permissionsOf(ctx, roles, perms, false)
 }
 
 // mayHoldKey refuses (PERMISSION_DENIED) a caller who does not hold every right

@@ -1,4 +1,4 @@
-package service
+package keys
 
 import (
 	"sync"
@@ -9,9 +9,11 @@ import (
 	"github.com/keyward/keyward/service/permission"
 )
 
-// cachedKey is an immutable snapshot of a key with its effective permissions, plus
-// the time a secret of it last verified on this instance.
-type cachedKey struct {
+// Snapshot is an immutable view of a key with its effective permissions, as the
+// key cache holds it, plus the time a secret of it last verified on this instance.
+// Other domains read it through its methods only, and must not modify what they
+// return: it is shared by every verification of the key.
+type Snapshot struct {
 	key *repository.Key
 	// seq is the revocation log position this instance had published when the key
 	// was read: every rights change logged up to it is in the snapshot.
@@ -23,6 +25,21 @@ type cachedKey struct {
 	lastUsed  atomic.Int64 // unix ms; 0: not used since loaded
 	flushed   atomic.Int64 // the lastUsed value last written to the store
 }
+
+// Key is the key as loaded (read-only).
+func (e *Snapshot) Key() *repository.Key { return e.key }
+
+// Effective is the key's effective permissions as stored, direct and through roles
+// (read-only).
+func (e *Snapshot) Effective() []string { return e.effective }
+
+// Permissions is the key's effective permissions, parsed (read-only).
+func (e *Snapshot) Permissions() permission.Set { return e.perms }
+
+// RightsSeq points at the revocation log position this instance had published when
+// the key was read: every rights change logged up to it is in the snapshot. The
+// snapshot is immutable, so the pointer may be kept (access tokens carry it).
+func (e *Snapshot) RightsSeq() *uint64 { return &e.seq }
 
 // keyCache keeps verified keys in memory so a repeat verification never reads the
 // store. Any change to a key on this instance invalidates its entry at once; a
@@ -37,21 +54,21 @@ type keyCache struct {
 	max int
 
 	mu      sync.RWMutex
-	entries map[string]*cachedKey
+	entries map[string]*Snapshot
 	gen     uint64
 	// pending holds use times of entries dropped before their use was written.
 	pending map[string]int64
 }
 
 func newKeyCache(ttl time.Duration, maxEntries int) *keyCache {
-	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*cachedKey{}, pending: map[string]int64{}}
+	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*Snapshot{}, pending: map[string]int64{}}
 }
 
 // expiry is when an entry filled at now stops being trusted.
 func (c *keyCache) expiry(now time.Time) time.Time { return now.Add(c.ttl) }
 
 // get returns the live entry for id, or nil.
-func (c *keyCache) get(id string, now time.Time) *cachedKey {
+func (c *keyCache) get(id string, now time.Time) *Snapshot {
 	c.mu.RLock()
 	e := c.entries[id]
 	c.mu.RUnlock()
@@ -69,7 +86,7 @@ func (c *keyCache) generation() uint64 {
 }
 
 // put installs e for id unless an invalidation happened since gen was read.
-func (c *keyCache) put(id string, e *cachedKey, gen uint64) {
+func (c *keyCache) put(id string, e *Snapshot, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen {
@@ -106,11 +123,11 @@ func (c *keyCache) clear() {
 	for id, old := range c.entries {
 		c.keepUse(id, old)
 	}
-	c.entries = map[string]*cachedKey{}
+	c.entries = map[string]*Snapshot{}
 }
 
 // keepUse moves an unwritten use time of a dropped entry to pending. Caller holds mu.
-func (c *keyCache) keepUse(id string, e *cachedKey) {
+func (c *keyCache) keepUse(id string, e *Snapshot) {
 	if u := e.lastUsed.Load(); u > e.flushed.Load() && u > c.pending[id] {
 		c.pending[id] = u
 	}

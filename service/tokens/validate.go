@@ -1,4 +1,4 @@
-package service
+package tokens
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/authz"
 	"github.com/keyward/keyward/service/errs"
+	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -62,7 +63,7 @@ type TokenVerdict struct {
 	Detail string
 	// APIKey is set when the credential was an API key; KeyReason then says more.
 	APIKey    bool
-	KeyReason Reason
+	KeyReason keys.Reason
 	// Claims are the token's (for API keys: built from the key). Claims and
 	// Permissions may be shared with other verdicts (an access token's come from
 	// the verified token cache, an API key's from the key cache): they are
@@ -162,7 +163,7 @@ func (v TokenVerdict) Message() string {
 // the key itself.
 func (t *Tokens) Validate(ctx context.Context, token, audience, required string, clientIP netip.Addr) (TokenVerdict, error) {
 	v, err := t.validate(ctx, token, audience, required, clientIP)
-	if err == nil && !v.Valid() && v.Claims != nil && !mayRead(ctx, v.Claims.Owner) {
+	if err == nil && !v.Valid() && v.Claims != nil && !keys.MayRead(ctx, v.Claims.Owner) {
 		v.Claims, v.Permissions = nil, nil
 	}
 	return v, err
@@ -177,7 +178,7 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 		}
 	}
 	if strings.HasPrefix(token, "kw_") {
-		return t.validateKey(ctx, token, audience, Check{Permission: required, ClientIP: clientIP})
+		return t.validateKey(ctx, token, audience, keys.Check{Permission: required, ClientIP: clientIP})
 	}
 	if len(token) > accesstoken.MaxLen { // before the cache: such a token is never in it
 		return TokenVerdict{Reason: TokenMalformed}, nil
@@ -193,23 +194,23 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 		v.Reason = TokenRevoked
 		return v, nil
 	}
-	e, err := t.keys.snapshot(ctx, claims.Subject)
+	e, err := t.keys.Snapshot(ctx, claims.Subject)
 	if err != nil {
 		return TokenVerdict{}, err
 	}
 	keyNow := t.keys.Now()
-	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(keyNow) {
+	if e == nil || e.Key().State == repository.KeyRevoked || e.Key().Expired(keyNow) {
 		v.Reason = TokenRevoked
 		return v, nil
 	}
 	// The token must be one its key could have now: for the audience asked about,
 	// and no longer-lived than the key's tokens may now be.
 	if audience != "" && (!slices.Contains(claims.Audience, audience) ||
-		(len(e.key.AllowedAudiences) > 0 && !slices.Contains(e.key.AllowedAudiences, audience))) {
+		(len(e.Key().AllowedAudiences) > 0 && !slices.Contains(e.Key().AllowedAudiences, audience))) {
 		v.Reason = TokenWrongAudience
 		return v, nil
 	}
-	if m := e.key.MaxTokenTTL; m > 0 && !vt.iat.IsZero() && vt.exp.Sub(vt.iat) > m {
+	if m := e.Key().MaxTokenTTL; m > 0 && !vt.iat.IsZero() && vt.exp.Sub(vt.iat) > m {
 		v.Reason, v.Detail = TokenRevoked, "its lifetime is longer than its key's max_token_ttl now allows ("+m.String()+")"
 		return v, nil
 	}
@@ -217,24 +218,24 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 		v.Reason = TokenIPNotAllowed
 		return v, nil
 	}
-	var kv Verification
-	switch t.keys.checkPlace(e, clientIP, &kv) {
-	case ReasonOK:
-	case ReasonIPNotAllowed:
+	var kv keys.Verification
+	switch t.keys.CheckPlace(e, clientIP, &kv) {
+	case keys.ReasonOK:
+	case keys.ReasonIPNotAllowed:
 		v.Reason = TokenIPNotAllowed
 		return v, nil
 	default:
 		v.Reason, v.Detail = TokenCountryNotAllowed, kv.Detail
 		return v, nil
 	}
-	if required != "" && (!vt.perms.Allows(need) || !e.perms.Allows(need)) {
+	if required != "" && (!vt.perms.Allows(need) || !e.Permissions().Allows(need)) {
 		v.Reason = TokenPermissionDenied
 		return v, nil
 	}
-	if err := t.keys.spend(ctx, e, keyNow, &kv); err != nil {
+	if err := t.keys.Spend(ctx, e, keyNow, &kv); err != nil {
 		return TokenVerdict{}, err
 	}
-	v.Reason, v.Key, v.KeyPermissions = TokenOK, e.key, e.perms
+	v.Reason, v.Key, v.KeyPermissions = TokenOK, e.Key(), e.Permissions()
 	return v, nil
 }
 
@@ -291,7 +292,7 @@ func verifyReason(err error) TokenReason {
 }
 
 // validateKey answers ValidateToken for an API key.
-func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check Check) (TokenVerdict, error) {
+func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check keys.Check) (TokenVerdict, error) {
 	kv, err := t.keys.Verify(ctx, secret, check)
 	if err != nil {
 		return TokenVerdict{}, err
@@ -312,20 +313,20 @@ func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check
 		}
 	}
 	switch kv.Reason {
-	case ReasonOK:
+	case keys.ReasonOK:
 		v.Reason = TokenOK
 		if audience != "" && len(kv.Key.AllowedAudiences) > 0 && !slices.Contains(kv.Key.AllowedAudiences, audience) {
 			v.Reason = TokenWrongAudience
 		}
-	case ReasonRevoked:
+	case keys.ReasonRevoked:
 		v.Reason = TokenRevoked
-	case ReasonExpired:
+	case keys.ReasonExpired:
 		v.Reason = TokenExpired
-	case ReasonPermissionDenied:
+	case keys.ReasonPermissionDenied:
 		v.Reason = TokenPermissionDenied
-	case ReasonIPNotAllowed:
+	case keys.ReasonIPNotAllowed:
 		v.Reason = TokenIPNotAllowed
-	case ReasonCountryNotAllowed:
+	case keys.ReasonCountryNotAllowed:
 		v.Reason = TokenCountryNotAllowed
 	default:
 		v.Reason = TokenInvalidKey

@@ -1,4 +1,4 @@
-package service
+package keys
 
 import (
 	"sync/atomic"
@@ -65,7 +65,8 @@ func (s *Stats) TokensIssued(alg string) int64 {
 	return 0
 }
 
-func (s *Stats) issued(alg string) {
+// CountIssued counts an access token signed with the algorithm.
+func (s *Stats) CountIssued(alg string) {
 	for i, a := range accesstoken.Algorithms {
 		if a == alg {
 			s.tokensIssued[i].Add(1)

@@ -1,4 +1,4 @@
-package service
+package tokens
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/authz"
 	"github.com/keyward/keyward/service/errs"
+	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -153,33 +154,33 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string, 
 		c.Reason = TemporaryWrongOperation
 		return c, nil
 	}
-	e, err := t.keys.snapshot(ctx, tt.KeyID)
+	e, err := t.keys.Snapshot(ctx, tt.KeyID)
 	if err != nil {
 		return Consumed{}, err
 	}
 	now := t.keys.Now()
-	if e == nil || e.key.State == repository.KeyRevoked || e.key.Expired(now) ||
+	if e == nil || e.Key().State == repository.KeyRevoked || e.Key().Expired(now) ||
 		(tt.TokenID != "" && t.revs.TokenRevoked(tt.TokenID, tt.SessionID)) {
 		c.Reason = TemporaryRevoked
 		return c, nil
 	}
 	if tt.TokenID == "" {
 		// Issued by the key itself: it lasts while the key accepts that secret.
-		if _, ok := sessionSecretEnd(e.key, tt.SecretFingerprint, tt.CreateTime, now); !ok {
+		if _, ok := sessionSecretEnd(e.Key(), tt.SecretFingerprint, tt.CreateTime, now); !ok {
 			c.Reason = TemporaryRevoked // the secret that issued it was rotated out
 			return c, nil
 		}
 	}
 	// Still the key's right now: a token issued before a right was taken away (or
 	// stored by an older version with an operation outside the grammar) stops.
-	if need, err := permission.Parse(tt.Operation); err != nil || !e.perms.Allows(need) {
+	if need, err := permission.Parse(tt.Operation); err != nil || !e.Permissions().Allows(need) {
 		c.Reason = TemporaryPermissionDenied
 		return c, nil
 	}
-	var kv Verification
-	switch t.keys.checkPlace(e, clientIP, &kv) {
-	case ReasonOK:
-	case ReasonIPNotAllowed:
+	var kv keys.Verification
+	switch t.keys.CheckPlace(e, clientIP, &kv) {
+	case keys.ReasonOK:
+	case keys.ReasonIPNotAllowed:
 		c.Reason = TemporaryIPNotAllowed
 		return c, nil
 	default:
@@ -197,11 +198,11 @@ func (t *Tokens) ConsumeTemporary(ctx context.Context, token, operation string, 
 		// The use is the key's: its rate limit and quota bind the token, so a
 		// 100-use token cannot outspend the key that approved it. Spent after the
 		// claim, so that presenting a used-up token spends nothing.
-		if err := t.keys.spend(ctx, e, now, &kv); err != nil {
+		if err := t.keys.Spend(ctx, e, now, &kv); err != nil {
 			return Consumed{}, err
 		}
 		c.Reason, c.Remaining = TemporaryOK, tt.MaxUses-slot
-		c.KeyID, c.Owner, c.Environment = e.key.ID, e.key.Owner, e.key.Environment
+		c.KeyID, c.Owner, c.Environment = e.Key().ID, e.Key().Owner, e.Key().Environment
 		return c, nil
 	}
 	c.Reason = TemporaryUsedUp

@@ -1,4 +1,4 @@
-package service
+package keys
 
 import (
 	"context"
@@ -99,9 +99,10 @@ func (l *limiters) get(id string, r rate.Limit, burst int) *rate.Limiter {
 // len is how many buckets are kept.
 func (l *limiters) len() int { return l.buckets.Len() }
 
-// checkPlace applies the key's network and country restrictions to the client
-// address; it returns ReasonOK or the failing reason.
-func (s *Keys) checkPlace(e *cachedKey, ip netip.Addr, v *Verification) Reason {
+// CheckPlace applies the key's network and country restrictions to the client
+// address; it returns ReasonOK or the failing reason, with v's Country and Detail
+// set as a verification sets them. Its delegates (tokens) are bound by it too.
+func (s *Keys) CheckPlace(e *Snapshot, ip netip.Addr, v *Verification) Reason {
 	if !e.policy.allowsIP(ip) {
 		return ReasonIPNotAllowed
 	}
@@ -130,9 +131,10 @@ func (s *Keys) checkPlace(e *cachedKey, ip netip.Addr, v *Verification) Reason {
 	return ReasonOK
 }
 
-// spend counts one use against the key's rate limit and quota. Exhaustion is an
-// error: RESOURCE_EXHAUSTED with the time to wait.
-func (s *Keys) spend(ctx context.Context, e *cachedKey, now time.Time, v *Verification) error {
+// Spend counts one use against the key's rate limit and quota, and sets v's rate
+// and quota fields. Exhaustion is an error: RESOURCE_EXHAUSTED with the time to
+// wait. A delegate's use (a token's) is its key's use.
+func (s *Keys) Spend(ctx context.Context, e *Snapshot, now time.Time, v *Verification) error {
 	p := &e.policy
 	if p.limiter != nil {
 		if !p.limiter.AllowN(now, 1) {

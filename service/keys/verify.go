@@ -1,4 +1,4 @@
-package service
+package keys
 
 import (
 	"context"
@@ -105,7 +105,7 @@ func (s *Keys) Verify(ctx context.Context, secret string, check Check) (Verifica
 		return v, err
 	}
 	s.stats.verified(v.Reason)
-	if !v.Valid() && v.Key != nil && !mayRead(ctx, v.Key.Owner) {
+	if !v.Valid() && v.Key != nil && !MayRead(ctx, v.Key.Owner) {
 		v = Verification{Reason: v.Reason, Subject: v.Subject, Country: v.Country, Detail: v.Detail}
 		if v.Reason == ReasonSecretMismatch || v.Reason == ReasonEnvironmentMismatch {
 			v.Reason = ReasonNotFound
@@ -169,7 +169,7 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 		v.Reason = ReasonExpired
 		return v, nil
 	}
-	if r := s.checkPlace(e, check.ClientIP, &v); r != ReasonOK {
+	if r := s.CheckPlace(e, check.ClientIP, &v); r != ReasonOK {
 		v.Reason = r
 		return v, nil
 	}
@@ -177,7 +177,7 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 		v.Reason = ReasonPermissionDenied
 		return v, nil
 	}
-	if err := s.spend(ctx, e, now, &v); err != nil {
+	if err := s.Spend(ctx, e, now, &v); err != nil {
 		return v, err
 	}
 	if ms := now.UnixMilli(); ms-e.lastUsed.Load() >= 1000 {
@@ -188,7 +188,7 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 }
 
 // load reads a key and its roles into the cache; nil when the key does not exist.
-func (s *Keys) load(ctx context.Context, id string, now time.Time) (*cachedKey, error) {
+func (s *Keys) load(ctx context.Context, id string, now time.Time) (*Snapshot, error) {
 	gen := s.cache.generation()
 	var seq uint64
 	if s.revs != nil {
@@ -224,7 +224,7 @@ func (s *Keys) load(ctx context.Context, id string, now time.Time) (*cachedKey, 
 		}
 		perms = append(perms, parsed)
 	}
-	e := &cachedKey{key: k, seq: seq, effective: effective, perms: perms, expires: s.cache.expiry(now), policy: newPolicy(k, s.limiters)}
+	e := &Snapshot{key: k, seq: seq, effective: effective, perms: perms, expires: s.cache.expiry(now), policy: newPolicy(k, s.limiters)}
 	s.cache.put(id, e, gen)
 	return e, nil
 }
@@ -241,9 +241,9 @@ func dedupe(in []string) []string {
 	return out
 }
 
-// snapshot returns the cached view of a key (loading it when needed), or nil when the
+// Snapshot returns the cached view of a key (loading it when needed), or nil when the
 // key does not exist. It never checks a secret: callers have authenticated otherwise.
-func (s *Keys) snapshot(ctx context.Context, id string) (*cachedKey, error) {
+func (s *Keys) Snapshot(ctx context.Context, id string) (*Snapshot, error) {
 	now := s.now()
 	if e := s.cache.get(id, now); e != nil {
 		return e, nil

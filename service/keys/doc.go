@@ -1,0 +1,8 @@
+// Package keys is the API key domain: Keys creates, reads, updates, rotates,
+// revokes and verifies keys, and Roles manages the named permission sets keys
+// hold. Verification reads a cache of immutable snapshots (Snapshot) that a
+// change to a key or role on this instance, or a revocation from the log
+// (revocation.Log.OnKeyRevoked), invalidates at once; the access policy (networks,
+// countries, rate limits, quotas) applies at every use, by the key or by its
+// delegates: tokens use the read-only Snapshot, CheckPlace and Spend.
+package keys
