@@ -19,6 +19,7 @@ var _ = client.Claims{
 // The verification errors are accesstoken's own values, under their old names and
 // with their old messages.
 func TestValidationErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err, shared error
 		msg         string

@@ -74,6 +74,7 @@ func (e *env) issue(t *testing.T) *keywardv1.IssueTokenResponse {
 var local = netip.MustParseAddr("10.1.2.3")
 
 func TestLocalValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c := e.client(t, e.kw.Server.GRPCAddr())
 	for _, alg := range []keywardv1.SigningAlgorithm{keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
@@ -117,6 +118,7 @@ func TestLocalValidation(t *testing.T) {
 }
 
 func TestRevocationsReachTheClient(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	_, err := e.tokens.RotateSigningKey(e.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA})
 	require.NoError(t, err)
@@ -145,6 +147,7 @@ func TestRevocationsReachTheClient(t *testing.T) {
 }
 
 func TestClientReconnectsAndResumes(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	port := freePort(t)
 	first := newEnvOn(t, dir, port)
@@ -210,6 +213,7 @@ func BenchmarkValidateLocally(b *testing.B) {
 // A token is its key's delegate: what the client cannot check itself it refuses,
 // and what Keyward revokes reaches it through the stream.
 func TestTheClientHonoursTheDelegationModel(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	_, err := e.tokens.RotateSigningKey(e.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256})
 	require.NoError(t, err)

@@ -42,6 +42,7 @@ import (
 // Fault: service/keys/roles.go mayGrantToHolders (the shortcut), service/authz/delegation.go
 // shortfall (Environment "" is a freedom, not "no environment").
 func TestAttack2TestKeyWidensARoleHeldByLiveKeys(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "support", Permissions: []string{"orders:read"}}})
 	require.NoError(t, err)
@@ -83,6 +84,7 @@ func TestAttack2TestKeyWidensARoleHeldByLiveKeys(t *testing.T) {
 // locks its owner out. A consume that approves nothing is not a use of the key.
 // Fault: service/tokens/temporary.go ConsumeTemporary (spend before the claim loop).
 func TestAttack2UsedUpTemporaryTokenSpendsItsKeysQuota(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, secret, caller := e.key(t, "acme", []string{"payments/order-1:refund"},
 		func(r *keywardv1.CreateKeyRequest) { r.Quota = &keywardv1.Quota{Limit: 10} })
@@ -117,6 +119,7 @@ func TestAttack2UsedUpTemporaryTokenSpendsItsKeysQuota(t *testing.T) {
 // now needs a caller without restrictions, whatever its keys are: R's widening is
 // refused however the calls interleave, and none of U's keys gains the right.
 func TestAttack2RoleWideningRacesKeyCreation(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "support", Permissions: []string{"orders:read"}}})
 	require.NoError(t, err)
@@ -163,6 +166,7 @@ func TestAttack2RoleWideningRacesKeyCreation(t *testing.T) {
 // key. Fault: service/keys/roles.go mayGrantToHolders quotes p.shortfall(holdingOf(k,
 // added)), written for the caller's own request.
 func TestAttack2RoleRefusalRevealsOtherOwnersKeys(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "treasury", Permissions: []string{"orders:read"}}})
 	require.NoError(t, err)
@@ -192,6 +196,7 @@ func TestAttack2RoleRefusalRevealsOtherOwnersKeys(t *testing.T) {
 // Fault: service/authz/delegation.go shortfall compares h.Quota.Limit with q.Limit;
 // service/keys/keys.go Create gives the new key a quota window of its own.
 func TestAttack2QuotaMultipliesThroughCreatedKeys(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, _, root := e.key(t, "acme", []string{"keyward.keys/acme", "orders"}, func(r *keywardv1.CreateKeyRequest) {
 		r.Quota = &keywardv1.Quota{Limit: 2}
@@ -225,6 +230,7 @@ func TestAttack2QuotaMultipliesThroughCreatedKeys(t *testing.T) {
 // Fault: service/tokens/validate.go EffectiveClaims updates owner, permissions, roles and
 // audiences, not exp (≤ the key's expire_time) nor cidrs (the key's networks now).
 func TestAttack2IntrospectionOutlivesTheKeysExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, _, caller := e.key(t, "acme", []string{"orders"}, func(r *keywardv1.CreateKeyRequest) { r.AllowedCidrs = []string{"127.0.0.0/8", "::1/128"} })
 	tok, err := e.tokens.IssueToken(caller, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}, Ttl: durationpb.New(time.Hour)})
@@ -255,6 +261,7 @@ func TestAttack2IntrospectionOutlivesTheKeysExpiry(t *testing.T) {
 // ConsumeTemporary (no CheckPlace); proto ConsumeTemporaryTokenRequest has no
 // client_ip.
 func TestAttack2TemporaryTokenDropsItsKeysNetworks(t *testing.T) {
+	t.Parallel()
 	// Loopback is a trusted proxy: the consumer's REST call names the address it
 	// comes from, as a load balancer in front of Keyward would.
 	e := newEscalation(t, func(c *app.Config) { c.TrustedProxies = "127.0.0.0/8,::1/128" })
@@ -293,6 +300,7 @@ func TestAttack2TemporaryTokenDropsItsKeysNetworks(t *testing.T) {
 // ConsumeTemporary does not check that the key still accepts the issuing secret
 // (sessionSecretEnd is only used by Refresh).
 func TestAttack2RotationLeavesTheLeakedSecretsTemporaryTokens(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, _, leaked := e.key(t, "acme", []string{"payments"})
 	tmp, err := e.tokens.IssueTemporaryToken(leaked, &keywardv1.IssueTemporaryTokenRequest{Operation: "payments/order-1:refund", MaxUses: 100, Ttl: durationpb.New(time.Hour)})
@@ -321,6 +329,7 @@ func TestAttack2RotationLeavesTheLeakedSecretsTemporaryTokens(t *testing.T) {
 // Fault: service/keys/keys.go mayHoldKey / permissionsOf(strict=false) skips roles that do
 // not exist now; service/keys/roles.go Delete leaves the name on its keys.
 func TestAttack2DeleteRotateAndWaitForTheRestore(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "treasurer", Permissions: []string{"payments:refund"}}})
 	require.NoError(t, err)
@@ -358,6 +367,7 @@ func TestAttack2DeleteRotateAndWaitForTheRestore(t *testing.T) {
 // (kwt_ tokens and ConsumeTemporaryTokenResponse without environment); proto
 // TokenClaims has no environment.
 func TestAttack2TestKeysTokensPassAsLive(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, _, sandbox := e.key(t, "acme", []string{"orders", "payments/order-1:refund"},
 		func(r *keywardv1.CreateKeyRequest) { r.Environment = keywardv1.Environment_ENVIRONMENT_TEST })
@@ -401,6 +411,7 @@ func TestAttack2TestKeysTokensPassAsLive(t *testing.T) {
 // Fault: service/tokens/tokens.go sessionSecretEnd (len(fingerprint) == 0 accepted
 // whatever the key's SecretRotateTime), Refresh (carries the empty fingerprint on).
 func TestAttack2SessionsFromBeforeTheFingerprintSurviveRotation(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, _, leaked := e.key(t, "acme", []string{"orders"})
 	stolen, err := e.tokens.IssueToken(leaked, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
@@ -437,6 +448,7 @@ func TestAttack2SessionsFromBeforeTheFingerprintSurviveRotation(t *testing.T) {
 // Fault: service/tokens/validate.go EffectiveClaims (slices.Contains(v.Key.Roles, r) is
 // "named", not "held"; the roles that exist are known when the key is loaded).
 func TestAttack2IntrospectionReportsADeletedRole(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "treasurer", Permissions: []string{"payments:refund"}}})
 	require.NoError(t, err)
@@ -463,6 +475,7 @@ func TestAttack2IntrospectionReportsADeletedRole(t *testing.T) {
 // caller's expiry only.
 // Fault: service/tokens/temporary.go IssueTemporary (no cap by caller.Key.MaxTokenTTL).
 func TestAttack2TemporaryTokenOutlivesTheKeysTokenLifetime(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, _, short := e.key(t, "acme", []string{"payments/order-1:refund"}, func(r *keywardv1.CreateKeyRequest) {
 		r.MaxTokenTtl = durationpb.New(time.Minute)
@@ -480,6 +493,7 @@ func TestAttack2TemporaryTokenOutlivesTheKeysTokenLifetime(t *testing.T) {
 
 // Attempts on the fixes that held (these pass): kept as regression tests.
 func TestAttack2HeldGraceSecretsAndRotations(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, s1, _ := e.key(t, "acme", []string{"keyward.keys/acme", "orders"})
 	session1, err := e.tokens.IssueToken(servertest.Auth(context.Background(), s1), &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
@@ -520,6 +534,7 @@ func TestAttack2HeldGraceSecretsAndRotations(t *testing.T) {
 }
 
 func TestAttack2HeldEnvironmentAndClaimsCache(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	live, _, _ := e.key(t, "acme", []string{"orders"})
 	_, _, sandbox := e.key(t, "acme", []string{"keyward.keys/acme", "orders"},

@@ -70,6 +70,7 @@ func metricValue(t *testing.T, kw *servertest.Keyward, sample string) float64 {
 // listener of their own (--metrics-addr, loopback by default), and the API's
 // answers are alike.
 func TestAttackMetricsRevealWhetherAKeyExists(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	victim, _, _ := e.key(t, "victim", []string{"orders:read"})
 	forged, err := apikey.New("live", victim.GetKeyId()) // well formed, wrong secret
@@ -102,6 +103,7 @@ func TestAttackMetricsRevealWhetherAKeyExists(t *testing.T) {
 // Roles.Update checks only the permissions (mayGrant), never the keys holding the
 // role against the caller (mayHold / owner scoping).
 func TestAttackRoleUpdateWidensKeysBeyondTheCaller(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "support", Permissions: []string{"orders:read"}}})
 	require.NoError(t, err)
@@ -141,6 +143,7 @@ func TestAttackRoleUpdateWidensKeysBeyondTheCaller(t *testing.T) {
 // UpdateRole refuses. Fault: service/keys/roles.go Roles.Delete/Create (role names are
 // rebindable; keys keep stale names, service/keys/keys.go permissionsOf skips them).
 func TestAttackRecreatedRoleRebindsKeysThatNamedIt(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "support", Permissions: []string{"orders:read"}}})
 	require.NoError(t, err)
@@ -171,6 +174,7 @@ func TestAttackRecreatedRoleRebindsKeysThatNamedIt(t *testing.T) {
 // against the key's current AllowedAudiences; service/tokens/tokens.go Refresh copies
 // rt.Audience (and rt.Roles) unchecked.
 func TestAttackNarrowedAudienceKeepsKeywardAccess(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, _, caller := e.key(t, "acme", []string{"keyward.keys/acme:read"},
 		func(r *keywardv1.CreateKeyRequest) { r.AllowedAudiences = []string{"keyward", "orders-api"} })
@@ -221,6 +225,7 @@ func jwtClaims(t *testing.T, tok string) map[string]any {
 // key holds now". Fault: service/tokens/validate.go validate returns vt.claims /
 // vt.perms unchanged on success; server/tokens.go copies them out.
 func TestAttackValidateTokenReportsRightsTheKeyLost(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, _, caller := e.key(t, "acme", []string{"orders:read", "orders:refund"})
 	tok, err := e.tokens.IssueToken(caller, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}})
@@ -249,6 +254,7 @@ func TestAttackValidateTokenReportsRightsTheKeyLost(t *testing.T) {
 // caller does not hold. Fault: service/tokens/temporary.go IssueTemporary caps max_uses
 // by nothing of the caller's; ConsumeTemporary never calls Keys.spend.
 func TestAttackTemporaryTokenOutspendsItsKeysQuota(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, secret, caller := e.key(t, "acme", []string{"payments/order-1:refund"},
 		func(r *keywardv1.CreateKeyRequest) { r.Quota = &keywardv1.Quota{Limit: 2} })
@@ -279,6 +285,7 @@ func TestAttackTemporaryTokenOutspendsItsKeysQuota(t *testing.T) {
 // key managing an owner's keys creates live keys with its rights.
 // Fault: service/authz/delegation.go Holding has no Environment.
 func TestAttackTestKeyMintsLiveKeys(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, _, sandbox := e.key(t, "acme", []string{"keyward.keys/acme", "payments"},
 		func(r *keywardv1.CreateKeyRequest) { r.Environment = keywardv1.Environment_ENVIRONMENT_TEST })
@@ -304,6 +311,7 @@ func TestAttackTestKeyMintsLiveKeys(t *testing.T) {
 // the default 100 ms the window is the same, only narrower, and clock skew
 // between instances widens it.)
 func TestAttackClientAcceptsARightMintedByALaggingInstance(t *testing.T) {
+	t.Parallel()
 	uri, db := mongotest.URI(t), mongotest.Database(t)
 	mk := filepath.Join(t.TempDir(), "master.key")
 	_, err := tokens.LoadMasterKey(mk, true)
@@ -390,6 +398,7 @@ func TestAttackClientAcceptsARightMintedByALaggingInstance(t *testing.T) {
 // server/auth.go authenticate drops Verification.SecretExpireTime;
 // service/authz/principal.go ExpireTime ignores it.
 func TestAttackRotatedOutSecretOutlivesItsGrace(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, leaked, _ := e.key(t, "acme", []string{"keyward.keys/acme", "orders"})
 	rot, err := e.keys.RotateKey(e.admin, &keywardv1.RotateKeyRequest{KeyId: k.GetKeyId(), GracePeriod: durationpb.New(time.Hour)})
@@ -428,6 +437,7 @@ func TestAttackRotatedOutSecretOutlivesItsGrace(t *testing.T) {
 // Fault: service/tokens/tokens.go Refresh checks the key's state and expiry, not that
 // the session began with a secret the key still accepts (SecretRotateTime).
 func TestAttackSessionsOutliveTheRotationOfTheirSecret(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, _, leaked := e.key(t, "acme", []string{"orders"})
 	stolen, err := e.tokens.IssueToken(leaked, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
@@ -449,6 +459,7 @@ func TestAttackSessionsOutliveTheRotationOfTheirSecret(t *testing.T) {
 // does not mention. Fault: service/keys/keys.go Update re-resolves the stored roles
 // with strict=true.
 func TestAttackKeyWithDeletedRoleCannotBeUpdated(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "gone", Permissions: []string{"orders:read"}}})
 	require.NoError(t, err)
@@ -462,6 +473,7 @@ func TestAttackKeyWithDeletedRoleCannotBeUpdated(t *testing.T) {
 // A11. Bad input that the validation rules let through and a store cannot hold:
 // each must be INVALID_ARGUMENT naming the field, on both stores.
 func TestAttackOutOfRangeInputIsInvalidArgument(t *testing.T) {
+	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			e := newEscalation(t, st.opts(t)...)
@@ -498,6 +510,7 @@ func TestAttackOutOfRangeInputIsInvalidArgument(t *testing.T) {
 
 // Attempts that held (these pass): kept as regression tests of the attacks tried.
 func TestAttackHeldRestrictedCallerCannotEscapeItsBinding(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	bind := func(r *keywardv1.CreateKeyRequest) {
 		r.AllowedCidrs = []string{"127.0.0.0/8"}

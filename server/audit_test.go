@@ -62,6 +62,7 @@ func listAuditEvents(kw *servertest.Keyward, f *keywardv1.AuditFilter) ([]*keywa
 }
 
 func TestEveryCallIsAuditedOnce(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	_, secret := createKey(t, kw, &keywardv1.CreateKeyRequest{Permissions: []string{"orders"}})
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
@@ -139,6 +140,7 @@ func TestEveryCallIsAuditedOnce(t *testing.T) {
 }
 
 func TestKeyHistoryIsKept(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
 	admin := servertest.Auth(context.Background(), kw.AdminKey)
@@ -168,6 +170,7 @@ func TestKeyHistoryIsKept(t *testing.T) {
 }
 
 func TestWatchAuditEventsOverREST(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -217,6 +220,7 @@ func TestWatchAuditEventsOverREST(t *testing.T) {
 // After a run that used secrets of every kind, neither the audit log nor the
 // database file holds any of them.
 func TestNoSecretInTheAuditLog(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	secrets := []string{e.kw.AdminKey, e.secret}
 	issued := e.issue(t, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
@@ -261,6 +265,7 @@ func TestNoSecretInTheAuditLog(t *testing.T) {
 
 // Requests the REST gateway answers by itself are audited too, and answer JSON.
 func TestGatewayRejectionsAreAudited(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t, func(c *app.Config) { c.MaxRequestBytes = 4096 })
 	cases := []struct {
 		name, method, path, body string
@@ -310,6 +315,7 @@ func TestGatewayRejectionsAreAudited(t *testing.T) {
 
 // Graceful shutdown ends open streams with UNAVAILABLE and flushes the audit log.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	admin := servertest.Auth(context.Background(), kw.AdminKey)
 	conn, err := grpc.NewClient(kw.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))

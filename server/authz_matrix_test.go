@@ -542,6 +542,7 @@ func matrixRows() []matrixRow {
 
 // Every RPC of Keyward's API has a row, and the rows agree with the server's table.
 func TestAuthorizationMatrixCoversEveryRPC(t *testing.T) {
+	t.Parallel()
 	rows := map[string]matrixRow{}
 	for _, r := range matrixRows() {
 		rows[r.method] = r
@@ -570,6 +571,7 @@ func TestAuthorizationMatrixCoversEveryRPC(t *testing.T) {
 }
 
 func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			m := newMatrix(t, st.opts(t)...)

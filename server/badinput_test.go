@@ -21,6 +21,7 @@ import (
 // Bad input to any RPC of any service answers INVALID_ARGUMENT naming the field, over
 // gRPC and over REST (HTTP 400 with a JSON body), never a 500.
 func TestBadInputEveryService(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	ctx := servertest.Auth(context.Background(), kw.AdminKey)
 	keys := keywardv1.NewKeyServiceClient(kw.Conn)

@@ -26,6 +26,7 @@ import (
 // clients as UNSPECIFIED (or as an internal error). The domain's constants are read
 // from its source, so a constant added there is seen without this test changing.
 func TestEnumConversionsAreComplete(t *testing.T) {
+	t.Parallel()
 	t.Run("verification reasons", func(t *testing.T) {
 		checkEnumMap(t, constants(t, "../service/keys", "Reason"), reasonToProto, keywardv1.VerificationReason(0).Descriptor())
 	})

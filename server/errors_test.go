@@ -17,6 +17,7 @@ import (
 )
 
 func TestToStatus(t *testing.T) {
+	t.Parallel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.WithValue(context.Background(), callKey{}, &call{requestID: "req-1"})
 	driverErr := errors.New("connection(10.0.0.5:27017) auth failed for user admin")

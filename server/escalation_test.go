@@ -70,6 +70,7 @@ func assertCode(t *testing.T, want codes.Code, err error, msgAndArgs ...any) {
 
 // 1. A key allowed only to rotate keys rotated the admin key and got its secret.
 func TestRotateNeedsEveryRightOfTheKey(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	adminID := e.adminKeyID(t)
 	_, _, rotator := e.key(t, "ops", []string{"keyward.keys:rotate"})
@@ -99,6 +100,7 @@ func TestRotateNeedsEveryRightOfTheKey(t *testing.T) {
 // 2. An access token for another audience was a full management credential, and
 // turned a 10-minute token into a permanent key.
 func TestAccessTokenOnKeywardNeedsItsAudienceAndCannotOutliveItself(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, _, manager := e.key(t, "acme", []string{"keyward.keys/acme"})
 	orders, err := e.tokens.IssueToken(manager, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}, Ttl: durationpb.New(10 * time.Minute)})
@@ -137,6 +139,7 @@ func TestAccessTokenOnKeywardNeedsItsAudienceAndCannotOutliveItself(t *testing.T
 // 3. A key holding nothing issued a 100-use token for a refund, which the payments
 // server accepted.
 func TestTemporaryTokenNeedsTheRightItAuthorises(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, _, nobody := e.key(t, "acme", nil)
 	_, err := e.tokens.IssueTemporaryToken(nobody, &keywardv1.IssueTemporaryTokenRequest{Operation: "payments/order-1234:refund", MaxUses: 100})
@@ -156,6 +159,7 @@ func TestTemporaryTokenNeedsTheRightItAuthorises(t *testing.T) {
 
 // 4. A wildcard module covered Keyward's own namespace.
 func TestWildcardModulesDoNotCoverKeyward(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	adminID := e.adminKeyID(t)
 	_, _, reader := e.key(t, "acme", []string{"*:read"})
@@ -182,6 +186,7 @@ func TestWildcardModulesDoNotCoverKeyward(t *testing.T) {
 // 5. A wrong secret for another owner's key returned that key's record, and the
 // reasons told a prober which key ids exist.
 func TestVerificationRevealsNothingToThoseWhoCannotReadTheKey(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	victim, victimSecret, _ := e.key(t, "globex", []string{"payments"}, func(r *keywardv1.CreateKeyRequest) {
 		r.Metadata = map[string]string{"iban": "DE00"}
@@ -249,6 +254,7 @@ func TestVerificationRevealsNothingToThoseWhoCannotReadTheKey(t *testing.T) {
 
 // 6. Reusing a refresh token left the family's access tokens valid.
 func TestRefreshReuseRevokesTheFamilysAccessTokens(t *testing.T) {
+	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			e := newEscalation(t, st.opts(t)...)
@@ -278,6 +284,7 @@ func TestRefreshReuseRevokesTheFamilysAccessTokens(t *testing.T) {
 
 // 7. A token issued before its key lost a right still used that right.
 func TestTokensLoseWhatTheirKeyLoses(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	manager, _, managerCtx := e.key(t, "acme", []string{"keyward.keys/acme", "orders"})
 	tok, err := e.tokens.IssueToken(managerCtx, &keywardv1.IssueTokenRequest{Audience: []string{"keyward", "orders-api"}})
@@ -310,6 +317,7 @@ func TestTokensLoseWhatTheirKeyLoses(t *testing.T) {
 
 // 8. A token escaped its key's country restriction and rate limit.
 func TestTokensObeyTheirKeysPlaceAndSpend(t *testing.T) {
+	t.Parallel()
 	db := geoiptest.Write(t, map[string]string{"81.2.69.0/24": "US", "89.160.20.0/24": "DE"})
 	// The tests call from loopback: as a trusted proxy it may name the client's address.
 	e := newEscalation(t, func(c *app.Config) { c.GeoIPDB = db; c.TrustedProxies = "127.0.0.0/8,::1/128" })
@@ -352,6 +360,7 @@ func TestTokensObeyTheirKeysPlaceAndSpend(t *testing.T) {
 
 // 9. A restricted key lifted its own restrictions, then made an unrestricted key.
 func TestRestrictionsArePartOfNoEscalation(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	self, _, ctx := e.key(t, "acme", []string{"keyward.keys/acme", "orders"}, func(r *keywardv1.CreateKeyRequest) {
 		r.AllowedCidrs = []string{"127.0.0.1/32", "::1/128"}
@@ -394,6 +403,7 @@ func TestRestrictionsArePartOfNoEscalation(t *testing.T) {
 
 // 10. A total quota (no period) was dropped on create and update.
 func TestTotalQuotaRoundTrips(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	code, b, _ := e.kw.Do(t, http.MethodPost, "/v1/keys", e.kw.AdminKey, `{"name":"n","owner":"acme","environment":"ENVIRONMENT_LIVE","quota":{"limit":"3"}}`)
 	require.Equal(t, http.StatusOK, code, "%s", b)
@@ -427,6 +437,7 @@ func TestTotalQuotaRoundTrips(t *testing.T) {
 
 // 11. One refresh-token reuse by 50 concurrent callers wrote ~50 family revocations.
 func TestRefreshReuseWritesOneRevocationPerFamily(t *testing.T) {
+	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			e := newEscalation(t, st.opts(t)...)
@@ -486,6 +497,7 @@ func countRevocations(t *testing.T, e *escalation, kind keywardv1.RevocationKind
 // what it grants. (Checking the keys that hold it when the role changes would race
 // with keys being given the role meanwhile.)
 func TestWideningARoleNeedsAnUnrestrictedCaller(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:create"}}})
 	require.NoError(t, err)
@@ -528,6 +540,7 @@ func TestWideningARoleNeedsAnUnrestrictedCaller(t *testing.T) {
 // A session keeps to what its key holds now: a refresh after the key lost a role
 // or an audience does not bring them back.
 func TestRefreshKeepsToTheKeysRightsNow(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, err := e.keys.CreateRole(e.admin, &keywardv1.CreateRoleRequest{Role: &keywardv1.Role{Name: "cashier", Permissions: []string{"orders:create"}}})
 	require.NoError(t, err)
@@ -556,6 +569,7 @@ func TestRefreshKeepsToTheKeysRightsNow(t *testing.T) {
 // A token issued before its key's audiences or token lifetime were cut is held to
 // them at use, as to the key's other restrictions.
 func TestTokensKeepToTheirKeysAudiencesAndLifetimeNow(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	_, _, validator := e.key(t, "acme", []string{"keyward.tokens:validate"})
 	k, _, ctx := e.key(t, "acme", []string{"orders"}, func(r *keywardv1.CreateKeyRequest) { r.AllowedAudiences = []string{"orders-api", "billing-api"} })
@@ -588,6 +602,7 @@ func TestTokensKeepToTheirKeysAudiencesAndLifetimeNow(t *testing.T) {
 // A refresh token is a credential of its key too: the key's networks, countries,
 // rate limit and quota apply to refreshing, as to the key itself.
 func TestRefreshObeysTheKeysPlaceAndSpend(t *testing.T) {
+	t.Parallel()
 	e := newEscalation(t)
 	k, _, ctx := e.key(t, "acme", []string{"orders"}, func(r *keywardv1.CreateKeyRequest) {
 		r.AllowedCidrs = []string{"127.0.0.0/8", "::1/128"}

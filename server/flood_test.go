@@ -27,6 +27,7 @@ import (
 // management event and every authenticated call made before, during and after it
 // is still there once the flood has outgrown its bound.
 func TestAuditFloodCannotEraseAuthenticatedEvents(t *testing.T) {
+	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			kw := servertest.Start(t, append(st.opts(t), func(c *app.Config) {
@@ -165,6 +166,7 @@ func TestAuditFloodCannotEraseAuthenticatedEvents(t *testing.T) {
 // times; the failures before them, and any call with a valid credential, keep an
 // event each.
 func TestThrottledRefusalsAreAggregated(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t, func(c *app.Config) {
 		c.AuthFailureBurst, c.AuthFailureRate, c.TrustedProxies = 3, 0.001, "127.0.0.1/32"
 	})

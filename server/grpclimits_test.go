@@ -140,6 +140,7 @@ func padding(bytes int) []hpack.HeaderField {
 // MiB went through before); a gRPC client learns the limit from the server's
 // SETTINGS and does not even send it.
 func TestGRPCHeaderListLimit(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	for i, size := range []int{64 << 10, 15 << 20} {
 		h := dialH2(t, kw.Server.GRPCAddr())
@@ -187,6 +188,7 @@ func isReset(err error) bool {
 // opens more regardless gets the extra ones refused (REFUSED_STREAM), and may open
 // another once one has ended.
 func TestGRPCConcurrentStreamLimit(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t, func(c *app.Config) { c.GRPCMaxConcurrentStreams = 4 })
 	h := dialH2(t, kw.Server.GRPCAddr())
 	for id := uint32(1); id <= 7; id += 2 {

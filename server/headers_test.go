@@ -16,6 +16,7 @@ import (
 // Every REST answer, an error as much as a success, tells browsers not to guess its
 // content type; with TLS on, every answer also tells them to use HTTPS only.
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	for _, tc := range []struct {
 		name   string

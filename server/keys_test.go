@@ -137,6 +137,7 @@ var stores = []struct {
 }
 
 func TestKeyLifecycle(t *testing.T) {
+	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			clock := testclock.New(time.Time{})
@@ -232,6 +233,7 @@ func testKeyLifecycle(t *testing.T, kw *servertest.Keyward, clock *testclock.Clo
 }
 
 func TestVerifyReasons(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	tr := grpcTransport(kw)
 	created, code, msg := tr.create(t, kw.AdminKey, &keywardv1.CreateKeyRequest{Name: "n", Owner: "o", Environment: keywardv1.Environment_ENVIRONMENT_TEST})
@@ -267,6 +269,7 @@ func TestVerifyReasons(t *testing.T) {
 }
 
 func TestAuthentication(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	tr := grpcTransport(kw)
 	verifier, code, msg := tr.create(t, kw.AdminKey, &keywardv1.CreateKeyRequest{
@@ -312,6 +315,7 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestMalformedAuthorizationHeader(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	c := keywardv1.NewKeyServiceClient(kw.Conn)
 	for _, h := range []string{"Basic abc", "Bearer", "Bearer    ", kw.AdminKey} {
@@ -325,6 +329,7 @@ func TestMalformedAuthorizationHeader(t *testing.T) {
 }
 
 func TestInvalidArgumentsNameTheField(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	valid := func() *keywardv1.CreateKeyRequest {
 		return &keywardv1.CreateKeyRequest{Name: "n", Owner: "o", Environment: keywardv1.Environment_ENVIRONMENT_LIVE}
@@ -370,6 +375,7 @@ func TestInvalidArgumentsNameTheField(t *testing.T) {
 }
 
 func TestNoPrivilegeEscalation(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	tr := grpcTransport(kw)
 	creator, code, msg := tr.create(t, kw.AdminKey, &keywardv1.CreateKeyRequest{
@@ -391,6 +397,7 @@ func TestNoPrivilegeEscalation(t *testing.T) {
 }
 
 func TestListKeysPagesAndFilters(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	tr := grpcTransport(kw)
 	for i := range 5 {
@@ -440,6 +447,7 @@ func TestListKeysPagesAndFilters(t *testing.T) {
 }
 
 func TestRolesGrantPermissionsAtOnce(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	c := keywardv1.NewKeyServiceClient(kw.Conn)
 	ctx := servertest.Auth(context.Background(), kw.AdminKey)
@@ -473,6 +481,7 @@ func TestRolesGrantPermissionsAtOnce(t *testing.T) {
 }
 
 func TestNoSecretInLogs(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	tr := grpcTransport(kw)
 	secrets := []string{kw.AdminKey}
@@ -496,6 +505,7 @@ func TestNoSecretInLogs(t *testing.T) {
 
 // A key may manage only the owners its permissions name.
 func TestOwnerScoping(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
 	admin := servertest.Auth(context.Background(), kw.AdminKey)

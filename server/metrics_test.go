@@ -55,6 +55,7 @@ func readMetrics(kw *servertest.Keyward) (func(sample string) float64, error) {
 }
 
 func TestMetricsMoveWithTheCalls(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	admin := servertest.Auth(context.Background(), kw.AdminKey)
 	ks, ts := keywardv1.NewKeyServiceClient(kw.Conn), keywardv1.NewTokenServiceClient(kw.Conn)

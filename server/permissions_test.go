@@ -12,6 +12,7 @@ import (
 
 // Every RPC of every Keyward service must have an entry in the permission table.
 func TestEveryRPCIsInThePermissionTable(t *testing.T) {
+	t.Parallel()
 	var methods int
 	protoregistry.GlobalFiles.RangeFilesByPackage("keyward.v1", func(f protoreflect.FileDescriptor) bool {
 		for i := range f.Services().Len() {
@@ -29,6 +30,7 @@ func TestEveryRPCIsInThePermissionTable(t *testing.T) {
 }
 
 func TestPermissionTableEntriesParse(t *testing.T) {
+	t.Parallel()
 	for method, a := range methodAccess {
 		if a.Permission == "" {
 			continue

@@ -60,6 +60,7 @@ func verifyREST(t *testing.T, kw *servertest.Keyward, caller string, body map[st
 }
 
 func TestPermissionLevelsThroughVerifyKey(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
 	admin := servertest.Auth(context.Background(), kw.AdminKey)
@@ -109,6 +110,7 @@ func TestPermissionLevelsThroughVerifyKey(t *testing.T) {
 }
 
 func TestIPAnchoring(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	_, v4 := createKey(t, kw, &keywardv1.CreateKeyRequest{AllowedCidrs: []string{"10.20.0.0/16"}})
 	_, v6 := createKey(t, kw, &keywardv1.CreateKeyRequest{AllowedCidrs: []string{"2001:db8:abcd::/48"}})
@@ -180,6 +182,7 @@ func TestIPAnchoring(t *testing.T) {
 }
 
 func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t, func(c *app.Config) { c.TrustedProxies = "127.0.0.1/32, ::1" })
 	_, v4 := createKey(t, kw, &keywardv1.CreateKeyRequest{AllowedCidrs: []string{"10.20.0.0/16"}})
 	_, rs := createKey(t, kw, &keywardv1.CreateKeyRequest{Permissions: []string{"keyward.keys:verify"}})
@@ -211,6 +214,7 @@ func TestTrustedProxies(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	_, secret := createKey(t, kw, &keywardv1.CreateKeyRequest{RateLimit: &keywardv1.RateLimit{RequestsPerSecond: 1, Burst: 5}})
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
@@ -260,6 +264,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestQuotaCountsExactlyOncePerUse(t *testing.T) {
+	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			if st.name == "mongodb" && mongoIsFerret() {
@@ -301,6 +306,7 @@ func TestQuotaCountsExactlyOncePerUse(t *testing.T) {
 }
 
 func TestGeographicRestrictions(t *testing.T) {
+	t.Parallel()
 	db := geoiptest.Write(t, map[string]string{
 		"81.2.69.0/24":     "GB",
 		"89.160.20.0/24":   "SE",
@@ -343,6 +349,7 @@ func TestGeographicRestrictions(t *testing.T) {
 }
 
 func TestCountryRestrictionWithoutDatabaseFailsClosed(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	_, secret := createKey(t, kw, &keywardv1.CreateKeyRequest{AllowedCountries: []string{"SE"}})
 	v, err := keywardv1.NewKeyServiceClient(kw.Conn).VerifyKey(servertest.Auth(context.Background(), kw.AdminKey),
@@ -354,6 +361,7 @@ func TestCountryRestrictionWithoutDatabaseFailsClosed(t *testing.T) {
 }
 
 func TestRepeatedAuthenticationFailuresAreThrottled(t *testing.T) {
+	t.Parallel()
 	// The shop's terminals share 203.0.113.9 behind the (trusted) loopback proxy,
 	// and one of them keeps sending a bad key; the admin reading the audit log is
 	// loopback itself.

@@ -15,6 +15,7 @@ import (
 // With --pprof-addr the profiler answers on its own loopback listener, without the
 // command line (it may hold a password), and never on the REST listener.
 func TestProfilerOnItsOwnListener(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t, func(c *app.Config) { c.PprofAddr = "127.0.0.1:0" })
 	addr := kw.Server.PprofAddr()
 	require.NotEmpty(t, addr)
@@ -39,6 +40,7 @@ func TestProfilerOnItsOwnListener(t *testing.T) {
 }
 
 func TestProfilerOffByDefault(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	assert.Empty(t, kw.Server.PprofAddr())
 	code, _, _ := kw.Do(t, http.MethodGet, "/debug/pprof/", "", "")

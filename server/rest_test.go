@@ -150,6 +150,7 @@ func send(t *testing.T, kw *servertest.Keyward, method, target string, header ht
 // wrong: invalid UTF-8 in any path or query parameter, an unknown query parameter,
 // a JSON body followed by anything else. A method no route has is 405 with Allow.
 func TestRESTBadInputEveryRoute(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	routes := openAPIRoutes(t, kw)
 	unused := slices.DeleteFunc([]string{"PUT", "PATCH", "DELETE", "POST", "GET"}, func(m string) bool {
@@ -222,6 +223,7 @@ func jsonName(name string) string {
 // Unknown input is refused alike in the body and in the query: a field the request
 // does not have, or one the path or the body already sets, answers 400 naming it.
 func TestUnknownParametersAreRefused(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	for _, tc := range []struct {
 		name, method, target, body, message string
@@ -256,6 +258,7 @@ func TestUnknownParametersAreRefused(t *testing.T) {
 // admin panel's file server, readiness), the body has the gateway's JSON shape and
 // the HTTP status fits it.
 func TestEveryRESTErrorHasOneShape(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t, func(c *app.Config) { c.MaxRequestBytes = 4096 })
 	long := strings.Repeat("x", 100<<10)
 	for _, tc := range []struct {

@@ -79,6 +79,7 @@ func watchBuffered(t testing.TB, kw *servertest.Keyward, secret string, after ui
 }
 
 func TestRevocationsReachEveryInstanceInOrder(t *testing.T) {
+	t.Parallel()
 	a, b := twoInstances(t)
 	events, cancel := watch(t, b, a.AdminKey, 0)
 	defer cancel()
@@ -244,6 +245,7 @@ func BenchmarkRevocationFanOut(b *testing.B) {
 
 // A role change made on one instance reaches the cached verifications of another.
 func TestRoleChangeReachesOtherInstances(t *testing.T) {
+	t.Parallel()
 	a, b := twoInstances(t)
 	admin := servertest.Auth(context.Background(), a.AdminKey)
 	ka := keywardv1.NewKeyServiceClient(a.Conn)
@@ -268,6 +270,7 @@ func TestRoleChangeReachesOtherInstances(t *testing.T) {
 // gets a snapshot: the largest sequence does not wrap around to "older than the
 // retained log".
 func TestWatchBeyondTheLog(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	admin := servertest.Auth(context.Background(), kw.AdminKey)
 	for _, jti := range []string{"jti-1", "jti-2"} {

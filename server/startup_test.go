@@ -33,6 +33,7 @@ func loopbackConfig(t *testing.T) app.Config {
 // A second instance started on a fresh data dir while its ports are taken fails
 // before it creates anything: no bootstrap key, master key, database or signing key.
 func TestBusyPortFailsBeforeAnythingIsCreated(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
@@ -101,6 +102,7 @@ func canceled() context.Context {
 // dir carries the key that opens the signing keys in it: the server says so at
 // start-up, and says nothing when the key is kept elsewhere.
 func TestMasterKeyBesideTheDatabaseIsWarnedOf(t *testing.T) {
+	t.Parallel()
 	const warning = "a backup of the data dir carries the master key"
 	outside := filepath.Join(t.TempDir(), "elsewhere", "master.key")
 	_, err := tokens.LoadMasterKey(outside, true)

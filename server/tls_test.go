@@ -74,6 +74,7 @@ func newPKI(t *testing.T) *pki {
 }
 
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	kw := servertest.Start(t, func(c *app.Config) { c.TLSCert, c.TLSKey = p.serverCert, p.serverKey })
 
@@ -104,6 +105,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestMutualTLS(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	kw := servertest.Start(t, func(c *app.Config) { c.TLSCert, c.TLSKey, c.TLSClientCA = p.serverCert, p.serverKey, p.caFile })
 	for _, tc := range []struct {
@@ -135,6 +137,7 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func TestTLSConfigErrors(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"--tls-cert", "a.pem"}, {"--tls-client-ca", "ca.pem"}} {
 		_, err := app.LoadConfig(args, func(string) string { return "" }, nil)
 		assert.Error(t, err, "%v", args)

@@ -77,6 +77,7 @@ func (e *tokenEnv) validate(t *testing.T, req *keywardv1.ValidateTokenRequest) *
 }
 
 func TestIssueAndValidateEveryAlgorithm(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	for _, alg := range []keywardv1.SigningAlgorithm{
 		keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256, keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256,
@@ -111,6 +112,7 @@ func TestIssueAndValidateEveryAlgorithm(t *testing.T) {
 }
 
 func TestValidationReasons(t *testing.T) {
+	t.Parallel()
 	clock := testclock.New(time.Time{})
 	e := newTokenEnv(t, func(c *app.Config) { c.ClockSkew = 0 }, servertest.WithClock(clock.Now))
 	good := e.issue(t, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}}).GetAccessToken()
@@ -183,6 +185,7 @@ func TestValidationReasons(t *testing.T) {
 // A resource server presents one token on every call: its signature is checked
 // once, everything else on each call; with --token-cache-size 0, on each call.
 func TestValidateTokenCache(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		size int
@@ -237,6 +240,7 @@ func TestValidateTokenCache(t *testing.T) {
 }
 
 func TestIssueTokenRefusesMoreThanTheKeyHolds(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	cases := []struct {
 		name string
@@ -263,6 +267,7 @@ func TestIssueTokenRefusesMoreThanTheKeyHolds(t *testing.T) {
 }
 
 func TestAccessTokenAuthenticatesTheAPI(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	adminToken, err := e.tokens.IssueToken(e.admin, &keywardv1.IssueTokenRequest{Audience: []string{"keyward"}, Permissions: []string{"keyward.keys:read"}})
 	require.NoError(t, err)
@@ -283,6 +288,7 @@ func TestAccessTokenAuthenticatesTheAPI(t *testing.T) {
 }
 
 func TestJWKSVerifiesWithAnIndependentJOSELibrary(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	for _, alg := range []keywardv1.SigningAlgorithm{
 		keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256, keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256,
@@ -315,6 +321,7 @@ func TestJWKSVerifiesWithAnIndependentJOSELibrary(t *testing.T) {
 }
 
 func TestJWKSNeverPublishesHMACSecrets(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	hs, err := e.tokens.RotateSigningKey(e.admin, &keywardv1.RotateSigningKeyRequest{Algorithm: keywardv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256})
 	require.NoError(t, err)
@@ -333,6 +340,7 @@ func TestJWKSNeverPublishesHMACSecrets(t *testing.T) {
 }
 
 func TestRefreshRotatesAndDetectsReuse(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	first := e.issue(t, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true, Permissions: []string{"orders:read"}})
 	require.True(t, strings.HasPrefix(first.GetRefreshToken(), "kwr_"))
@@ -358,6 +366,7 @@ func TestRefreshRotatesAndDetectsReuse(t *testing.T) {
 }
 
 func TestRefreshFailsOnceTheKeyIsRevoked(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	out := e.issue(t, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
 	_, err := e.keys.RevokeKey(e.admin, &keywardv1.RevokeKeyRequest{KeyId: e.keyID})
@@ -369,6 +378,7 @@ func TestRefreshFailsOnceTheKeyIsRevoked(t *testing.T) {
 // Of 50 concurrent refreshes with one token exactly one gets new tokens; the 49
 // others are reuses, so the family is revoked and the winner's tokens die with it.
 func TestConcurrentRefreshExactlyOneWins(t *testing.T) {
+	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			e := newTokenEnv(t, st.opts(t)...)
@@ -398,6 +408,7 @@ func TestConcurrentRefreshExactlyOneWins(t *testing.T) {
 }
 
 func TestTemporaryTokens(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t)
 	issue := func(op string, uses uint32) string {
 		out, err := e.tokens.IssueTemporaryToken(e.client, &keywardv1.IssueTemporaryTokenRequest{Operation: op, MaxUses: uses})
@@ -458,6 +469,7 @@ func decodeSegment(t *testing.T, token string, i int) map[string]any {
 }
 
 func TestRevokeRefreshFamilyAndMinimumInterval(t *testing.T) {
+	t.Parallel()
 	e := newTokenEnv(t, func(c *app.Config) { c.RefreshMinInterval = time.Hour })
 	out := e.issue(t, &keywardv1.IssueTokenRequest{IncludeRefreshToken: true})
 	_, err := e.tokens.RefreshToken(context.Background(), &keywardv1.RefreshTokenRequest{RefreshToken: out.GetRefreshToken()})
@@ -477,6 +489,7 @@ func TestRevokeRefreshFamilyAndMinimumInterval(t *testing.T) {
 }
 
 func TestMasterKeyIsCreatedPrivate(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	fi, err := os.Stat(filepath.Join(kw.Config.DataDir, "master.key"))
 	require.NoError(t, err)

@@ -46,6 +46,7 @@ func TestHTTPLimits(t *testing.T) {
 
 // Requests in flight when shutdown begins finish.
 func TestInFlightRequestsFinishOnShutdown(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	ks := keywardv1.NewKeyServiceClient(kw.Conn)
 	admin := servertest.Auth(context.Background(), kw.AdminKey)
@@ -106,6 +107,7 @@ func TestInFlightRequestsFinishOnShutdown(t *testing.T) {
 }
 
 func TestAdminPanelIsServed(t *testing.T) {
+	t.Parallel()
 	kw := servertest.Start(t)
 	resp, err := http.Get(kw.BaseURL + "/admin/")
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 )
 
 func TestPeerFlagParsesObjectsAndFiles(t *testing.T) {
+	t.Parallel()
 	var peers endpointFlag
 	require.NoError(t, peers.Set(`{"name":"token","method":"POST","url":"http://127.0.0.1:4444/oauth2/token",
 		"headers":{"Content-Type":"application/x-www-form-urlencoded"},"body":"grant_type=client_credentials","compare":"issue"}`))
@@ -45,6 +46,7 @@ func TestPeerFlagParsesObjectsAndFiles(t *testing.T) {
 // The endpoint caller sends the method, headers and body given, and counts any
 // other status than the expected one as an error.
 func TestPeerEndpointDrivenUnderLoad(t *testing.T) {
+	t.Parallel()
 	// A run shorter than a call, and a short one: on a loaded machine the first may
 	// end before a caller has started, and the second make only a few calls.
 	for _, d := range []time.Duration{0, 200 * time.Millisecond} {

@@ -18,6 +18,7 @@ func env(vars map[string]string) func(string) string {
 }
 
 func TestConfigPrecedence(t *testing.T) {
+	t.Parallel()
 	cfg, err := LoadConfig(nil, env(nil), io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, DefaultConfig(), cfg, "no flags and no environment: the defaults")
@@ -42,6 +43,7 @@ func TestConfigPrecedence(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		args []string
 		env  map[string]string
@@ -68,6 +70,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestConfigNeverLogsTheMongoDBPassword(t *testing.T) {
+	t.Parallel()
 	cfg := DefaultConfig()
 	cfg.MongoDBURI = "mongodb://keyward:s3cr3t-pw@db.internal:27017/keyward"
 	var b strings.Builder
@@ -77,6 +80,7 @@ func TestConfigNeverLogsTheMongoDBPassword(t *testing.T) {
 }
 
 func TestConfigFile(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "keyward.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("grpc-addr: 127.0.0.1:9100\nhttp-addr: 127.0.0.1:9101\nkey-cache-ttl: 10s\nkey-cache-size: 500\ntoken-cache-size: 50\n"), 0o600))
 	cfg, err := LoadConfig([]string{"--config", path, "--http-addr", "127.0.0.1:9201"}, env(map[string]string{"KEYWARD_KEY_CACHE_TTL": "20s"}), io.Discard)
@@ -93,6 +97,7 @@ func TestConfigFile(t *testing.T) {
 }
 
 func TestPrintConfigMasksSecrets(t *testing.T) {
+	t.Parallel()
 	var out strings.Builder
 	require.NoError(t, PrintConfig([]string{"--mongodb-uri", "mongodb://keyward:s3cr3t@db:27017/keyward", "--master-key-file", "/etc/keyward/master.key"},
 		env(nil), &out, io.Discard))
@@ -102,6 +107,7 @@ func TestPrintConfigMasksSecrets(t *testing.T) {
 }
 
 func TestPprofAddrMustBeLoopback(t *testing.T) {
+	t.Parallel()
 	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060"} {
 		cfg, err := LoadConfig([]string{"--pprof-addr", addr}, env(nil), io.Discard)
 		require.NoError(t, err, addr)

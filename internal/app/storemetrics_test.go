@@ -23,6 +23,7 @@ import (
 // is timed once, under the method's name in snake case: found by reflection over
 // the interfaces, so a method added to the contract is checked without a new row.
 func TestEveryStoreOperationIsMeasured(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	require.NoError(t, os.Mkdir(dir, 0o700))

@@ -8,6 +8,7 @@ import (
 )
 
 func TestStatusWord(t *testing.T) {
+	t.Parallel()
 	cases := map[codes.Code]string{
 		codes.OK:                 "ok",
 		codes.Canceled:           "canceled",

@@ -38,11 +38,13 @@ func open(t testing.TB) *Store {
 }
 
 func TestContract(t *testing.T) {
+	t.Parallel()
 	repotest.Run(t, repotest.Capabilities{AtomicConditionalUpdates: true},
 		func(t *testing.T) repository.Store { return open(t) })
 }
 
 func TestSecondOpenFailsWhileInUse(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := privateDir(t)
 	first, err := Open(ctx, dir)
@@ -63,6 +65,7 @@ func TestSecondOpenFailsWhileInUse(t *testing.T) {
 }
 
 func TestDataSurvivesReopen(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "nested", "data")
 	s, err := Open(ctx, dir)
@@ -108,6 +111,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 }
 
 func TestConnectionPragmas(t *testing.T) {
+	t.Parallel()
 	s := open(t)
 	defer s.Close(context.Background())
 	for _, tc := range []struct {
@@ -131,6 +135,7 @@ func TestConnectionPragmas(t *testing.T) {
 }
 
 func TestOpenMigratesAnOlderSchema(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := privateDir(t)
 	// A database as the first release left it: migration 1 only.
@@ -157,6 +162,7 @@ func TestOpenMigratesAnOlderSchema(t *testing.T) {
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := privateDir(t)
 	s, err := Open(ctx, dir)
@@ -174,6 +180,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 }
 
 func TestPathNeedsNoEscaping(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "odd ?name#50%")
 	s, err := Open(ctx, dir)
@@ -184,6 +191,7 @@ func TestPathNeedsNoEscaping(t *testing.T) {
 }
 
 func TestErrorsQuoteNoDocument(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
 	defer s.Close(ctx)
@@ -200,6 +208,7 @@ func TestErrorsQuoteNoDocument(t *testing.T) {
 // document, the shape databases written by every earlier version hold, and reads
 // that shape back.
 func TestStoredLimits(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
 	defer s.Close(ctx)
@@ -225,6 +234,7 @@ func TestStoredLimits(t *testing.T) {
 // TestQueriesUseIndexes checks that every key listing walks an index in the
 // listing order (no full scan, no sort), and that lookups probe an index.
 func TestQueriesUseIndexes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
 	defer s.Close(ctx)
@@ -318,6 +328,7 @@ func BenchmarkGetKey100k(b *testing.B) {
 // afterwards, and a batch with an id already stored fails whole, storing none of
 // its keys.
 func TestImportKeysAllOrNone(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
 	defer s.Close(ctx)
@@ -404,6 +415,7 @@ func BenchmarkTrimAuditEventsUnderTheBound(b *testing.B) {
 // that fit its bound, never deletes one kind for the other, and the tracked totals
 // are the stored ones.
 func TestAuditTrimTracksTheStoredSize(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := privateDir(t)
 	s, err := Open(ctx, dir)
@@ -475,6 +487,7 @@ func TestAuditTrimTracksTheStoredSize(t *testing.T) {
 // repository.ErrUnavailable, so that clients are told to retry; an SQL statement
 // SQLite refuses is Keyward's own mistake and is not.
 func TestStoreFailuresAreUnavailable(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
 	var pages int64
@@ -496,6 +509,7 @@ func TestStoreFailuresAreUnavailable(t *testing.T) {
 // in its data dir is readable by its user only, whatever the umask, and a data dir
 // other users can reach is refused.
 func TestDataDirFilesArePrivate(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	old := syscall.Umask(0o022) // the usual umask, which lets SQLite's 0644 through
 	defer syscall.Umask(old)

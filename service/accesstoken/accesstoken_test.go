@@ -17,6 +17,7 @@ import (
 )
 
 func TestClaimsJSONNames(t *testing.T) {
+	t.Parallel()
 	seq := uint64(0)
 	at := time.Unix(1_700_000_000, 0)
 	full := accesstoken.Claims{
@@ -83,6 +84,7 @@ func sign(t *testing.T, method jwt.SigningMethod, kid string, key any, edit func
 }
 
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	v := accesstoken.NewVerifier("keyward", 30*time.Second, func() time.Time { return now })
 	ed := jwt.SigningMethodEdDSA
 	good := sign(t, ed, "k1", priv, nil)
@@ -132,6 +134,7 @@ func TestVerify(t *testing.T) {
 
 // Without a clock of its own a verifier reads time.Now.
 func TestVerifierDefaultClock(t *testing.T) {
+	t.Parallel()
 	v := accesstoken.NewVerifier("keyward", 0, nil)
 	err := v.Verify(sign(t, jwt.SigningMethodEdDSA, "k1", priv, nil), &accesstoken.Claims{}, lookup)
 	assert.Equal(t, accesstoken.ErrExpired, err, "the token expired in 2023")

@@ -10,6 +10,7 @@ import (
 )
 
 func TestNetworksAllow(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		networks []string

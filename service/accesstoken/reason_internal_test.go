@@ -11,6 +11,7 @@ import (
 
 // Every error golang-jwt can refuse a token with has its reason.
 func TestReasonOfEachJWTError(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		want error

@@ -9,6 +9,7 @@ import (
 )
 
 func TestNewParsesBack(t *testing.T) {
+	t.Parallel()
 	for _, env := range []string{EnvLive, EnvTest} {
 		id := NewID()
 		s, err := New(env, id)
@@ -22,6 +23,7 @@ func TestNewParsesBack(t *testing.T) {
 }
 
 func TestSecretsAreDistinct(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	id := NewID()
 	for range 1000 {
@@ -33,6 +35,7 @@ func TestSecretsAreDistinct(t *testing.T) {
 }
 
 func TestParseRejects(t *testing.T) {
+	t.Parallel()
 	good, err := New(EnvLive, "abcdefghijklmnop")
 	require.NoError(t, err)
 	flip := func(i int) string {
@@ -74,6 +77,7 @@ func mustNew(t *testing.T, env string) string {
 }
 
 func TestHashComparesWholeSecret(t *testing.T) {
+	t.Parallel()
 	a, b := mustNew(t, EnvLive), mustNew(t, EnvLive)
 	ha := HashOf(a)
 	assert.True(t, Equal(HashOf(a), ha[:]))
@@ -97,6 +101,7 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 }
 
 func TestNewRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	_, err := New("prod", NewID())
 	assert.ErrorIs(t, err, ErrPrefix)
 	_, err = New(EnvLive, "short")
@@ -131,6 +136,7 @@ func BenchmarkParseAndHash(b *testing.B) {
 }
 
 func TestOpaqueTokens(t *testing.T) {
+	t.Parallel()
 	tok, id := NewOpaque(RefreshPrefix)
 	assert.Len(t, tok, OpaqueLen)
 	got, err := ParseOpaque(RefreshPrefix, tok)

@@ -20,6 +20,7 @@ import (
 // A flood of events of calls without a valid credential fills at most half of the
 // buffer: the events of authenticated calls that come after it still get in.
 func TestAFloodCannotCrowdAuthenticatedEventsOutOfTheBuffer(t *testing.T) {
+	t.Parallel()
 	st := newAuditStore(t)
 	a := audit.New(st, audit.Config{Buffer: 100, Batch: 10, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for range 1000 { // before the writer runs: as if the store were slow
@@ -48,6 +49,7 @@ func TestAFloodCannotCrowdAuthenticatedEventsOutOfTheBuffer(t *testing.T) {
 // the window is the first refusal's, and a refusal after it starts another. A
 // throttled call that names a caller (a valid credential) is never gathered.
 func TestThrottledRefusalsAreGatheredPerNetworkAndWindow(t *testing.T) {
+	t.Parallel()
 	st := newAuditStore(t)
 	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	c := testclock.New(t0)

@@ -65,6 +65,7 @@ func countEvents(t *testing.T, st repository.Store) int {
 }
 
 func TestAuditSurvivesAStoreOutage(t *testing.T) {
+	t.Parallel()
 	st := newAuditStore(t)
 	a := audit.New(st, audit.Config{Buffer: 5000, Batch: 100, FlushEvery: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -98,6 +99,7 @@ func TestAuditSurvivesAStoreOutage(t *testing.T) {
 }
 
 func TestAuditCountsAndRecordsDrops(t *testing.T) {
+	t.Parallel()
 	st := newAuditStore(t)
 	st.audit.down.Store(true)
 	a := audit.New(st, audit.Config{Buffer: 100, Batch: 10, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -125,6 +127,7 @@ func TestAuditCountsAndRecordsDrops(t *testing.T) {
 }
 
 func TestAuditHeadersNeverKeepSecrets(t *testing.T) {
+	t.Parallel()
 	a := audit.New(newAuditStore(t), audit.Config{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	headers := map[string]string{
 		"authorization": "Bearer kw_live_abcdefghijklmnop_xyz",
@@ -149,6 +152,7 @@ func TestAuditHeadersNeverKeepSecrets(t *testing.T) {
 // Correlation is HMAC-SHA256 under the audit key, its first 16 bytes in hex, the
 // same from any goroutine (its hashers are pooled).
 func TestCorrelationIsTheKeyedHMAC(t *testing.T) {
+	t.Parallel()
 	key := []byte("audit correlation key")
 	a := audit.New(newAuditStore(t), audit.Config{HMACKey: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	want := func(v string) string {
@@ -187,6 +191,7 @@ func BenchmarkAuditHeaders(b *testing.B) {
 // boundary, and the user agent and request id, which the event keeps in fields of
 // their own, are not repeated among them.
 func TestAuditHeadersAreSmall(t *testing.T) {
+	t.Parallel()
 	a := audit.New(newAuditStore(t), audit.Config{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	long := strings.Repeat("é", 1000) // two bytes each
 	got := a.AuditHeaders(func(h string) string {

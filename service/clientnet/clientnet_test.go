@@ -10,6 +10,7 @@ import (
 )
 
 func TestClientNetwork(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ ip, want string }{
 		{"203.0.113.9", "203.0.113.9/32"},
 		{"::ffff:203.0.113.9", "203.0.113.9/32"}, // IPv4-mapped: the IPv4 client

@@ -39,6 +39,7 @@ func openDB(t testing.TB, path string) *geoip.DB {
 }
 
 func TestCountry(t *testing.T) {
+	t.Parallel()
 	db := openDB(t, geoiptest.Write(t, countries))
 
 	tests := []struct {
@@ -74,6 +75,7 @@ func TestCountry(t *testing.T) {
 }
 
 func TestCountryInvalidAddress(t *testing.T) {
+	t.Parallel()
 	db := openDB(t, geoiptest.Write(t, countries))
 	code, ok, err := db.Country(netip.Addr{})
 	require.Error(t, err)
@@ -83,6 +85,7 @@ func TestCountryInvalidAddress(t *testing.T) {
 }
 
 func TestNilDB(t *testing.T) {
+	t.Parallel()
 	var db *geoip.DB
 	code, ok, err := db.Country(netip.MustParseAddr("81.2.69.1"))
 	require.ErrorIs(t, err, geoip.ErrNoDatabase)
@@ -93,6 +96,7 @@ func TestNilDB(t *testing.T) {
 }
 
 func TestMetadata(t *testing.T) {
+	t.Parallel()
 	before := time.Now().Add(-time.Second).Truncate(time.Second)
 	db := openDB(t, geoiptest.Write(t, countries))
 	md := db.Metadata()
@@ -105,6 +109,7 @@ func TestMetadata(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name string, data []byte) string {
 		path := filepath.Join(dir, name)
@@ -146,6 +151,7 @@ func TestOpenErrors(t *testing.T) {
 // TestCityLayout checks the GeoIP2-City layout, the located country winning over
 // the registered one, and the fall-back to the registered country.
 func TestCityLayout(t *testing.T) {
+	t.Parallel()
 	names := func(en string) mmdbtype.Map { return mmdbtype.Map{"en": mmdbtype.String(en)} }
 	path := writeDB(t, "GeoIP2-City", 6, time.Time{}, map[string]mmdbtype.Map{
 		"81.2.69.0/24": {
@@ -192,6 +198,7 @@ func TestCityLayout(t *testing.T) {
 }
 
 func TestIPv4OnlyDatabase(t *testing.T) {
+	t.Parallel()
 	db := openDB(t, writeDB(t, "GeoLite2-Country", 4, time.Time{}, map[string]mmdbtype.Map{
 		"81.2.69.0/24": {"country": mmdbtype.Map{"iso_code": mmdbtype.String("GB")}},
 	}))
@@ -207,6 +214,7 @@ func TestIPv4OnlyDatabase(t *testing.T) {
 // records do not have the MaxMind layout (here a flat "country" string) fails
 // the lookup with an error rather than resolving to nothing.
 func TestWrongRecordLayout(t *testing.T) {
+	t.Parallel()
 	db := openDB(t, writeDB(t, "Flat-Country", 6, time.Time{}, map[string]mmdbtype.Map{
 		"81.2.69.0/24": {"country": mmdbtype.String("GB")},
 	}))
@@ -218,6 +226,7 @@ func TestWrongRecordLayout(t *testing.T) {
 }
 
 func TestConcurrentLookups(t *testing.T) {
+	t.Parallel()
 	db := openDB(t, geoiptest.Write(t, countries))
 	want := map[netip.Addr]string{
 		netip.MustParseAddr("81.2.69.1"):        "GB",

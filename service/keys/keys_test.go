@@ -50,6 +50,7 @@ func newKeys(t testing.TB) (*keys.Keys, *countingStore) {
 }
 
 func TestVerifyReadsTheStoreOnceThenInvalidatesOnChange(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ks, st := newKeys(t)
 	k, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Permissions: []string{"orders"}})
@@ -88,6 +89,7 @@ func TestVerifyOnCacheHitDoesNotAllocate(t *testing.T) {
 // A verification that read the store before a revocation must not put its stale
 // snapshot in the cache after the revocation invalidated it.
 func TestConcurrentVerifyAndRevokeNeverCachesStaleKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for range 20 {
 		ks, _ := newKeys(t)
@@ -109,6 +111,7 @@ func TestConcurrentVerifyAndRevokeNeverCachesStaleKey(t *testing.T) {
 }
 
 func TestUsageIsWrittenInTheBackground(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ks, st := newKeys(t)
 	k, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
@@ -125,6 +128,7 @@ func TestUsageIsWrittenInTheBackground(t *testing.T) {
 }
 
 func TestBootstrapOnlyOnEmptyStore(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ks, _ := newKeys(t)
 	k, secret, err := ks.Bootstrap(ctx)

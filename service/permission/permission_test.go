@@ -8,6 +8,7 @@ import (
 )
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	good := map[string]Permission{
 		"*":                   {Module: "*"},
 		"orders":              {Module: "orders"},
@@ -35,6 +36,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestCovers(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		grant, required string
 		want            bool
@@ -76,6 +78,7 @@ func TestCovers(t *testing.T) {
 }
 
 func TestReserved(t *testing.T) {
+	t.Parallel()
 	for m, want := range map[string]bool{"keyward": true, "keyward.keys": true, "keyward.client-ip": true,
 		"keywardx": false, "orders": false, "*": false, "orders.keyward": false} {
 		assert.Equal(t, want, Reserved(m), m)
@@ -89,6 +92,7 @@ func TestReserved(t *testing.T) {
 }
 
 func TestAllowsAll(t *testing.T) {
+	t.Parallel()
 	holder, err := ParseSet([]string{"orders", "invoices:read"})
 	require.NoError(t, err)
 	wanted, err := ParseSet([]string{"orders/1:refund", "invoices:read"})
@@ -129,6 +133,7 @@ func FuzzParse(f *testing.F) {
 }
 
 func TestAllowsSome(t *testing.T) {
+	t.Parallel()
 	set, err := ParseSet([]string{"keyward.keys/acme:read", "orders/*:refund"})
 	require.NoError(t, err)
 	assert.True(t, set.AllowsSome(MustParse("keyward.keys:read")), "an entity-scoped grant counts")

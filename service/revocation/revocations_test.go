@@ -55,6 +55,7 @@ func collectCaughtUp(t *testing.T, r *revocation.Log, after uint64, n int, caugh
 }
 
 func TestWatchReplaysThenGoesLive(t *testing.T) {
+	t.Parallel()
 	r, _ := newRevocations(t, revocation.Config{})
 	ctx := context.Background()
 	until := time.Now().Add(time.Hour)
@@ -77,6 +78,7 @@ func TestWatchReplaysThenGoesLive(t *testing.T) {
 }
 
 func TestWatchFromAPrunedSequenceResyncs(t *testing.T) {
+	t.Parallel()
 	r, st := newRevocations(t, revocation.Config{})
 	ctx := context.Background()
 	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
@@ -103,6 +105,7 @@ func TestWatchFromAPrunedSequenceResyncs(t *testing.T) {
 }
 
 func TestSlowSubscriberIsToldToResync(t *testing.T) {
+	t.Parallel()
 	r, _ := newRevocations(t, revocation.Config{SubscriberBuffer: 4})
 	ctx := context.Background()
 	until := time.Now().Add(time.Hour)

@@ -16,6 +16,7 @@ import (
 // must not change what later validations of the token answer. Since rights_seq
 // became a pointer, the shallow copy shared it with the cache.
 func TestEffectiveClaimsShareNothingWithTheCaches(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t, accesstoken.AlgEdDSA)
 	token := f.issueValidated(t, "orders-api", "")
 	ctx := context.Background()

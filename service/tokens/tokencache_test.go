@@ -60,6 +60,7 @@ type validation struct {
 var inside = netip.MustParseAddr("10.1.2.3")
 
 func TestValidateTwiceIsACacheHit(t *testing.T) {
+	t.Parallel()
 	for _, alg := range accesstoken.Algorithms {
 		t.Run(alg, func(t *testing.T) {
 			f := newTokenFixture(t, alg)
@@ -91,6 +92,7 @@ func TestValidateTwiceIsACacheHit(t *testing.T) {
 // Every check that is not the signature is made on each call: a cached token gives
 // the verdict an uncached validation gives, whatever the call asks.
 func TestCachedTokenIsCheckedOnEveryCall(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t, accesstoken.AlgES256)
 	ref := f.uncached(t)
 	token := f.issueValidated(t, "orders-api", "orders:read")
@@ -125,6 +127,7 @@ func TestCachedTokenIsCheckedOnEveryCall(t *testing.T) {
 }
 
 func TestCachedTokenStopsAtRevocation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	t.Run("the token", func(t *testing.T) {
 		f := newTokenFixture(t, accesstoken.AlgEdDSA)
@@ -152,6 +155,7 @@ func TestCachedTokenStopsAtRevocation(t *testing.T) {
 // The clock moves after a token was cached: at each edge of its validity (exp, and
 // nbf and iat moved back by the leeway) a hit answers what the parser answers.
 func TestCachedTokenTimesAreCheckedAsTheParserDoes(t *testing.T) {
+	t.Parallel()
 	for _, skew := range []time.Duration{0, 30 * time.Second} {
 		t.Run(skew.String(), func(t *testing.T) {
 			f := newTokenFixtureWith(t, accesstoken.AlgHS256, func(c *Config) { c.ClockSkew = skew })
@@ -199,6 +203,7 @@ func TestCachedTokenTimesAreCheckedAsTheParserDoes(t *testing.T) {
 }
 
 func TestCachedTokenStopsWhenItsSigningKeyRetires(t *testing.T) {
+	t.Parallel()
 	clock := testclock.New(time.Time{})
 	f := newTokenFixtureOnClock(t, accesstoken.AlgES256, clock)
 	token := f.issueValidated(t, "", "")
@@ -231,6 +236,7 @@ func TestCachedTokenStopsWhenItsSigningKeyRetires(t *testing.T) {
 }
 
 func TestTamperedTokenFailsAfterTheOriginalWasCached(t *testing.T) {
+	t.Parallel()
 	for _, alg := range accesstoken.Algorithms {
 		t.Run(alg, func(t *testing.T) {
 			f := newTokenFixture(t, alg)
@@ -273,6 +279,7 @@ func TestTamperedTokenFailsAfterTheOriginalWasCached(t *testing.T) {
 }
 
 func TestFailuresAndOversizedTokensAreNotCached(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t, accesstoken.AlgEdDSA)
 	active := f.tokens.ring.active()
 	ctx := context.Background()
@@ -297,6 +304,7 @@ func TestFailuresAndOversizedTokensAreNotCached(t *testing.T) {
 }
 
 func TestTokenCacheOff(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *Config) { c.VerifiedCacheSize = 0 })
 	require.Nil(t, f.tokens.verified)
 	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
@@ -324,6 +332,7 @@ func TestTokenCacheOff(t *testing.T) {
 }
 
 func TestTokenCacheStaysWithinItsBound(t *testing.T) {
+	t.Parallel()
 	const bound = 3
 	f := newTokenFixtureWith(t, accesstoken.AlgHS256, func(c *Config) { c.VerifiedCacheSize = bound })
 	ctx := context.Background()
@@ -351,6 +360,7 @@ func TestTokenCacheStaysWithinItsBound(t *testing.T) {
 }
 
 func TestFullTokenCacheDropsExpiredEntriesFirst(t *testing.T) {
+	t.Parallel()
 	const bound = 3
 	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *Config) { c.VerifiedCacheSize = bound })
 	active := f.tokens.ring.active()
@@ -376,6 +386,7 @@ func TestFullTokenCacheDropsExpiredEntriesFirst(t *testing.T) {
 }
 
 func TestConcurrentValidationWithTheCache(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixtureWith(t, accesstoken.AlgEdDSA, func(c *Config) { c.VerifiedCacheSize = 4 })
 	ctx := context.Background()
 	var tokens []*Issued

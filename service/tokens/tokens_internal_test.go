@@ -113,6 +113,7 @@ func (f *tokenFixture) claims(mod func(*accesstoken.Claims)) *accesstoken.Claims
 }
 
 func TestValidateRejectsForgedTokens(t *testing.T) {
+	t.Parallel()
 	for _, alg := range accesstoken.Algorithms {
 		t.Run(alg, func(t *testing.T) {
 			f := newTokenFixture(t, alg)
@@ -176,6 +177,7 @@ func TestValidateRejectsForgedTokens(t *testing.T) {
 }
 
 func TestDeeplyNestedClaimsAreRejectedNotFatal(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t, accesstoken.AlgEdDSA)
 	active := f.tokens.ring.active()
 	nested := strings.Repeat(`{"a":`, 10000) + `1` + strings.Repeat(`}`, 10000)
@@ -187,6 +189,7 @@ func TestDeeplyNestedClaimsAreRejectedNotFatal(t *testing.T) {
 }
 
 func TestSealedSigningKeysNeedTheMasterKey(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t, accesstoken.AlgES256)
 	stored, err := f.store.SigningKeys().ListSigningKeys(context.Background())
 	require.NoError(t, err)
@@ -207,6 +210,7 @@ func TestSealedSigningKeysNeedTheMasterKey(t *testing.T) {
 }
 
 func TestRetiredSigningKeyStopsVerifying(t *testing.T) {
+	t.Parallel()
 	clock := testclock.New(time.Time{})
 	f := newTokenFixtureOnClock(t, accesstoken.AlgES256, clock)
 	issued, err := f.tokens.Issue(f.ctx, IssueRequest{})
@@ -270,6 +274,7 @@ func benchmarkValidateToken(b *testing.B, mod func(*Config)) {
 }
 
 func TestTemporaryTokenExpires(t *testing.T) {
+	t.Parallel()
 	clock := testclock.New(time.Time{})
 	f := newTokenFixtureOnClock(t, accesstoken.AlgEdDSA, clock)
 	issued, err := f.tokens.IssueTemporary(f.ctx, "orders:approve", 50*time.Millisecond, 1)
