@@ -33,6 +33,7 @@ import (
 	"github.com/keyward/keyward/client"
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/internal/app"
+	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/repository/mongodb/mongotest"
 	"github.com/keyward/keyward/server/servertest"
 	"github.com/keyward/keyward/service/apikey"
@@ -316,8 +317,10 @@ func TestAttackClientAcceptsARightMintedByALaggingInstance(t *testing.T) {
 	mk := filepath.Join(t.TempDir(), "master.key")
 	_, err := tokens.LoadMasterKey(mk, true)
 	require.NoError(t, err)
+	clock := testclock.New(time.Time{}) // both instances' clock
 	shared := func(c *app.Config) {
 		servertest.WithMongoDB(uri, db)(c)
+		servertest.WithClock(clock.Now)(c)
 		c.MasterKeyFile = mk
 		c.LogLevel = "info"
 	}
@@ -363,8 +366,7 @@ func TestAttackClientAcceptsARightMintedByALaggingInstance(t *testing.T) {
 	reducedSeq := seqOf(a)
 	// iat is whole seconds: issue in the next one, so that a comparison of times
 	// (what the client did) would take the token for one issued after the change.
-	changed := time.Now().Unix()
-	require.Eventually(t, func() bool { return time.Now().Unix() > changed }, 5*time.Second, 10*time.Millisecond)
+	clock.Advance(time.Second)
 	tok, err := tb.IssueToken(kctx, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}})
 	require.NoError(t, err)
 	perms := jwtClaims(t, tok.GetAccessToken())["permissions"]
