@@ -87,7 +87,7 @@ func TestLocalValidation(t *testing.T) {
 			require.Eventually(t, func() bool {
 				_, err := c.Validate(tok, client.Check{ClientIP: local})
 				return err == nil
-			}, 10*time.Second, 100*time.Millisecond)
+			}, time.Minute, 100*time.Millisecond)
 			claims, err := c.Validate(tok, client.Check{Audience: "orders-api", Permission: "orders/7:refund", ClientIP: local})
 			require.NoError(t, err)
 			assert.Equal(t, e.keyID, claims.Subject)
@@ -133,7 +133,7 @@ func TestRevocationsReachTheClient(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, err := c.Validate(a.GetAccessToken(), client.Check{ClientIP: local})
 		return errors.Is(err, client.ErrRevoked)
-	}, 2*time.Second, time.Millisecond)
+	}, time.Minute, time.Millisecond)
 	t.Logf("token revocation reached the client in %s", time.Since(start))
 	_, err = c.Validate(b.GetAccessToken(), client.Check{ClientIP: local})
 	assert.NoError(t, err, "other tokens are untouched")
@@ -143,7 +143,7 @@ func TestRevocationsReachTheClient(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, err := c.Validate(b.GetAccessToken(), client.Check{ClientIP: local})
 		return errors.Is(err, client.ErrRevoked)
-	}, 2*time.Second, time.Millisecond, "revoking the key revokes its tokens")
+	}, time.Minute, time.Millisecond, "revoking the key revokes its tokens")
 }
 
 func TestClientReconnectsAndResumes(t *testing.T) {
@@ -165,7 +165,7 @@ func TestClientReconnectsAndResumes(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, err := c.Validate(tok.GetAccessToken(), client.Check{ClientIP: local})
 		return errors.Is(err, client.ErrRevoked)
-	}, 15*time.Second, 10*time.Millisecond, "the client reconnected and resumed")
+	}, time.Minute, 10*time.Millisecond, "the client reconnected and resumed")
 }
 
 func newEnvOn(t *testing.T, dir, port string) *env {
@@ -236,7 +236,7 @@ func TestTheClientHonoursTheDelegationModel(t *testing.T) {
 			require.Eventually(t, func() bool {
 				_, err := c.Validate(tok, check)
 				return errors.Is(err, client.ErrRevoked)
-			}, 5*time.Second, time.Millisecond)
+			}, time.Minute, time.Millisecond)
 		}
 	})
 
@@ -255,7 +255,7 @@ func TestTheClientHonoursTheDelegationModel(t *testing.T) {
 		require.Eventually(t, func() bool {
 			_, err := c.Validate(old.GetAccessToken(), client.Check{})
 			return errors.Is(err, client.ErrRightsChanged)
-		}, 5*time.Second, time.Millisecond)
+		}, time.Minute, time.Millisecond)
 		// Tokens issued after the change (in a later second: iat is whole seconds)
 		// carry the key's rights as they are now, and validate.
 		require.Eventually(t, func() bool {
@@ -263,7 +263,7 @@ func TestTheClientHonoursTheDelegationModel(t *testing.T) {
 			require.NoError(t, err)
 			_, err = c.Validate(fresh.GetAccessToken(), client.Check{Permission: "orders:read"})
 			return err == nil
-		}, 5*time.Second, 50*time.Millisecond)
+		}, time.Minute, 50*time.Millisecond)
 	})
 
 	t.Run("a role that lost rights makes its keys' older tokens stale", func(t *testing.T) {
@@ -282,7 +282,7 @@ func TestTheClientHonoursTheDelegationModel(t *testing.T) {
 		require.Eventually(t, func() bool {
 			_, err := c.Validate(old.GetAccessToken(), client.Check{})
 			return errors.Is(err, client.ErrRightsChanged)
-		}, 5*time.Second, time.Millisecond)
+		}, time.Minute, time.Millisecond)
 	})
 
 	t.Run("restrictions only Keyward can apply send the token to Keyward", func(t *testing.T) {

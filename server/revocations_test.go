@@ -131,7 +131,7 @@ func TestRevocationsReachEveryInstanceInOrder(t *testing.T) {
 		v, err := keywardv1.NewTokenServiceClient(b.Conn).ValidateToken(servertest.Auth(context.Background(), a.AdminKey),
 			&keywardv1.ValidateTokenRequest{Token: issued.GetAccessToken()})
 		return err == nil && v.GetReason() == keywardv1.TokenValidationReason_TOKEN_VALIDATION_REASON_REVOKED
-	}, 5*time.Second, 10*time.Millisecond)
+	}, time.Minute, 10*time.Millisecond)
 }
 
 // BenchmarkRevocationPropagation measures the time from RevokeKey returning on
@@ -262,7 +262,7 @@ func TestRoleChangeReachesOtherInstances(t *testing.T) {
 	require.True(t, allowed(), "B caches the verification")
 	_, err = ka.DeleteRole(admin, &keywardv1.DeleteRoleRequest{Name: "cashier"})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return !allowed() }, 5*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return !allowed() }, time.Minute, 20*time.Millisecond,
 		"B drops its cached verification well before the cache TTL")
 }
 

@@ -93,7 +93,7 @@ func TestInFlightRequestsFinishOnShutdown(t *testing.T) {
 			c.Close()
 		}
 		return err != nil
-	}, 30*time.Second, 10*time.Millisecond, "the shutdown closes the listener")
+	}, time.Minute, 10*time.Millisecond, "the shutdown closes the listener")
 	for _, pw := range bodies {
 		go func() { _, _ = io.WriteString(pw, body); _ = pw.Close() }()
 	}
