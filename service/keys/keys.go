@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -146,6 +147,9 @@ func (s *Keys) Create(ctx context.Context, in KeyInput) (*repository.Key, string
 	}
 	cidrs, err := canonicalCIDRs(in.AllowedCIDRs)
 	if err != nil {
+		return nil, "", err
+	}
+	if err := checkQuota(in.Quota); err != nil {
 		return nil, "", err
 	}
 	granted, err := s.permissionsOf(ctx, in.Roles, in.Permissions, true)
@@ -296,6 +300,11 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 	for _, p := range paths {
 		if !slices.Contains(updatablePaths, p) {
 			return nil, errs.InvalidArgument("update_mask", "field %q cannot be updated; updatable: %s", p, strings.Join(updatablePaths, ", "))
+		}
+	}
+	if slices.Contains(paths, "quota") {
+		if err := checkQuota(in.Quota); err != nil {
+			return nil, err
 		}
 	}
 	has := func(p string) bool { return slices.Contains(paths, p) }
@@ -743,6 +752,15 @@ func canonicalCIDRs(in []string) ([]string, error) {
 		out = append(out, p.String())
 	}
 	return out, nil
+}
+
+// checkQuota refuses a quota the stores cannot count: uses are counted in signed
+// 64-bit integers on every engine.
+func checkQuota(q *repository.Quota) error {
+	if q != nil && q.Limit > math.MaxInt64 {
+		return errs.InvalidArgument("quota.limit", "must be at most %d", uint64(math.MaxInt64))
+	}
+	return nil
 }
 
 func nilIfEmpty(s []string) []string {

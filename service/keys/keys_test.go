@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
+	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/geoip"
 	"github.com/keyward/keyward/service/geoip/geoiptest"
 	"github.com/keyward/keyward/service/keys"
@@ -187,4 +190,29 @@ func BenchmarkVerifyKeyWithPolicy(b *testing.B) {
 			b.Fatalf("verify: %v %v", err, v.Message())
 		}
 	}
+}
+
+// A quota larger than the stores count (2^63-1) is refused by the use case, not left
+// for each engine to read its own way (one wrapped it negative, one clamped it).
+func TestQuotaBeyondTheStoresIsRefused(t *testing.T) {
+	t.Parallel()
+	ks, _ := newKeys(t)
+	ctx := context.Background()
+	huge := &repository.Quota{Limit: math.MaxInt64 + 1, Period: "day"}
+	_, _, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Quota: huge})
+	requireInvalidField(t, err, "quota.limit")
+
+	k, _, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive,
+		Quota: &repository.Quota{Limit: math.MaxInt64, Period: "day"}})
+	require.NoError(t, err, "the largest quota the stores count is accepted")
+	_, err = ks.Update(ctx, k.ID, keys.KeyInput{Quota: huge}, []string{"quota"})
+	requireInvalidField(t, err, "quota.limit")
+}
+
+func requireInvalidField(t *testing.T, err error, field string) {
+	t.Helper()
+	var e *errs.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, errs.CodeInvalidArgument, e.Code)
+	assert.True(t, strings.HasPrefix(e.Message, field+": "), "the message names the field: %q", e.Message)
 }

@@ -85,7 +85,9 @@ func New(store repository.Store, cfg Config, log *slog.Logger) *Log {
 // OnKeyRevoked registers f to be told the subject of every key revocation and
 // reduction of rights applied on this instance, local or from the log: a key id, or
 // a role subject (RoleSubjectPrefix and its name) for every key holding the role. The key cache
-// drops what it holds of the subject through it. Register before Load.
+// drops what it holds of the subject through it. f sees the entries applied after it
+// registers: a cache created after Load holds nothing that Load's entries revoke
+// (key state is read from the store), so it may register then; register before Follow.
 func (r *Log) OnKeyRevoked(f func(subject string)) {
 	r.mu.Lock()
 	r.keyObservers = append(r.keyObservers, f)
