@@ -82,7 +82,7 @@ func TestAttack2TestKeyWidensARoleHeldByLiveKeys(t *testing.T) {
 // presentation of a used-up token costs the key one use. Whoever holds the used-up
 // token (a consumer, or anyone it leaked to after use) drains the key's quota and
 // locks its owner out. A consume that approves nothing is not a use of the key.
-// Fault: service/tokens/temporary.go ConsumeTemporary (spend before the claim loop).
+// Fault: service/temporary/temporary.go Consume (spend before the claim loop).
 func TestAttack2UsedUpTemporaryTokenSpendsItsKeysQuota(t *testing.T) {
 	t.Parallel()
 	e := newEscalation(t)
@@ -257,7 +257,7 @@ func TestAttack2IntrospectionOutlivesTheKeysExpiry(t *testing.T) {
 // access token the same key gets is bound to its networks (cidrs claim, checked at
 // each validation); the temporary token drops the binding. Rule: no call creates a
 // credential with a freedom (networks, countries) its caller does not hold.
-// Fault: service/tokens/temporary.go IssueTemporary (no binding stored) and
+// Fault: service/temporary/temporary.go Issue (no binding stored) and
 // ConsumeTemporary (no CheckPlace); proto ConsumeTemporaryTokenRequest has no
 // client_ip.
 func TestAttack2TemporaryTokenDropsItsKeysNetworks(t *testing.T) {
@@ -296,7 +296,7 @@ func TestAttack2TemporaryTokenDropsItsKeysNetworks(t *testing.T) {
 // and there is no call to list or revoke a key's temporary tokens short of
 // revoking the key. Rule: revoking what a credential made must take effect; the
 // fix of A9b covers one kind of delegate only.
-// Fault: service/tokens/temporary.go IssueTemporary stores no secret fingerprint and
+// Fault: service/temporary/temporary.go Issue stores no secret fingerprint and
 // ConsumeTemporary does not check that the key still accepts the issuing secret
 // (sessionSecretEnd is only used by Refresh).
 func TestAttack2RotationLeavesTheLeakedSecretsTemporaryTokens(t *testing.T) {
@@ -363,7 +363,7 @@ func TestAttack2DeleteRotateAndWaitForTheRestore(t *testing.T) {
 // "test", and its temporary token approves a live refund. Rule: a test credential
 // hands out test credentials only (what is made for testing never reaches
 // production traffic); the environment is part of the freedoms a delegate may not
-// gain. Fault: service/tokens/tokens.go sign (no environment claim), service/tokens/temporary.go
+// gain. Fault: service/tokens/tokens.go sign (no environment claim), service/temporary/temporary.go
 // (kwt_ tokens and ConsumeTemporaryTokenResponse without environment); proto
 // TokenClaims has no environment.
 func TestAttack2TestKeysTokensPassAsLive(t *testing.T) {
@@ -408,7 +408,7 @@ func TestAttack2TestKeysTokensPassAsLive(t *testing.T) {
 // survives every rotation for the rest of the family's 90 days, which is the A9b
 // threat the fingerprint was added for. (Simulated: the fingerprint is removed
 // from the stored refresh token, as the previous version stored it.)
-// Fault: service/tokens/tokens.go sessionSecretEnd (len(fingerprint) == 0 accepted
+// Fault: service/keys/cache.go Snapshot.SecretEnd (len(fingerprint) == 0 accepted
 // whatever the key's SecretRotateTime), Refresh (carries the empty fingerprint on).
 func TestAttack2SessionsFromBeforeTheFingerprintSurviveRotation(t *testing.T) {
 	t.Parallel()
@@ -473,7 +473,7 @@ func TestAttack2IntrospectionReportsADeletedRole(t *testing.T) {
 // token) ... is bound at least as tightly as the caller ... likewise for ...
 // max_token_ttl"); IssueTemporary caps the lifetime by the server's maximum and the
 // caller's expiry only.
-// Fault: service/tokens/temporary.go IssueTemporary (no cap by caller.Key.MaxTokenTTL).
+// Fault: service/temporary/temporary.go Issue (no cap by caller.Key.MaxTokenTTL).
 func TestAttack2TemporaryTokenOutlivesTheKeysTokenLifetime(t *testing.T) {
 	t.Parallel()
 	e := newEscalation(t)

@@ -252,7 +252,7 @@ func TestAttackValidateTokenReportsRightsTheKeyLost(t *testing.T) {
 // 2 uses in total issues a 100-use temporary token (1 use), exhausts its quota,
 // and its token still approves 100 refunds. Rule: a delegate is bound by its
 // key's spend rules; no call creates a credential with a freedom (quota) the
-// caller does not hold. Fault: service/tokens/temporary.go IssueTemporary caps max_uses
+// caller does not hold. Fault: service/temporary/temporary.go Issue caps max_uses
 // by nothing of the caller's; ConsumeTemporary never calls Keys.spend.
 func TestAttackTemporaryTokenOutspendsItsKeysQuota(t *testing.T) {
 	t.Parallel()

@@ -34,7 +34,7 @@ func TestEnumConversionsAreComplete(t *testing.T) {
 		checkEnumMap(t, constants(t, "../service/tokens", "TokenReason"), tokenReasons, keywardv1.TokenValidationReason(0).Descriptor())
 	})
 	t.Run("temporary token reasons", func(t *testing.T) {
-		checkEnumMap(t, constants(t, "../service/tokens", "TemporaryReason"), temporaryReasons, keywardv1.TemporaryTokenReason(0).Descriptor())
+		checkEnumMap(t, constants(t, "../service/temporary", "Reason"), temporaryReasons, keywardv1.TemporaryTokenReason(0).Descriptor())
 	})
 	t.Run("signing key states", func(t *testing.T) {
 		checkEnumMap(t, constants(t, "../service/tokens", "SigningKeyState"), signingKeyStates, keywardv1.SigningKeyState(0).Descriptor())

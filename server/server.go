@@ -34,6 +34,7 @@ import (
 	"github.com/keyward/keyward/service/audit"
 	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/revocation"
+	"github.com/keyward/keyward/service/temporary"
 	"github.com/keyward/keyward/service/tokens"
 )
 
@@ -43,6 +44,7 @@ import (
 type Deps struct {
 	Keys        *keys.Keys
 	Tokens      *tokens.Tokens
+	Temporary   *temporary.Tokens
 	Roles       *keys.Roles
 	Revocations *revocation.Log
 	Audit       *audit.Log
@@ -167,7 +169,7 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(gopts, extra...)...)
 		keywardv1.RegisterKeyServiceServer(g, &keyServer{keys: deps.Keys, roles: deps.Roles, ips: ips, now: now})
-		keywardv1.RegisterTokenServiceServer(g, &tokenServer{tokens: deps.Tokens, ips: ips, now: now})
+		keywardv1.RegisterTokenServiceServer(g, &tokenServer{tokens: deps.Tokens, temporary: deps.Temporary, ips: ips, now: now})
 		keywardv1.RegisterAuditServiceServer(g, &auditServer{audit: deps.Audit, stopping: s.stopping})
 		keywardv1.RegisterRevocationServiceServer(g, &revocationServer{revs: deps.Revocations, stopping: s.stopping})
 		grpc_health_v1.RegisterHealthServer(g, s.health)

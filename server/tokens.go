@@ -9,15 +9,17 @@ import (
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/accesstoken"
+	"github.com/keyward/keyward/service/temporary"
 	"github.com/keyward/keyward/service/tokens"
 )
 
-// tokenServer is the gRPC face of tokens.Tokens.
+// tokenServer is the gRPC face of tokens.Tokens and temporary.Tokens.
 type tokenServer struct {
 	keywardv1.UnimplementedTokenServiceServer
-	tokens *tokens.Tokens
-	ips    *clientIPs
-	now    func() time.Time // the clock a signing key's state is told by
+	tokens    *tokens.Tokens
+	temporary *temporary.Tokens
+	ips       *clientIPs
+	now       func() time.Time // the clock a signing key's state is told by
 }
 
 func (s *tokenServer) IssueToken(ctx context.Context, req *keywardv1.IssueTokenRequest) (*keywardv1.IssueTokenResponse, error) {
@@ -116,24 +118,24 @@ func (s *tokenServer) RevokeToken(ctx context.Context, req *keywardv1.RevokeToke
 }
 
 func (s *tokenServer) IssueTemporaryToken(ctx context.Context, req *keywardv1.IssueTemporaryTokenRequest) (*keywardv1.IssueTemporaryTokenResponse, error) {
-	out, err := s.tokens.IssueTemporary(ctx, req.GetOperation(), req.GetTtl().AsDuration(), int(req.GetMaxUses()))
+	out, err := s.temporary.Issue(ctx, req.GetOperation(), req.GetTtl().AsDuration(), int(req.GetMaxUses()))
 	if err != nil {
 		return nil, err
 	}
 	return &keywardv1.IssueTemporaryTokenResponse{Token: out.Token, ExpireTime: timestamppb.New(out.ExpireTime), MaxUses: uint32(out.MaxUses)}, nil //nolint:gosec // max_uses is a uint32 on the wire or 1
 }
 
-var temporaryReasons = map[tokens.TemporaryReason]keywardv1.TemporaryTokenReason{
-	tokens.TemporaryOK:                keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
-	tokens.TemporaryMalformed:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
-	tokens.TemporaryNotFound:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
-	tokens.TemporaryExpired:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
-	tokens.TemporaryUsedUp:            keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
-	tokens.TemporaryWrongOperation:    keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
-	tokens.TemporaryRevoked:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
-	tokens.TemporaryPermissionDenied:  keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED,
-	tokens.TemporaryIPNotAllowed:      keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED,
-	tokens.TemporaryCountryNotAllowed: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED,
+var temporaryReasons = map[temporary.Reason]keywardv1.TemporaryTokenReason{
+	temporary.ReasonOK:                keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_OK,
+	temporary.ReasonMalformed:         keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_MALFORMED,
+	temporary.ReasonNotFound:          keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_NOT_FOUND,
+	temporary.ReasonExpired:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_EXPIRED,
+	temporary.ReasonUsedUp:            keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_USED_UP,
+	temporary.ReasonWrongOperation:    keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_WRONG_OPERATION,
+	temporary.ReasonRevoked:           keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_REVOKED,
+	temporary.ReasonPermissionDenied:  keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_PERMISSION_DENIED,
+	temporary.ReasonIPNotAllowed:      keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_IP_NOT_ALLOWED,
+	temporary.ReasonCountryNotAllowed: keywardv1.TemporaryTokenReason_TEMPORARY_TOKEN_REASON_COUNTRY_NOT_ALLOWED,
 }
 
 func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.ConsumeTemporaryTokenRequest) (*keywardv1.ConsumeTemporaryTokenResponse, error) {
@@ -141,13 +143,13 @@ func (s *tokenServer) ConsumeTemporaryToken(ctx context.Context, req *keywardv1.
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.tokens.ConsumeTemporary(ctx, req.GetToken(), req.GetOperation(), ip)
+	c, err := s.temporary.Consume(ctx, req.GetToken(), req.GetOperation(), ip)
 	if err != nil {
 		return nil, err
 	}
 	callFrom(ctx).subject = c.Subject
 	return &keywardv1.ConsumeTemporaryTokenResponse{
-		Valid: c.Reason == tokens.TemporaryOK, Reason: temporaryReasons[c.Reason], Message: c.Reason.Message(),
+		Valid: c.Reason == temporary.ReasonOK, Reason: temporaryReasons[c.Reason], Message: c.Reason.Message(),
 		Subject: c.KeyID, Owner: c.Owner, RemainingUses: uint32(c.Remaining), Environment: environmentToProto(c.Environment), //nolint:gosec // remaining uses are below max_uses, a uint32
 	}, nil
 }

@@ -6,8 +6,9 @@
 //	keys        API keys and roles: create, update, rotate, revoke; verification
 //	            and its cache (Snapshot, the read-only view tokens use), the access
 //	            policy (networks, countries, rate limits, quotas), counters
-//	tokens      access and refresh tokens, temporary tokens, the signing keyring
-//	            and JWKS, validation and its verified-token cache, the sealer
+//	tokens      access and refresh tokens, the signing keyring and JWKS,
+//	            validation and its verified-token cache, the sealer
+//	temporary   temporary tokens: one protected operation, a few uses, a short life
 //	revocation  the revocation log, its follower and stream; it tells keys of
 //	            revoked subjects through OnKeyRevoked
 //	audit       the audit log and each key's history
@@ -23,5 +24,5 @@
 // claims, verification, network binding), apikey (secret and opaque token formats),
 // permission (permission grammar) and geoip (country lookup).
 //
-// Imports run one way: tokens → keys → revocation, audit → kernel.
+// Imports run one way: tokens, temporary → keys → revocation, audit → kernel.
 package service

@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward/service/geoip"
 	"github.com/keyward/keyward/service/keys"
 	"github.com/keyward/keyward/service/revocation"
+	"github.com/keyward/keyward/service/temporary"
 	"github.com/keyward/keyward/service/tokens"
 )
 
@@ -131,6 +132,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	}
 	a.srv, err = server.New(ctx, server.Deps{
 		Keys: a.keys, Tokens: a.tokens, Roles: keys.NewRoles(a.store, a.keys),
+		Temporary:   temporary.New(a.store, temporary.DefaultConfig(), a.keys, a.revs),
 		Revocations: a.revs, Audit: a.audit, Log: log, Metrics: registry,
 	}, server.Options{
 		MaxRequestBytes: cfg.MaxRequestBytes,

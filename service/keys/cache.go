@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/permission"
 )
 
@@ -40,6 +41,25 @@ func (e *Snapshot) Permissions() permission.Set { return e.perms }
 // the key was read: every rights change logged up to it is in the snapshot. The
 // snapshot is immutable, so the pointer may be kept (access tokens carry it).
 func (e *Snapshot) RightsSeq() *uint64 { return &e.seq }
+
+// SecretEnd reports whether the key still accepts the secret a delegate (a
+// session, a temporary token) was issued with, named by its fingerprint, and until
+// when: never-ending (zero) for its current secret, the end of the grace period for
+// the one a rotation replaced. A delegate stored without a fingerprint (by an
+// older Keyward, or issued by an access token, whose own checks apply) is taken as
+// issued with the current secret unless the key was rotated after issued.
+func (e *Snapshot) SecretEnd(fingerprint []byte, issued, now time.Time) (time.Time, bool) {
+	k := e.key
+	switch {
+	case len(fingerprint) == 0:
+		return time.Time{}, !k.SecretRotateTime.After(issued)
+	case apikey.MatchesFingerprint(fingerprint, k.SecretHash):
+		return time.Time{}, true
+	case apikey.MatchesFingerprint(fingerprint, k.PreviousSecretHash) && now.Before(k.PreviousSecretExpireTime):
+		return k.PreviousSecretExpireTime, true
+	}
+	return time.Time{}, false
+}
 
 // keyCache keeps verified keys in memory so a repeat verification never reads the
 // store. Any change to a key on this instance invalidates its entry at once; a

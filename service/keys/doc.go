@@ -4,5 +4,6 @@
 // change to a key or role on this instance, or a revocation from the log
 // (revocation.Log.OnKeyRevoked), invalidates at once; the access policy (networks,
 // countries, rate limits, quotas) applies at every use, by the key or by its
-// delegates: tokens use the read-only Snapshot, CheckPlace and Spend.
+// delegates: tokens and temporary use the read-only Snapshot (and its SecretEnd),
+// CheckPlace and Spend.
 package keys

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/accesstoken"
+	"github.com/keyward/keyward/service/errs"
 )
 
 // SigningKeyState is the derived lifecycle state of a signing key.
@@ -284,3 +286,42 @@ func (k *SigningKey) JWK() (JWK, bool) {
 }
 
 var errNoSigningKey = errors.New("no signing key")
+
+// SigningKeys lists the signing keys, newest first, with their states.
+func (t *Tokens) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
+	if err := t.ring.reload(ctx); err != nil {
+		return nil, err
+	}
+	return t.ring.all(), nil
+}
+
+// RotateSigningKey creates a new active signing key with the algorithm (empty: the
+// server's default).
+func (t *Tokens) RotateSigningKey(ctx context.Context, alg string) (*SigningKey, error) {
+	if alg == "" {
+		alg = t.cfg.Algorithm
+	}
+	if !slices.Contains(accesstoken.Algorithms, alg) {
+		return nil, errs.InvalidArgument("algorithm", "unknown algorithm %q", alg)
+	}
+	k, err := t.ring.create(ctx, alg, t.keys.Now())
+	if err != nil {
+		return nil, err
+	}
+	return t.ring.lookup(ctx, k.Kid, t.now()), nil
+}
+
+// JWKS returns the public keys that still verify, newest first; HS256 keys never.
+func (t *Tokens) JWKS() []JWK {
+	now := t.now()
+	var out []JWK
+	for _, k := range t.ring.all() {
+		if k.State(now) == SigningRetired {
+			continue
+		}
+		if j, ok := k.JWK(); ok {
+			out = append(out, j)
+		}
+	}
+	return out
+}

@@ -37,8 +37,6 @@ type Config struct {
 	RefreshTTL, RefreshFamilyTTL time.Duration
 	// RefreshMinInterval is the least time between two refreshes of one session.
 	RefreshMinInterval time.Duration
-	// TemporaryTTL is a temporary token's default lifetime; TemporaryMaxTTL caps it.
-	TemporaryTTL, TemporaryMaxTTL time.Duration
 	// KeyReload is how often signing keys are re-read (rotations on other instances).
 	KeyReload time.Duration
 	// VerifiedCacheSize is the most access tokens whose verified signature is
@@ -55,12 +53,11 @@ func DefaultConfig() Config {
 		Issuer: "keyward", Algorithm: accesstoken.AlgRS256,
 		DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour, ClockSkew: 30 * time.Second,
 		RefreshTTL: 30 * 24 * time.Hour, RefreshFamilyTTL: 90 * 24 * time.Hour,
-		TemporaryTTL: 5 * time.Minute, TemporaryMaxTTL: time.Hour,
 		KeyReload: 30 * time.Second, VerifiedCacheSize: 10_000,
 	}
 }
 
-// Tokens issues and checks access, refresh and temporary tokens.
+// Tokens issues and checks access and refresh tokens.
 type Tokens struct {
 	cfg      Config
 	keys     *keys.Keys
@@ -373,7 +370,7 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 	if e == nil || e.Key().State == repository.KeyRevoked || e.Key().Expired(now) {
 		return nil, errs.Unauthenticated("the API key behind this session is no longer valid")
 	}
-	secretEnd, ok := sessionSecretEnd(e.Key(), rt.SecretFingerprint, rt.CreateTime, now)
+	secretEnd, ok := e.SecretEnd(rt.SecretFingerprint, rt.CreateTime, now)
 	if !ok {
 		return nil, errs.Unauthenticated("the key secret that began this session was rotated out: sign in again with the key's current secret")
 	}
@@ -416,24 +413,6 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 		return nil, err
 	}
 	return out, nil
-}
-
-// sessionSecretEnd reports whether key k still accepts the secret a delegate (a
-// session, a temporary token) was issued with, named by its fingerprint, and until
-// when: never-ending (zero) for its current secret, the end of the grace period for
-// the one a rotation replaced. A delegate stored without a fingerprint (by an
-// older Keyward, or issued by an access token, whose own checks apply) is taken as
-// issued with the current secret unless the key was rotated after issued.
-func sessionSecretEnd(k *repository.Key, fingerprint []byte, issued, now time.Time) (time.Time, bool) {
-	switch {
-	case len(fingerprint) == 0:
-		return time.Time{}, !k.SecretRotateTime.After(issued)
-	case apikey.MatchesFingerprint(fingerprint, k.SecretHash):
-		return time.Time{}, true
-	case apikey.MatchesFingerprint(fingerprint, k.PreviousSecretHash) && now.Before(k.PreviousSecretExpireTime):
-		return k.PreviousSecretExpireTime, true
-	}
-	return time.Time{}, false
 }
 
 func isNotFound(err error) bool { return errors.Is(err, repository.ErrNotFound) }

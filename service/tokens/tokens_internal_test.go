@@ -273,18 +273,6 @@ func benchmarkValidateToken(b *testing.B, mod func(*Config)) {
 	}
 }
 
-func TestTemporaryTokenExpires(t *testing.T) {
-	t.Parallel()
-	clock := testclock.New(time.Time{})
-	f := newTokenFixtureOnClock(t, accesstoken.AlgEdDSA, clock)
-	issued, err := f.tokens.IssueTemporary(f.ctx, "orders:approve", 50*time.Millisecond, 1)
-	require.NoError(t, err)
-	clock.Advance(100 * time.Millisecond)
-	c, err := f.tokens.ConsumeTemporary(context.Background(), issued.Token, "orders:approve", fixtureIP)
-	require.NoError(t, err)
-	assert.Equal(t, TemporaryExpired, c.Reason)
-}
-
 // FuzzValidateToken feeds arbitrary credentials to validation: it must never panic,
 // and whatever it accepts must carry exactly the claims Keyward signed.
 func FuzzValidateToken(f *testing.F) {
