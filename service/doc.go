@@ -4,8 +4,9 @@
 // a package of its own, and they collaborate through exported methods only:
 //
 //	keys        API keys and roles: create, update, rotate, revoke; verification
-//	            and its cache (Snapshot, the read-only view tokens use), the access
-//	            policy (networks, countries, rate limits, quotas), counters
+//	            and its cache (Snapshot, the read-only view tokens use), counters
+//	policy      the access policy of a key: networks, countries, rate limits,
+//	            quotas; keys applies it at every use and maps its outcomes
 //	tokens      access and refresh tokens, the signing keyring and JWKS,
 //	            validation and its verified-token cache, the sealer
 //	temporary   temporary tokens: one protected operation, a few uses, a short life
@@ -24,5 +25,6 @@
 // claims, verification, network binding), apikey (secret and opaque token formats),
 // permission (permission grammar) and geoip (country lookup).
 //
-// Imports run one way: tokens, temporary → keys → revocation, audit → kernel.
+// Imports run one way: tokens, temporary → keys → policy, revocation, audit →
+// kernel.
 package service

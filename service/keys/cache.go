@@ -8,6 +8,7 @@ import (
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/permission"
+	"github.com/keyward/keyward/service/policy"
 )
 
 // Snapshot is an immutable view of a key with its effective permissions, as the
@@ -21,7 +22,7 @@ type Snapshot struct {
 	seq       uint64
 	effective []string
 	perms     permission.Set
-	policy    policy
+	policy    policy.Policy
 	expires   time.Time
 	lastUsed  atomic.Int64 // unix ms; 0: not used since loaded
 	flushed   atomic.Int64 // the lastUsed value last written to the store

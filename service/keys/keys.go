@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/service/authz"
 	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
+	"github.com/keyward/keyward/service/policy"
 	"github.com/keyward/keyward/service/revocation"
 )
 
@@ -38,7 +39,7 @@ type Config struct {
 	// (at least the longest refresh-token family lifetime); default 90 days.
 	RevokedKeyRelevance time.Duration
 	// Geo resolves client countries; nil fails every country restriction closed.
-	Geo CountryResolver
+	Geo policy.CountryResolver
 	// Audit, when set, receives the permanent history of every key.
 	Audit *audit.Log
 	// Stats, when set, counts verifications; otherwise a private one is used.
@@ -54,8 +55,8 @@ type Keys struct {
 	log       *slog.Logger
 	revs      *revocation.Log
 	relevance time.Duration
-	geo       CountryResolver
-	limiters  *limiters
+	geo       policy.CountryResolver
+	limiters  *policy.Limiters
 	audit     *audit.Log
 	stats     *Stats
 }
@@ -79,7 +80,7 @@ func New(store repository.Store, cfg Config, log *slog.Logger) *Keys {
 		keys:      store.Keys(),
 		roles:     store.Roles(),
 		cache:     newKeyCache(cfg.CacheTTL, cfg.CacheSize),
-		limiters:  newLimiters(cfg.CacheSize),
+		limiters:  policy.NewLimiters(cfg.CacheSize),
 		now:       func() time.Time { return now().UTC().Truncate(time.Millisecond) },
 		log:       log,
 		revs:      cfg.Revocations,

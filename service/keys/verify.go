@@ -9,6 +9,7 @@ import (
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
+	"github.com/keyward/keyward/service/policy"
 )
 
 // Reason is the outcome of a verification.
@@ -224,7 +225,7 @@ func (s *Keys) load(ctx context.Context, id string, now time.Time) (*Snapshot, e
 		}
 		perms = append(perms, parsed)
 	}
-	e := &Snapshot{key: k, seq: seq, effective: effective, perms: perms, expires: s.cache.expiry(now), policy: newPolicy(k, s.limiters)}
+	e := &Snapshot{key: k, seq: seq, effective: effective, perms: perms, expires: s.cache.expiry(now), policy: policy.New(k, s.limiters)}
 	s.cache.put(id, e, gen)
 	return e, nil
 }

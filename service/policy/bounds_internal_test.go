@@ -1,4 +1,4 @@
-package keys
+package policy
 
 import (
 	"fmt"
@@ -14,7 +14,7 @@ func TestRateLimitersAreBounded(t *testing.T) {
 	const maxEntries, keys = 100_000, 1_000_000
 	const bound = 40 << 20 // README: under 40 MiB at the default --key-cache-size
 	before := memtest.HeapInUse()
-	l := newLimiters(maxEntries)
+	l := NewLimiters(maxEntries)
 	for i := range keys {
 		l.get(fmt.Sprintf("key%012d", i), 10, 20)
 	}
