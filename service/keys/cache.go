@@ -43,6 +43,13 @@ func (e *Snapshot) Permissions() permission.Set { return e.perms }
 // snapshot is immutable, so the pointer may be kept (access tokens carry it).
 func (e *Snapshot) RightsSeq() *uint64 { return &e.seq }
 
+// Usable reports whether the key may be used at now: found, not revoked and not
+// expired. Every admission of the key or of a delegate asks it (Spend refuses
+// otherwise).
+func (e *Snapshot) Usable(now time.Time) bool {
+	return e != nil && e.key.State != repository.KeyRevoked && !e.key.Expired(now)
+}
+
 // SecretEnd reports whether the key still accepts the secret a delegate (a
 // session, a temporary token) was issued with, named by its fingerprint, and until
 // when: never-ending (zero) for its current secret, the end of the grace period for

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service/errs"
@@ -215,4 +216,48 @@ func requireInvalidField(t *testing.T, err error, field string) {
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, errs.CodeInvalidArgument, e.Code)
 	assert.True(t, strings.HasPrefix(e.Message, field+": "), "the message names the field: %q", e.Message)
+}
+
+// Spend is the last step of every admission (a key's, or a delegate's: a token's,
+// a temporary token's): it counts no use of a revoked or expired key, whatever the
+// caller checked before.
+func TestSpendRefusesAKeyNoLongerUsable(t *testing.T) {
+	t.Parallel()
+	st, err := embedded.Open(context.Background(), filepath.Join(t.TempDir(), "data"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	clock := testclock.New(time.Time{})
+	ks := keys.New(st, keys.Config{CacheTTL: time.Hour, Now: clock.Now}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	quota := &repository.Quota{Limit: 10, Period: "total"}
+
+	revoked, _, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Quota: quota})
+	require.NoError(t, err)
+	_, err = ks.Revoke(ctx, revoked.ID, "compromised")
+	require.NoError(t, err)
+	e, err := ks.Snapshot(ctx, revoked.ID)
+	require.NoError(t, err)
+	var v keys.Verification
+	err = ks.Spend(ctx, e, clock.Now(), &v)
+	requireCode(t, err, errs.CodeFailedPrecondition)
+	assert.False(t, v.QuotaLimited, "nothing was counted")
+
+	expiring, _, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive, Quota: quota,
+		ExpireTime: clock.Now().Add(time.Minute)})
+	require.NoError(t, err)
+	e, err = ks.Snapshot(ctx, expiring.ID)
+	require.NoError(t, err)
+	require.NoError(t, ks.Spend(ctx, e, clock.Now(), &v), "usable: the use is counted")
+	assert.Equal(t, uint64(9), v.QuotaRemaining)
+	clock.Advance(time.Minute)
+	v = keys.Verification{}
+	requireCode(t, ks.Spend(ctx, e, clock.Now(), &v), errs.CodeFailedPrecondition)
+	assert.False(t, v.QuotaLimited, "nothing was counted")
+}
+
+func requireCode(t *testing.T, err error, code errs.Code) {
+	t.Helper()
+	var e *errs.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, code, e.Code, e.Message)
 }

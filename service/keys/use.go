@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/policy"
 )
 
@@ -41,8 +42,12 @@ func (s *Keys) CheckPlace(e *Snapshot, ip netip.Addr, v *Verification) Reason {
 
 // Spend counts one use against the key's rate limit and quota, and sets v's rate
 // and quota fields. Exhaustion is an error: RESOURCE_EXHAUSTED with the time to
-// wait. A delegate's use (a token's) is its key's use.
+// wait. A delegate's use (a token's) is its key's use. A key no longer usable
+// (Usable) is never spent: FAILED_PRECONDITION, whatever its caller checked.
 func (s *Keys) Spend(ctx context.Context, e *Snapshot, now time.Time, v *Verification) error {
+	if !e.Usable(now) {
+		return errs.FailedPrecondition("the key is revoked or expired: no use of it is counted")
+	}
 	spent, err := e.policy.Spend(ctx, s.keys, now)
 	if spent.RateLimited {
 		v.RateRemaining, v.RateLimited, v.RateReset = spent.RateRemaining, true, spent.RateReset

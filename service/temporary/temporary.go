@@ -180,7 +180,7 @@ func (t *Tokens) Consume(ctx context.Context, token, operation string, clientIP 
 		return Consumed{}, err
 	}
 	now := t.keys.Now()
-	if e == nil || e.Key().State == repository.KeyRevoked || e.Key().Expired(now) ||
+	if !e.Usable(now) ||
 		(tt.TokenID != "" && t.revs.TokenRevoked(tt.TokenID, tt.SessionID)) {
 		c.Reason = ReasonRevoked
 		return c, nil

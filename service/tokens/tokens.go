@@ -367,7 +367,7 @@ func (t *Tokens) Refresh(ctx context.Context, token string, clientIP netip.Addr)
 	if err != nil {
 		return nil, err
 	}
-	if e == nil || e.Key().State == repository.KeyRevoked || e.Key().Expired(now) {
+	if !e.Usable(now) {
 		return nil, errs.Unauthenticated("the API key behind this session is no longer valid")
 	}
 	secretEnd, ok := e.SecretEnd(rt.SecretFingerprint, rt.CreateTime, now)

@@ -199,7 +199,7 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 		return TokenVerdict{}, err
 	}
 	keyNow := t.keys.Now()
-	if e == nil || e.Key().State == repository.KeyRevoked || e.Key().Expired(keyNow) {
+	if !e.Usable(keyNow) {
 		v.Reason = TokenRevoked
 		return v, nil
 	}
