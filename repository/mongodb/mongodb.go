@@ -161,17 +161,26 @@ func databaseName(o Options) (string, error) {
 	return DefaultDatabase, nil
 }
 
+// The index models below are built afresh by each call, never kept in package
+// variables: the driver writes the generated index name into a model's options when
+// it creates the index, so a shared model is written by every Open, a data race
+// between stores opened at once and a list of options that grows with each open.
+
 // keyIndexes are the indexes of the keys collection; see the package documentation.
-var keyIndexes = []mongo.IndexModel{
-	{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
-	{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
-	{Keys: bson.D{{Key: "state", Value: 1}, {Key: "expire_time", Value: 1}}},
-	{Keys: bson.D{{Key: "roles", Value: 1}}}, // multikey: the keys naming a role
+func keyIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+		{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+		{Keys: bson.D{{Key: "state", Value: 1}, {Key: "expire_time", Value: 1}}},
+		{Keys: bson.D{{Key: "roles", Value: 1}}}, // multikey: the keys naming a role
+	}
 }
 
 // signingKeyIndexes are the indexes of the signing_keys collection: the listing order.
-var signingKeyIndexes = []mongo.IndexModel{
-	{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+func signingKeyIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+	}
 }
 
 // revocationIndexes are the indexes of the revocations collection: FindRevocation's
@@ -179,10 +188,12 @@ var signingKeyIndexes = []mongo.IndexModel{
 // uniqueness AppendRevocationOnce relies on. That one is sparse, not partial
 // (FerretDB v1 does not implement partialFilterExpression): entries appended by
 // AppendRevocation have no `once` field and are not in it.
-var revocationIndexes = []mongo.IndexModel{
-	{Keys: bson.D{{Key: "kind", Value: 1}, {Key: "subject_id", Value: 1}, {Key: "_id", Value: 1}}},
-	{Keys: bson.D{{Key: "relevant_until", Value: 1}}},
-	{Keys: bson.D{{Key: fieldOnce, Value: 1}}, Options: options.Index().SetUnique(true).SetSparse(true)},
+func revocationIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: "kind", Value: 1}, {Key: "subject_id", Value: 1}, {Key: "_id", Value: 1}}},
+		{Keys: bson.D{{Key: "relevant_until", Value: 1}}},
+		{Keys: bson.D{{Key: fieldOnce, Value: 1}}, Options: options.Index().SetUnique(true).SetSparse(true)},
+	}
 }
 
 // auditIndexes are the indexes of both capped audit event collections: one per
@@ -191,26 +202,32 @@ var revocationIndexes = []mongo.IndexModel{
 // walk, and time for a time range. A capped collection accepts secondary indexes;
 // they are created after the collection, which creating an index would otherwise
 // create uncapped.
-var auditIndexes = []mongo.IndexModel{
-	{Keys: bson.D{{Key: fieldCallerKeyID, Value: 1}, {Key: fieldID, Value: -1}}},
-	{Keys: bson.D{{Key: fieldMethod, Value: 1}, {Key: fieldID, Value: -1}}},
-	{Keys: bson.D{{Key: fieldClientIP, Value: 1}, {Key: fieldID, Value: -1}}},
-	{Keys: bson.D{{Key: fieldSubject, Value: 1}, {Key: fieldID, Value: -1}}},
-	{Keys: bson.D{{Key: fieldCode, Value: 1}, {Key: fieldID, Value: -1}}},
-	{Keys: bson.D{{Key: fieldTime, Value: -1}}},
+func auditIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: fieldCallerKeyID, Value: 1}, {Key: fieldID, Value: -1}}},
+		{Keys: bson.D{{Key: fieldMethod, Value: 1}, {Key: fieldID, Value: -1}}},
+		{Keys: bson.D{{Key: fieldClientIP, Value: 1}, {Key: fieldID, Value: -1}}},
+		{Keys: bson.D{{Key: fieldSubject, Value: 1}, {Key: fieldID, Value: -1}}},
+		{Keys: bson.D{{Key: fieldCode, Value: 1}, {Key: fieldID, Value: -1}}},
+		{Keys: bson.D{{Key: fieldTime, Value: -1}}},
+	}
 }
 
 // keyEventIndexes are the indexes of the key_events collection: one key's history
 // in _id order, for ListKeyEvents.
-var keyEventIndexes = []mongo.IndexModel{
-	{Keys: bson.D{{Key: fieldKeyID, Value: 1}, {Key: fieldID, Value: 1}}},
+func keyEventIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: fieldKeyID, Value: 1}, {Key: fieldID, Value: 1}}},
+	}
 }
 
 // ttlIndex deletes a document once its expire_time has passed. It is an optimisation
 // only: expired records are expired when read, and PruneExpired deletes them too.
-var ttlIndex = mongo.IndexModel{
-	Keys:    bson.D{{Key: "expire_time", Value: 1}},
-	Options: options.Index().SetExpireAfterSeconds(0),
+func ttlIndex() mongo.IndexModel {
+	return mongo.IndexModel{
+		Keys:    bson.D{{Key: "expire_time", Value: 1}},
+		Options: options.Index().SetExpireAfterSeconds(0),
+	}
 }
 
 // Error codes of MongoDB's command errors.
@@ -241,12 +258,12 @@ func (s *Store) setUp(ctx context.Context, auditBytes repository.AuditBounds) er
 		coll    *mongo.Collection
 		indexes []mongo.IndexModel
 	}{
-		{s.keys.coll, keyIndexes},
-		{s.signingKeys.coll, signingKeyIndexes},
-		{s.revocations.coll, revocationIndexes},
-		{s.audit.events, auditIndexes},
-		{s.audit.unauthenticated, auditIndexes},
-		{s.audit.keyEvents, keyEventIndexes},
+		{s.keys.coll, keyIndexes()},
+		{s.signingKeys.coll, signingKeyIndexes()},
+		{s.revocations.coll, revocationIndexes()},
+		{s.audit.events, auditIndexes()},
+		{s.audit.unauthenticated, auditIndexes()},
+		{s.audit.keyEvents, keyEventIndexes()},
 	} {
 		for _, ix := range c.indexes {
 			if _, err := c.coll.Indexes().CreateOne(ctx, ix); err != nil {
@@ -267,7 +284,7 @@ func (s *Store) setUp(ctx context.Context, auditBytes repository.AuditBounds) er
 // that error, and only that one, is tolerated, and coll then keeps its expired
 // documents until PruneExpired deletes them.
 func createTTLIndex(ctx context.Context, coll *mongo.Collection) (bool, error) {
-	_, err := coll.Indexes().CreateOne(ctx, ttlIndex)
+	_, err := coll.Indexes().CreateOne(ctx, ttlIndex())
 	switch {
 	case err == nil:
 		return true, nil

@@ -50,7 +50,7 @@ func TestCreateTTLIndex(t *testing.T) {
 	coll := db.Collection("ttl_probe")
 
 	// The server's own answer to a TTL index, without the tolerance.
-	_, rawErr := coll.Indexes().CreateOne(ctx, ttlIndex)
+	_, rawErr := coll.Indexes().CreateOne(ctx, ttlIndex())
 	if mongotest.IsFerretDB() {
 		require.Error(t, rawErr, "FerretDB v1 has no TTL indexes; if this fails, it gained them")
 		assert.True(t, isNotImplemented(rawErr), "%v", rawErr)
