@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -285,29 +284,4 @@ func TestStoredLimitsDocument(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, &repository.RateLimit{RequestsPerSecond: 5, Burst: 7}, old.RateLimit)
 	assert.Equal(t, &repository.Quota{Limit: 9, Period: "month"}, old.Quota)
-}
-
-// Stores opened at once in one process (instances in one test binary, a program
-// with two stores) share nothing while they create their indexes: the driver names
-// an unnamed index by writing into the model's options, so a model shared between
-// opens is a data race (seen with -race when server tests ran in parallel).
-func TestStoresOpenConcurrently(t *testing.T) {
-	t.Parallel()
-	uri := mongotest.URI(t)
-	var wg sync.WaitGroup
-	errs := make([]error, 8)
-	for i := range errs {
-		db := mongotest.Database(t)
-		wg.Go(func() {
-			s, err := mongodb.Open(context.Background(), mongodb.Options{URI: uri, Database: db})
-			if err == nil {
-				err = s.Close(context.Background())
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		require.NoError(t, err, "store %d", i)
-	}
 }
