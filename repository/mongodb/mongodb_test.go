@@ -21,10 +21,11 @@ import (
 // open opens a store on a fresh database that is dropped when t ends.
 func open(t *testing.T) *mongodb.Store {
 	t.Helper()
+	uri := mongotest.URI(t) // first: the first use builds FerretDB, which can take minutes
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := mongodb.Open(ctx, mongodb.Options{
-		URI:                          mongotest.URI(t),
+		URI:                          uri,
 		Database:                     mongotest.Database(t),
 		AuditMaxBytes:                1 << 20,
 		AuditUnauthenticatedMaxBytes: 1 << 20,

@@ -41,9 +41,10 @@ func TestIsNotImplemented(t *testing.T) {
 // TestCreateTTLIndex runs the TTL index creation against the test server: MongoDB
 // creates the index; FerretDB v1 answers NotImplemented, which is tolerated.
 func TestCreateTTLIndex(t *testing.T) {
+	uri := mongotest.URI(t) // first: the first use builds FerretDB, which can take minutes
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, err := mongo.Connect(options.Client().ApplyURI(mongotest.URI(t)))
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	db := client.Database(mongotest.Database(t))

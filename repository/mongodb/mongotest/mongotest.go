@@ -35,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -126,7 +127,17 @@ func buildCached() (string, error) {
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	// Built beside it and renamed: processes building at once each get a whole file.
+	// One test process builds while the others (go test runs packages at once) wait
+	// for its binary: builds side by side would each compile FerretDB from cold.
+	lock := flock.New(filepath.Join(dir, "build.lock"))
+	if err := lock.Lock(); err != nil {
+		return "", fmt.Errorf("mongotest: locking the build: %w", err)
+	}
+	defer func() { _ = lock.Unlock() }()
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil // built by another process while this one waited
+	}
+	// Built beside it and renamed, so that a process never starts a half-written file.
 	tmp := bin + ".tmp-" + strings.ToLower(rand.Text()[:8])
 	cmd := exec.Command("go", "build", "-o", tmp, serverPackage)
 	cmd.Dir = root
@@ -142,7 +153,7 @@ func buildCached() (string, error) {
 	// Older builds are of other sources or dependencies: no test process starts them.
 	old, _ := filepath.Glob(filepath.Join(dir, "ferretdbserver-*"))
 	for _, o := range old {
-		if filepath.Base(o) != name && !strings.Contains(filepath.Base(o), ".tmp-") {
+		if filepath.Base(o) != name {
 			_ = os.Remove(o)
 		}
 	}

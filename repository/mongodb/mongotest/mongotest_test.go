@@ -32,9 +32,12 @@ func TestSharedFerretDBLeavesNothingBehind(t *testing.T) {
 	if !mongotest.IsFerretDB() {
 		t.Skip("KEYWARD_TEST_MONGODB_URI is set: no FerretDB is started")
 	}
+	// The shared build first: it fills the Go build cache (waiting for the build of
+	// another package's tests, if one is under way), which stays where it is below
+	// (it too defaults to the user's cache directory), so that the build in a fresh
+	// cache directory only links.
+	_ = mongotest.URI(t)
 	tmp, cache := t.TempDir(), t.TempDir()
-	// The Go build cache stays where it is (it too defaults to the user's cache
-	// directory), so that the build in a fresh cache directory is quick.
 	gocache, err := exec.Command("go", "env", "GOCACHE").Output()
 	require.NoError(t, err)
 	run := func() {
