@@ -574,6 +574,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	t.Parallel()
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
 			m := newMatrix(t, st.opts(t)...)
 			cells := 0
 			for _, r := range matrixRows() {

@@ -23,6 +23,7 @@ import (
 // with a clear message, cached verifications keep working, audit events wait and
 // are written afterwards, and Keyward reconnects by itself.
 func TestStoreOutage(t *testing.T) {
+	t.Parallel()
 	if !mongotest.IsFerretDB() {
 		t.Skip("needs a store the test can stop; KEYWARD_TEST_MONGODB_URI points at an external one")
 	}

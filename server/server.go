@@ -145,10 +145,9 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	}()
 	ips := newClientIPs(opts.TrustedProxies)
 
-	validator, err := protovalidate.New()
-	if err != nil {
-		return nil, fmt.Errorf("creating the request validator: %w", err)
-	}
+	// One validator for the process: it builds each message's rules once, however
+	// many servers the process runs.
+	validator := protovalidate.GlobalValidator
 	aud := &auditor{audit: deps.Audit, ips: ips, now: now}
 	s.metrics = newMetrics(deps.Metrics, ips, deps.Keys, deps.Audit, deps.Revocations)
 	gopts := append(chain(log, s.metrics, aud, &authenticator{keys: deps.Keys, tokens: deps.Tokens, audience: opts.APIAudience, ips: ips, throttled: s.metrics.throttled, now: now,

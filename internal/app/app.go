@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	tcfg.Issuer, tcfg.Algorithm, tcfg.ClockSkew = cfg.TokenIssuer, cfg.TokenAlgorithm, cfg.ClockSkew
 	tcfg.DefaultTTL, tcfg.MaxTTL = cfg.AccessTokenTTL, cfg.AccessTokenMaxTTL
 	tcfg.RefreshTTL, tcfg.RefreshFamilyTTL, tcfg.RefreshMinInterval = cfg.RefreshTokenTTL, cfg.RefreshFamilyTTL, cfg.RefreshMinInterval
-	tcfg.VerifiedCacheSize, tcfg.Now = cfg.TokenCacheSize, a.now
+	tcfg.VerifiedCacheSize, tcfg.Now, tcfg.NewRSAKey = cfg.TokenCacheSize, a.now, cfg.NewRSAKey
 	if a.tokens, err = tokens.New(ctx, a.store, tcfg, a.keys, a.revs, sealer, log); err != nil {
 		return nil, err
 	}

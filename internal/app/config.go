@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -89,6 +90,10 @@ type Config struct {
 	// grace periods, rate and quota windows and audit times; nil means time.Now.
 	// It is no setting (tests inject it) and is never printed.
 	Now func() time.Time
+	// NewRSAKey makes the key pair of each new RS256 signing key; nil means a fresh
+	// 2048-bit key from crypto/rand. It is no setting: tests that start many servers
+	// hand out a few keys made once, since making one takes a tenth of a second.
+	NewRSAKey func() (*rsa.PrivateKey, error)
 }
 
 // DefaultConfig returns the defaults: loopback listeners and the embedded store.

@@ -211,7 +211,7 @@ func testAudit(t *testing.T, caps Capabilities, fresh func(*testing.T) repositor
 		// Paging through both kinds at once skips and repeats nothing.
 		all, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 10_000, "")
 		require.NoError(t, err)
-		assert.Equal(t, all, listAll(t, audit, repository.AuditFilter{}, 7, ""))
+		assert.Equal(t, all, listAll(t, audit, repository.AuditFilter{}, 29, ""))
 		assert.Len(t, all, len(admin)+len(left))
 	})
 

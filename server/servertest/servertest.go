@@ -2,11 +2,17 @@
 // servers on free ports, the embedded store in a temporary directory (or MongoDB
 // when a URI is given), and the bootstrap admin key read from its file. It starts
 // it through internal/app, so tests run the program's own wiring.
+//
+// The one departure from a production start: RS256 signing keys come from a few
+// key pairs made once per test process (see rsaKeys), since making a 2048-bit
+// key takes a tenth of a second and the tests start hundreds of servers.
 package servertest
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"io"
 	"log/slog"
@@ -79,6 +85,7 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(t.TempDir(), "data") // created private (0700) by the server
 	cfg.LogLevel = "debug"
+	cfg.NewRSAKey = rsaKeys()
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -128,6 +135,41 @@ func Start(t testing.TB, opts ...Option) *Keyward {
 		Config:     cfg,
 		logs:       logs,
 		stop:       stop,
+	}
+}
+
+// rsaPoolSize is how many RSA key pairs the test process makes: a server gets a
+// different one for each of its first rsaPoolSize signing keys.
+const rsaPoolSize = 8
+
+var rsaPool struct {
+	sync.Mutex
+	keys  []*rsa.PrivateKey
+	start int
+}
+
+// rsaKeys returns a server's RS256 key source: the pool's keys in turn, from a
+// different starting point for each server, made when first asked for. Two
+// servers may hold the same key pair; their signing keys still differ by kid,
+// and a token is checked only against the key its kid names.
+func rsaKeys() func() (*rsa.PrivateKey, error) {
+	rsaPool.Lock()
+	next := rsaPool.start
+	rsaPool.start++
+	rsaPool.Unlock()
+	return func() (*rsa.PrivateKey, error) {
+		rsaPool.Lock()
+		defer rsaPool.Unlock()
+		i := next % rsaPoolSize
+		next++
+		for len(rsaPool.keys) <= i {
+			k, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				return nil, err
+			}
+			rsaPool.keys = append(rsaPool.keys, k)
+		}
+		return rsaPool.keys[i], nil
 	}
 }
 

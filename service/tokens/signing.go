@@ -78,6 +78,8 @@ type keyring struct {
 	// grace is how long a replaced key keeps verifying after its successor appeared.
 	grace time.Duration
 	log   *slog.Logger
+	// newRSAKey makes an RS256 key pair.
+	newRSAKey func() (*rsa.PrivateKey, error)
 
 	mu         sync.RWMutex
 	keys       []*SigningKey // newest first
@@ -169,7 +171,7 @@ func (r *keyring) all() []*SigningKey {
 
 // create generates, seals and stores a new key, which becomes the active one.
 func (r *keyring) create(ctx context.Context, alg string, now time.Time) (*SigningKey, error) {
-	k, private, public, err := generate(alg)
+	k, private, public, err := generate(alg, r.newRSAKey)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +197,7 @@ func randomBytes(n int) []byte {
 }
 
 // generate makes a key pair (or HMAC secret) and its stored encodings.
-func generate(alg string) (k *SigningKey, private, public []byte, err error) {
+func generate(alg string, newRSAKey func() (*rsa.PrivateKey, error)) (k *SigningKey, private, public []byte, err error) {
 	k = &SigningKey{Algorithm: alg}
 	switch alg {
 	case accesstoken.AlgHS256:
@@ -203,7 +205,7 @@ func generate(alg string) (k *SigningKey, private, public []byte, err error) {
 		k.method, k.private, k.public = jwt.SigningMethodHS256, secret, secret
 		return k, secret, nil, nil
 	case accesstoken.AlgRS256:
-		pk, err := rsa.GenerateKey(rand.Reader, 2048)
+		pk, err := newRSAKey()
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,9 @@ type Config struct {
 	VerifiedCacheSize int
 	// Now is the clock tokens are issued and validated by; nil means time.Now.
 	Now func() time.Time
+	// NewRSAKey makes the key pair of a new RS256 signing key; nil means a fresh
+	// 2048-bit key from crypto/rand.
+	NewRSAKey func() (*rsa.PrivateKey, error)
 }
 
 // DefaultConfig returns the default policy.
@@ -86,9 +90,12 @@ func New(ctx context.Context, store repository.Store, cfg Config, keys *keys.Key
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.NewRSAKey == nil {
+		cfg.NewRSAKey = func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) }
+	}
 	t := &Tokens{
 		cfg: cfg, keys: keys, revs: revs, store: store.Tokens(), log: log, now: cfg.Now, stats: keys.Stats(),
-		ring: &keyring{store: store.SigningKeys(), sealer: sealer, log: log,
+		ring: &keyring{store: store.SigningKeys(), sealer: sealer, log: log, newRSAKey: cfg.NewRSAKey,
 			grace: cfg.MaxTTL + cfg.ClockSkew + cfg.KeyReload},
 	}
 	// A cache hit re-checks the times itself (verifiedToken.timeReason): it must
