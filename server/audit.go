@@ -32,9 +32,18 @@ type auditor struct {
 	audit *audit.Log
 	ips   *clientIPs
 	now   func() time.Time // the clock of events' times; latency is measured on the wall clock
+	// probes: the health checks are audited too (Options.AuditProbes).
+	probes bool
 }
 
+// isProbe tells the gRPC health service's methods: a load balancer's probes, not
+// calls of the API.
+func isProbe(method string) bool { return strings.HasPrefix(method, "/grpc.health.v1.Health/") }
+
 func (a *auditor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	if !a.probes && isProbe(info.FullMethod) {
+		return handler(ctx, req)
+	}
 	at, start := a.now(), time.Now()
 	defer func() {
 		if p := recover(); p != nil {
@@ -47,6 +56,9 @@ func (a *auditor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 }
 
 func (a *auditor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	if !a.probes && isProbe(info.FullMethod) {
+		return handler(srv, ss)
+	}
 	at, start := a.now(), time.Now()
 	defer func() {
 		if p := recover(); p != nil {

@@ -47,6 +47,13 @@ func callFrom(ctx context.Context) *call {
 
 func requestIDFrom(ctx context.Context) string { return callFrom(ctx).requestID }
 
+// interceptors are the chains every call runs through, in order, on the public
+// gRPC server and on the gateway's in-process channel alike.
+type interceptors struct {
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
+}
+
 // chain builds the interceptors every RPC passes through, in this order:
 //  1. recovery: a panic becomes INTERNAL, logged, and never kills the server;
 //  2. request id: taken from x-request-id when well formed, else generated; returned;
@@ -55,13 +62,13 @@ func requestIDFrom(ctx context.Context) string { return callFrom(ctx).requestID 
 //  4. errors and request log: every error leaves as a proper status (toStatus);
 //  5. authentication and authorization against the permission table;
 //  6. protovalidate: request messages checked against their proto annotations.
-func chain(log *slog.Logger, m *metrics, audit *auditor, auth *authenticator, validator protovalidate.Validator) []grpc.ServerOption {
+func chain(log *slog.Logger, m *metrics, audit *auditor, auth *authenticator, validator protovalidate.Validator) interceptors {
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic serving request", "panic", p, "request_id", requestIDFrom(ctx))
 		return status.Errorf(codes.Internal, "internal error (request id %s)", requestIDFrom(ctx))
 	})
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(
+	return interceptors{
+		unary: []grpc.UnaryServerInterceptor{
 			recovery.UnaryServerInterceptor(onPanic),
 			unaryRequestID,
 			m.unary,
@@ -69,8 +76,8 @@ func chain(log *slog.Logger, m *metrics, audit *auditor, auth *authenticator, va
 			unaryErrors(log),
 			auth.unary,
 			grpcprotovalidate.UnaryServerInterceptor(validator),
-		),
-		grpc.ChainStreamInterceptor(
+		},
+		stream: []grpc.StreamServerInterceptor{
 			recovery.StreamServerInterceptor(onPanic),
 			streamRequestID,
 			m.stream,
@@ -78,7 +85,43 @@ func chain(log *slog.Logger, m *metrics, audit *auditor, auth *authenticator, va
 			streamErrors(log),
 			auth.stream,
 			grpcprotovalidate.StreamServerInterceptor(validator),
-		),
+		},
+	}
+}
+
+// serverOptions installs the chains on a gRPC server.
+func (ic interceptors) serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(ic.unary...), grpc.ChainStreamInterceptor(ic.stream...)}
+}
+
+// unaryChain is the unary chain as one interceptor, for the in-process channel,
+// which takes one.
+func (ic interceptors) unaryChain() grpc.UnaryServerInterceptor {
+	var at func(i int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler
+	at = func(i int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
+		if i == len(ic.unary) {
+			return final
+		}
+		return func(ctx context.Context, req any) (any, error) {
+			return ic.unary[i](ctx, req, info, at(i+1, info, final))
+		}
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return at(0, info, handler)(ctx, req)
+	}
+}
+
+// streamChain is the stream chain as one interceptor.
+func (ic interceptors) streamChain() grpc.StreamServerInterceptor {
+	var at func(i int, info *grpc.StreamServerInfo, final grpc.StreamHandler) grpc.StreamHandler
+	at = func(i int, info *grpc.StreamServerInfo, final grpc.StreamHandler) grpc.StreamHandler {
+		if i == len(ic.stream) {
+			return final
+		}
+		return func(srv any, ss grpc.ServerStream) error { return ic.stream[i](srv, ss, info, at(i+1, info, final)) }
+	}
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return at(0, info, handler)(srv, ss)
 	}
 }
 

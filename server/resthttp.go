@@ -109,12 +109,7 @@ func (s *statusRecorder) Flush() {
 func (a *auditor) auditREST(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at, start := a.now(), time.Now()
-		reqID := r.Header.Get("X-Request-Id")
-		if !validRequestID(reqID) {
-			reqID = rand.Text()
-			r.Header.Set("X-Request-Id", reqID)
-		}
-		w.Header().Set("X-Request-Id", reqID)
+		reqID := restRequestID(w, r)
 		callID := rand.Text()
 		c := &restCall{}
 		restCalls.Store(callID, c)
@@ -129,24 +124,59 @@ func (a *auditor) auditREST(next http.Handler) http.Handler {
 		c.mu.Unlock()
 		if e == nil {
 			// The gateway answered without calling the API.
-			e = &repository.AuditEvent{
-				Time:         at.UTC(),
-				RequestID:    reqID,
-				HTTPMethod:   r.Method,
-				HTTPRoute:    a.audit.Sanitize(r.URL.Path),
-				UserAgent:    a.audit.Sanitize(r.UserAgent()),
-				Headers:      a.audit.AuditHeaders(func(h string) string { return r.Header.Get(h) }),
-				Code:         codeName(codeFromHTTP(rec.status)),
-				DenialReason: "rejected by the REST gateway before reaching the API: " + strings.ToLower(http.StatusText(rec.status)),
-				Latency:      time.Since(start),
-			}
-			if ip := a.ips.resolveHTTP(r); ip.IsValid() {
-				e.ClientIP = ip.String()
-			}
+			e = a.httpEvent(r, reqID, at, start, rec.status)
+			e.DenialReason = "rejected by the REST gateway before reaching the API: " + strings.ToLower(http.StatusText(rec.status))
 		}
 		e.HTTPStatus = int32(rec.status) //nolint:gosec // HTTP status codes have three digits
 		a.audit.Record(e)
 	})
+}
+
+// auditProbe wraps a health probe (/healthz, /readyz) when probes are audited: one
+// event per request, with the request id it was given or one generated.
+func (a *auditor) auditProbe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at, start := a.now(), time.Now()
+		reqID := restRequestID(w, r)
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		a.audit.Record(a.httpEvent(r, reqID, at, start, rec.status))
+	})
+}
+
+// restRequestID is a request's id: its X-Request-Id when well formed, else a new
+// one, set on the request (which the gateway passes on) and on the answer.
+func restRequestID(w http.ResponseWriter, r *http.Request) string {
+	id := r.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		id = rand.Text()
+		r.Header.Set("X-Request-Id", id)
+	}
+	w.Header().Set("X-Request-Id", id)
+	return id
+}
+
+// httpEvent is the audit event of an HTTP request answered with status without a
+// call of the API.
+func (a *auditor) httpEvent(r *http.Request, reqID string, at, start time.Time, status int) *repository.AuditEvent {
+	e := &repository.AuditEvent{
+		Time:       at.UTC(),
+		RequestID:  reqID,
+		HTTPMethod: r.Method,
+		HTTPRoute:  a.audit.Sanitize(r.URL.Path),
+		UserAgent:  a.audit.Sanitize(r.UserAgent()),
+		Headers:    a.audit.AuditHeaders(func(h string) string { return r.Header.Get(h) }),
+		Code:       codeName(codeFromHTTP(status)),
+		HTTPStatus: int32(status), //nolint:gosec // HTTP status codes have three digits
+		Latency:    time.Since(start),
+	}
+	if ip := a.ips.resolveHTTP(r); ip.IsValid() {
+		e.ClientIP = ip.String()
+	}
+	return e
 }
 
 // codeFromHTTP names the status code of a response the gateway wrote itself.

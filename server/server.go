@@ -16,19 +16,18 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
+	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/service/audit"
@@ -71,6 +70,9 @@ type Options struct {
 	// Tracing adds OpenTelemetry server spans to gRPC and HTTP; the program
 	// installs the exporter.
 	Tracing bool
+	// AuditProbes audits the health checks (the gRPC health service, /healthz and
+	// /readyz), which are not calls of the API and are not audited otherwise.
+	AuditProbes bool
 	// Now is the clock the handlers, the failure limiter and the audit
 	// interceptors decide on; nil means time.Now.
 	Now func() time.Time
@@ -107,15 +109,12 @@ type Server struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	http    *http.Server
-	conn    *grpc.ClientConn
 
 	grpcLis, httpLis net.Listener
 	pprofLis         net.Listener // nil unless --pprof-addr
 	pprof            *http.Server
 	metricsLis       net.Listener // nil when --metrics-addr is empty
 	metricsSrv       *http.Server
-	inproc           *bufconn.Listener
-	internal         *grpc.Server // serves the gateway on inproc
 	// stopping is closed when shutdown begins, ending long-lived streams so that
 	// the graceful stop does not wait for them.
 	stopping chan struct{}
@@ -138,25 +137,16 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	}
 	s := &Server{log: log, keys: deps.Keys, stopping: make(chan struct{}), errs: make(chan error, 2),
 		grpcLis: lis.GRPC, httpLis: lis.HTTP, metricsLis: lis.Metrics, pprofLis: lis.Pprof}
-	defer func() {
-		if err != nil {
-			s.closeInProcess()
-		}
-	}()
 	ips := newClientIPs(opts.TrustedProxies)
 
 	// One validator for the process: it builds each message's rules once, however
 	// many servers the process runs.
 	validator := protovalidate.GlobalValidator
-	aud := &auditor{audit: deps.Audit, ips: ips, now: now}
+	aud := &auditor{audit: deps.Audit, ips: ips, now: now, probes: opts.AuditProbes}
 	s.metrics = newMetrics(deps.Metrics, ips, deps.Keys, deps.Audit, deps.Revocations)
-	gopts := append(chain(log, s.metrics, aud, &authenticator{keys: deps.Keys, tokens: deps.Tokens, audience: opts.APIAudience, ips: ips, throttled: s.metrics.throttled, now: now,
-		failures: newFailureLimiter(opts.AuthFailureRate, opts.AuthFailureBurst, 100_000)}, validator),
-		grpc.MaxRecvMsgSize(int(opts.MaxRequestBytes)),
-	)
-	// Two gRPC servers with the same services and interceptors: the public one (TLS
-	// when configured) and the in-process one the REST gateway calls, which never
-	// leaves the process and so needs no TLS.
+	ics := chain(log, s.metrics, aud, &authenticator{keys: deps.Keys, tokens: deps.Tokens, audience: opts.APIAudience, ips: ips, throttled: s.metrics.throttled, now: now,
+		failures: newFailureLimiter(opts.AuthFailureRate, opts.AuthFailureBurst, 100_000)}, validator)
+	gopts := append(ics.serverOptions(), grpc.MaxRecvMsgSize(int(opts.MaxRequestBytes)))
 	s.health = health.NewServer()
 	if opts.Tracing {
 		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
@@ -165,15 +155,13 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	// already: a new goroutine per call spent 4-8% of the CPU growing its stack
 	// through the interceptor chain. Calls beyond the pool get their own goroutine.
 	gopts = append(gopts, grpc.NumStreamWorkers(uint32(16*runtime.GOMAXPROCS(0)))) //nolint:gosec // 16 per core is far below 1<<32
-	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
-		g := grpc.NewServer(append(gopts, extra...)...)
-		keywardv1.RegisterKeyServiceServer(g, &keyServer{keys: deps.Keys, roles: deps.Roles, ips: ips, now: now})
-		keywardv1.RegisterTokenServiceServer(g, &tokenServer{tokens: deps.Tokens, temporary: deps.Temporary, ips: ips, now: now})
-		keywardv1.RegisterAuditServiceServer(g, &auditServer{audit: deps.Audit, stopping: s.stopping})
-		keywardv1.RegisterRevocationServiceServer(g, &revocationServer{revs: deps.Revocations, stopping: s.stopping})
-		grpc_health_v1.RegisterHealthServer(g, s.health)
-		reflection.Register(g)
-		return g
+	// The API's services, served by the public gRPC server and, to the REST
+	// gateway, by an in-process channel.
+	register := func(r grpc.ServiceRegistrar) {
+		keywardv1.RegisterKeyServiceServer(r, &keyServer{keys: deps.Keys, roles: deps.Roles, ips: ips, now: now})
+		keywardv1.RegisterTokenServiceServer(r, &tokenServer{tokens: deps.Tokens, temporary: deps.Temporary, ips: ips, now: now})
+		keywardv1.RegisterAuditServiceServer(r, &auditServer{audit: deps.Audit, stopping: s.stopping})
+		keywardv1.RegisterRevocationServiceServer(r, &revocationServer{revs: deps.Revocations, stopping: s.stopping})
 	}
 	// The public listener's limits hold before any credential is read. The
 	// in-process server the gateway calls needs none: its one connection carries
@@ -188,8 +176,10 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	if opts.TLS != nil {
 		public = append(public, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
-	s.grpc = newGRPC(public...)
-	s.internal = newGRPC()
+	s.grpc = grpc.NewServer(append(gopts, public...)...)
+	register(s.grpc)
+	grpc_health_v1.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
 
 	if s.metricsLis != nil {
 		mux := http.NewServeMux()
@@ -201,16 +191,15 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 		s.pprof = &http.Server{Handler: profiler(), ReadHeaderTimeout: opts.HTTPReadHeaderTimeout,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
-	// The gateway calls the gRPC server in process, over an in-memory listener
-	// that never leaves the process (so it needs no TLS), through every interceptor.
-	s.inproc = bufconn.Listen(1 << 20)
-	if s.conn, err = grpc.NewClient("passthrough:///keyward-inprocess",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		return nil, fmt.Errorf("connecting the gateway to the gRPC server: %w", err)
+	// The gateway calls the services in process (inprocConn), through the same
+	// interceptors as a gRPC call, with no transport between.
+	inproc := new(inprocgrpc.Channel).WithServerUnaryInterceptor(ics.unaryChain()).WithServerStreamInterceptor(ics.streamChain())
+	if opts.Tracing {
+		inproc = inproc.WithServerStatsHandler(otelgrpc.NewServerHandler())
 	}
+	register(inproc)
 	s.notReady.Store("starting")
-	handler, err := newGateway(ctx, s.conn, opts.MaxRequestBytes, ips, aud, s.notReadyReason)
+	handler, err := newGateway(ctx, inprocConn{inproc}, opts.MaxRequestBytes, ips, aud, s.notReadyReason)
 	if err != nil {
 		return nil, err
 	}
@@ -281,10 +270,6 @@ func (s *Server) Start(failed func()) {
 		}
 	})
 	s.serving.Go(func() {
-		// The in-process listener carries the REST gateway's calls.
-		_ = s.internal.Serve(s.inproc)
-	})
-	s.serving.Go(func() {
 		serve := s.http.Serve
 		if s.http.TLSConfig != nil {
 			serve = func(l net.Listener) error { return s.http.ServeTLS(l, "", "") }
@@ -310,7 +295,11 @@ func (s *Server) Start(failed func()) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.stopping)
 	s.health.Shutdown()
-	_ = s.http.Shutdown(ctx)
+	if err := s.http.Shutdown(ctx); err != nil {
+		// Time is up: REST calls still running are cut off, their contexts
+		// cancelled with their connections.
+		_ = s.http.Close()
+	}
 	if s.pprof != nil {
 		_ = s.pprof.Close() // a profile being taken is cut short
 	}
@@ -318,12 +307,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.metricsSrv.Close()
 	}
 	stopped := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); s.internal.GracefulStop(); close(stopped) }()
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-ctx.Done():
 		s.grpc.Stop()
-		s.internal.Stop()
 	}
 	s.serving.Wait()
 	close(s.errs)
@@ -334,30 +322,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-// Close releases the gateway's connection, the listeners and the in-process
-// listener.
+// Close releases the listeners.
 func (s *Server) Close() {
-	if s.conn != nil {
-		_ = s.conn.Close()
-	}
 	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.pprofLis, s.metricsLis} {
 		if l != nil {
 			_ = l.Close()
 		}
-	}
-	if s.inproc != nil {
-		_ = s.inproc.Close()
-	}
-}
-
-// closeInProcess releases what New created when New fails; the listeners stay
-// the caller's.
-func (s *Server) closeInProcess() {
-	if s.conn != nil {
-		_ = s.conn.Close()
-	}
-	if s.inproc != nil {
-		_ = s.inproc.Close()
 	}
 }
 

@@ -139,9 +139,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 		APIAudience:     cfg.APIAudience,
 		TrustedProxies:  trusted,
 		AuthFailureRate: cfg.AuthFailureRate, AuthFailureBurst: cfg.AuthFailureBurst,
-		TLS:     tlsCfg,
-		Tracing: tracing,
-		Now:     a.now,
+		TLS:         tlsCfg,
+		Tracing:     tracing,
+		AuditProbes: cfg.AuditProbes,
+		Now:         a.now,
 
 		HTTPReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
 		HTTPReadTimeout:       cfg.HTTPReadTimeout,

@@ -39,14 +39,17 @@ type Config struct {
 	// credential and of throttled calls, apart from AuditMaxBytes, which bounds
 	// those of authenticated calls.
 	AuditUnauthenticatedMaxBytes int64
-	KeyCacheTTL                  time.Duration
-	KeyCacheSize                 int
-	TokenCacheSize               int
-	UsageFlushEvery              time.Duration
-	MaxRequestBytes              int64
-	LogLevel                     string
-	LogFormat                    string
-	ShutdownTimeout              time.Duration
+	// AuditProbes audits the health checks (the gRPC health service, /healthz and
+	// /readyz) too; they are not calls of the API.
+	AuditProbes     bool
+	KeyCacheTTL     time.Duration
+	KeyCacheSize    int
+	TokenCacheSize  int
+	UsageFlushEvery time.Duration
+	MaxRequestBytes int64
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
 
 	HTTPReadHeaderTimeout time.Duration
 	HTTPReadTimeout       time.Duration
@@ -152,6 +155,7 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.MongoDBDatabase, "mongodb-database", cfg.MongoDBDatabase, "MongoDB database, when the URI names none")
 	fs.Int64Var(&cfg.AuditMaxBytes, "audit-max-bytes", cfg.AuditMaxBytes, "most bytes of stored audit events of authenticated calls (MongoDB: the size of their capped collection)")
 	fs.Int64Var(&cfg.AuditUnauthenticatedMaxBytes, "audit-unauthenticated-max-bytes", cfg.AuditUnauthenticatedMaxBytes, "most bytes of stored audit events of calls without a valid credential or throttled, bounded apart so that no flood of them pushes out the others (MongoDB: the size of their capped collection)")
+	fs.BoolVar(&cfg.AuditProbes, "audit-probes", cfg.AuditProbes, "audit the health checks too (the gRPC health service, /healthz and /readyz), which are not calls of the API")
 	fs.DurationVar(&cfg.KeyCacheTTL, "key-cache-ttl", cfg.KeyCacheTTL, "how long a cached key verification is trusted before the key is read again")
 	fs.IntVar(&cfg.KeyCacheSize, "key-cache-size", cfg.KeyCacheSize, "most keys kept in the verification cache")
 	fs.IntVar(&cfg.TokenCacheSize, "token-cache-size", cfg.TokenCacheSize, "most access tokens whose verified signature is remembered, so validating one again skips the signature check; 0: no cache")
