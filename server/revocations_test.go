@@ -199,7 +199,12 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 func BenchmarkRevocationFanOut(b *testing.B) {
 	for _, subscribers := range []int{0, 1000} {
 		b.Run(fmt.Sprintf("subscribers=%d", subscribers), func(b *testing.B) {
-			kw := servertest.Start(b, func(c *app.Config) { c.LogLevel = "info" })
+			kw := servertest.Start(b, func(c *app.Config) {
+				c.LogLevel = "info"
+				// Every subscriber's stream shares the test's one connection, which
+				// would otherwise hold at most 100 of them.
+				c.GRPCMaxConcurrentStreams = uint(subscribers) + 100
+			})
 			var before runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)

@@ -30,6 +30,14 @@ type Result struct {
 	FirstError string `json:"first_error,omitempty"`
 }
 
+// cpuPerCall is the server's CPU time per request answered, in µs; 0 when unknown.
+func (r Result) cpuPerCall() float64 {
+	if r.CPUSeconds <= 0 || r.Requests <= 0 {
+		return 0
+	}
+	return r.CPUSeconds / float64(r.Requests) * 1e6
+}
+
 // caller makes one request. Every load goroutine gets its own caller from a
 // scenario's factory, so scenarios with per-client state (a refresh-token chain)
 // need no locking.

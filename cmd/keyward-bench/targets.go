@@ -15,6 +15,15 @@ func (r *Report) check(o options) {
 					fmt.Sprintf("%s, p99 %.2f×", pct(res.RPSRatio), res.P99Ratio), res.RPSRatio >= .6 && res.P99Ratio < 2 && res.Errors == 0)
 			}
 		}
+		for _, name := range []string{"VerifyKey, cache hit", "VerifyKey + permission, CIDR, country"} {
+			g, gok := r.byName[fmt.Sprint("grpc "+name, c)]
+			h, hok := r.byName[fmt.Sprint("rest "+name, c)]
+			if gok && hok && g.cpuPerCall() > 0 && h.cpuPerCall() > 0 {
+				ratio := h.cpuPerCall() / g.cpuPerCall()
+				r.target(fmt.Sprintf("rest %s, server CPU per call, c=%d", name, c), "≤ 1.5× gRPC's",
+					fmt.Sprintf("%.2f× (%.0f µs vs %.0f µs)", ratio, h.cpuPerCall(), g.cpuPerCall()), ratio <= 1.5)
+			}
+		}
 		for _, res := range r.Load {
 			if res.Concurrency != c {
 				continue
