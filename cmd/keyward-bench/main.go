@@ -27,7 +27,16 @@
 //	          "body":"grant_type=client_credentials","expect":200,"compare":"issue"}'
 //
 // -peer takes a JSON object or @file (an object or an array); -peers-only skips
-// Keyward and measures the endpoints alone.
+// Keyward and measures the endpoints alone. An endpoint's "compare" puts it beside
+// Keyward's figures: "issue" (IssueToken), "validate" (ValidateToken) or
+// "baseline" (the no-op GET /healthz). The report puts it beside the same call
+// over Keyward's REST listener, HTTP against HTTP; the targets put the gRPC calls
+// beside it. An endpoint that needs something made first, such as an
+// introspection endpoint asked about a token, takes a "setup" request, made once
+// per concurrency level before the endpoint is driven, whose JSON response's
+// value at "extract" replaces {{setup}} in the endpoint's URL, headers and body.
+// bench/peers/ holds the definitions of the peers measured so far (OpenBao);
+// docs/performance.md says how each was run.
 package main
 
 import (
@@ -91,7 +100,7 @@ func main() {
 	flag.StringVar(&o.binary, "keyward", "", "keyward binary to benchmark (default: build ./cmd/keyward)")
 	flag.IntVar(&o.scaleKeys, "scale-keys", 100_000, "keys in the store for the scale scenario; 0 skips it")
 	flag.BoolVar(&o.revocation, "revocation", true, "run the revocation propagation and fan-out benchmarks (go test, package server)")
-	flag.Var(&o.peers, "peer", "an HTTP endpoint to drive too: a JSON object {name, method, url, headers, body, expect, compare}, or @file; repeatable")
+	flag.Var(&o.peers, "peer", "an HTTP endpoint to drive too: a JSON object {name, method, url, headers, body, expect, compare, setup}, or @file; repeatable")
 	flag.BoolVar(&o.peersOnly, "peers-only", false, "measure only the -peer endpoints, not Keyward")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "write a CPU profile of the server for each measured load scenario into this directory (the server runs with --pprof-addr)")
 	flag.Var(&o.serverEnv, "server-env", "an environment variable for the server only, KEY=VALUE (e.g. GOGC=400); repeatable")
@@ -294,7 +303,14 @@ func drivePeers(o options, httpClient *http.Client) []Result {
 	var out []Result
 	for _, c := range o.levels {
 		for _, ep := range o.peers {
-			call := ep.caller(httpClient)
+			ready, err := ep.prepare(httpClient)
+			if err != nil { // the endpoint is not measured at this concurrency; the run goes on
+				r := Result{Scenario: ep.Name, Concurrency: c, Errors: 1, FirstError: err.Error()}
+				out = append(out, r)
+				fmt.Fprintf(os.Stderr, "%-46s c=%-3d not measured: %s\n", r.Scenario, c, r.FirstError)
+				continue
+			}
+			call := ready.caller(httpClient)
 			drive(shared(call), c, o.warmup)
 			r := drive(shared(call), c, o.duration)
 			r.Scenario, r.Concurrency = ep.Name, c

@@ -27,9 +27,12 @@ type Report struct {
 	Scale       *Scale      `json:"scale,omitempty"`
 	Revocation  *Revocation `json:"revocation,omitempty"`
 	Targets     []Target    `json:"targets"`
-	Notes       []string    `json:"notes,omitempty"`
-	byName      map[string]Result
-	start       time.Time
+	// PeerComparisons put each peer endpoint that says what it compares with
+	// beside the same Keyward call over REST, at the same concurrency.
+	PeerComparisons []PeerComparison `json:"peer_comparisons,omitempty"`
+	Notes           []string         `json:"notes,omitempty"`
+	byName          map[string]Result
+	start           time.Time
 }
 
 // Target is one of the targets the harness checks, with what this run measured.
@@ -38,6 +41,22 @@ type Target struct {
 	Want string `json:"want"`
 	Got  string `json:"got"`
 	Met  bool   `json:"met"`
+}
+
+// PeerComparison is a peer endpoint beside the Keyward scenario it compares with.
+type PeerComparison struct {
+	Peer          string  `json:"peer"`
+	Compare       string  `json:"compare"`
+	Concurrency   int     `json:"concurrency"`
+	PeerRPS       float64 `json:"peer_rps"`
+	PeerP99ms     float64 `json:"peer_p99_ms"`
+	PeerErrors    int64   `json:"peer_errors"`
+	Keyward       string  `json:"keyward"`
+	KeywardRPS    float64 `json:"keyward_rps"`
+	KeywardP99ms  float64 `json:"keyward_p99_ms"`
+	KeywardErrors int64   `json:"keyward_errors"`
+	// RPSRatio is Keyward's requests per second over the peer's.
+	RPSRatio float64 `json:"keyward_rps_ratio_to_peer"`
 }
 
 func (r *Report) target(name, want, got string, met bool) {
@@ -125,6 +144,20 @@ func (r *Report) markdown() string {
 	if len(r.Peers) > 0 {
 		md.WriteString("## Peers, same load generator\n\n")
 		table(&md, header, loadRows(r.Peers))
+	}
+	if len(r.PeerComparisons) > 0 {
+		md.WriteString("### Peers beside Keyward over REST\n\n" +
+			"Each peer endpoint that says what it compares with, beside the same call to Keyward's REST listener (HTTP/1.1 and JSON, " +
+			"like the peer's): a token endpoint beside IssueToken, an introspection endpoint beside ValidateToken, a health endpoint " +
+			"beside GET /healthz. The targets above put the gRPC calls beside the same peer endpoints.\n\n")
+		rows := [][]string{}
+		for _, pc := range r.PeerComparisons {
+			rows = append(rows, []string{pc.Peer, pc.Keyward, fmt.Sprint(pc.Concurrency), fmt.Sprintf("%.0f", pc.PeerRPS),
+				fmt.Sprintf("%.3f", pc.PeerP99ms), fmt.Sprintf("%.0f", pc.KeywardRPS), fmt.Sprintf("%.3f", pc.KeywardP99ms),
+				fmt.Sprintf("%.2f×", pc.RPSRatio), fmt.Sprintf("%d / %d", pc.PeerErrors, pc.KeywardErrors)})
+		}
+		table(&md, []string{"peer endpoint", "Keyward over REST", "concurrency", "peer req/s", "peer p99 ms", "Keyward req/s",
+			"Keyward p99 ms", "Keyward / peer req/s", "errors (peer / Keyward)"}, rows)
 	}
 	md.WriteString("## Raw crypto (golang-jwt, in the harness process)\n\n")
 	rows = nil

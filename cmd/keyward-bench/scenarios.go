@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -176,8 +177,9 @@ func (f *fixtures) validateToken(alg string) caller {
 	}
 }
 
-// tokenScenarios are scenario 2: IssueToken and ValidateToken per algorithm. The
-// setup of each IssueToken scenario makes its algorithm the signing one.
+// tokenScenarios are scenario 2: IssueToken and ValidateToken per algorithm, over
+// gRPC and REST. The setup of each gRPC IssueToken scenario makes its algorithm
+// the signing one.
 func (f *fixtures) tokenScenarios() []scenario {
 	var out []scenario
 	for _, alg := range algorithms {
@@ -199,9 +201,50 @@ func (f *fixtures) tokenScenarios() []scenario {
 					return err
 				})},
 			scenario{name: "grpc ValidateToken " + name, baseline: grpcBaseline, crypto: "parse " + name,
-				newCaller: shared(f.validateToken(name))})
+				newCaller: shared(f.validateToken(name))},
+			// The same calls over REST, with the same signing key: what a peer's HTTP
+			// token and introspection endpoints compare with.
+			scenario{name: "rest IssueToken " + name, baseline: restBaseline, crypto: "sign " + name,
+				newCaller: shared(f.rest(http.MethodPost, "/v1/tokens", []byte(`{"audience":["orders-api"]}`), f.plain))},
+			scenario{name: "rest ValidateToken " + name, baseline: restBaseline, crypto: "parse " + name,
+				newCaller: func() caller { return f.restValidateToken(name) }})
 	}
 	return out
+}
+
+// restValidateToken returns a REST ValidateToken caller for the token issued with
+// alg (read when the caller is made, after the scenario's setup issued it) that
+// expects a valid verdict.
+func (f *fixtures) restValidateToken(alg string) caller {
+	body := []byte(fmt.Sprintf(`{"token":%q,"audience":"orders-api","required_permission":"orders/1:refund"}`, f.issued[alg]))
+	url := "http://" + f.srv.httpAddr + "/v1/tokens:validate"
+	return func() error {
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+f.verifier)
+		resp, err := f.http.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var v struct {
+			Valid   bool   `json:"valid"`
+			Message string `json:"message"`
+		}
+		if resp.StatusCode != http.StatusOK {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			return err
+		}
+		if !v.Valid {
+			return fmt.Errorf("not valid: %s", v.Message)
+		}
+		return nil
+	}
 }
 
 // writeScenarios are scenario 3: refresh-token rotation, temporary-token use and

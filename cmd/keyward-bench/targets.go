@@ -66,22 +66,43 @@ func (r *Report) check(o options) {
 						"the ceiling of any gRPC call's ratio to it on these cores.", c, h.RPS/p.RPS, p.Scenario))
 				}
 			}
-			var scenarios []string
-			factor := 0.0
-			switch ep.Compare {
-			case "issue":
-				scenarios, factor = []string{"grpc IssueToken ES256", "grpc IssueToken EdDSA"}, 20
-			case "validate":
-				scenarios, factor = []string{"grpc ValidateToken HS256", "grpc ValidateToken RS256", "grpc ValidateToken ES256", "grpc ValidateToken EdDSA"}, 10
-			}
-			for _, s := range scenarios {
+			// The targets: gRPC calls against the peer's HTTP endpoints.
+			factor := map[string]float64{"issue": 20, "validate": 10}[ep.Compare]
+			for _, s := range counterparts("grpc", ep.Compare) {
 				k, ok := r.byName[fmt.Sprint(s, c)]
-				if !ok {
+				if !ok || factor == 0 {
 					continue
 				}
 				r.target(fmt.Sprintf("%s vs %s, c=%d", s, p.Scenario, c), fmt.Sprintf("≥ %.0f× req/s, lower p99", factor),
 					fmt.Sprintf("%.1f×, p99 %.2f vs %.2f ms", k.RPS/p.RPS, k.P99ms, p.P99ms), k.RPS >= factor*p.RPS && k.P99ms < p.P99ms)
 			}
+			// Like for like: the same calls over Keyward's REST listener, HTTP against HTTP.
+			for _, s := range counterparts("rest", ep.Compare) {
+				if k, ok := r.byName[fmt.Sprint(s, c)]; ok && k.RPS > 0 {
+					r.PeerComparisons = append(r.PeerComparisons, PeerComparison{Peer: p.Scenario, Compare: ep.Compare, Concurrency: c,
+						PeerRPS: p.RPS, PeerP99ms: p.P99ms, PeerErrors: p.Errors, Keyward: s, KeywardRPS: k.RPS, KeywardP99ms: k.P99ms,
+						KeywardErrors: k.Errors, RPSRatio: k.RPS / p.RPS})
+				}
+			}
 		}
 	}
+}
+
+// counterparts are the Keyward scenarios over transport ("grpc" or "rest") that
+// a peer endpoint compared as compare (see Endpoint.Compare) stands beside.
+func counterparts(transport, compare string) []string {
+	var out []string
+	switch compare {
+	case "issue":
+		for _, alg := range []string{"ES256", "EdDSA"} {
+			out = append(out, transport+" IssueToken "+alg)
+		}
+	case "validate":
+		for _, alg := range []string{"HS256", "RS256", "ES256", "EdDSA"} {
+			out = append(out, transport+" ValidateToken "+alg)
+		}
+	case "baseline":
+		out = append(out, map[string]string{"grpc": grpcBaseline, "rest": restBaseline}[transport])
+	}
+	return out
 }
