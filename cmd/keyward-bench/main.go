@@ -134,8 +134,10 @@ func main() {
 func run(o options) error {
 	report := &Report{start: time.Now(), Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), CPUs: runtime.NumCPU(),
 		Duration: o.duration.String(), byName: map[string]Result{}}
+	report.phase("build and start the server, fixtures")
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	if o.peersOnly {
+		report.phase("peers")
 		report.Peers = drivePeers(o, httpClient)
 		return report.write(o.outDir)
 	}
@@ -178,7 +180,7 @@ func run(o options) error {
 	}
 	defer func() { _ = f.conn.Close() }()
 
-	progress("raw crypto")
+	report.phase("raw crypto")
 	sample, err := f.tokens.IssueToken(f.client, &keywardv1.IssueTokenRequest{Audience: []string{"orders-api"}})
 	if err != nil {
 		return err
@@ -195,6 +197,7 @@ func run(o options) error {
 
 	scenarios := append(append(f.transportScenarios(), f.tokenScenarios()...), f.writeScenarios()...)
 	for _, c := range o.levels {
+		report.phase(fmt.Sprintf("load scenarios, c=%d", c))
 		for _, sc := range scenarios {
 			if sc.setup != nil { // even when the scenario is not measured: later ones depend on it
 				if err := sc.setup(); err != nil {
@@ -207,13 +210,16 @@ func run(o options) error {
 			report.add(measureLoad(sc, c, o, srv, raw))
 		}
 	}
+	if len(o.peers) > 0 {
+		report.phase("peers")
+	}
 	report.Peers = drivePeers(o, httpClient)
 
-	progress("local validation in the Go client")
+	report.phase("local validation in the Go client")
 	if report.Client, err = clientValidation(f, raw); err != nil {
 		return err
 	}
-	progress("audit count")
+	report.phase("audit count")
 	if report.Audit, err = auditCheck(f, slices.Max(o.levels), o.duration); err != nil {
 		return err
 	}
@@ -221,7 +227,7 @@ func run(o options) error {
 	// restarted with its verified-token cache off.
 	uncached := o.run == nil || o.run.MatchString("ValidateToken")
 	if uncached {
-		progress("ValidateToken with the verified-token cache off")
+		report.phase("ValidateToken with the verified-token cache off")
 		srv.extra = append(srv.extra, "--token-cache-size", "0")
 		if err := srv.restart(); err != nil {
 			return err
@@ -238,15 +244,16 @@ func run(o options) error {
 		}
 	}
 	if o.scaleKeys > 0 {
-		progress(fmt.Sprintf("scale: %d keys", o.scaleKeys))
+		report.phase(fmt.Sprintf("scale: %d keys", o.scaleKeys))
 		if report.Scale, err = scale(f, o.scaleKeys, o.levels[0], o.duration); err != nil {
 			return err
 		}
 		report.Scale.Cold.PeakRSSMiB, report.Scale.Warm.PeakRSSMiB = srv.peakRSSMiB(), srv.peakRSSMiB()
 	}
+	report.phase("stop the server")
 	srv.stop()
 	if o.revocation {
-		progress("revocation benchmarks")
+		report.phase("revocation benchmarks")
 		if report.Revocation, err = revocation(); err != nil {
 			return err
 		}
@@ -255,7 +262,21 @@ func run(o options) error {
 	return report.write(o.outDir)
 }
 
-func progress(what string) { fmt.Fprintf(os.Stderr, "— %s\n", what) }
+// phase ends the phase under way, recording its wall time, and starts the next.
+func (r *Report) phase(name string) {
+	r.endPhase()
+	r.current, r.currentStart = name, time.Now()
+	fmt.Fprintf(os.Stderr, "— %s\n", name)
+}
+
+// endPhase records the wall time of the phase under way, if any.
+func (r *Report) endPhase() {
+	if r.current == "" {
+		return
+	}
+	r.Phases = append(r.Phases, Phase{Name: r.current, Seconds: time.Since(r.currentStart).Round(100 * time.Millisecond).Seconds()})
+	r.current = ""
+}
 
 // measureLoad warms a scenario up, then measures it at concurrency c, with the
 // server's CPU time and the ratios to its baseline and crypto bound.

@@ -18,21 +18,31 @@ type Report struct {
 	CPUs     int    `json:"cpus"`
 	Duration string `json:"duration"`
 	// WallSeconds is how long the whole run took.
-	WallSeconds float64     `json:"wall_seconds"`
-	Load        []Result    `json:"load"`
-	Peers       []Result    `json:"peers,omitempty"`
-	Crypto      []Micro     `json:"raw_crypto"`
-	Client      []Micro     `json:"client_local_validation"`
-	Audit       *AuditCheck `json:"audit,omitempty"`
-	Scale       *Scale      `json:"scale,omitempty"`
-	Revocation  *Revocation `json:"revocation,omitempty"`
-	Targets     []Target    `json:"targets"`
+	WallSeconds float64 `json:"wall_seconds"`
+	// Phases are the parts of the run in order, with the wall time each took.
+	Phases     []Phase     `json:"phases,omitempty"`
+	Load       []Result    `json:"load"`
+	Peers      []Result    `json:"peers,omitempty"`
+	Crypto     []Micro     `json:"raw_crypto"`
+	Client     []Micro     `json:"client_local_validation"`
+	Audit      *AuditCheck `json:"audit,omitempty"`
+	Scale      *Scale      `json:"scale,omitempty"`
+	Revocation *Revocation `json:"revocation,omitempty"`
+	Targets    []Target    `json:"targets"`
 	// PeerComparisons put each peer endpoint that says what it compares with
 	// beside the same Keyward call over REST, at the same concurrency.
 	PeerComparisons []PeerComparison `json:"peer_comparisons,omitempty"`
 	Notes           []string         `json:"notes,omitempty"`
 	byName          map[string]Result
 	start           time.Time
+	current         string // the phase under way
+	currentStart    time.Time
+}
+
+// Phase is one part of a run and the wall time it took.
+type Phase struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
 }
 
 // Target is one of the targets the harness checks, with what this run measured.
@@ -191,6 +201,15 @@ func (r *Report) markdown() string {
 			v.PropagationP50ms, v.PropagationP99ms, v.FanOutMsPerRev, v.KiBPerSubscriber, v.RevokeP50msNone, v.RevokeP99msNone,
 			v.RevokeP50msFan, v.RevokeP99msFan)
 	}
+	if len(r.Phases) > 0 {
+		md.WriteString("## Wall time\n\n")
+		rows = nil
+		for _, p := range r.Phases {
+			rows = append(rows, []string{p.Name, fmt.Sprintf("%.1f", p.Seconds)})
+		}
+		rows = append(rows, []string{"total", fmt.Sprintf("%.0f", r.WallSeconds)})
+		table(&md, []string{"phase", "seconds"}, rows)
+	}
 	if len(r.Notes) > 0 {
 		md.WriteString("## Notes\n\n")
 	}
@@ -205,7 +224,12 @@ func (r *Report) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	r.endPhase()
 	r.WallSeconds = time.Since(r.start).Round(time.Second).Seconds()
+	for _, p := range r.Phases {
+		fmt.Fprintf(os.Stderr, "%-50s %7.1f s\n", p.Name, p.Seconds)
+	}
+	fmt.Fprintf(os.Stderr, "%-50s %7.0f s\n", "total", r.WallSeconds)
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
