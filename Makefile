@@ -42,8 +42,9 @@ screenshot: ## the admin panel test, writing the README's docs/admin-keys.png
 test-short: ## all tests without the race detector
 	$(GO) test -count=1 -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(TEST_PKGS)
 
-bench: ## load harness: a real server on loopback, every scenario against same-run baselines, targets checked; results in bench/results (under 5 minutes on 2 cores)
+bench: ## load harness: a real server on loopback, every scenario against same-run baselines, targets checked; results in bench/results and the README's latest-run section (it prints each phase's wall time)
 	$(GO) run ./cmd/keyward-bench
+	$(GO) run ./cmd/keyward-bench -readme README.md
 
 bench-go: ## the Go benchmarks (in-process hot paths, store, transports), ns/op and allocations
 	$(GO) test -run '^$$' -bench . -benchmem ./service/... ./client/... ./repository/embedded/...

@@ -104,8 +104,16 @@ func main() {
 	flag.BoolVar(&o.peersOnly, "peers-only", false, "measure only the -peer endpoints, not Keyward")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "write a CPU profile of the server for each measured load scenario into this directory (the server runs with --pprof-addr)")
 	flag.Var(&o.serverEnv, "server-env", "an environment variable for the server only, KEY=VALUE (e.g. GOGC=400); repeatable")
+	readme := flag.String("readme", "", "measure nothing: rewrite the generated latest-run section of this README from the latest.json in -out")
 	runFlag := flag.String("run", "", "measure only the load scenarios whose name matches this regular expression (baselines always run)")
 	flag.Parse()
+	if *readme != "" {
+		if err := updateReadme(*readme, o.outDir); err != nil {
+			fmt.Fprintln(os.Stderr, "keyward-bench: -readme:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	for _, s := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
