@@ -215,19 +215,25 @@ func (s *Keys) load(ctx context.Context, id string, now time.Time) (*Snapshot, e
 		}
 		effective = append(effective, r.Permissions...)
 	}
+	e := s.newSnapshot(ctx, k, effective, seq, now)
+	s.cache.put(id, e, gen)
+	return e, nil
+}
+
+// newSnapshot builds the cached view of k as read at log position seq, with
+// effective its permissions direct and through roles (duplicates allowed).
+func (s *Keys) newSnapshot(ctx context.Context, k *repository.Key, effective []string, seq uint64, now time.Time) *Snapshot {
 	effective = dedupe(effective)
 	perms := make(permission.Set, 0, len(effective))
 	for _, p := range effective {
 		parsed, err := permission.Parse(p)
 		if err != nil {
-			s.log.WarnContext(ctx, "ignoring a stored permission that does not parse", "key_id", id, "error", err)
+			s.log.WarnContext(ctx, "ignoring a stored permission that does not parse", "key_id", k.ID, "error", err)
 			continue
 		}
 		perms = append(perms, parsed)
 	}
-	e := &Snapshot{key: k, seq: seq, effective: effective, perms: perms, expires: s.cache.expiry(now), policy: policy.New(k, s.limiters)}
-	s.cache.put(id, e, gen)
-	return e, nil
+	return &Snapshot{key: k, seq: seq, effective: effective, perms: perms, expires: s.cache.expiry(now), policy: policy.New(k, s.limiters)}
 }
 
 func dedupe(in []string) []string {
