@@ -1,6 +1,9 @@
 package keys
 
 import (
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,10 +89,53 @@ type keyCache struct {
 	gen     uint64
 	// pending holds use times of entries dropped before their use was written.
 	pending map[string]int64
+
+	// rights holds one copy of each distinct set of effective permissions, keyed by
+	// its permissions, length-prefixed, which the snapshots of keys granted the same
+	// permissions share. A set is a function of its permissions alone, so no change
+	// invalidates it; the table is emptied when it reaches maxSharedRights.
+	rightsMu sync.Mutex
+	rights   map[string]*rights
 }
 
+// rights is a set of effective permissions as stored and parsed (read-only).
+type rights struct {
+	effective []string
+	perms     permission.Set
+}
+
+// maxSharedRights bounds the distinct permission sets the cache shares: many keys
+// hold one of a few sets (those of their roles); keys whose sets are all distinct
+// gain nothing from sharing, and must not grow the table without bound.
+const maxSharedRights = 4096
+
 func newKeyCache(ttl time.Duration, maxEntries int) *keyCache {
-	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*Snapshot{}, pending: map[string]int64{}}
+	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*Snapshot{}, pending: map[string]int64{}, rights: map[string]*rights{}}
+}
+
+// shareRights returns the shared rights whose permissions are effective (deduplicated),
+// parsing them with parse when no key holds them yet; shared reports whether
+// they were already held.
+func (c *keyCache) shareRights(effective []string, parse func([]string) permission.Set) (_ *rights, shared bool) {
+	var b strings.Builder
+	for _, p := range effective { // length-prefixed: no two lists share a name
+		b.WriteString(strconv.Itoa(len(p)))
+		b.WriteByte(':')
+		b.WriteString(p)
+	}
+	name := b.String()
+	c.rightsMu.Lock()
+	defer c.rightsMu.Unlock()
+	if r := c.rights[name]; r != nil {
+		return r, true
+	}
+	effective = slices.Clip(effective) // an append by a reader must not write into the shared array
+	r := &rights{effective: effective, perms: slices.Clip(parse(effective))}
+	if len(c.rights) >= maxSharedRights {
+		c.rights = map[string]*rights{}
+	}
+	c.rights[name] = r
+	return r, false
 }
 
 // expiry is when an entry filled at now stops being trusted.

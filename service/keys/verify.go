@@ -223,17 +223,22 @@ func (s *Keys) load(ctx context.Context, id string, now time.Time) (*Snapshot, e
 // newSnapshot builds the cached view of k as read at log position seq, with
 // effective its permissions direct and through roles (duplicates allowed).
 func (s *Keys) newSnapshot(ctx context.Context, k *repository.Key, effective []string, seq uint64, now time.Time) *Snapshot {
-	effective = dedupe(effective)
-	perms := make(permission.Set, 0, len(effective))
-	for _, p := range effective {
-		parsed, err := permission.Parse(p)
-		if err != nil {
-			s.log.WarnContext(ctx, "ignoring a stored permission that does not parse", "key_id", k.ID, "error", err)
-			continue
+	r, shared := s.cache.shareRights(dedupe(effective), func(effective []string) permission.Set {
+		perms := make(permission.Set, 0, len(effective))
+		for _, p := range effective {
+			parsed, err := permission.Parse(p)
+			if err != nil {
+				s.log.WarnContext(ctx, "ignoring a stored permission that does not parse", "key_id", k.ID, "error", err)
+				continue
+			}
+			perms = append(perms, parsed)
 		}
-		perms = append(perms, parsed)
+		return perms
+	})
+	if shared && len(r.perms) < len(r.effective) {
+		s.log.WarnContext(ctx, "ignoring stored permissions that do not parse", "key_id", k.ID, "count", len(r.effective)-len(r.perms))
 	}
-	return &Snapshot{key: k, seq: seq, effective: effective, perms: perms, expires: s.cache.expiry(now), policy: policy.New(k, s.limiters)}
+	return &Snapshot{key: k, seq: seq, effective: r.effective, perms: r.perms, expires: s.cache.expiry(now), policy: policy.New(k, s.limiters)}
 }
 
 func dedupe(in []string) []string {
