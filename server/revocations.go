@@ -1,7 +1,10 @@
 package server
 
 import (
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
@@ -14,6 +17,10 @@ type revocationServer struct {
 	keywardv1.UnimplementedRevocationServiceServer
 	revs     *revocation.Log
 	stopping <-chan struct{}
+	// encoded is true on the public server, whose codec sends an encodedMessage
+	// as it is; the in-process channel the gateway calls copies messages, and is
+	// sent the shared message itself.
+	encoded bool
 }
 
 var revocationKinds = map[string]keywardv1.RevocationKind{
@@ -22,6 +29,23 @@ var revocationKinds = map[string]keywardv1.RevocationKind{
 	repository.RevokedRefreshFamily:    keywardv1.RevocationKind_REVOCATION_KIND_REFRESH_FAMILY,
 	repository.RevokedSigningKey:       keywardv1.RevocationKind_REVOCATION_KIND_SIGNING_KEY,
 	repository.RevokedKeyRightsReduced: keywardv1.RevocationKind_REVOCATION_KIND_KEY_RIGHTS_REDUCED,
+}
+
+// wireEvent is a revocation event's message and its marshalled bytes, built once
+// per published event and shared, read-only, by every subscriber's stream.
+type wireEvent struct {
+	msg   *keywardv1.WatchRevocationsResponse
+	bytes encodedMessage
+	err   error
+}
+
+func encodeEvent(e *repository.Revocation) any {
+	msg := &keywardv1.WatchRevocationsResponse{Message: &keywardv1.WatchRevocationsResponse_Event{Event: &keywardv1.RevocationEvent{
+		Sequence: e.Sequence, Kind: revocationKinds[e.Kind], SubjectId: e.SubjectID,
+		RevokeTime: timeToProto(e.RevokeTime), RelevantUntil: timeToProto(e.RelevantUntil), Reason: e.Reason,
+	}}}
+	b, err := proto.Marshal(msg)
+	return &wireEvent{msg: msg, bytes: b, err: err}
 }
 
 func (s *revocationServer) WatchRevocations(req *keywardv1.WatchRevocationsRequest, stream keywardv1.RevocationService_WatchRevocationsServer) error {
@@ -34,11 +58,14 @@ func (s *revocationServer) WatchRevocations(req *keywardv1.WatchRevocationsReque
 		out := &keywardv1.WatchRevocationsResponse{}
 		switch {
 		case m.Event != nil:
-			e := m.Event
-			out.Message = &keywardv1.WatchRevocationsResponse_Event{Event: &keywardv1.RevocationEvent{
-				Sequence: e.Sequence, Kind: revocationKinds[e.Kind], SubjectId: e.SubjectID,
-				RevokeTime: timeToProto(e.RevokeTime), RelevantUntil: timeToProto(e.RelevantUntil), Reason: e.Reason,
-			}}
+			w, _ := m.Event.Encoded(encodeEvent).(*wireEvent)
+			switch {
+			case w.err != nil:
+				return status.Errorf(codes.Internal, "encoding revocation %d", m.Event.Sequence)
+			case s.encoded:
+				return stream.SendMsg(w.bytes)
+			}
+			return stream.Send(w.msg)
 		case m.Heartbeat != nil:
 			out.Message = &keywardv1.WatchRevocationsResponse_Heartbeat{Heartbeat: &keywardv1.Heartbeat{
 				CurrentSequence: *m.Heartbeat, Time: timestamppb.Now(),

@@ -157,11 +157,11 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	gopts = append(gopts, grpc.NumStreamWorkers(uint32(16*runtime.GOMAXPROCS(0)))) //nolint:gosec // 16 per core is far below 1<<32
 	// The API's services, served by the public gRPC server and, to the REST
 	// gateway, by an in-process channel.
-	register := func(r grpc.ServiceRegistrar) {
+	register := func(r grpc.ServiceRegistrar, public bool) {
 		keywardv1.RegisterKeyServiceServer(r, &keyServer{keys: deps.Keys, roles: deps.Roles, ips: ips, now: now})
 		keywardv1.RegisterTokenServiceServer(r, &tokenServer{tokens: deps.Tokens, temporary: deps.Temporary, ips: ips, now: now})
 		keywardv1.RegisterAuditServiceServer(r, &auditServer{audit: deps.Audit, stopping: s.stopping})
-		keywardv1.RegisterRevocationServiceServer(r, &revocationServer{revs: deps.Revocations, stopping: s.stopping})
+		keywardv1.RegisterRevocationServiceServer(r, &revocationServer{revs: deps.Revocations, stopping: s.stopping, encoded: public})
 	}
 	// The public listener's limits hold before any credential is read. The
 	// in-process server the gateway calls needs none: its one connection carries
@@ -172,12 +172,14 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 		grpc.ConnectionTimeout(opts.GRPCConnectionTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: opts.GRPCIdleTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: opts.GRPCKeepaliveMinTime, PermitWithoutStream: true}),
+		// Revocation events are marshalled once for all subscribers.
+		grpc.ForceServerCodecV2(newPassthroughCodec()),
 	}
 	if opts.TLS != nil {
 		public = append(public, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	s.grpc = grpc.NewServer(append(gopts, public...)...)
-	register(s.grpc)
+	register(s.grpc, true)
 	grpc_health_v1.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
@@ -197,7 +199,7 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	if opts.Tracing {
 		inproc = inproc.WithServerStatsHandler(otelgrpc.NewServerHandler())
 	}
-	register(inproc)
+	register(inproc, false)
 	s.notReady.Store("starting")
 	handler, err := newGateway(ctx, inprocConn{inproc}, opts.MaxRequestBytes, ips, aud, s.notReadyReason)
 	if err != nil {

@@ -27,7 +27,8 @@ type Log struct {
 	now     func() time.Time
 	cfg     Config
 	wake    chan struct{}
-	applied sync.Mutex // serialises Poll
+	applied sync.Mutex      // serialises Poll
+	fanOut  []*Subscription // the subscribers an entry is delivered to; under applied
 
 	mu       sync.RWMutex
 	tokens   map[string]time.Time // jti -> until
@@ -198,10 +199,19 @@ func (r *Log) publishInOrder(rev *repository.Revocation, initial bool) bool {
 			f(lag)
 		}
 	}
+	// Subscribers are told outside the lock that validation reads: a new one
+	// either is in this list or subscribed after this entry was published, and
+	// catches up to it from the store. Poll's lock keeps deliveries in order.
+	r.fanOut = r.fanOut[:0]
 	for s := range r.subs {
-		s.deliver(rev)
+		r.fanOut = append(r.fanOut, s)
 	}
 	r.mu.Unlock()
+	ev := &Event{Revocation: rev}
+	for _, s := range r.fanOut {
+		s.deliver(ev)
+	}
+	clear(r.fanOut)
 	r.applyState(rev)
 	return true
 }
@@ -312,14 +322,29 @@ func (r *Log) Prune(ctx context.Context) (int64, error) {
 	return r.entries.PruneRevocations(ctx, r.now())
 }
 
+// Event is one revocation of a stream. A published entry is one Event shared by
+// every subscriber it is delivered to, so that its wire form is encoded once.
+type Event struct {
+	*repository.Revocation
+	once    sync.Once
+	encoded any
+}
+
+// Encoded returns encode(e.Revocation), calling encode once for e however many
+// subscribers ask: the result is shared and must not be modified.
+func (e *Event) Encoded(encode func(*repository.Revocation) any) any {
+	e.once.Do(func() { e.encoded = encode(e.Revocation) })
+	return e.encoded
+}
+
 // Subscription is one subscriber's bounded queue of published revocations.
 type Subscription struct {
-	ch       chan *repository.Revocation
+	ch       chan *Event
 	overflow chan struct{}
 	once     sync.Once
 }
 
-func (s *Subscription) deliver(rev *repository.Revocation) {
+func (s *Subscription) deliver(rev *Event) {
 	select {
 	case s.ch <- rev:
 	default:
@@ -328,7 +353,7 @@ func (s *Subscription) deliver(rev *repository.Revocation) {
 }
 
 func (r *Log) subscribe() *Subscription {
-	s := &Subscription{ch: make(chan *repository.Revocation, r.cfg.SubscriberBuffer), overflow: make(chan struct{})}
+	s := &Subscription{ch: make(chan *Event, r.cfg.SubscriberBuffer), overflow: make(chan struct{})}
 	r.mu.Lock()
 	r.subs[s] = struct{}{}
 	r.mu.Unlock()
@@ -343,7 +368,7 @@ func (r *Log) unsubscribe(s *Subscription) {
 
 // WatchMessage is one message of a revocation stream; exactly one field is set.
 type WatchMessage struct {
-	Event *repository.Revocation
+	Event *Event
 	// Heartbeat carries the latest published sequence number.
 	Heartbeat *uint64
 	// Resync tells the subscriber to drop its cache: a snapshot follows.
@@ -408,7 +433,7 @@ func (r *Log) catchUp(ctx context.Context, after uint64, resync string, send fun
 				}
 				cursor = rev.Sequence
 				if rev.RelevantUntil.IsZero() || rev.RelevantUntil.After(now) {
-					if err := send(WatchMessage{Event: rev}); err != nil {
+					if err := send(WatchMessage{Event: &Event{Revocation: rev}}); err != nil {
 						return 0, err
 					}
 				}
@@ -433,7 +458,7 @@ func (r *Log) catchUp(ctx context.Context, after uint64, resync string, send fun
 			if rev.Sequence > upto {
 				return cursor, nil
 			}
-			if err := send(WatchMessage{Event: rev}); err != nil {
+			if err := send(WatchMessage{Event: &Event{Revocation: rev}}); err != nil {
 				return 0, err
 			}
 			cursor = rev.Sequence
