@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 	"github.com/keyward/keyward/internal/app"
@@ -49,8 +51,13 @@ func watch(t testing.TB, kw *servertest.Keyward, secret string, after uint64) (<
 
 // watchBuffered is watch with room for buffer events not yet read.
 func watchBuffered(t testing.TB, kw *servertest.Keyward, secret string, after uint64, buffer int) (<-chan *keywardv1.RevocationEvent, context.CancelFunc) {
+	return watchOn(t, kw.Conn, secret, after, buffer)
+}
+
+// watchOn is watchBuffered on the client connection conn.
+func watchOn(t testing.TB, conn *grpc.ClientConn, secret string, after uint64, buffer int) (<-chan *keywardv1.RevocationEvent, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(servertest.Auth(context.Background(), secret))
-	stream, err := keywardv1.NewRevocationServiceClient(kw.Conn).WatchRevocations(ctx, &keywardv1.WatchRevocationsRequest{AfterSequence: after})
+	stream, err := keywardv1.NewRevocationServiceClient(conn).WatchRevocations(ctx, &keywardv1.WatchRevocationsRequest{AfterSequence: after})
 	require.NoError(t, err)
 	events := make(chan *keywardv1.RevocationEvent, buffer)
 	ready := make(chan struct{})
@@ -201,10 +208,16 @@ func BenchmarkRevocationFanOut(b *testing.B) {
 		b.Run(fmt.Sprintf("subscribers=%d", subscribers), func(b *testing.B) {
 			kw := servertest.Start(b, func(c *app.Config) {
 				c.LogLevel = "info"
-				// Every subscriber's stream shares the test's one connection, which
-				// would otherwise hold at most 100 of them.
+				// The subscribers' streams share one connection, which would
+				// otherwise hold at most 100 of them.
 				c.GRPCMaxConcurrentStreams = uint(subscribers) + 100
 			})
+			// Subscribers are other services: their streams do not share the
+			// revoking caller's connection, whose reply would otherwise queue
+			// behind every subscriber's event on it.
+			conn, err := grpc.NewClient(kw.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			require.NoError(b, err)
+			defer conn.Close()
 			var before runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
@@ -213,7 +226,7 @@ func BenchmarkRevocationFanOut(b *testing.B) {
 				var cancel context.CancelFunc
 				// A small buffer: each event is read before the next revocation, and
 				// the heap per subscriber should be the stream's, not this test's.
-				subs[i], cancel = watchBuffered(b, kw, kw.AdminKey, 0, 16)
+				subs[i], cancel = watchOn(b, conn, kw.AdminKey, 0, 16)
 				defer cancel()
 			}
 			var after runtime.MemStats
