@@ -145,7 +145,7 @@ func TestRevocationsReachEveryInstanceInOrder(t *testing.T) {
 // instance A to the event reaching a subscriber of instance B, both sharing one
 // MongoDB-protocol store (the embedded FerretDB, or KEYWARD_TEST_MONGODB_URI).
 // Revocations are sent back to back while a receiver times each one's arrival, so
-// 1,000 of them do not take 1,000 poll intervals. (On the embedded FerretDB each
+// they do not take a poll interval each. (On the embedded FerretDB each
 // RevokeKey takes about 0.1 s, as FerretDB scans whole collections where MongoDB
 // uses the indexes; the propagation delay measured is unaffected.)
 func BenchmarkRevocationPropagation(b *testing.B) {

@@ -193,7 +193,7 @@ func (r *Report) markdown() string {
 			"%.0f bytes per cached key.\n\n", s.WarmMisses, s.HeapBeforeMiB, s.HeapAfterMiB, s.Keys, s.BytesPerKey)
 	}
 	if v := r.Revocation; v != nil {
-		fmt.Fprintf(&md, "## Revocation (scenario 4, Go benchmarks of package server, 1,000 revocations each)\n\n"+
+		fmt.Fprintf(&md, "## Revocation (scenario 4, Go benchmarks of package server, 200 revocations each)\n\n"+
 			"- Two instances sharing one MongoDB-protocol store: RevokeKey returning on one to the event at a subscriber of the other, "+
 			"p50 %.1f ms, p99 %.1f ms.\n"+
 			"- One instance, 1,000 subscribers: %.2f ms per revocation to reach all of them, %.0f KiB per subscriber.\n"+
