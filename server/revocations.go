@@ -55,17 +55,18 @@ func (s *revocationServer) WatchRevocations(req *keywardv1.WatchRevocationsReque
 	ctx, cancel := streamContext(stream.Context(), s.stopping)
 	defer cancel()
 	return endStream(s.revs.Watch(ctx, req.GetAfterSequence(), func(m revocation.WatchMessage) error {
-		out := &keywardv1.WatchRevocationsResponse{}
-		switch {
-		case m.Event != nil:
-			w, _ := m.Event.Encoded(encodeEvent).(*wireEvent)
+		if m.Event != nil {
+			w, ok := m.Event.Encoded(encodeEvent).(*wireEvent)
 			switch {
-			case w.err != nil:
+			case !ok || w.err != nil:
 				return status.Errorf(codes.Internal, "encoding revocation %d", m.Event.Sequence)
 			case s.encoded:
 				return stream.SendMsg(w.bytes)
 			}
 			return stream.Send(w.msg)
+		}
+		out := &keywardv1.WatchRevocationsResponse{}
+		switch {
 		case m.Heartbeat != nil:
 			out.Message = &keywardv1.WatchRevocationsResponse_Heartbeat{Heartbeat: &keywardv1.Heartbeat{
 				CurrentSequence: *m.Heartbeat, Time: timestamppb.Now(),
