@@ -1,9 +1,12 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,13 +15,15 @@ import (
 )
 
 // auditRepo implements repository.AuditRepository. Request events live in
-// audit_events, with each row's size and kind (authenticated or not) kept in
-// columns so TrimAuditEvents can bound each kind by bytes, oldest first (SQLite has
-// no capped tables). Key history lives in key_events and is never trimmed.
+// audit_segments, one row per kind (authenticated or not) per written batch (see
+// auditsegment.go), with audit_terms indexing the segments by the values of the
+// filtered fields. Each kind is bounded by bytes, oldest events first (SQLite has no
+// capped tables): a trim deletes the segments it empties and records in the one it
+// cuts (floor_id) below which its events are gone. Key history lives in key_events
+// and is never trimmed.
 //
 // The size of each kind is kept in memory (one process owns the data dir), so a
-// trim of a log within its bounds costs nothing and one over them reads only the
-// rows it deletes; summing a large log holds the writer for seconds.
+// trim of a log within its bounds costs nothing.
 type auditRepo struct {
 	s *Store
 
@@ -38,28 +43,16 @@ func authenticatedKind(e *repository.AuditEvent) int {
 
 var _ repository.AuditRepository = (*auditRepo)(nil)
 
-// auditDoc holds the fields of an event that are never filtered on.
-type auditDoc struct {
-	RequestID    string            `json:"request_id,omitempty"`
-	HTTPMethod   string            `json:"http_method,omitempty"`
-	HTTPRoute    string            `json:"http_route,omitempty"`
-	TokenID      string            `json:"token_id,omitempty"`
-	UserAgent    string            `json:"user_agent,omitempty"`
-	Headers      map[string]string `json:"headers,omitempty"`
-	HTTPStatus   int32             `json:"http_status,omitempty"`
-	DenialReason string            `json:"denial_reason,omitempty"`
-	LatencyNS    int64             `json:"latency_ns,omitempty"`
-	Throttled    bool              `json:"throttled,omitempty"`
-	Count        int64             `json:"count,omitempty"`
-	EndMS        int64             `json:"end_ms,omitempty"`
-}
-
-const auditColumns = "id, time_ms, method, caller_key_id, subject, client_ip, code, authenticated, doc"
-
+// InsertAuditEvents stores a batch, skipping the events stored already (a retried
+// batch) and, of an id repeated within the batch, all but the first.
 func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.AuditEvent) (err error) {
 	if len(events) == 0 {
 		return nil
 	}
+	sorted := slices.Clone(events)
+	slices.SortStableFunc(sorted, func(x, y *repository.AuditEvent) int { return cmp.Compare(y.ID, x.ID) }) // newest first
+	sorted = slices.CompactFunc(sorted, func(x, y *repository.AuditEvent) bool { return x.ID == y.ID })
+
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	tx, err := a.s.w.BeginTx(ctx, nil)
@@ -71,132 +64,265 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 			_ = tx.Rollback()
 		}
 	}()
+	stored, err := storedAuditIDs(ctx, tx, sorted[len(sorted)-1].ID, sorted[0].ID)
+	if err != nil {
+		return a.s.wrap("insert audit events", err)
+	}
 	var added [2]int64
-	exact := true // false when an event was stored already (a retried batch)
-	// Many rows per INSERT: one statement step per chunk instead of per event
-	// (the audit writer is on every request's path, in the background).
-	args := make([]any, 0, auditChunk*auditParams)
-	for start := 0; start < len(events); start += auditChunk {
-		chunk := events[start:min(start+auditChunk, len(events))]
-		args = args[:0]
-		var chunkBytes [2]int64
-		for _, e := range chunk {
-			d := auditDoc{
-				RequestID: e.RequestID, HTTPMethod: e.HTTPMethod, HTTPRoute: e.HTTPRoute, TokenID: e.TokenID,
-				UserAgent: e.UserAgent, Headers: e.Headers, HTTPStatus: e.HTTPStatus, DenialReason: e.DenialReason,
-				LatencyNS: int64(e.Latency), Throttled: e.Throttled, Count: e.Count,
-			}
-			if !e.EndTime.IsZero() {
-				d.EndMS = e.EndTime.UnixMilli()
-			}
-			doc, err := json.Marshal(d)
-			if err != nil {
-				return a.s.wrap("encode audit event", err)
-			}
-			kind := authenticatedKind(e)
-			size := len(doc) + len(e.ID) + len(e.Method) + len(e.CallerKeyID) + len(e.Subject) + len(e.ClientIP) + len(e.Code) + 9
-			args = append(args, e.ID, e.Time.UnixMilli(), e.Method, e.CallerKeyID, e.Subject, e.ClientIP, e.Code, kind, string(doc), size)
-			chunkBytes[kind] += int64(size)
+	var building [2]*segmentBuilder
+	for _, e := range sorted {
+		if _, ok := stored[e.ID]; ok {
+			continue
 		}
-		res, err := tx.ExecContext(ctx, insertAuditSQL(len(chunk)), args...)
-		if err != nil {
+		kind := authenticatedKind(e)
+		b := building[kind]
+		if b == nil {
+			b = newSegmentBuilder()
+			building[kind] = b
+		}
+		b.add(e)
+		if b.n == maxSegmentEvents {
+			if err := insertSegment(ctx, tx, kind, b); err != nil {
+				return a.s.wrap("insert audit events", err)
+			}
+			added[kind] += b.size
+			building[kind] = nil
+		}
+	}
+	for kind, b := range building {
+		if b == nil {
+			continue
+		}
+		if err := insertSegment(ctx, tx, kind, b); err != nil {
 			return a.s.wrap("insert audit events", err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
-			exact = false
-		}
-		added[0] += chunkBytes[0]
-		added[1] += chunkBytes[1]
+		added[kind] += b.size
 	}
 	if err := tx.Commit(); err != nil {
 		return a.s.wrap("insert audit events", err)
-	}
-	if !exact {
-		a.known = false
 	}
 	a.bytes[0] += added[0]
 	a.bytes[1] += added[1]
 	return nil
 }
 
-func scanAuditEvent(row rowScanner) (*repository.AuditEvent, error) {
-	var (
-		e    repository.AuditEvent
-		ms   int64
-		raw  string
-		d    auditDoc
-		kind int
-	)
-	if err := row.Scan(&e.ID, &ms, &e.Method, &e.CallerKeyID, &e.Subject, &e.ClientIP, &e.Code, &kind, &raw); err != nil {
+// storedAuditIDs returns the ids stored in the segments whose ids overlap
+// [lo, hi]: usually none, or the last segment written when events of two batches
+// interleave, or the batch itself when it is retried.
+func storedAuditIDs(ctx context.Context, tx *sql.Tx, lo, hi string) (map[string]struct{}, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT floor_id, data FROM audit_segments WHERE max_id >= ? AND min_id <= ?", lo, hi)
+	if err != nil {
 		return nil, err
 	}
-	e.Authenticated = kind == 1
-	if err := json.Unmarshal([]byte(raw), &d); err != nil {
-		return nil, err
+	defer rows.Close()
+	var out map[string]struct{}
+	for rows.Next() {
+		var floor string
+		var data sql.RawBytes
+		if err := rows.Scan(&floor, &data); err != nil {
+			return nil, err
+		}
+		r, err := readSegment(data)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = map[string]struct{}{}
+		}
+		var e segmentEvent
+		for r.next(&e) && compareID(e.id, floor) > 0 {
+			out[string(e.id)] = struct{}{}
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
 	}
-	e.Time = time.UnixMilli(ms).UTC()
-	e.RequestID, e.HTTPMethod, e.HTTPRoute, e.TokenID = d.RequestID, d.HTTPMethod, d.HTTPRoute, d.TokenID
-	e.UserAgent, e.HTTPStatus, e.DenialReason, e.Latency = d.UserAgent, d.HTTPStatus, d.DenialReason, time.Duration(d.LatencyNS)
-	e.Throttled, e.Count = d.Throttled, d.Count
-	if d.EndMS != 0 {
-		e.EndTime = time.UnixMilli(d.EndMS).UTC()
-	}
-	if len(d.Headers) > 0 {
-		e.Headers = d.Headers
-	}
-	return &e, nil
+	return out, rows.Err()
 }
 
+// insertSegment stores a segment and its terms.
+func insertSegment(ctx context.Context, tx *sql.Tx, kind int, b *segmentBuilder) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO audit_segments (authenticated, min_id, max_id, floor_id, min_ms, max_ms, events, size, data)
+		VALUES (?, ?, ?, '', ?, ?, ?, ?, ?)`, kind, b.minID, b.maxID, b.minMS, b.maxMS, b.n, b.size, b.blob())
+	if err != nil {
+		return err
+	}
+	seg, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	terms := b.terms()
+	args := make([]any, 0, 2*min(len(terms), termsChunk))
+	for start := 0; start < len(terms); start += termsChunk {
+		chunk := terms[start:min(start+termsChunk, len(terms))]
+		args = args[:0]
+		for _, t := range chunk {
+			args = append(args, t, seg)
+		}
+		if _, err := tx.ExecContext(ctx, insertTermsSQL(len(chunk)), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListAuditEvents returns the newest events matching f older than beforeID.
+// Segments are read newest first (by their newest id), listSegmentsPage at a time;
+// reading stops once limit events newer than the next segment's newest are found.
 func (a *auditRepo) ListAuditEvents(ctx context.Context, f repository.AuditFilter, limit int, beforeID string) ([]*repository.AuditEvent, error) {
 	if limit < 1 {
 		return nil, nil
 	}
+	l := auditListing{f: f, limit: limit, before: beforeID}
+	l.want = [segmentFields]string{fieldMethod: f.Method, fieldCaller: f.CallerKeyID, fieldSubject: f.Subject, fieldClientIP: f.ClientIP, fieldCode: f.Code}
 	var conds []string
 	var args []any
 	add := func(cond string, arg any) {
 		conds = append(conds, cond)
 		args = append(args, arg)
 	}
-	for col, v := range map[string]string{"caller_key_id": f.CallerKeyID, "method": f.Method, "code": f.Code, "client_ip": f.ClientIP, "subject": f.Subject} {
+	for field, v := range l.want {
 		if v != "" {
-			add(col+" = ?", v)
+			add("seg IN (SELECT seg FROM audit_terms WHERE term = ?)", term(field, v))
 		}
 	}
 	if !f.Start.IsZero() {
-		add("time_ms >= ?", f.Start.UnixMilli())
+		l.startMS = f.Start.UnixMilli()
+		add("max_ms >= ?", l.startMS)
 	}
 	if !f.End.IsZero() {
-		add("time_ms < ?", f.End.UnixMilli())
+		l.endMS = f.End.UnixMilli()
+		add("min_ms < ?", l.endMS)
 	}
 	if beforeID != "" {
-		add("id < ?", beforeID)
+		add("min_id < ?", beforeID)
 	}
-	q := `SELECT ` + auditColumns + ` FROM audit_events`
-	if len(conds) > 0 {
-		q += " WHERE " + strings.Join(conds, " AND ")
-	}
-	rows, err := a.s.r.QueryContext(ctx, q+" ORDER BY id DESC LIMIT ?", append(args, limit)...)
-	if err != nil {
-		return nil, a.s.wrap("list audit events", err)
-	}
-	defer rows.Close()
-	var out []*repository.AuditEvent
-	for rows.Next() {
-		e, err := scanAuditEvent(rows)
+	for below := ""; ; {
+		q := "SELECT seg, max_id FROM audit_segments WHERE " + strings.Join(append(conds, "max_id < ?"), " AND ")
+		if below == "" {
+			below = "\xff" // above every id
+		}
+		metas, err := a.segmentsBelow(ctx, q+" ORDER BY max_id DESC LIMIT ?", append(args, below, listSegmentsPage)...)
 		if err != nil {
 			return nil, a.s.wrap("list audit events", err)
 		}
-		out = append(out, e)
+		for _, m := range metas {
+			if len(l.out) == limit && l.out[limit-1].ID > m.maxID {
+				return l.out, nil // every event left is older than the ones found
+			}
+			if err := a.readSegmentInto(ctx, &l, m); err != nil {
+				return nil, a.s.wrap("list audit events", err)
+			}
+		}
+		if len(metas) < listSegmentsPage {
+			return l.out, nil
+		}
+		below = metas[len(metas)-1].maxID
 	}
-	if err := rows.Err(); err != nil {
-		return nil, a.s.wrap("list audit events", err)
+}
+
+// listSegmentsPage is how many segments a listing selects at a time.
+const listSegmentsPage = 16
+
+type segmentMeta struct {
+	seg   int64
+	maxID string
+}
+
+func (a *auditRepo) segmentsBelow(ctx context.Context, q string, args ...any) ([]segmentMeta, error) {
+	rows, err := a.s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	defer rows.Close()
+	var out []segmentMeta
+	for rows.Next() {
+		var m segmentMeta
+		if err := rows.Scan(&m.seg, &m.maxID); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// auditListing is a listing under way.
+type auditListing struct {
+	f              repository.AuditFilter
+	want           [segmentFields]string
+	startMS, endMS int64
+	limit          int
+	before         string
+	out            []*repository.AuditEvent // newest first, at most limit
+}
+
+// readSegmentInto adds the events of a segment that l selects. A segment trimmed
+// away since it was selected has none.
+func (a *auditRepo) readSegmentInto(ctx context.Context, l *auditListing, m segmentMeta) error {
+	var (
+		floor string
+		kind  int
+		data  []byte
+	)
+	err := a.s.getAuditSegment.QueryRowContext(ctx, m.seg).Scan(&floor, &kind, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r, err := readSegment(data)
+	if err != nil {
+		return err
+	}
+	var idx [segmentFields]uint64
+	for field, v := range l.want {
+		if v != "" {
+			var ok bool
+			if idx[field], ok = r.lookup(field, v); !ok {
+				return nil // the value was in events trimmed since
+			}
+		}
+	}
+	sorted := len(l.out) == 0 || l.out[len(l.out)-1].ID > m.maxID
+	found := 0
+	var e segmentEvent
+events:
+	for found < l.limit && r.next(&e) {
+		if l.before != "" && compareID(e.id, l.before) >= 0 {
+			continue
+		}
+		if compareID(e.id, floor) <= 0 {
+			break // trimmed, like every older event of the segment
+		}
+		for field, v := range l.want {
+			if v != "" && e.fields[field] != idx[field] {
+				continue events
+			}
+		}
+		if (!l.f.Start.IsZero() && e.ms < l.startMS) || (!l.f.End.IsZero() && e.ms >= l.endMS) {
+			continue
+		}
+		ev, err := r.event(&e, kind == 1)
+		if err != nil {
+			return err
+		}
+		l.out = append(l.out, ev)
+		found++
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if !sorted {
+		slices.SortFunc(l.out, func(x, y *repository.AuditEvent) int { return cmp.Compare(y.ID, x.ID) })
+	}
+	l.out = l.out[:min(len(l.out), l.limit)]
+	return nil
 }
 
 // TrimAuditEvents keeps, of each kind, the newest events whose sizes add up to at
 // most its bound.
-func (a *auditRepo) TrimAuditEvents(ctx context.Context, bounds repository.AuditBounds) (int64, error) {
+func (a *auditRepo) TrimAuditEvents(ctx context.Context, bounds repository.AuditBounds) (deleted int64, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.known {
@@ -204,13 +330,40 @@ func (a *auditRepo) TrimAuditEvents(ctx context.Context, bounds repository.Audit
 			return 0, a.s.wrap("trim audit events", err)
 		}
 	}
-	var deleted int64
-	for kind, maxBytes := range [2]int64{bounds.Unauthenticated, bounds.Authenticated} {
-		n, err := a.trim(ctx, kind, maxBytes)
-		deleted += n
+	limits := [2]int64{bounds.Unauthenticated, bounds.Authenticated}
+	if a.bytes[0] <= limits[0] && a.bytes[1] <= limits[1] {
+		return 0, nil
+	}
+	tx, err := a.s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, a.s.wrap("trim audit events", err)
+	}
+	defer func() {
 		if err != nil {
+			_ = tx.Rollback()
 			a.known = false
-			return deleted, a.s.wrap("trim audit events", err)
+			deleted = 0
+		}
+	}()
+	var freed [2]int64
+	for kind, maxBytes := range limits {
+		if a.bytes[kind] <= maxBytes {
+			continue
+		}
+		n, bytes, err := trimKind(ctx, tx, kind, a.bytes[kind]-maxBytes)
+		if err != nil {
+			return 0, a.s.wrap("trim audit events", err)
+		}
+		deleted += n
+		freed[kind] = bytes
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, a.s.wrap("trim audit events", err)
+	}
+	for kind := range freed {
+		a.bytes[kind] -= freed[kind]
+		if a.bytes[kind] < 0 { // the total was off: nothing of the kind is left
+			a.bytes[kind] = 0
 		}
 	}
 	return deleted, nil
@@ -218,7 +371,7 @@ func (a *auditRepo) TrimAuditEvents(ctx context.Context, bounds repository.Audit
 
 // sum reads the stored size of each kind. Caller holds mu.
 func (a *auditRepo) sum(ctx context.Context) error {
-	rows, err := a.s.w.QueryContext(ctx, "SELECT authenticated, coalesce(sum(size), 0) FROM audit_events GROUP BY authenticated")
+	rows, err := a.s.w.QueryContext(ctx, "SELECT authenticated, coalesce(sum(size), 0) FROM audit_segments GROUP BY authenticated")
 	if err != nil {
 		return err
 	}
@@ -239,45 +392,128 @@ func (a *auditRepo) sum(ctx context.Context) error {
 	return nil
 }
 
-// trim deletes the oldest events of one kind until it takes at most maxBytes.
-// Caller holds mu.
-func (a *auditRepo) trim(ctx context.Context, kind int, maxBytes int64) (int64, error) {
-	var deleted int64
-	for a.bytes[kind] > maxBytes {
-		// The oldest events, a page at a time, until enough bytes are found.
-		rows, err := a.s.w.QueryContext(ctx, "SELECT id, size FROM audit_events WHERE authenticated = ? ORDER BY id LIMIT 1000", kind)
-		if err != nil {
-			return deleted, err
-		}
-		var last string
-		var freed int64
-		for rows.Next() && a.bytes[kind]-freed > maxBytes {
-			var size int64
-			if err := rows.Scan(&last, &size); err != nil {
-				rows.Close()
-				return deleted, err
-			}
-			freed += size
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return deleted, err
-		}
-		if last == "" { // none of this kind is stored: the total was off
-			a.bytes[kind] = 0
-			break
-		}
-		res, err := a.s.w.ExecContext(ctx, "DELETE FROM audit_events WHERE authenticated = ? AND id <= ?", kind, last)
-		if err != nil {
-			return deleted, err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return deleted, err
-		}
-		deleted += n
-		a.bytes[kind] -= freed
+// trimCursor walks the events of one segment that a trim reads, oldest first.
+type trimCursor struct {
+	seg    int64
+	maxID  string
+	terms  []string
+	events []trimmedEvent // oldest first
+	next   int            // events[next:] are not deleted
+	freed  int64
+}
+
+type trimmedEvent struct {
+	id   string
+	size int64
+}
+
+// trimKind deletes the oldest events of one kind until need bytes are freed (or
+// none is left), in event id order across segments whose ids overlap: the
+// segments are read in the order of their oldest id, and an event is deleted only
+// once no unread segment can hold an older one. It returns the events deleted and
+// the bytes they took.
+func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, freed int64, err error) {
+	rows, err := tx.QueryContext(ctx, "SELECT seg, min_id, max_id, floor_id, data FROM audit_segments WHERE authenticated = ? ORDER BY min_id, seg", kind)
+	if err != nil {
+		return 0, 0, err
 	}
-	return deleted, nil
+	var open []*trimCursor
+	var pending *trimCursor // read, not yet merged
+	var pendingMin string
+	read := func() error {
+		pending = nil
+		if !rows.Next() {
+			return rows.Err()
+		}
+		var (
+			c     trimCursor
+			floor string
+			data  sql.RawBytes
+		)
+		if err := rows.Scan(&c.seg, &pendingMin, &c.maxID, &floor, &data); err != nil {
+			return err
+		}
+		r, err := readSegment(data)
+		if err != nil {
+			return err
+		}
+		for f, d := range r.dicts {
+			for _, v := range d {
+				c.terms = append(c.terms, term(f, string(v)))
+			}
+		}
+		var e segmentEvent
+		for r.next(&e) && compareID(e.id, floor) > 0 {
+			c.events = append(c.events, trimmedEvent{id: string(e.id), size: r.size(&e)})
+		}
+		if r.err != nil {
+			return r.err
+		}
+		slices.Reverse(c.events)
+		pending = &c
+		return nil
+	}
+	var cut string
+	err = read()
+	for err == nil && freed < need {
+		// The oldest undeleted event of the segments read.
+		var oldest *trimCursor
+		for _, c := range open {
+			if c.next < len(c.events) && (oldest == nil || c.events[c.next].id < oldest.events[oldest.next].id) {
+				oldest = c
+			}
+		}
+		if pending != nil && (oldest == nil || oldest.events[oldest.next].id >= pendingMin) {
+			open = append(open, pending)
+			err = read()
+			continue
+		}
+		if oldest == nil {
+			break // nothing of the kind is left
+		}
+		e := oldest.events[oldest.next]
+		oldest.next++
+		oldest.freed += e.size
+		freed += e.size
+		deleted++
+		cut = e.id
+	}
+	err = errors.Join(err, rows.Close())
+	if err != nil || deleted == 0 {
+		return 0, 0, err
+	}
+	for _, c := range open {
+		switch {
+		case c.next == len(c.events):
+			err = deleteSegment(ctx, tx, c)
+		case c.next > 0:
+			_, err = tx.ExecContext(ctx, "UPDATE audit_segments SET floor_id = ?, size = size - ? WHERE seg = ?", cut, c.freed, c.seg)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	return deleted, freed, nil
+}
+
+// deleteSegment deletes a segment and its terms.
+func deleteSegment(ctx context.Context, tx *sql.Tx, c *trimCursor) error {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM audit_segments WHERE seg = ?", c.seg); err != nil {
+		return err
+	}
+	args := make([]any, 0, 1+min(len(c.terms), termsChunk))
+	for start := 0; start < len(c.terms); start += termsChunk {
+		chunk := c.terms[start:min(start+termsChunk, len(c.terms))]
+		args = append(args[:0], c.seg)
+		for _, t := range chunk {
+			args = append(args, t)
+		}
+		q := "DELETE FROM audit_terms WHERE seg = ? AND term IN (?" + strings.Repeat(", ?", len(chunk)-1) + ")" //nolint:gosec // placeholders only
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type keyEventDoc struct {
@@ -337,29 +573,19 @@ func (a *auditRepo) ListKeyEvents(ctx context.Context, keyID string, limit int, 
 	return out, nil
 }
 
-const (
-	auditParams = 10  // columns bound per event
-	auditChunk  = 256 // events per INSERT, well under SQLite's 32,766 bound parameters
-)
+// termsChunk bounds the terms per statement, well under SQLite's 32,766 bound
+// parameters.
+const termsChunk = 1000
 
-// insertAuditSQLs caches the INSERT statement text per number of rows.
-var insertAuditSQLs sync.Map
+// insertTermsSQLs caches the INSERT statement text per number of terms.
+var insertTermsSQLs sync.Map
 
-// insertAuditSQL returns the statement inserting n events; an event whose id is
-// stored already is skipped, so retrying a partly stored batch is harmless.
-func insertAuditSQL(n int) string {
-	if q, ok := insertAuditSQLs.Load(n); ok {
+// insertTermsSQL returns the statement inserting n terms of a segment.
+func insertTermsSQL(n int) string {
+	if q, ok := insertTermsSQLs.Load(n); ok {
 		return q.(string)
 	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO audit_events (" + auditColumns + ", size) VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	b.WriteString(" ON CONFLICT (id) DO NOTHING")
-	q, _ := insertAuditSQLs.LoadOrStore(n, b.String())
-	return q.(string)
+	q := "INSERT INTO audit_terms (term, seg) VALUES (?, ?)" + strings.Repeat(", (?, ?)", n-1)
+	q2, _ := insertTermsSQLs.LoadOrStore(n, q)
+	return q2.(string)
 }

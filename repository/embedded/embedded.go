@@ -51,7 +51,7 @@ type Store struct {
 	audit       *auditRepo
 
 	// Lookups by identity, the hot path, prepared once per read connection.
-	getKey, getRole *sql.Stmt
+	getKey, getRole, getAuditSegment *sql.Stmt
 
 	closeOnce sync.Once
 	closeErr  error
@@ -130,6 +130,9 @@ func Open(ctx context.Context, dir string) (_ *Store, err error) {
 		return nil, fmt.Errorf("opening %s: %w", dbPath, err)
 	}
 	if s.getRole, err = s.r.PrepareContext(ctx, "SELECT "+roleColumns+" FROM roles WHERE name = ?"); err != nil {
+		return nil, fmt.Errorf("opening %s: %w", dbPath, err)
+	}
+	if s.getAuditSegment, err = s.r.PrepareContext(ctx, "SELECT floor_id, authenticated, data FROM audit_segments WHERE seg = ?"); err != nil {
 		return nil, fmt.Errorf("opening %s: %w", dbPath, err)
 	}
 
@@ -248,7 +251,7 @@ func (s *Store) Close(context.Context) error {
 // release closes whatever Open opened, the lock last.
 func (s *Store) release() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.getKey, s.getRole} {
+	for _, st := range []*sql.Stmt{s.getKey, s.getRole, s.getAuditSegment} {
 		if st != nil {
 			_ = st.Close() // closing the pool below reports what matters
 		}

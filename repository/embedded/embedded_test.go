@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -431,16 +432,28 @@ func TestAuditTrimTracksTheStoredSize(t *testing.T) {
 		size int64
 	}
 	rowsOf := func(s *Store) (out [2][]row) { // oldest first, by kind
-		rows, err := s.w.QueryContext(ctx, "SELECT authenticated, id, size FROM audit_events ORDER BY id")
+		rows, err := s.w.QueryContext(ctx, "SELECT authenticated, floor_id, data FROM audit_segments")
 		require.NoError(t, err)
 		defer rows.Close()
 		for rows.Next() {
 			var kind int
-			var r row
-			require.NoError(t, rows.Scan(&kind, &r.id, &r.size))
-			out[kind] = append(out[kind], r)
+			var floor string
+			var data []byte
+			require.NoError(t, rows.Scan(&kind, &floor, &data))
+			r, err := readSegment(data)
+			require.NoError(t, err)
+			var e segmentEvent
+			for r.next(&e) {
+				if string(e.id) > floor {
+					out[kind] = append(out[kind], row{string(e.id), r.size(&e)})
+				}
+			}
+			require.NoError(t, r.err)
 		}
 		require.NoError(t, rows.Err())
+		for kind := range out {
+			slices.SortFunc(out[kind], func(a, b row) int { return strings.Compare(a.id, b.id) })
+		}
 		return out
 	}
 	check := func(s *Store, bounds repository.AuditBounds) {

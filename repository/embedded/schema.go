@@ -123,6 +123,38 @@ CREATE INDEX key_events_by_key ON key_events (key_id, id);
 ALTER TABLE audit_events ADD COLUMN authenticated INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX audit_by_kind ON audit_events (authenticated, id);
 `,
+	// 6: request events in segments, one row per kind per written batch (see
+	// auditsegment.go); convertAuditEvents moves the stored ones and drops
+	// audit_events.
+	`
+CREATE TABLE audit_segments (
+	seg           INTEGER PRIMARY KEY,
+	authenticated INTEGER NOT NULL,
+	min_id        TEXT    NOT NULL,  -- the oldest event's id
+	max_id        TEXT    NOT NULL,  -- the newest event's id
+	floor_id      TEXT    NOT NULL,  -- events with ids up to this one were trimmed
+	min_ms        INTEGER NOT NULL,
+	max_ms        INTEGER NOT NULL,
+	events        INTEGER NOT NULL,
+	size          INTEGER NOT NULL,  -- bytes of the events above floor_id, for trimming by size
+	data          BLOB    NOT NULL
+) STRICT;
+CREATE INDEX audit_segments_by_max ON audit_segments (max_id);
+CREATE INDEX audit_segments_by_kind ON audit_segments (authenticated, min_id);
+
+-- Each distinct value of each filtered field of a segment, tagged by its field.
+CREATE TABLE audit_terms (
+	term TEXT    NOT NULL,
+	seg  INTEGER NOT NULL,
+	PRIMARY KEY (term, seg)
+) STRICT, WITHOUT ROWID;
+`,
+}
+
+// migrationCode holds the work of a migration that SQL alone cannot do, by the
+// version it reaches; it runs after that migration's SQL, in its transaction.
+var migrationCode = map[int]func(context.Context, *sql.Tx) error{
+	6: convertAuditEvents,
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction
@@ -159,6 +191,11 @@ func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
 	}
 	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 		return false, fmt.Errorf("schema migration %d: %w", v+1, err)
+	}
+	if code := migrationCode[v+1]; code != nil {
+		if err := code(ctx, tx); err != nil {
+			return false, fmt.Errorf("schema migration %d: %w", v+1, err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
 		return false, fmt.Errorf("schema migration %d: setting user_version: %w", v+1, err)

@@ -1,0 +1,381 @@
+package embedded
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/keyward/keyward/repository"
+)
+
+// An audit segment holds the events of one kind (authenticated or not) written
+// together, encoded in one blob: one row and a few index entries per batch instead
+// of a row and six index entries per event, which made the audit writer the
+// largest cost of a call.
+//
+// The blob is a version byte; then, for each filtered field (segmentFields), a
+// dictionary of the distinct values its events hold; then the events, newest
+// first, each prefixed by its length:
+//
+//	id, dictionary index of each filtered field, time (ms), request id, HTTP method,
+//	HTTP route, token id, user agent, denial reason, headers (count, then name and
+//	value), HTTP status, latency (ns), flags (throttled, has end), count, end (ms)
+//
+// Strings are a length and their bytes, signed numbers zigzag varints. A listing
+// skips a segment lacking a filtered value from its dictionaries, and an event by
+// its length after comparing dictionary indexes.
+const segmentVersion = 1
+
+// The filtered fields, in the order of their dictionaries; each is also the tag of
+// its values in audit_terms.
+const (
+	fieldMethod = iota
+	fieldCaller
+	fieldSubject
+	fieldClientIP
+	fieldCode
+	segmentFields
+)
+
+// maxSegmentEvents bounds the events of one segment, so that reading one stays
+// cheap whatever the writer's batch size.
+const maxSegmentEvents = 2048
+
+// Flags of an encoded event.
+const (
+	flagThrottled = 1 << iota
+	flagEnd
+)
+
+// filteredValues are an event's values of the filtered fields, by field.
+func filteredValues(e *repository.AuditEvent) [segmentFields]string {
+	return [segmentFields]string{e.Method, e.CallerKeyID, e.Subject, e.ClientIP, e.Code}
+}
+
+// segmentBuilder encodes the events of one segment.
+type segmentBuilder struct {
+	dicts  [segmentFields][]string
+	index  [segmentFields]map[string]uint64
+	body   []byte
+	n      int
+	size   int64 // the events' sizes (eventSize), summed
+	minMS  int64
+	maxMS  int64
+	minID  string
+	maxID  string
+	record []byte
+}
+
+func newSegmentBuilder() *segmentBuilder {
+	b := &segmentBuilder{}
+	for f := range b.index {
+		b.index[f] = map[string]uint64{}
+	}
+	return b
+}
+
+// add appends e; events must be added newest (greatest id) first.
+func (b *segmentBuilder) add(e *repository.AuditEvent) {
+	r := appendString(b.record[:0], e.ID)
+	values := filteredValues(e)
+	for f, v := range values {
+		i, ok := b.index[f][v]
+		if !ok {
+			i = uint64(len(b.dicts[f]))
+			b.index[f][v] = i
+			b.dicts[f] = append(b.dicts[f], v)
+		}
+		r = binary.AppendUvarint(r, i)
+	}
+	ms := e.Time.UnixMilli()
+	r = binary.AppendVarint(r, ms)
+	for _, s := range [...]string{e.RequestID, e.HTTPMethod, e.HTTPRoute, e.TokenID, e.UserAgent, e.DenialReason} {
+		r = appendString(r, s)
+	}
+	r = binary.AppendUvarint(r, uint64(len(e.Headers)))
+	for k, v := range e.Headers {
+		r = appendString(appendString(r, k), v)
+	}
+	r = binary.AppendVarint(r, int64(e.HTTPStatus))
+	r = binary.AppendVarint(r, int64(e.Latency))
+	var flags byte
+	if e.Throttled {
+		flags |= flagThrottled
+	}
+	if !e.EndTime.IsZero() {
+		flags |= flagEnd
+	}
+	r = append(r, flags)
+	r = binary.AppendVarint(r, e.Count)
+	if flags&flagEnd != 0 {
+		r = binary.AppendVarint(r, e.EndTime.UnixMilli())
+	}
+	b.body = binary.AppendUvarint(b.body, uint64(len(r)))
+	b.body = append(b.body, r...)
+	b.record = r
+	b.size += eventSize(r, values)
+	if b.n == 0 {
+		b.maxID, b.minMS, b.maxMS = e.ID, ms, ms
+	}
+	b.minID = e.ID
+	b.minMS, b.maxMS = min(b.minMS, ms), max(b.maxMS, ms)
+	b.n++
+}
+
+// eventSize is the bytes an event counts for against its kind's bound: its
+// encoding and the values of its filtered fields.
+func eventSize(record []byte, values [segmentFields]string) int64 {
+	n := int64(len(record))
+	for _, v := range values {
+		n += int64(len(v))
+	}
+	return n
+}
+
+// blob returns the encoded segment.
+func (b *segmentBuilder) blob() []byte {
+	out := make([]byte, 0, len(b.body)+64*segmentFields)
+	out = append(out, segmentVersion)
+	for _, d := range b.dicts {
+		out = binary.AppendUvarint(out, uint64(len(d)))
+		for _, v := range d {
+			out = appendString(out, v)
+		}
+	}
+	out = binary.AppendUvarint(out, uint64(b.n)) //nolint:gosec // a count
+	return append(out, b.body...)
+}
+
+// terms returns the audit_terms entries of the segment: each distinct value of
+// each filtered field, tagged by its field.
+func (b *segmentBuilder) terms() []string {
+	var out []string
+	for f, d := range b.dicts {
+		for _, v := range d {
+			out = append(out, term(f, v))
+		}
+	}
+	return out
+}
+
+// termTags prefix the audit_terms entries of each field.
+var termTags = [segmentFields]string{"a", "b", "c", "d", "e"}
+
+// term is the audit_terms entry of value v of field f.
+func term(f int, v string) string { return termTags[f] + v }
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+var errCorruptSegment = errors.New("corrupt audit segment")
+
+// segmentReader reads an encoded segment, in place: its dictionaries and events
+// are slices of the blob, which must outlive it (the blob may be a buffer the
+// database reuses after the row); what it returns are copies.
+type segmentReader struct {
+	dicts [segmentFields][][]byte
+	n     int    // events in the segment
+	left  int    // events not yet read
+	rest  []byte // the events not yet read
+	err   error
+}
+
+// readSegment parses a segment's header (its dictionaries).
+func readSegment(blob []byte) (*segmentReader, error) {
+	d := decoder{b: blob}
+	if v := d.byte(); d.err == nil && v != segmentVersion {
+		return nil, errCorruptSegment
+	}
+	r := &segmentReader{}
+	for f := range r.dicts {
+		n := d.count()
+		if d.err != nil {
+			break
+		}
+		r.dicts[f] = make([][]byte, n)
+		for i := range r.dicts[f] {
+			r.dicts[f][i] = d.bytes()
+		}
+	}
+	r.n = d.count()
+	r.left, r.rest = r.n, d.b
+	if d.err != nil {
+		return nil, d.err
+	}
+	return r, nil
+}
+
+// lookup returns the dictionary index of value v of field f, false when no event of
+// the segment holds it.
+func (r *segmentReader) lookup(f int, v string) (uint64, bool) {
+	i := slices.IndexFunc(r.dicts[f], func(b []byte) bool { return string(b) == v })
+	if i < 0 {
+		return 0, false
+	}
+	return uint64(i), true
+}
+
+// segmentEvent is one encoded event, as read.
+type segmentEvent struct {
+	id     []byte // valid until the next call of next
+	fields [segmentFields]uint64
+	ms     int64
+	record []byte // the encoding, from the id on
+}
+
+// next reads the next event's id and filtered fields, false at the end or on
+// malformed data (then r.err is set).
+func (r *segmentReader) next(e *segmentEvent) bool {
+	if r.left == 0 || r.err != nil {
+		return false
+	}
+	d := decoder{b: r.rest}
+	n := d.count()
+	if d.err != nil || n > len(d.b) {
+		r.err = errCorruptSegment
+		return false
+	}
+	e.record = d.b[:n]
+	r.rest = d.b[n:]
+	r.left--
+	d = decoder{b: e.record}
+	e.id = d.bytes()
+	for f := range e.fields {
+		e.fields[f] = d.uvarint()
+		if d.err == nil && e.fields[f] >= uint64(len(r.dicts[f])) {
+			d.err = errCorruptSegment
+		}
+	}
+	e.ms = d.varint()
+	if d.err != nil {
+		r.err = d.err
+		return false
+	}
+	return true
+}
+
+// size is the bytes e counts for against its kind's bound.
+func (r *segmentReader) size(e *segmentEvent) int64 {
+	n := int64(len(e.record))
+	for f, i := range e.fields {
+		n += int64(len(r.dicts[f][i]))
+	}
+	return n
+}
+
+// event decodes e in full.
+func (r *segmentReader) event(e *segmentEvent, authenticated bool) (*repository.AuditEvent, error) {
+	d := decoder{b: e.record}
+	out := &repository.AuditEvent{ID: string(d.bytes()), Authenticated: authenticated}
+	for range e.fields {
+		d.uvarint()
+	}
+	for f, s := range [segmentFields]*string{fieldMethod: &out.Method, fieldCaller: &out.CallerKeyID, fieldSubject: &out.Subject, fieldClientIP: &out.ClientIP, fieldCode: &out.Code} {
+		*s = string(r.dicts[f][e.fields[f]])
+	}
+	out.Time = time.UnixMilli(d.varint()).UTC()
+	for _, s := range [...]*string{&out.RequestID, &out.HTTPMethod, &out.HTTPRoute, &out.TokenID, &out.UserAgent, &out.DenialReason} {
+		*s = string(d.bytes())
+	}
+	if n := d.count(); n > 0 && d.err == nil {
+		out.Headers = make(map[string]string, n)
+		for range n {
+			k := string(d.bytes())
+			out.Headers[k] = string(d.bytes())
+		}
+	}
+	status := d.varint()
+	if status < math.MinInt32 || status > math.MaxInt32 {
+		d.fail()
+	}
+	out.HTTPStatus = int32(status) //nolint:gosec // in range, checked above
+	out.Latency = time.Duration(d.varint())
+	flags := d.byte()
+	out.Throttled = flags&flagThrottled != 0
+	out.Count = d.varint()
+	if flags&flagEnd != 0 {
+		out.EndTime = time.UnixMilli(d.varint()).UTC()
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return nil, errCorruptSegment
+	}
+	return out, nil
+}
+
+// decoder reads varints and strings, recording the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = errCorruptSegment
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a length, which cannot exceed the bytes left (each element takes
+// at least one).
+func (d *decoder) count() int {
+	v := d.uvarint()
+	if v > uint64(len(d.b)) {
+		d.fail()
+		return 0
+	}
+	return int(v) //nolint:gosec // at most len(d.b)
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.count()
+	if d.err != nil {
+		return nil
+	}
+	s := d.b[:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail()
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+// compareID orders event ids as the store does (bytewise), without copying a.
+func compareID(a []byte, b string) int {
+	switch {
+	case string(a) < b:
+		return -1
+	case string(a) > b:
+		return 1
+	}
+	return 0
+}
