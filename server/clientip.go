@@ -92,8 +92,8 @@ func (c *clientIPs) of(ctx context.Context) netip.Addr {
 	if !ok || p.Addr == nil {
 		return netip.Addr{}
 	}
-	ap, err := netip.ParseAddrPort(p.Addr.String())
-	if err != nil {
+	ap, ok := addrPort(p.Addr)
+	if !ok {
 		return netip.Addr{}
 	}
 	var realIP string
@@ -101,6 +101,17 @@ func (c *clientIPs) of(ctx context.Context) netip.Addr {
 		realIP = v[0]
 	}
 	return c.resolve(ap.Addr().Unmap(), md.Get("x-forwarded-for"), realIP)
+}
+
+// addrPort is the address and port of a peer: read off a TCP address, parsed from
+// any other.
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return ap, ap.IsValid()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return ap, err == nil
 }
 
 // resolve applies the trusted-proxy rules to a direct peer and its headers.

@@ -437,14 +437,14 @@ func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, f
 		if err != nil {
 			return err
 		}
-		for f, d := range r.dicts {
+		for f, d := range r.dicts[:segmentFields] {
 			for _, v := range d {
 				c.terms = append(c.terms, term(f, string(v)))
 			}
 		}
 		var e segmentEvent
 		for r.next(&e) && compareID(e.id, floor) > 0 {
-			c.events = append(c.events, trimmedEvent{id: string(e.id), size: r.size(&e)})
+			c.events = append(c.events, trimmedEvent{id: string(e.id), size: e.size})
 		}
 		if r.err != nil {
 			return r.err

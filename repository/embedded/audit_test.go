@@ -216,7 +216,6 @@ func FuzzReadSegment(f *testing.F) {
 		}
 		var e segmentEvent
 		for r.next(&e) {
-			_ = r.size(&e)
 			_, _ = r.event(&e, false)
 		}
 	})

@@ -16,16 +16,20 @@ import (
 // largest cost of a call.
 //
 // The blob is a version byte; then, for each filtered field (segmentFields), a
-// dictionary of the distinct values its events hold; then the events, newest
-// first, each prefixed by its length:
+// dictionary of the distinct values its events hold, and one of their other
+// repeated strings (dictOther); then the events, newest first, each prefixed by its
+// length:
 //
-//	id, dictionary index of each filtered field, time (ms), request id, HTTP method,
-//	HTTP route, token id, user agent, denial reason, headers (count, then name and
-//	value), HTTP status, latency (ns), flags (throttled, has end), count, end (ms)
+//	id, index of each filtered field's value, time (ms), size (eventSize), request
+//	id, index of the HTTP method, HTTP route, token id, user agent and denial
+//	reason, headers (count, then the indexes of name and value), HTTP status,
+//	latency (ns), flags (throttled, has end), count, end (ms)
 //
 // Strings are a length and their bytes, signed numbers zigzag varints. A listing
 // skips a segment lacking a filtered value from its dictionaries, and an event by
-// its length after comparing dictionary indexes.
+// its length after comparing dictionary indexes. The strings most events repeat
+// (methods, user agents, the audited headers) are stored once per segment, which
+// keeps the bytes the writer commits, its largest cost, small.
 const segmentVersion = 1
 
 // The filtered fields, in the order of their dictionaries; each is also the tag of
@@ -37,6 +41,9 @@ const (
 	fieldClientIP
 	fieldCode
 	segmentFields
+
+	dictOther = segmentFields     // the dictionary of the other repeated strings
+	dicts     = segmentFields + 1 // dictionaries in a segment
 )
 
 // maxSegmentEvents bounds the events of one segment, so that reading one stays
@@ -56,8 +63,8 @@ func filteredValues(e *repository.AuditEvent) [segmentFields]string {
 
 // segmentBuilder encodes the events of one segment.
 type segmentBuilder struct {
-	dicts  [segmentFields][]string
-	index  [segmentFields]map[string]uint64
+	dicts  [dicts][]string
+	index  [dicts]map[string]uint64
 	body   []byte
 	n      int
 	size   int64 // the events' sizes (eventSize), summed
@@ -79,24 +86,20 @@ func newSegmentBuilder() *segmentBuilder {
 // add appends e; events must be added newest (greatest id) first.
 func (b *segmentBuilder) add(e *repository.AuditEvent) {
 	r := appendString(b.record[:0], e.ID)
-	values := filteredValues(e)
-	for f, v := range values {
-		i, ok := b.index[f][v]
-		if !ok {
-			i = uint64(len(b.dicts[f]))
-			b.index[f][v] = i
-			b.dicts[f] = append(b.dicts[f], v)
-		}
-		r = binary.AppendUvarint(r, i)
+	for f, v := range filteredValues(e) {
+		r = b.appendIndex(r, f, v)
 	}
 	ms := e.Time.UnixMilli()
 	r = binary.AppendVarint(r, ms)
-	for _, s := range [...]string{e.RequestID, e.HTTPMethod, e.HTTPRoute, e.TokenID, e.UserAgent, e.DenialReason} {
-		r = appendString(r, s)
+	size := eventSize(e)
+	r = binary.AppendVarint(r, size)
+	r = appendString(r, e.RequestID)
+	for _, s := range [...]string{e.HTTPMethod, e.HTTPRoute, e.TokenID, e.UserAgent, e.DenialReason} {
+		r = b.appendIndex(r, dictOther, s)
 	}
 	r = binary.AppendUvarint(r, uint64(len(e.Headers)))
 	for k, v := range e.Headers {
-		r = appendString(appendString(r, k), v)
+		r = b.appendIndex(b.appendIndex(r, dictOther, k), dictOther, v)
 	}
 	r = binary.AppendVarint(r, int64(e.HTTPStatus))
 	r = binary.AppendVarint(r, int64(e.Latency))
@@ -115,7 +118,7 @@ func (b *segmentBuilder) add(e *repository.AuditEvent) {
 	b.body = binary.AppendUvarint(b.body, uint64(len(r)))
 	b.body = append(b.body, r...)
 	b.record = r
-	b.size += eventSize(r, values)
+	b.size += size
 	if b.n == 0 {
 		b.maxID, b.minMS, b.maxMS = e.ID, ms, ms
 	}
@@ -124,19 +127,33 @@ func (b *segmentBuilder) add(e *repository.AuditEvent) {
 	b.n++
 }
 
-// eventSize is the bytes an event counts for against its kind's bound: its
-// encoding and the values of its filtered fields.
-func eventSize(record []byte, values [segmentFields]string) int64 {
-	n := int64(len(record))
-	for _, v := range values {
-		n += int64(len(v))
+// appendIndex appends the index of v in dictionary d, adding it there if new.
+func (b *segmentBuilder) appendIndex(r []byte, d int, v string) []byte {
+	i, ok := b.index[d][v]
+	if !ok {
+		i = uint64(len(b.dicts[d]))
+		b.index[d][v] = i
+		b.dicts[d] = append(b.dicts[d], v)
 	}
-	return n
+	return binary.AppendUvarint(r, i)
+}
+
+// eventSize is the bytes an event counts for against its kind's bound: those of
+// its strings, and 16 for its numbers, whatever the encoding.
+func eventSize(e *repository.AuditEvent) int64 {
+	n := 16 + len(e.ID) + len(e.RequestID) + len(e.HTTPMethod) + len(e.HTTPRoute) + len(e.TokenID) + len(e.UserAgent) + len(e.DenialReason)
+	for _, v := range filteredValues(e) {
+		n += len(v)
+	}
+	for k, v := range e.Headers {
+		n += len(k) + len(v)
+	}
+	return int64(n)
 }
 
 // blob returns the encoded segment.
 func (b *segmentBuilder) blob() []byte {
-	out := make([]byte, 0, len(b.body)+64*segmentFields)
+	out := make([]byte, 0, len(b.body)+64*dicts)
 	out = append(out, segmentVersion)
 	for _, d := range b.dicts {
 		out = binary.AppendUvarint(out, uint64(len(d)))
@@ -152,7 +169,7 @@ func (b *segmentBuilder) blob() []byte {
 // each filtered field, tagged by its field.
 func (b *segmentBuilder) terms() []string {
 	var out []string
-	for f, d := range b.dicts {
+	for f, d := range b.dicts[:segmentFields] {
 		for _, v := range d {
 			out = append(out, term(f, v))
 		}
@@ -176,7 +193,7 @@ var errCorruptSegment = errors.New("corrupt audit segment")
 // are slices of the blob, which must outlive it (the blob may be a buffer the
 // database reuses after the row); what it returns are copies.
 type segmentReader struct {
-	dicts [segmentFields][][]byte
+	dicts [dicts][][]byte
 	n     int    // events in the segment
 	left  int    // events not yet read
 	rest  []byte // the events not yet read
@@ -223,6 +240,7 @@ type segmentEvent struct {
 	id     []byte // valid until the next call of next
 	fields [segmentFields]uint64
 	ms     int64
+	size   int64  // eventSize
 	record []byte // the encoding, from the id on
 }
 
@@ -250,20 +268,15 @@ func (r *segmentReader) next(e *segmentEvent) bool {
 		}
 	}
 	e.ms = d.varint()
+	e.size = d.varint()
+	if d.err == nil && e.size < 0 {
+		d.fail()
+	}
 	if d.err != nil {
 		r.err = d.err
 		return false
 	}
 	return true
-}
-
-// size is the bytes e counts for against its kind's bound.
-func (r *segmentReader) size(e *segmentEvent) int64 {
-	n := int64(len(e.record))
-	for f, i := range e.fields {
-		n += int64(len(r.dicts[f][i]))
-	}
-	return n
 }
 
 // event decodes e in full.
@@ -277,14 +290,24 @@ func (r *segmentReader) event(e *segmentEvent, authenticated bool) (*repository.
 		*s = string(r.dicts[f][e.fields[f]])
 	}
 	out.Time = time.UnixMilli(d.varint()).UTC()
-	for _, s := range [...]*string{&out.RequestID, &out.HTTPMethod, &out.HTTPRoute, &out.TokenID, &out.UserAgent, &out.DenialReason} {
-		*s = string(d.bytes())
+	d.varint() // the size
+	out.RequestID = string(d.bytes())
+	other := func() string {
+		i := d.uvarint()
+		if i >= uint64(len(r.dicts[dictOther])) {
+			d.fail()
+			return ""
+		}
+		return string(r.dicts[dictOther][i])
+	}
+	for _, s := range [...]*string{&out.HTTPMethod, &out.HTTPRoute, &out.TokenID, &out.UserAgent, &out.DenialReason} {
+		*s = other()
 	}
 	if n := d.count(); n > 0 && d.err == nil {
 		out.Headers = make(map[string]string, n)
 		for range n {
-			k := string(d.bytes())
-			out.Headers[k] = string(d.bytes())
+			k := other()
+			out.Headers[k] = other()
 		}
 	}
 	status := d.varint()

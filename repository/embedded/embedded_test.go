@@ -445,7 +445,7 @@ func TestAuditTrimTracksTheStoredSize(t *testing.T) {
 			var e segmentEvent
 			for r.next(&e) {
 				if string(e.id) > floor {
-					out[kind] = append(out[kind], row{string(e.id), r.size(&e)})
+					out[kind] = append(out[kind], row{string(e.id), e.size})
 				}
 			}
 			require.NoError(t, r.err)

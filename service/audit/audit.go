@@ -139,6 +139,7 @@ func (a *Log) NewEventID(t time.Time) string {
 // with a valid credential ever is. When the buffer (or the others' half of it) is
 // full the event is dropped and counted.
 func (a *Log) Record(e *repository.AuditEvent) {
+	validUTF8(e)
 	if e.ID == "" {
 		e.ID = a.NewEventID(e.Time)
 	}
@@ -149,6 +150,24 @@ func (a *Log) Record(e *repository.AuditEvent) {
 	}
 	a.enqueue(e)
 	a.publish(e)
+}
+
+// validUTF8 replaces the bytes of e's strings that are not UTF-8 (a request path,
+// a header, a peer's message may hold any) with U+FFFD: every store keeps them as
+// text, and the API answers them as protobuf strings, which must be UTF-8.
+func validUTF8(e *repository.AuditEvent) {
+	for _, s := range [...]*string{&e.ID, &e.RequestID, &e.Method, &e.HTTPMethod, &e.HTTPRoute, &e.CallerKeyID, &e.TokenID,
+		&e.Subject, &e.ClientIP, &e.UserAgent, &e.Code, &e.DenialReason} {
+		if !utf8.ValidString(*s) {
+			*s = strings.ToValidUTF8(*s, "\uFFFD")
+		}
+	}
+	for k, v := range e.Headers {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			delete(e.Headers, k)
+			e.Headers[strings.ToValidUTF8(k, "\uFFFD")] = strings.ToValidUTF8(v, "\uFFFD")
+		}
+	}
 }
 
 // enqueue queues e for the writer, or drops and counts it.

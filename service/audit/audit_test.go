@@ -126,6 +126,31 @@ func TestAuditCountsAndRecordsDrops(t *testing.T) {
 	assert.Equal(t, int(500-a.Dropped())+len(drops), countEvents(t, st), "every other event was written")
 }
 
+// A request path, header or message need not be UTF-8; what the log stores and
+// answers is, with U+FFFD where the bytes were not.
+func TestEventsAreStoredAsUTF8(t *testing.T) {
+	t.Parallel()
+	st := newAuditStore(t)
+	a := audit.New(st, audit.Config{Buffer: 10, Batch: 1, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	go a.Run(ctx, 10*time.Second)
+	bad := "a\xffb"
+	a.Record(&repository.AuditEvent{Time: time.Now().UTC(), Method: "/m" + bad, HTTPMethod: "GET", HTTPRoute: "/v1/" + bad, RequestID: bad,
+		CallerKeyID: bad, Subject: bad, ClientIP: bad, UserAgent: bad, Code: "OK", DenialReason: bad, TokenID: bad,
+		Headers: map[string]string{"x-" + bad: bad, "x-good": "ok"}})
+	cancel()
+	<-a.Stopped()
+	got, err := st.Audit().ListAuditEvents(context.Background(), repository.AuditFilter{}, 10, "")
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	e := got[0]
+	for _, s := range []string{e.Method, e.HTTPRoute, e.RequestID, e.CallerKeyID, e.Subject, e.ClientIP, e.UserAgent, e.DenialReason, e.TokenID} {
+		assert.True(t, utf8.ValidString(s), "%q", s)
+		assert.Contains(t, s, "a\uFFFDb")
+	}
+	assert.Equal(t, map[string]string{"x-a\uFFFDb": "a\uFFFDb", "x-good": "ok"}, e.Headers)
+}
+
 func TestAuditHeadersNeverKeepSecrets(t *testing.T) {
 	t.Parallel()
 	a := audit.New(newAuditStore(t), audit.Config{HMACKey: []byte("k")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
