@@ -162,11 +162,12 @@ func (k *Key) RateLimit() *repository.RateLimit { return k.profile.rateLimit }
 // Quota is the key's quota; nil: none.
 func (k *Key) Quota() *repository.Quota { return k.profile.quota }
 
-// Stored returns the key as stored: a new record, whose slices and maps are
-// shared with the cache (read-only).
-func (k *Key) Stored() *repository.Key {
+// Stored returns the key as stored, by value (a caller that keeps it on its
+// stack allocates nothing); its slices and maps are shared with the cache
+// (read-only).
+func (k *Key) Stored() repository.Key {
 	p := k.profile
-	out := &repository.Key{
+	out := repository.Key{
 		ID: k.id, Name: k.name, Owner: p.owner, Environment: p.environment, State: p.state,
 		Roles: p.roles, Permissions: p.permissions, AllowedCIDRs: p.allowedCIDRs, AllowedCountries: p.allowedCountries,
 		DeniedCountries: p.deniedCountries, Metadata: p.metadata, RateLimit: p.rateLimit, Quota: p.quota,

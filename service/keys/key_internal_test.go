@@ -43,7 +43,7 @@ func TestCachedKeyIsTheStoredKey(t *testing.T) {
 	for _, k := range []*repository.Key{fullKey(now), {ID: "kw_bare", Name: "bare", Owner: "o", Environment: repository.EnvironmentLive, State: repository.KeyActive}} {
 		want := k.Clone()
 		got := s.newSnapshot(context.Background(), k, nil, 1, now).Key().Stored()
-		assert.Equal(t, want, got)
+		assert.Equal(t, want, &got)
 	}
 }
 
@@ -90,7 +90,8 @@ func TestKeysShareAProfileOnlyWhenEqual(t *testing.T) {
 		p := profileOf(k)
 		assert.NotSame(t, base, p, "a key with another %s shares the profile", field)
 		got := newKey(&repository.Key{}, p)
-		assert.Equal(t, want, got.Stored(), "%s: the profile holds another key's", field)
+		stored := got.Stored()
+		assert.Equal(t, want, &stored, "%s: the profile holds another key's", field)
 	}
 }
 
