@@ -111,7 +111,7 @@ func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*authz
 		}
 		c := v.Claims
 		callFrom(ctx).tokenID = c.ID
-		return &authz.Principal{KeyID: c.Subject, Owner: v.Key.Owner, Key: v.Key, Permissions: v.KeyPermissions, ClientIP: ip,
+		return &authz.Principal{KeyID: c.Subject, Owner: v.Key.Owner(), Key: v.Key, Permissions: v.KeyPermissions, ClientIP: ip,
 			Token: &authz.Delegate{ID: c.ID, SessionID: c.SessionID, Audience: c.Audience, Permissions: v.Permissions,
 				CIDRs: c.CIDRs, ExpireTime: c.ExpiresAt.Time}}, nil
 	case strings.HasPrefix(secret, apikey.RefreshPrefix), strings.HasPrefix(secret, apikey.TemporaryPrefix):
@@ -125,7 +125,7 @@ func (a *authenticator) authenticate(ctx context.Context, ip netip.Addr) (*authz
 	if !v.Valid() {
 		return nil, status.Errorf(codes.Unauthenticated, "invalid API key: %s", v.Message())
 	}
-	return &authz.Principal{KeyID: v.Key.ID, Owner: v.Key.Owner, Key: v.Key, Permissions: v.Permissions, ClientIP: ip,
+	return &authz.Principal{KeyID: v.Key.ID(), Owner: v.Key.Owner(), Key: v.Key, Permissions: v.Permissions, ClientIP: ip,
 		SecretExpireTime: v.SecretExpireTime, SecretFingerprint: v.Fingerprint}, nil
 }
 

@@ -144,7 +144,8 @@ func (s *keyServer) VerifyKey(ctx context.Context, req *keywardv1.VerifyKeyReque
 	}
 	callFrom(ctx).subject = v.Subject
 	if v.Key != nil {
-		out.Key = keyToProto(v.Key, s.now())
+		stored := v.Key.Stored()
+		out.Key = keyToProto(&stored, s.now())
 		out.EffectivePermissions = v.Effective
 	}
 	if !v.SecretExpireTime.IsZero() {

@@ -108,12 +108,12 @@ func (p *Principal) shortfall(h Holding) *Shortfall {
 	k := p.Key
 	// A test credential hands out test credentials only: what is made for testing
 	// never reaches production traffic.
-	if k.Environment == repository.EnvironmentTest && h.Environment != "" && h.Environment != repository.EnvironmentTest {
+	if k.Environment() == repository.EnvironmentTest && h.Environment != "" && h.Environment != repository.EnvironmentTest {
 		return &Shortfall{"environment", "the caller is a test key: it may hand out test credentials only"}
 	}
 	// Networks: every binding of the caller (its key's, its token's) must contain
 	// every network of h.
-	for _, bound := range [][]string{k.AllowedCIDRs, p.tokenCIDRs()} {
+	for _, bound := range [][]string{k.AllowedCIDRs(), p.tokenCIDRs()} {
 		if len(bound) == 0 {
 			continue
 		}
@@ -126,9 +126,9 @@ func (p *Principal) shortfall(h Holding) *Shortfall {
 			}
 		}
 	}
-	if country, ok := countriesWithin(h, k.AllowedCountries, k.DeniedCountries); !ok {
+	if country, ok := countriesWithin(h, k.AllowedCountries(), k.DeniedCountries()); !ok {
 		if country == "" {
-			return &Shortfall{"allowed_countries", fmt.Sprintf("the caller may be used only from %s: the credential must be limited to countries among them", strings.Join(k.AllowedCountries, ", "))}
+			return &Shortfall{"allowed_countries", fmt.Sprintf("the caller may be used only from %s: the credential must be limited to countries among them", strings.Join(k.AllowedCountries(), ", "))}
 		}
 		return &Shortfall{"allowed_countries", fmt.Sprintf("the caller may not be used from %s, so neither may the credential (deny it, or leave it out of allowed_countries)", country)}
 	}
@@ -141,14 +141,14 @@ func (p *Principal) shortfall(h Holding) *Shortfall {
 		}
 	}
 	if h.NewBuckets {
-		if rl := k.RateLimit; rl != nil && rl.RequestsPerSecond > 0 {
+		if rl := k.RateLimit(); rl != nil && rl.RequestsPerSecond > 0 {
 			return &Shortfall{"rate_limit", "the caller is rate limited: a key it created would have a rate limit of its own, so it may not create keys"}
 		}
-		if q := k.Quota; q != nil && q.Limit > 0 {
+		if q := k.Quota(); q != nil && q.Limit > 0 {
 			return &Shortfall{"quota", "the caller has a quota: a key it created would have a quota of its own, so it may not create keys"}
 		}
 	}
-	if rl := k.RateLimit; rl != nil && rl.RequestsPerSecond > 0 {
+	if rl := k.RateLimit(); rl != nil && rl.RequestsPerSecond > 0 {
 		if h.RateLimit == nil || h.RateLimit.RequestsPerSecond == 0 {
 			return &Shortfall{"rate_limit", fmt.Sprintf("the caller is limited to %d requests per second: the credential needs a rate limit within it", rl.RequestsPerSecond)}
 		}
@@ -157,7 +157,7 @@ func (p *Principal) shortfall(h Holding) *Shortfall {
 				h.RateLimit.RequestsPerSecond, burst(h.RateLimit), rl.RequestsPerSecond, burst(rl))}
 		}
 	}
-	if q := k.Quota; q != nil && q.Limit > 0 {
+	if q := k.Quota(); q != nil && q.Limit > 0 {
 		if h.Quota == nil || h.Quota.Limit == 0 {
 			return &Shortfall{"quota", fmt.Sprintf("the caller has a quota of %d %s: the credential needs a quota within it", q.Limit, quotaName(q.Period))}
 		}
@@ -165,10 +165,10 @@ func (p *Principal) shortfall(h Holding) *Shortfall {
 			return &Shortfall{"quota", fmt.Sprintf("%d %s is more than the caller's %d %s", h.Quota.Limit, quotaName(h.Quota.Period), q.Limit, quotaName(q.Period))}
 		}
 	}
-	if m := k.MaxTokenTTL; m > 0 && (h.MaxTokenTTL <= 0 || h.MaxTokenTTL > m) {
+	if m := k.MaxTokenTTL(); m > 0 && (h.MaxTokenTTL <= 0 || h.MaxTokenTTL > m) {
 		return &Shortfall{"max_token_ttl", fmt.Sprintf("the caller's access tokens live at most %s: the credential's may not live longer", m)}
 	}
-	for _, bound := range [][]string{k.AllowedAudiences, p.tokenAudience()} {
+	for _, bound := range [][]string{k.AllowedAudiences(), p.tokenAudience()} {
 		if len(bound) == 0 {
 			continue
 		}

@@ -21,7 +21,7 @@ type Principal struct {
 	// Key is that key as loaded for this call (shared with the key cache:
 	// read-only). Its restrictions bound what the caller may hand out. Nil only for
 	// principals built by tests.
-	Key *repository.Key
+	Key Bounds
 	// Permissions are the key's effective permissions now (direct and through roles).
 	Permissions permission.Set
 	// Token is set when the caller presented an access token rather than the key:
@@ -61,6 +61,20 @@ func (p *Principal) AllowsSome(need permission.Permission) bool {
 	return p.Permissions.AllowsSome(need) && (p.Token == nil || p.Token.Permissions.AllowsSome(need))
 }
 
+// Bounds is what a caller's key bounds the caller by: what the key holds beyond
+// its permissions (service/keys.Key is one, read-only).
+type Bounds interface {
+	Environment() repository.Environment
+	ExpireTime() time.Time
+	AllowedCIDRs() []string
+	AllowedCountries() []string
+	DeniedCountries() []string
+	RateLimit() *repository.RateLimit
+	Quota() *repository.Quota
+	MaxTokenTTL() time.Duration
+	AllowedAudiences() []string
+}
+
 // TokenID is the jti of the caller's access token; empty for an API key.
 func (p *Principal) TokenID() string {
 	if p.Token == nil {
@@ -75,7 +89,7 @@ func (p *Principal) TokenID() string {
 func (p *Principal) ExpireTime() time.Time {
 	var t time.Time
 	if p.Key != nil {
-		t = p.Key.ExpireTime
+		t = p.Key.ExpireTime()
 	}
 	t = Earliest(t, p.SecretExpireTime)
 	if p.Token != nil {

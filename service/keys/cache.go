@@ -2,8 +2,6 @@ package keys
 
 import (
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,35 +9,35 @@ import (
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/permission"
-	"github.com/keyward/keyward/service/policy"
+	"golang.org/x/time/rate"
 )
 
 // Snapshot is an immutable view of a key with its effective permissions, as the
 // key cache holds it, plus the time a secret of it last verified on this instance.
 // Other domains read it through its methods only, and must not modify what they
-// return: it is shared by every verification of the key.
+// return: it is shared by every verification of the key. It is one allocation;
+// what many keys hold alike (profile, rights) is shared between them.
 type Snapshot struct {
-	key *repository.Key
+	key    Key
+	rights *rights
+	bucket *rate.Limiter // the key's rate-limit bucket; nil: no rate limit
 	// seq is the revocation log position this instance had published when the key
 	// was read: every rights change logged up to it is in the snapshot.
-	seq       uint64
-	effective []string
-	perms     permission.Set
-	policy    policy.Policy
-	expires   time.Time
-	lastUsed  atomic.Int64 // unix ms; 0: not used since loaded
-	flushed   atomic.Int64 // the lastUsed value last written to the store
+	seq      uint64
+	expires  int64        // unix ns: when the cache stops trusting the snapshot
+	lastUsed atomic.Int64 // unix ms; 0: not used since loaded
+	flushed  atomic.Int64 // the lastUsed value last written to the store
 }
 
 // Key is the key as loaded (read-only).
-func (e *Snapshot) Key() *repository.Key { return e.key }
+func (e *Snapshot) Key() *Key { return &e.key }
 
 // Effective is the key's effective permissions as stored, direct and through roles
 // (read-only).
-func (e *Snapshot) Effective() []string { return e.effective }
+func (e *Snapshot) Effective() []string { return e.rights.effective }
 
 // Permissions is the key's effective permissions, parsed (read-only).
-func (e *Snapshot) Permissions() permission.Set { return e.perms }
+func (e *Snapshot) Permissions() permission.Set { return e.rights.perms }
 
 // RightsSeq points at the revocation log position this instance had published when
 // the key was read: every rights change logged up to it is in the snapshot. The
@@ -50,7 +48,7 @@ func (e *Snapshot) RightsSeq() *uint64 { return &e.seq }
 // expired. Every admission of the key or of a delegate asks it (Spend refuses
 // otherwise).
 func (e *Snapshot) Usable(now time.Time) bool {
-	return e != nil && e.key.State != repository.KeyRevoked && !e.key.Expired(now)
+	return e != nil && !e.key.Revoked() && !e.key.Expired(now)
 }
 
 // SecretEnd reports whether the key still accepts the secret a delegate (a
@@ -60,14 +58,14 @@ func (e *Snapshot) Usable(now time.Time) bool {
 // older Keyward, or issued by an access token, whose own checks apply) is taken as
 // issued with the current secret unless the key was rotated after issued.
 func (e *Snapshot) SecretEnd(fingerprint []byte, issued, now time.Time) (time.Time, bool) {
-	k := e.key
+	k := &e.key
 	switch {
 	case len(fingerprint) == 0:
-		return time.Time{}, !k.SecretRotateTime.After(issued)
-	case apikey.MatchesFingerprint(fingerprint, k.SecretHash):
+		return time.Time{}, !k.rotate.time().After(issued)
+	case apikey.MatchesFingerprint(fingerprint, k.secret()):
 		return time.Time{}, true
-	case apikey.MatchesFingerprint(fingerprint, k.PreviousSecretHash) && now.Before(k.PreviousSecretExpireTime):
-		return k.PreviousSecretExpireTime, true
+	case apikey.MatchesFingerprint(fingerprint, k.previous()) && now.Before(k.previousExpire.time()):
+		return k.previousExpire.time(), true
 	}
 	return time.Time{}, false
 }
@@ -90,12 +88,10 @@ type keyCache struct {
 	// pending holds use times of entries dropped before their use was written.
 	pending map[string]int64
 
-	// rights holds one copy of each distinct set of effective permissions, keyed by
-	// its permissions, length-prefixed, which the snapshots of keys granted the same
-	// permissions share. A set is a function of its permissions alone, so no change
-	// invalidates it; the table is emptied when it reaches maxSharedRights.
-	rightsMu sync.Mutex
-	rights   map[string]*rights
+	// rights and profiles are shared by the snapshots of keys granted the same
+	// effective permissions, and of keys holding the same profile.
+	rights   shared[rights]
+	profiles shared[profile]
 }
 
 // rights is a set of effective permissions as stored and parsed (read-only).
@@ -104,49 +100,37 @@ type rights struct {
 	perms     permission.Set
 }
 
-// maxSharedRights bounds the distinct permission sets the cache shares: many keys
-// hold one of a few sets (those of their roles); keys whose sets are all distinct
-// gain nothing from sharing, and must not grow the table without bound.
-const maxSharedRights = 4096
-
 func newKeyCache(ttl time.Duration, maxEntries int) *keyCache {
-	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*Snapshot{}, pending: map[string]int64{}, rights: map[string]*rights{}}
+	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*Snapshot{}, pending: map[string]int64{}}
 }
 
 // shareRights returns the shared rights whose permissions are effective (deduplicated),
-// parsing them with parse when no key holds them yet; shared reports whether
+// parsing them with parse when no key holds them yet; found reports whether
 // they were already held.
-func (c *keyCache) shareRights(effective []string, parse func([]string) permission.Set) (_ *rights, shared bool) {
-	var b strings.Builder
-	for _, p := range effective { // length-prefixed: no two lists share a name
-		b.WriteString(strconv.Itoa(len(p)))
-		b.WriteByte(':')
-		b.WriteString(p)
-	}
-	name := b.String()
-	c.rightsMu.Lock()
-	defer c.rightsMu.Unlock()
-	if r := c.rights[name]; r != nil {
-		return r, true
-	}
-	effective = slices.Clip(effective) // an append by a reader must not write into the shared array
-	r := &rights{effective: effective, perms: slices.Clip(parse(effective))}
-	if len(c.rights) >= maxSharedRights {
-		c.rights = map[string]*rights{}
-	}
-	c.rights[name] = r
-	return r, false
+func (c *keyCache) shareRights(effective []string, parse func([]string) permission.Set) (_ *rights, found bool) {
+	var n name
+	return c.rights.get(n.strs(effective).String(), func() *rights {
+		effective = slices.Clip(effective) // an append by a reader must not write into the shared array
+		return &rights{effective: effective, perms: slices.Clip(parse(effective))}
+	})
 }
 
-// expiry is when an entry filled at now stops being trusted.
-func (c *keyCache) expiry(now time.Time) time.Time { return now.Add(c.ttl) }
+// shareProfile returns the shared profile of k, made from k (which the caller
+// gives up) when no key holds it yet.
+func (c *keyCache) shareProfile(k *repository.Key) *profile {
+	p, _ := c.profiles.get(profileName(k), func() *profile { return newProfile(k) })
+	return p
+}
+
+// expiry is when an entry filled at now stops being trusted (unix ns).
+func (c *keyCache) expiry(now time.Time) int64 { return now.Add(c.ttl).UnixNano() }
 
 // get returns the live entry for id, or nil.
 func (c *keyCache) get(id string, now time.Time) *Snapshot {
 	c.mu.RLock()
 	e := c.entries[id]
 	c.mu.RUnlock()
-	if e == nil || !now.Before(e.expires) {
+	if e == nil || now.UnixNano() >= e.expires {
 		return nil
 	}
 	return e

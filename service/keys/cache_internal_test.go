@@ -17,8 +17,9 @@ import (
 )
 
 // BenchmarkCacheBytesPerKey reports the heap a cached key costs (bytes/key): the
-// snapshot, its key as the store decodes it (fresh strings and slices per key), its
-// parsed rights and policy, and the cache's index. Keys are shaped like those of
+// snapshot with the key's own fields (from a key as the store decodes it: fresh
+// strings and slices per key), its share of the profile and rights it holds like
+// the other keys, and the cache's index. Keys are shaped like those of
 // the load harness's scale scenario: one direct permission, no role, no policy.
 // Its ns/op includes making the keys.
 func BenchmarkCacheBytesPerKey(b *testing.B) {

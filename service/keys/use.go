@@ -23,7 +23,7 @@ type Check struct {
 // address; it returns ReasonOK or the failing reason, with v's Country and Detail
 // set as a verification sets them. Its delegates (tokens) are bound by it too.
 func (s *Keys) CheckPlace(e *Snapshot, ip netip.Addr, v *Verification) Reason {
-	place, country, detail := e.policy.CheckPlace(s.geo, ip)
+	place, country, detail := e.key.profile.policy.CheckPlace(s.geo, ip)
 	if country != "" {
 		v.Country = country
 	}
@@ -48,7 +48,7 @@ func (s *Keys) Spend(ctx context.Context, e *Snapshot, now time.Time, v *Verific
 	if !e.Usable(now) {
 		return errs.FailedPrecondition("the key is revoked or expired: no use of it is counted")
 	}
-	spent, err := e.policy.Spend(ctx, s.keys, now)
+	spent, err := e.key.profile.policy.Spend(ctx, s.keys, e.key.id, e.bucket, now)
 	if spent.RateLimited {
 		v.RateRemaining, v.RateLimited, v.RateReset = spent.RateRemaining, true, spent.RateReset
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/errs"
 	"github.com/keyward/keyward/service/permission"
-	"github.com/keyward/keyward/service/policy"
 )
 
 // Reason is the outcome of a verification.
@@ -58,7 +57,7 @@ type Verification struct {
 	// for the audit log, not for the caller.
 	Subject string
 	// Key is the key the secret names, when it exists and may be shown.
-	Key *repository.Key
+	Key *Key
 	// Effective is the key's effective permissions (direct and through roles).
 	Effective   []string
 	Permissions permission.Set
@@ -106,7 +105,7 @@ func (s *Keys) Verify(ctx context.Context, secret string, check Check) (Verifica
 		return v, err
 	}
 	s.stats.verified(v.Reason)
-	if !v.Valid() && v.Key != nil && !MayRead(ctx, v.Key.Owner) {
+	if !v.Valid() && v.Key != nil && !MayRead(ctx, v.Key.Owner()) {
 		v = Verification{Reason: v.Reason, Subject: v.Subject, Country: v.Country, Detail: v.Detail}
 		if v.Reason == ReasonSecretMismatch || v.Reason == ReasonEnvironmentMismatch {
 			v.Reason = ReasonNotFound
@@ -142,20 +141,21 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 			return Verification{Reason: ReasonNotFound, Subject: parsed.KeyID}, nil
 		}
 	}
-	v := Verification{Subject: parsed.KeyID, Key: e.key, Effective: e.effective, Permissions: e.perms}
-	k := e.key
+	k := &e.key
+	v := Verification{Subject: parsed.KeyID, Key: k, Effective: e.rights.effective, Permissions: e.rights.perms}
 	// The hash covers the whole secret, environment prefix included, and is
 	// compared first: what a wrong secret learns does not depend on which part of
 	// it is wrong.
 	switch {
-	case apikey.Equal(h, k.SecretHash):
-	case len(k.PreviousSecretHash) > 0 && apikey.Equal(h, k.PreviousSecretHash):
-		if !now.Before(k.PreviousSecretExpireTime) {
+	case apikey.Equal(h, k.secret()):
+	case apikey.Equal(h, k.previous()):
+		end := k.previousExpire.time()
+		if !now.Before(end) {
 			v.Reason = ReasonRotated
 			return v, nil
 		}
-		v.SecretExpireTime = k.PreviousSecretExpireTime
-	case parsed.Env != string(k.Environment):
+		v.SecretExpireTime = end
+	case parsed.Env != string(k.profile.environment):
 		v.Reason = ReasonEnvironmentMismatch
 		return v, nil
 	default:
@@ -163,7 +163,7 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 		return v, nil
 	}
 	switch {
-	case k.State == repository.KeyRevoked:
+	case k.Revoked():
 		v.Reason = ReasonRevoked
 		return v, nil
 	case k.Expired(now):
@@ -174,7 +174,7 @@ func (s *Keys) verify(ctx context.Context, secret string, check Check) (Verifica
 		v.Reason = r
 		return v, nil
 	}
-	if required != "" && !e.perms.Allows(need) {
+	if required != "" && !e.rights.perms.Allows(need) {
 		v.Reason = ReasonPermissionDenied
 		return v, nil
 	}
@@ -216,14 +216,15 @@ func (s *Keys) load(ctx context.Context, id string, now time.Time) (*Snapshot, e
 		effective = append(effective, r.Permissions...)
 	}
 	e := s.newSnapshot(ctx, k, effective, seq, now)
-	s.cache.put(id, e, gen)
+	s.cache.put(k.ID, e, gen) // keyed by the stored id: a secret's substring would keep the secret in memory
 	return e, nil
 }
 
 // newSnapshot builds the cached view of k as read at log position seq, with
-// effective its permissions direct and through roles (duplicates allowed).
+// effective its permissions direct and through roles (duplicates allowed). k is
+// the caller's no more: its slices and maps may be kept.
 func (s *Keys) newSnapshot(ctx context.Context, k *repository.Key, effective []string, seq uint64, now time.Time) *Snapshot {
-	r, shared := s.cache.shareRights(dedupe(effective), func(effective []string) permission.Set {
+	r, found := s.cache.shareRights(dedupe(effective), func(effective []string) permission.Set {
 		perms := make(permission.Set, 0, len(effective))
 		for _, p := range effective {
 			parsed, err := permission.Parse(p)
@@ -235,10 +236,11 @@ func (s *Keys) newSnapshot(ctx context.Context, k *repository.Key, effective []s
 		}
 		return perms
 	})
-	if shared && len(r.perms) < len(r.effective) {
+	if found && len(r.perms) < len(r.effective) {
 		s.log.WarnContext(ctx, "ignoring stored permissions that do not parse", "key_id", k.ID, "count", len(r.effective)-len(r.perms))
 	}
-	return &Snapshot{key: k, seq: seq, effective: r.effective, perms: r.perms, expires: s.cache.expiry(now), policy: policy.New(k, s.limiters)}
+	p := s.cache.shareProfile(k)
+	return &Snapshot{key: newKey(k, p), rights: r, bucket: p.policy.Bucket(k.ID, s.limiters), seq: seq, expires: s.cache.expiry(now)}
 }
 
 func dedupe(in []string) []string {

@@ -22,34 +22,42 @@ type CountryResolver interface {
 	Country(ip netip.Addr) (code string, ok bool, err error)
 }
 
-// Policy holds the parsed restrictions of one key, built when the key is loaded.
-// It is immutable but for its rate-limit bucket, which is safe for concurrent use.
+// Policy holds the parsed restrictions of a key, built when the key is loaded.
+// It is immutable, and names no key: keys with equal restrictions may share one.
+// Each rate-limited key has a bucket of its own (Bucket).
 type Policy struct {
-	keyID            string
 	cidrs            []netip.Prefix
 	allowedCountries []string
 	deniedCountries  []string
-	limiter          *rate.Limiter // nil: no rate limit
+	rate             rate.Limit // 0: no rate limit
 	burst            int
 	quota            *repository.Quota
 }
 
-// New parses the policy of k; its rate-limit bucket, if any, comes from limiters.
-func New(k *repository.Key, limiters *Limiters) Policy {
-	p := Policy{keyID: k.ID, allowedCountries: k.AllowedCountries, deniedCountries: k.DeniedCountries, quota: k.Quota}
+// New parses the policy of k.
+func New(k *repository.Key) *Policy {
+	p := &Policy{allowedCountries: k.AllowedCountries, deniedCountries: k.DeniedCountries, quota: k.Quota}
 	for _, c := range k.AllowedCIDRs {
 		if pfx, err := netip.ParsePrefix(c); err == nil {
 			p.cidrs = append(p.cidrs, pfx)
 		}
 	}
 	if rl := k.RateLimit; rl != nil && rl.RequestsPerSecond > 0 {
-		p.burst = int(rl.Burst)
+		p.rate, p.burst = rate.Limit(rl.RequestsPerSecond), int(rl.Burst)
 		if p.burst == 0 {
 			p.burst = int(rl.RequestsPerSecond)
 		}
-		p.limiter = limiters.get(k.ID, rate.Limit(rl.RequestsPerSecond), p.burst)
 	}
 	return p
+}
+
+// Bucket returns the rate-limit bucket of key id under p, from limiters; nil
+// without a rate limit.
+func (p *Policy) Bucket(id string, limiters *Limiters) *rate.Limiter {
+	if p.rate == 0 {
+		return nil
+	}
+	return limiters.get(id, p.rate, p.burst)
 }
 
 // allowsIP reports whether ip is inside the key's networks (always, without any).
@@ -172,22 +180,22 @@ func (e *Exhausted) Error() string { return e.Err.Error() }
 // Unwrap returns the caller's error.
 func (e *Exhausted) Unwrap() error { return e.Err }
 
-// Spend counts one use against the key's rate limit and then its quota, whose
-// windows it counts in quotas. Exhaustion is an *Exhausted error; the Spent
-// returned with any error holds what was spent before it.
-func (p *Policy) Spend(ctx context.Context, quotas repository.KeyRepository, now time.Time) (Spent, error) {
+// Spend counts one use of key id against its rate limit, in bucket (Bucket), and
+// then its quota, whose windows it counts in quotas. Exhaustion is an *Exhausted
+// error; the Spent returned with any error holds what was spent before it.
+func (p *Policy) Spend(ctx context.Context, quotas repository.KeyRepository, id string, bucket *rate.Limiter, now time.Time) (Spent, error) {
 	var s Spent
-	if p.limiter != nil {
-		if !p.limiter.AllowN(now, 1) {
-			tokens := p.limiter.TokensAt(now)
-			wait := time.Duration((1 - tokens) / float64(p.limiter.Limit()) * float64(time.Second))
+	if bucket != nil {
+		if !bucket.AllowN(now, 1) {
+			tokens := bucket.TokensAt(now)
+			wait := time.Duration((1 - tokens) / float64(bucket.Limit()) * float64(time.Second))
 			return s, &Exhausted{Limit: LimitRate, Err: &errs.Error{Code: errs.CodeResourceExhausted, RetryAfter: wait,
-				Message: fmt.Sprintf("key %s is over its rate limit; retry in %s", p.keyID, wait.Round(time.Millisecond))}}
+				Message: fmt.Sprintf("key %s is over its rate limit; retry in %s", id, wait.Round(time.Millisecond))}}
 		}
-		tokens := p.limiter.TokensAt(now)
+		tokens := bucket.TokensAt(now)
 		s.RateRemaining = uint32(max(0, math.Floor(tokens)))
 		s.RateLimited = true
-		s.RateReset = now.Add(time.Duration((float64(p.burst) - tokens) / float64(p.limiter.Limit()) * float64(time.Second)))
+		s.RateReset = now.Add(time.Duration((float64(p.burst) - tokens) / float64(bucket.Limit()) * float64(time.Second)))
 	}
 	if q := p.quota; q != nil && q.Limit > 0 {
 		window, reset := quotaWindow(q.Period, now)
@@ -195,9 +203,9 @@ func (p *Policy) Spend(ctx context.Context, quotas repository.KeyRepository, now
 		if expire.IsZero() {
 			expire = now.AddDate(100, 0, 0)
 		}
-		used, err := quotas.UseQuota(ctx, p.keyID, window, q.Limit, expire.Add(24*time.Hour))
+		used, err := quotas.UseQuota(ctx, id, window, q.Limit, expire.Add(24*time.Hour))
 		if errors.Is(err, repository.ErrLimitReached) {
-			msg := fmt.Sprintf("key %s has used its quota of %d", p.keyID, q.Limit)
+			msg := fmt.Sprintf("key %s has used its quota of %d", id, q.Limit)
 			var wait time.Duration
 			if !reset.IsZero() {
 				wait = reset.Sub(now)

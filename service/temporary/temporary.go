@@ -74,8 +74,8 @@ func (t *Tokens) Issue(ctx context.Context, operation string, ttl time.Duration,
 		maxUses = 1
 	}
 	// A temporary token is a token of the key: its max_token_ttl bounds it too.
-	if caller.Key != nil && caller.Key.MaxTokenTTL > 0 {
-		ttl = min(ttl, caller.Key.MaxTokenTTL)
+	if caller.Key != nil && caller.Key.MaxTokenTTL() > 0 {
+		ttl = min(ttl, caller.Key.MaxTokenTTL())
 	}
 	now := t.keys.Now()
 	expire := now.Add(ttl)
@@ -223,7 +223,7 @@ func (t *Tokens) Consume(ctx context.Context, token, operation string, clientIP 
 			return Consumed{}, err
 		}
 		c.Reason, c.Remaining = ReasonOK, tt.MaxUses-slot
-		c.KeyID, c.Owner, c.Environment = e.Key().ID, e.Key().Owner, e.Key().Environment
+		c.KeyID, c.Owner, c.Environment = e.Key().ID(), e.Key().Owner(), e.Key().Environment()
 		return c, nil
 	}
 	c.Reason = ReasonUsedUp

@@ -135,15 +135,15 @@ func (t *Tokens) RunKeyReloader(ctx context.Context) {
 }
 
 // issuerChecks lists the restrictions of k that only Keyward can apply at use.
-func issuerChecks(k *repository.Key) []string {
+func issuerChecks(k *keys.Key) []string {
 	var out []string
-	if len(k.AllowedCountries) > 0 || len(k.DeniedCountries) > 0 {
+	if len(k.AllowedCountries()) > 0 || len(k.DeniedCountries()) > 0 {
 		out = append(out, accesstoken.CheckCountry)
 	}
-	if k.RateLimit != nil && k.RateLimit.RequestsPerSecond > 0 {
+	if rl := k.RateLimit(); rl != nil && rl.RequestsPerSecond > 0 {
 		out = append(out, accesstoken.CheckRateLimit)
 	}
-	if k.Quota != nil && k.Quota.Limit > 0 {
+	if q := k.Quota(); q != nil && q.Limit > 0 {
 		out = append(out, accesstoken.CheckQuota)
 	}
 	return out
@@ -204,12 +204,12 @@ func (t *Tokens) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	}
 	if req.IncludeRefresh {
 		familyEnd := authz.Earliest(t.keys.Now().Add(t.cfg.RefreshFamilyTTL), end)
-		if err := t.newRefresh(ctx, out, e.Key().ID, grant.Session, grant, familyEnd); err != nil {
+		if err := t.newRefresh(ctx, out, e.Key().ID(), grant.Session, grant, familyEnd); err != nil {
 			return nil, err
 		}
 	}
 	// Debug, not info: issuance is a hot path, and the audit log records every call.
-	t.log.DebugContext(ctx, "access token issued", "key_id", e.Key().ID, "jti", out.TokenID, "refresh", req.IncludeRefresh)
+	t.log.DebugContext(ctx, "access token issued", "key_id", e.Key().ID(), "jti", out.TokenID, "refresh", req.IncludeRefresh)
 	return out, nil
 }
 
@@ -228,22 +228,22 @@ type grant struct {
 func (t *Tokens) grant(ctx context.Context, e *keys.Snapshot, audience, roles, perms []string) (grant, error) {
 	k := e.Key()
 	for _, a := range audience {
-		if len(k.AllowedAudiences) > 0 && !slices.Contains(k.AllowedAudiences, a) {
+		if len(k.AllowedAudiences()) > 0 && !slices.Contains(k.AllowedAudiences(), a) {
 			return grant{}, errs.PermissionDenied("the key may not get tokens for audience %q", a)
 		}
 	}
 	if len(audience) == 0 {
-		audience = k.AllowedAudiences
+		audience = k.AllowedAudiences()
 	}
 	for _, r := range roles {
-		if !slices.Contains(k.Roles, r) {
+		if !slices.Contains(k.Roles(), r) {
 			return grant{}, errs.PermissionDenied("the key does not hold role %q", r)
 		}
 	}
 	held := e.Permissions()
 	if len(roles) > 0 {
 		var err error
-		if held, err = t.keys.HeldPermissions(ctx, roles, k.Permissions); err != nil {
+		if held, err = t.keys.HeldPermissions(ctx, roles, k.Permissions()); err != nil {
 			return grant{}, err
 		}
 	}
@@ -268,7 +268,7 @@ func (t *Tokens) grant(ctx context.Context, e *keys.Snapshot, audience, roles, p
 		perms = e.Effective()
 	}
 	if len(roles) == 0 {
-		roles = k.Roles
+		roles = k.Roles()
 	}
 	return grant{Audience: slices.Clone(audience), Roles: slices.Clone(roles), Permissions: slices.Clone(perms)}, nil
 }
@@ -283,23 +283,23 @@ func (t *Tokens) sign(e *keys.Snapshot, g grant, ttl time.Duration, end time.Tim
 		return nil, errNoSigningKey
 	}
 	ttl = min(ttl, t.cfg.MaxTTL)
-	if k.MaxTokenTTL > 0 {
-		ttl = min(ttl, k.MaxTokenTTL)
+	if k.MaxTokenTTL() > 0 {
+		ttl = min(ttl, k.MaxTokenTTL())
 	}
 	now := t.now().UTC().Truncate(time.Second)
 	exp := now.Add(ttl)
-	if end = authz.Earliest(k.ExpireTime, end); !end.IsZero() && end.Before(exp) {
+	if end = authz.Earliest(k.ExpireTime(), end); !end.IsZero() && end.Before(exp) {
 		exp = end.Truncate(time.Second)
 	}
 	claims := accesstoken.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: t.cfg.Issuer, Subject: k.ID, Audience: g.Audience,
+			Issuer: t.cfg.Issuer, Subject: k.ID(), Audience: g.Audience,
 			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(exp), ID: strings.ToLower(rand.Text()),
 		},
-		Owner: k.Owner, Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs,
+		Owner: k.Owner(), Roles: g.Roles, Permissions: g.Permissions, CIDRs: k.AllowedCIDRs(),
 		// Always set, 0 included; e is immutable, so pointing into it is safe.
-		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: e.RightsSeq(), Environment: string(k.Environment),
+		SessionID: g.Session, IssuerChecks: issuerChecks(k), RightsSeq: e.RightsSeq(), Environment: string(k.Environment()),
 	}
 	t.stats.CountIssued(sk.Algorithm)
 	tok := jwt.NewWithClaims(sk.method, claims)
@@ -308,7 +308,7 @@ func (t *Tokens) sign(e *keys.Snapshot, g grant, ttl time.Duration, end time.Tim
 	if err != nil {
 		return nil, fmt.Errorf("signing an access token: %w", err)
 	}
-	return &Issued{KeyID: k.ID, AccessToken: signed, TokenID: claims.ID, ExpireTime: claims.ExpiresAt.Time}, nil
+	return &Issued{KeyID: k.ID(), AccessToken: signed, TokenID: claims.ID, ExpireTime: claims.ExpiresAt.Time}, nil
 }
 
 // newRefresh stores a refresh token of the family and adds it to out.

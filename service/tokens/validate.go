@@ -10,7 +10,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/accesstoken"
 	"github.com/keyward/keyward/service/authz"
 	"github.com/keyward/keyward/service/errs"
@@ -72,7 +71,7 @@ type TokenVerdict struct {
 	Permissions permission.Set
 	// Key and KeyPermissions are the token's key as loaded, on success (shared,
 	// read-only): what the token acts for.
-	Key            *repository.Key
+	Key            *keys.Key
 	KeyPermissions permission.Set
 	// Subject is the key the credential names, once that is known: for the audit
 	// log, not for the caller.
@@ -92,17 +91,17 @@ func (v TokenVerdict) EffectiveClaims() *accesstoken.Claims {
 		return v.Claims
 	}
 	c := v.Claims.Clone() // v.Claims is shared with the cache
-	c.Owner, c.Environment = v.Key.Owner, string(v.Key.Environment)
-	if end := v.Key.ExpireTime; !end.IsZero() && (c.ExpiresAt == nil || end.Before(c.ExpiresAt.Time)) {
+	c.Owner, c.Environment = v.Key.Owner(), string(v.Key.Environment())
+	if end := v.Key.ExpireTime(); !end.IsZero() && (c.ExpiresAt == nil || end.Before(c.ExpiresAt.Time)) {
 		c.ExpiresAt = jwt.NewNumericDate(end)
 	}
-	c.CIDRs = slices.Clone(narrowestNetworks(c.CIDRs, v.Key.AllowedCIDRs)) // may be the cached key's
+	c.CIDRs = slices.Clone(narrowestNetworks(c.CIDRs, v.Key.AllowedCIDRs())) // may be the cached key's
 	c.Permissions = keep(c.Permissions, func(p string) bool {
 		need, err := permission.Parse(p)
 		return err == nil && v.KeyPermissions.Allows(need)
 	})
-	c.Roles = keep(c.Roles, func(r string) bool { return slices.Contains(v.Key.Roles, r) })
-	if allowed := v.Key.AllowedAudiences; len(allowed) > 0 {
+	c.Roles = keep(c.Roles, func(r string) bool { return slices.Contains(v.Key.Roles(), r) })
+	if allowed := v.Key.AllowedAudiences(); len(allowed) > 0 {
 		c.Audience = keep(c.Audience, func(a string) bool { return slices.Contains(allowed, a) })
 	}
 	return c
@@ -206,11 +205,11 @@ func (t *Tokens) validate(ctx context.Context, token, audience, required string,
 	// The token must be one its key could have now: for the audience asked about,
 	// and no longer-lived than the key's tokens may now be.
 	if audience != "" && (!slices.Contains(claims.Audience, audience) ||
-		(len(e.Key().AllowedAudiences) > 0 && !slices.Contains(e.Key().AllowedAudiences, audience))) {
+		(len(e.Key().AllowedAudiences()) > 0 && !slices.Contains(e.Key().AllowedAudiences(), audience))) {
 		v.Reason = TokenWrongAudience
 		return v, nil
 	}
-	if m := e.Key().MaxTokenTTL; m > 0 && !vt.iat.IsZero() && vt.exp.Sub(vt.iat) > m {
+	if m := e.Key().MaxTokenTTL(); m > 0 && !vt.iat.IsZero() && vt.exp.Sub(vt.iat) > m {
 		v.Reason, v.Detail = TokenRevoked, "its lifetime is longer than its key's max_token_ttl now allows ("+m.String()+")"
 		return v, nil
 	}
@@ -304,18 +303,18 @@ func (t *Tokens) validateKey(ctx context.Context, secret, audience string, check
 	if kv.Key != nil {
 		k := kv.Key
 		v.Claims = &accesstoken.Claims{
-			RegisteredClaims: jwt.RegisteredClaims{Subject: k.ID, Audience: k.AllowedAudiences},
-			Owner:            k.Owner, Roles: k.Roles, Permissions: kv.Effective, CIDRs: k.AllowedCIDRs,
-			Environment: string(k.Environment),
+			RegisteredClaims: jwt.RegisteredClaims{Subject: k.ID(), Audience: k.AllowedAudiences()},
+			Owner:            k.Owner(), Roles: k.Roles(), Permissions: kv.Effective, CIDRs: k.AllowedCIDRs(),
+			Environment: string(k.Environment()),
 		}
-		if !k.ExpireTime.IsZero() {
-			v.Claims.ExpiresAt = jwt.NewNumericDate(k.ExpireTime)
+		if !k.ExpireTime().IsZero() {
+			v.Claims.ExpiresAt = jwt.NewNumericDate(k.ExpireTime())
 		}
 	}
 	switch kv.Reason {
 	case keys.ReasonOK:
 		v.Reason = TokenOK
-		if audience != "" && len(kv.Key.AllowedAudiences) > 0 && !slices.Contains(kv.Key.AllowedAudiences, audience) {
+		if audience != "" && len(kv.Key.AllowedAudiences()) > 0 && !slices.Contains(kv.Key.AllowedAudiences(), audience) {
 			v.Reason = TokenWrongAudience
 		}
 	case keys.ReasonRevoked:
