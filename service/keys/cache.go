@@ -6,10 +6,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/permission"
-	"golang.org/x/time/rate"
 )
 
 // Snapshot is an immutable view of a key with its effective permissions, as the

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/keyward/keyward/repository"
@@ -94,7 +95,7 @@ func profileName(k *repository.Key) string {
 	if n.flag(k.Quota != nil) {
 		n.num(k.Quota.Limit).str(k.Quota.Period)
 	}
-	n.num(uint64(k.MaxTokenTTL))
+	n.str(strconv.FormatInt(int64(k.MaxTokenTTL), 10))
 	return n.String()
 }
 
