@@ -56,3 +56,56 @@ func TestReviewCorruptSegmentDoesNotStopTrim(t *testing.T) {
 	assert.NoError(t, err, "a damaged segment fails every listing that reaches it")
 	assert.GreaterOrEqual(t, len(got), 10)
 }
+
+// ListAuditEvents selects segments (their seg and max_id) and then reads each by
+// its seg, outside any transaction: readSegmentInto says "a segment trimmed away
+// since it was selected has none". But seg is an INTEGER PRIMARY KEY without
+// AUTOINCREMENT: when the trim deletes the segment with the largest seg, the next
+// insert reuses that seg, so the listing reads a different segment under the
+// max_id it selected, and appends its newer events as if they were older
+// (sorted is decided from the stale max_id). The page is then out of order, and
+// paging on by its last id skips events.
+//
+// The interleaving (select; trim and insert; read) is played here step by step
+// with ListAuditEvents' own stages, as a concurrent listing would meet it.
+func TestReviewListingSurvivesSegmentReuse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	a := s.Audit().(*auditRepo)
+	base := time.Date(2126, 1, 2, 3, 4, 5, 0, time.UTC)
+	// Authenticated events 50..99 are written first; unauthenticated ones 0..49
+	// arrive late (they are older), in a segment with a larger seg.
+	require.NoError(t, a.InsertAuditEvents(ctx, reviewBatch(base, 50, 50)))
+	late := reviewBatch(base, 0, 50)
+	for _, e := range late {
+		e.Authenticated, e.CallerKeyID = false, ""
+	}
+	require.NoError(t, a.InsertAuditEvents(ctx, late))
+
+	// A listing (no filter, limit 120) selects its first page of segments.
+	l := auditListing{limit: 120}
+	metas, err := a.segmentsBelow(ctx, "SELECT seg, max_id FROM audit_segments WHERE max_id < ? ORDER BY max_id DESC LIMIT ?", "\xff", listSegmentsPage)
+	require.NoError(t, err)
+	require.Len(t, metas, 2)
+
+	// Meanwhile the writer trims the unauthenticated events away and writes new ones.
+	_, err = a.TrimAuditEvents(ctx, repository.AuditBounds{Authenticated: 1 << 40, Unauthenticated: 0})
+	require.NoError(t, err)
+	fresh := reviewBatch(base, 100, 10)
+	for _, e := range fresh {
+		e.Authenticated, e.CallerKeyID = false, ""
+	}
+	require.NoError(t, a.InsertAuditEvents(ctx, fresh))
+
+	// The listing reads the segments it selected.
+	for _, m := range metas {
+		require.NoError(t, a.readSegmentInto(ctx, &l, m))
+	}
+	for i := 1; i < len(l.out); i++ {
+		if l.out[i-1].ID <= l.out[i].ID {
+			t.Fatalf("the listing is out of order at %d: %s before %s (the seg of a trimmed segment was reused)", i, l.out[i-1].ID, l.out[i].ID)
+		}
+	}
+}
