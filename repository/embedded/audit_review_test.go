@@ -109,3 +109,23 @@ func TestReviewListingSurvivesSegmentReuse(t *testing.T) {
 		}
 	}
 }
+
+// A batch whose ids overlap a damaged segment (events of concurrent calls reach
+// the writer out of order, so the newest segment overlaps the next batch as a
+// rule) cannot be written at all: storedAuditIDs fails on the damaged blob. The
+// audit writer retries a failed batch for ever (service/audit), so from then on
+// no event is stored and every new one is dropped once the buffer is full.
+func TestReviewCorruptSegmentDoesNotBlockInserts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	base := time.Date(2126, 1, 2, 3, 4, 5, 0, time.UTC)
+	first := reviewBatch(base, 0, 20)
+	require.NoError(t, s.Audit().InsertAuditEvents(ctx, append(first[:5:5], first[10:]...)))
+	_, err := s.w.ExecContext(ctx, "UPDATE audit_segments SET data = x'01ffffffff'")
+	require.NoError(t, err)
+	// The late events 5..9, with new ones.
+	late := append(first[5:10:10], reviewBatch(base, 20, 5)...)
+	assert.NoError(t, s.Audit().InsertAuditEvents(ctx, late), "no batch overlapping a damaged segment can be written")
+}
