@@ -3,6 +3,10 @@ package keys_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"path/filepath"
 	"net/netip"
 	"strings"
 	"sync"
@@ -13,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service/keys"
 )
 
@@ -100,4 +105,26 @@ func TestReviewSharedProfileKeepsKeysApart(t *testing.T) {
 	got, err := ks.Get(ctx, b.ID)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"orders"}, got.Permissions)
+}
+
+// An entry's expiry is now kept as Unix nanoseconds (Snapshot.expires): a cache
+// TTL that takes now past 2262 (an operator's "never", --key-cache-ttl=2562047h,
+// now that the revocation stream invalidates entries) overflows it to the past,
+// and every verification reads the store. The time.Time it replaced did not.
+func TestReviewLongCacheTTLStillCaches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := embedded.Open(ctx, filepath.Join(t.TempDir(), "data"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(ctx) })
+	cs := &countingStore{Store: st, keys: &countingKeys{KeyRepository: st.Keys()}}
+	ks := keys.New(cs, keys.Config{CacheTTL: time.Duration(math.MaxInt64)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, secret, err := ks.Create(ctx, keys.KeyInput{Name: "n", Owner: "o", Environment: repository.EnvironmentLive})
+	require.NoError(t, err)
+	for range 10 {
+		v, err := ks.Verify(ctx, secret, keys.Check{})
+		require.NoError(t, err)
+		require.True(t, v.Valid())
+	}
+	assert.Equal(t, int64(1), cs.keys.gets.Load(), "every verification read the store")
 }
