@@ -101,4 +101,3 @@ func TestReviewAuditModelLargeBatches(t *testing.T) {
 		})
 	}
 }
-
