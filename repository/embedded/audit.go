@@ -124,7 +124,7 @@ func storedAuditIDs(ctx context.Context, tx *sql.Tx, lo, hi string) (map[string]
 		}
 		r, err := readSegment(data)
 		if err != nil {
-			return nil, err
+			continue // damaged: none of its events can be told apart (see readSegmentInto)
 		}
 		if out == nil {
 			out = map[string]struct{}{}
@@ -132,9 +132,6 @@ func storedAuditIDs(ctx context.Context, tx *sql.Tx, lo, hi string) (map[string]
 		var e segmentEvent
 		for r.next(&e) && compareID(e.id, floor) > 0 {
 			out[string(e.id)] = struct{}{}
-		}
-		if r.err != nil {
-			return nil, r.err
 		}
 	}
 	return out, rows.Err()
@@ -257,15 +254,18 @@ type auditListing struct {
 }
 
 // readSegmentInto adds the events of a segment that l selects. A segment trimmed
-// away since it was selected has none.
+// away since it was selected has none, whether its seg is free or taken again by a
+// newer one (its newest id tells). Of a damaged segment (a disk's fault) the events
+// before the damage are read and the rest skipped, so that one bad blob cannot
+// stop every listing reaching it; trims delete it in its turn.
 func (a *auditRepo) readSegmentInto(ctx context.Context, l *auditListing, m segmentMeta) error {
 	var (
-		floor string
-		kind  int
-		data  []byte
+		maxID, floor string
+		kind         int
+		data         []byte
 	)
-	err := a.s.getAuditSegment.QueryRowContext(ctx, m.seg).Scan(&floor, &kind, &data)
-	if errors.Is(err, sql.ErrNoRows) {
+	err := a.s.getAuditSegment.QueryRowContext(ctx, m.seg).Scan(&maxID, &floor, &kind, &data)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && maxID != m.maxID) {
 		return nil
 	}
 	if err != nil {
@@ -273,7 +273,7 @@ func (a *auditRepo) readSegmentInto(ctx context.Context, l *auditListing, m segm
 	}
 	r, err := readSegment(data)
 	if err != nil {
-		return err
+		return nil
 	}
 	var idx [segmentFields]uint64
 	for field, v := range l.want {
@@ -305,13 +305,10 @@ events:
 		}
 		ev, err := r.event(&e, kind == 1)
 		if err != nil {
-			return err
+			break
 		}
 		l.out = append(l.out, ev)
 		found++
-	}
-	if r.err != nil {
-		return r.err
 	}
 	if !sorted {
 		slices.SortFunc(l.out, func(x, y *repository.AuditEvent) int { return cmp.Compare(y.ID, x.ID) })
@@ -394,17 +391,19 @@ func (a *auditRepo) sum(ctx context.Context) error {
 
 // trimCursor walks the events of one segment that a trim reads, oldest first.
 type trimCursor struct {
-	seg    int64
-	maxID  string
-	terms  []string
-	events []trimmedEvent // oldest first
-	next   int            // events[next:] are not deleted
-	freed  int64
+	seg     int64
+	maxID   string
+	terms   []string
+	events  []trimmedEvent // oldest first
+	next    int            // events[next:] are not deleted
+	freed   int64
+	damaged bool // unreadable: its terms are not known
 }
 
 type trimmedEvent struct {
-	id   string
-	size int64
+	id    string
+	size  int64
+	count int64 // events it stands for: 1, or those of a damaged segment
 }
 
 // trimKind deletes the oldest events of one kind until need bytes are freed (or
@@ -413,7 +412,7 @@ type trimmedEvent struct {
 // once no unread segment can hold an older one. It returns the events deleted and
 // the bytes they took.
 func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, freed int64, err error) {
-	rows, err := tx.QueryContext(ctx, "SELECT seg, min_id, max_id, floor_id, data FROM audit_segments WHERE authenticated = ? ORDER BY min_id, seg", kind)
+	rows, err := tx.QueryContext(ctx, "SELECT seg, min_id, max_id, floor_id, events, size, data FROM audit_segments WHERE authenticated = ? ORDER BY min_id, seg", kind)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -426,31 +425,35 @@ func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, f
 			return rows.Err()
 		}
 		var (
-			c     trimCursor
-			floor string
-			data  sql.RawBytes
+			c            trimCursor
+			floor        string
+			events, size int64
+			data         sql.RawBytes
 		)
-		if err := rows.Scan(&c.seg, &pendingMin, &c.maxID, &floor, &data); err != nil {
+		if err := rows.Scan(&c.seg, &pendingMin, &c.maxID, &floor, &events, &size, &data); err != nil {
 			return err
 		}
+		pending = &c
 		r, err := readSegment(data)
+		if err == nil {
+			var e segmentEvent
+			for r.next(&e) && compareID(e.id, floor) > 0 {
+				c.events = append(c.events, trimmedEvent{id: string(e.id), size: e.size, count: 1})
+			}
+			err = r.err
+		}
 		if err != nil {
-			return err
+			// Damaged (a disk's fault): it goes whole, as the oldest of its ids,
+			// its terms by seg.
+			c.events, c.damaged = []trimmedEvent{{id: c.maxID, size: size, count: events}}, true
+			return nil
 		}
 		for f, d := range r.dicts[:segmentFields] {
 			for _, v := range d {
 				c.terms = append(c.terms, term(f, string(v)))
 			}
 		}
-		var e segmentEvent
-		for r.next(&e) && compareID(e.id, floor) > 0 {
-			c.events = append(c.events, trimmedEvent{id: string(e.id), size: e.size})
-		}
-		if r.err != nil {
-			return r.err
-		}
 		slices.Reverse(c.events)
-		pending = &c
 		return nil
 	}
 	var cut string
@@ -475,7 +478,7 @@ func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, f
 		oldest.next++
 		oldest.freed += e.size
 		freed += e.size
-		deleted++
+		deleted += e.count
 		cut = e.id
 	}
 	err = errors.Join(err, rows.Close())
@@ -499,6 +502,10 @@ func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, f
 // deleteSegment deletes a segment and its terms.
 func deleteSegment(ctx context.Context, tx *sql.Tx, c *trimCursor) error {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM audit_segments WHERE seg = ?", c.seg); err != nil {
+		return err
+	}
+	if c.damaged {
+		_, err := tx.ExecContext(ctx, "DELETE FROM audit_terms WHERE seg = ?", c.seg) // a scan: rare
 		return err
 	}
 	args := make([]any, 0, 1+min(len(c.terms), termsChunk))

@@ -18,7 +18,7 @@ import (
 // retried tails.
 func TestReviewAuditModelLargeBatches(t *testing.T) {
 	t.Parallel()
-	for seed := range uint64(3) {
+	for seed := range uint64(1) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()

@@ -132,7 +132,7 @@ func Open(ctx context.Context, dir string) (_ *Store, err error) {
 	if s.getRole, err = s.r.PrepareContext(ctx, "SELECT "+roleColumns+" FROM roles WHERE name = ?"); err != nil {
 		return nil, fmt.Errorf("opening %s: %w", dbPath, err)
 	}
-	if s.getAuditSegment, err = s.r.PrepareContext(ctx, "SELECT floor_id, authenticated, data FROM audit_segments WHERE seg = ?"); err != nil {
+	if s.getAuditSegment, err = s.r.PrepareContext(ctx, "SELECT max_id, floor_id, authenticated, data FROM audit_segments WHERE seg = ?"); err != nil {
 		return nil, fmt.Errorf("opening %s: %w", dbPath, err)
 	}
 

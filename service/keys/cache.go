@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -124,7 +125,13 @@ func (c *keyCache) shareProfile(k *repository.Key) *profile {
 }
 
 // expiry is when an entry filled at now stops being trusted (unix ns).
-func (c *keyCache) expiry(now time.Time) int64 { return now.Add(c.ttl).UnixNano() }
+func (c *keyCache) expiry(now time.Time) int64 {
+	n := now.UnixNano()
+	if c.ttl > time.Duration(math.MaxInt64-n) { // beyond what Unix nanoseconds hold: never
+		return math.MaxInt64
+	}
+	return n + int64(c.ttl)
+}
 
 // get returns the live entry for id, or nil.
 func (c *keyCache) get(id string, now time.Time) *Snapshot {
