@@ -49,9 +49,7 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 	if len(events) == 0 {
 		return nil
 	}
-	sorted := slices.Clone(events)
-	slices.SortStableFunc(sorted, func(x, y *repository.AuditEvent) int { return cmp.Compare(y.ID, x.ID) }) // newest first
-	sorted = slices.CompactFunc(sorted, func(x, y *repository.AuditEvent) bool { return x.ID == y.ID })
+	sorted := newestFirst(events)
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -106,8 +104,25 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 	return nil
 }
 
-// storedAuditIDs returns the ids stored in the segments whose ids overlap
-// [lo, hi]: usually none, or the last segment written when events of two batches
+// newestFirst returns the events by id, newest first, the first of a repeated id
+// only. Events mostly reach the writer in the order of their ids: then a reversed
+// copy.
+func newestFirst(events []*repository.AuditEvent) []*repository.AuditEvent {
+	out := slices.Clone(events)
+	ascending := true
+	for i := 1; i < len(out) && ascending; i++ {
+		ascending = out[i-1].ID < out[i].ID
+	}
+	if ascending {
+		slices.Reverse(out)
+		return out
+	}
+	slices.SortStableFunc(out, func(x, y *repository.AuditEvent) int { return cmp.Compare(y.ID, x.ID) })
+	return slices.CompactFunc(out, func(x, y *repository.AuditEvent) bool { return x.ID == y.ID })
+}
+
+// storedAuditIDs returns the ids in [lo, hi] stored in the segments whose ids
+// overlap it: usually none, or the last segment written when events of two batches
 // interleave, or the batch itself when it is retried.
 func storedAuditIDs(ctx context.Context, tx *sql.Tx, lo, hi string) (map[string]struct{}, error) {
 	rows, err := tx.QueryContext(ctx, "SELECT floor_id, data FROM audit_segments WHERE max_id >= ? AND min_id <= ?", lo, hi)
@@ -130,8 +145,10 @@ func storedAuditIDs(ctx context.Context, tx *sql.Tx, lo, hi string) (map[string]
 			out = map[string]struct{}{}
 		}
 		var e segmentEvent
-		for r.next(&e) && compareID(e.id, floor) > 0 {
-			out[string(e.id)] = struct{}{}
+		for r.next(&e) && compareID(e.id, floor) > 0 && compareID(e.id, lo) >= 0 {
+			if compareID(e.id, hi) <= 0 {
+				out[string(e.id)] = struct{}{}
+			}
 		}
 	}
 	return out, rows.Err()
