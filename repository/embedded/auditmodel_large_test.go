@@ -16,7 +16,7 @@ import (
 // The model test of audit_test.go with batches larger than a segment (split
 // within one insert), ids interleaving over seconds across batches, and long
 // retried tails.
-func TestReviewAuditModelLargeBatches(t *testing.T) {
+func TestAuditMatchesAModelWithBatchesBeyondASegment(t *testing.T) {
 	t.Parallel()
 	for seed := range uint64(1) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 	"github.com/keyward/keyward/repository"
 )
 
-// reviewBatch returns n authenticated events of one batch, ids from first on.
-func reviewBatch(base time.Time, first, n int) []*repository.AuditEvent {
+// segmentTestBatch returns n authenticated events of one batch, ids from first on.
+func segmentTestBatch(base time.Time, first, n int) []*repository.AuditEvent {
 	out := make([]*repository.AuditEvent, n)
 	for i := range out {
 		at := base.Add(time.Duration(first+i) * time.Millisecond)
@@ -23,21 +23,18 @@ func reviewBatch(base time.Time, first, n int) []*repository.AuditEvent {
 	return out
 }
 
-// One damaged segment (a bit flipped on disk, a bad sector) must not take the
-// whole audit log down. The row store it replaced read every row on its own (a
-// document that could not be read left its fields empty, and the migration keeps
-// that promise), so a bad row cost that row. With segments, a damaged blob of
-// up to 2048 events makes every trim fail, for ever: the log is no longer bounded
-// and grows until the disk is full; and every listing that reaches it fails, so
-// the events around it cannot be read either.
-func TestReviewCorruptSegmentDoesNotStopTrim(t *testing.T) {
+// One damaged segment (a bit flipped on disk, a bad sector) does not take the
+// whole audit log down, as one bad row of the row store cost that row only:
+// trims go on (else the log would grow until the disk is full), and listings
+// reaching it still return the events around it.
+func TestDamagedSegmentDoesNotStopTrimsOrListings(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
 	defer s.Close(ctx)
 	base := time.Date(2126, 1, 2, 3, 4, 5, 0, time.UTC)
 	for b := range 3 {
-		require.NoError(t, s.Audit().InsertAuditEvents(ctx, reviewBatch(base, b*10, 10)))
+		require.NoError(t, s.Audit().InsertAuditEvents(ctx, segmentTestBatch(base, b*10, 10)))
 	}
 	// Damage the oldest segment.
 	var seg int64
@@ -47,7 +44,7 @@ func TestReviewCorruptSegmentDoesNotStopTrim(t *testing.T) {
 
 	// The log is over its bound: the trim must still work (dropping the
 	// unreadable segment, or at least the readable ones).
-	one := sizeOf(reviewBatch(base, 0, 1)[0])
+	one := sizeOf(segmentTestBatch(base, 0, 1)[0])
 	_, err = s.Audit().TrimAuditEvents(ctx, repository.AuditBounds{Authenticated: 10 * one, Unauthenticated: 1 << 40})
 	assert.NoError(t, err, "a damaged segment stops every trim: the audit log grows without bound")
 
@@ -58,17 +55,14 @@ func TestReviewCorruptSegmentDoesNotStopTrim(t *testing.T) {
 }
 
 // ListAuditEvents selects segments (their seg and max_id) and then reads each by
-// its seg, outside any transaction: readSegmentInto says "a segment trimmed away
-// since it was selected has none". But seg is an INTEGER PRIMARY KEY without
-// AUTOINCREMENT: when the trim deletes the segment with the largest seg, the next
-// insert reuses that seg, so the listing reads a different segment under the
-// max_id it selected, and appends its newer events as if they were older
-// (sorted is decided from the stale max_id). The page is then out of order, and
-// paging on by its last id skips events.
+// its seg, outside any transaction. When a trim deletes the segment with the
+// largest seg between the two, the next insert takes that seg again: the listing
+// must not read the newer segment under the max_id it selected (its page would be
+// out of order, and paging on by its last id would skip events).
 //
 // The interleaving (select; trim and insert; read) is played here step by step
 // with ListAuditEvents' own stages, as a concurrent listing would meet it.
-func TestReviewListingSurvivesSegmentReuse(t *testing.T) {
+func TestListingSkipsASegmentWhoseSegWasTakenAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
@@ -77,8 +71,8 @@ func TestReviewListingSurvivesSegmentReuse(t *testing.T) {
 	base := time.Date(2126, 1, 2, 3, 4, 5, 0, time.UTC)
 	// Authenticated events 50..99 are written first; unauthenticated ones 0..49
 	// arrive late (they are older), in a segment with a larger seg.
-	require.NoError(t, a.InsertAuditEvents(ctx, reviewBatch(base, 50, 50)))
-	late := reviewBatch(base, 0, 50)
+	require.NoError(t, a.InsertAuditEvents(ctx, segmentTestBatch(base, 50, 50)))
+	late := segmentTestBatch(base, 0, 50)
 	for _, e := range late {
 		e.Authenticated, e.CallerKeyID = false, ""
 	}
@@ -93,7 +87,7 @@ func TestReviewListingSurvivesSegmentReuse(t *testing.T) {
 	// Meanwhile the writer trims the unauthenticated events away and writes new ones.
 	_, err = a.TrimAuditEvents(ctx, repository.AuditBounds{Authenticated: 1 << 40, Unauthenticated: 0})
 	require.NoError(t, err)
-	fresh := reviewBatch(base, 100, 10)
+	fresh := segmentTestBatch(base, 100, 10)
 	for _, e := range fresh {
 		e.Authenticated, e.CallerKeyID = false, ""
 	}
@@ -112,20 +106,19 @@ func TestReviewListingSurvivesSegmentReuse(t *testing.T) {
 
 // A batch whose ids overlap a damaged segment (events of concurrent calls reach
 // the writer out of order, so the newest segment overlaps the next batch as a
-// rule) cannot be written at all: storedAuditIDs fails on the damaged blob. The
-// audit writer retries a failed batch for ever (service/audit), so from then on
-// no event is stored and every new one is dropped once the buffer is full.
-func TestReviewCorruptSegmentDoesNotBlockInserts(t *testing.T) {
+// rule) is written: the audit writer retries a failed batch for ever
+// (service/audit), so a failing one would stop every later event.
+func TestDamagedSegmentDoesNotBlockInserts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
 	defer s.Close(ctx)
 	base := time.Date(2126, 1, 2, 3, 4, 5, 0, time.UTC)
-	first := reviewBatch(base, 0, 20)
+	first := segmentTestBatch(base, 0, 20)
 	require.NoError(t, s.Audit().InsertAuditEvents(ctx, append(first[:5:5], first[10:]...)))
 	_, err := s.w.ExecContext(ctx, "UPDATE audit_segments SET data = x'01ffffffff'")
 	require.NoError(t, err)
 	// The late events 5..9, with new ones.
-	late := append(first[5:10:10], reviewBatch(base, 20, 5)...)
+	late := append(first[5:10:10], segmentTestBatch(base, 20, 5)...)
 	assert.NoError(t, s.Audit().InsertAuditEvents(ctx, late), "no batch overlapping a damaged segment can be written")
 }

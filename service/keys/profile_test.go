@@ -24,7 +24,7 @@ import (
 // Keys holding equal profiles share one (and its parsed policy), but each keeps
 // its own rate-limit bucket, its own state and its own restrictions through
 // updates, revocations and rotations made while both are verified at once.
-func TestReviewSharedProfileKeepsKeysApart(t *testing.T) {
+func TestSharedProfileKeepsKeysApart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ks, _ := newKeys(t)
@@ -107,11 +107,10 @@ func TestReviewSharedProfileKeepsKeysApart(t *testing.T) {
 	assert.Equal(t, []string{"orders"}, got.Permissions)
 }
 
-// An entry's expiry is now kept as Unix nanoseconds (Snapshot.expires): a cache
-// TTL that takes now past 2262 (an operator's "never", --key-cache-ttl=2562047h,
-// now that the revocation stream invalidates entries) overflows it to the past,
-// and every verification reads the store. The time.Time it replaced did not.
-func TestReviewLongCacheTTLStillCaches(t *testing.T) {
+// An entry's expiry is kept as Unix nanoseconds (Snapshot.expires): a cache TTL
+// that takes now past 2262 (an operator's "never", --key-cache-ttl=2562047h, now
+// that the revocation stream invalidates entries) still caches, as never expiring.
+func TestCacheTTLBeyondTheTimeRangeMeansNever(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st, err := embedded.Open(ctx, filepath.Join(t.TempDir(), "data"))

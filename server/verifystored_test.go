@@ -19,7 +19,7 @@ import (
 // profile it shares) is the key GetKey reads from the store, for two keys holding
 // one profile, before and after one of them is rotated (its old secret in its
 // grace period) and the other updated.
-func TestReviewVerifiedKeyIsTheStoredKey(t *testing.T) {
+func TestVerifiedKeyIsTheStoredKey(t *testing.T) {
 	t.Parallel()
 	kw := servertest.Start(t)
 	c := keywardv1.NewKeyServiceClient(kw.Conn)
