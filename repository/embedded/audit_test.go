@@ -88,13 +88,28 @@ func sizeOf(e *repository.AuditEvent) int64 {
 // model after each step.
 func TestAuditMatchesAModel(t *testing.T) {
 	t.Parallel()
-	for seed := range uint64(4) {
+	checkAgainstModel(t, modelRun{seeds: 4, stream: 17, jitterMS: 20, steps: 60, maxBatch: 300, maxTail: 50})
+}
+
+// modelRun sizes a run of checkAgainstModel.
+type modelRun struct {
+	seeds, stream uint64
+	jitterMS      int // how far an event's time strays from its place in the stream
+	steps         int
+	maxBatch      int // events of a new batch, at most
+	maxTail       int // new events after a retried batch, at most
+}
+
+// checkAgainstModel runs random steps against a store and the model, checking
+// every listing and the sizes tracked after each.
+func checkAgainstModel(t *testing.T, run modelRun) {
+	for seed := range run.seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			s := open(t)
 			defer s.Close(ctx)
-			rng := rand.New(rand.NewPCG(seed, 17))
+			rng := rand.New(rand.NewPCG(seed, run.stream))
 			base := time.Date(2126, 1, 2, 3, 4, 5, 0, time.UTC)
 			pick := func(vs ...string) string { return vs[rng.IntN(len(vs))] }
 			model := auditModel{}
@@ -102,7 +117,7 @@ func TestAuditMatchesAModel(t *testing.T) {
 			n := 0
 			event := func() *repository.AuditEvent {
 				n++
-				at := base.Add(time.Duration(n+rng.IntN(40)-20) * time.Millisecond) // ids interleave across batches
+				at := base.Add(time.Duration(n+rng.IntN(2*run.jitterMS)-run.jitterMS) * time.Millisecond) // ids interleave across batches
 				e := &repository.AuditEvent{
 					ID: fmt.Sprintf("%016x%08x", at.UnixNano(), n), Time: at, RequestID: fmt.Sprint("req-", n),
 					Method: pick("/m/Verify", "/m/Create", "/m/Revoke"), CallerKeyID: pick("", "key-a", "key-b", "key-c"),
@@ -115,10 +130,10 @@ func TestAuditMatchesAModel(t *testing.T) {
 				}
 				return e
 			}
-			for step := range 60 {
+			for step := range run.steps {
 				switch op := rng.IntN(10); {
 				case op < 5 || len(sent) == 0: // a new batch, now and then with a repeated id
-					batch := make([]*repository.AuditEvent, 1+rng.IntN(300))
+					batch := make([]*repository.AuditEvent, 1+rng.IntN(run.maxBatch))
 					for i := range batch {
 						batch[i] = event()
 					}
@@ -133,7 +148,7 @@ func TestAuditMatchesAModel(t *testing.T) {
 				case op < 6: // a batch retried, or the end of one with new events
 					old := sent[rng.IntN(len(sent))]
 					batch := slices.Clone(old[rng.IntN(len(old)):])
-					for range rng.IntN(50) {
+					for range rng.IntN(run.maxTail) {
 						batch = append(batch, event())
 					}
 					require.NoError(t, s.Audit().InsertAuditEvents(ctx, batch))

@@ -83,7 +83,6 @@ func convertAuditEvents(ctx context.Context, tx *sql.Tx) error {
 					rows.Close()
 					return fmt.Errorf("reading audit events: %w", err)
 				}
-				e.Authenticated = kind == 1
 				b.add(e)
 				before = e.ID
 			}
