@@ -20,6 +20,8 @@
 // GeoIP database, and runs no background job. The program (internal/app) does,
 // and hands the results to New.
 //
-// The gateway calls the gRPC server over a loopback connection, so REST calls pass
-// through exactly the same interceptors as gRPC calls.
+// The gateway calls the services in process (inproc.go): a unary call runs the
+// same interceptor chain as a gRPC call, on the HTTP request's goroutine, and its
+// answer is encoded by internal/pbjson, protojson's output at a fraction of its
+// cost.
 package server

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward"
 	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
+	"github.com/keyward/keyward/internal/pbjson"
 	"github.com/keyward/keyward/server/admin"
 )
 
@@ -65,7 +66,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, maxBody int6
 		}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: wholeJSON{&runtime.JSONPb{
-				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+				MarshalOptions:   pbjson.Options,
 				UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 			}},
 		}),

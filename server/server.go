@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
-	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -195,13 +194,10 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	}
 	// The gateway calls the services in process (inprocConn), through the same
 	// interceptors as a gRPC call, with no transport between.
-	inproc := new(inprocgrpc.Channel).WithServerUnaryInterceptor(ics.unaryChain()).WithServerStreamInterceptor(ics.streamChain())
-	if opts.Tracing {
-		inproc = inproc.WithServerStatsHandler(otelgrpc.NewServerHandler())
-	}
+	inproc := newInprocConn(ics.unaryChain(), ics.streamChain())
 	register(inproc, false)
 	s.notReady.Store("starting")
-	handler, err := newGateway(ctx, inprocConn{inproc}, opts.MaxRequestBytes, ips, aud, s.notReadyReason)
+	handler, err := newGateway(ctx, inproc, opts.MaxRequestBytes, ips, aud, s.notReadyReason)
 	if err != nil {
 		return nil, err
 	}
