@@ -19,12 +19,6 @@ import (
 	"github.com/keyward/keyward/service/audit"
 )
 
-// Metadata the gateway adds for the audit log (trusted only with the gateway secret).
-const (
-	gatewayHTTPMethodHeader = "x-keyward-http-method"
-	gatewayHTTPRouteHeader  = "x-keyward-http-route"
-)
-
 // auditor is the interceptor that records one audit event per call, gRPC and REST
 // alike, allowed or denied. Recording never blocks the call: events are queued for
 // the batch writer.
@@ -74,9 +68,9 @@ func (a *auditor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 // start (the wall clock, for its latency).
 func (a *auditor) record(ctx context.Context, method string, req any, at, start time.Time, err error) {
 	md := incoming(ctx)
-	viaGateway := a.ips.viaGateway(md)
+	gw := gatewayCallFrom(ctx)
 	get := func(name string) string {
-		if viaGateway {
+		if gw != nil {
 			if v := md.Get(runtime.MetadataPrefix + name); len(v) > 0 {
 				return v[0]
 			}
@@ -112,21 +106,17 @@ func (a *auditor) record(ctx context.Context, method string, req any, at, start 
 	if ip := a.ips.of(ctx); ip.IsValid() {
 		e.ClientIP = ip.String()
 	}
-	if viaGateway {
-		if v := md.Get(gatewayHTTPMethodHeader); len(v) == 1 {
-			e.HTTPMethod = v[0]
-		}
-		if v := md.Get(gatewayHTTPRouteHeader); len(v) == 1 {
-			e.HTTPRoute = v[0]
-		}
+	if gw != nil {
+		e.HTTPMethod, e.HTTPRoute = gw.method, gw.route
 		e.HTTPStatus = int32(runtime.HTTPStatusFromCode(st.Code())) //nolint:gosec // HTTP status codes have three digits
 	}
 	switch st.Code() {
 	case codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.InvalidArgument, codes.FailedPrecondition:
 		e.DenialReason = a.audit.Sanitize(st.Message())
 	}
-	if viaGateway && handOver(md, e) {
-		return // the REST side records it, with the HTTP status it wrote
+	if gw != nil {
+		gw.handOver(e) // the REST side records it, with the HTTP status it wrote
+		return
 	}
 	a.audit.Record(e)
 }

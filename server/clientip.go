@@ -2,15 +2,11 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
 	"github.com/keyward/keyward/service/authz"
@@ -23,39 +19,19 @@ import (
 // that peer is one of the trusted proxies (--trusted-proxies) are X-Forwarded-For
 // (walked from the right, skipping trusted hops) and then X-Real-IP believed; a
 // spoofed header from anyone else changes nothing. The in-process REST gateway
-// resolves the HTTP side and hands the result to the gRPC server together with a
-// random per-process secret, so that no client can pose as the gateway.
-const (
-	gatewaySecretHeader = "x-keyward-gateway" //nolint:gosec // a header name, not a credential
-	gatewayClientHeader = "x-keyward-client-ip"
-)
+// resolves the HTTP side and hands the result to the services in the call's
+// context (gatewayCall), which no client can set.
 
 // assertClientIP is the permission a caller needs to name the end client's address
 // itself (VerifyKey and ValidateToken's client_ip).
 var assertClientIP = permission.MustParse("keyward.client-ip:assert")
 
 type clientIPs struct {
-	secret  string
 	trusted []netip.Prefix
 }
 
 func newClientIPs(trusted []netip.Prefix) *clientIPs {
-	return &clientIPs{secret: rand.Text(), trusted: trusted}
-}
-
-// annotate is the gateway's metadata hook: it passes the resolved HTTP client address.
-func (c *clientIPs) annotate(ctx context.Context, r *http.Request) metadata.MD {
-	md := metadata.Pairs(gatewaySecretHeader, c.secret, gatewayHTTPMethodHeader, r.Method)
-	if ip := c.resolveHTTP(r); ip.IsValid() {
-		md.Set(gatewayClientHeader, ip.String())
-	}
-	if route, ok := runtime.HTTPPathPattern(ctx); ok {
-		md.Set(gatewayHTTPRouteHeader, route)
-	}
-	if id, ok := restCallMetadata(ctx); ok {
-		md.Set(gatewayRESTCallHeader, id)
-	}
-	return md
+	return &clientIPs{trusted: trusted}
 }
 
 // resolveHTTP is the client address of an HTTP request, after the proxy rules.
@@ -71,23 +47,12 @@ func (c *clientIPs) resolveHTTP(r *http.Request) netip.Addr {
 	return c.resolve(remote.Unmap(), r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Real-Ip"))
 }
 
-// viaGateway reports whether a call came through this process's REST gateway.
-func (c *clientIPs) viaGateway(md metadata.MD) bool {
-	s := md.Get(gatewaySecretHeader)
-	return len(s) == 1 && subtle.ConstantTimeCompare([]byte(s[0]), []byte(c.secret)) == 1
-}
-
 // of returns the address of the client behind a call; invalid when unknown.
 func (c *clientIPs) of(ctx context.Context) netip.Addr {
-	md := incoming(ctx)
-	if c.viaGateway(md) {
-		if ip := md.Get(gatewayClientHeader); len(ip) == 1 {
-			if a, err := netip.ParseAddr(ip[0]); err == nil {
-				return a
-			}
-		}
-		return netip.Addr{}
+	if call := gatewayCallFrom(ctx); call != nil {
+		return call.clientIP
 	}
+	md := incoming(ctx)
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return netip.Addr{}

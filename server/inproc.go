@@ -20,7 +20,8 @@ import (
 // a function call on the caller's goroutine: the method's handler runs through
 // the unary interceptor chain, as on the gRPC server, and sees a context that
 // holds none of the caller's values, only the call's metadata (as incoming), an
-// in-process peer and the call's deadline and cancellation. Streams go through
+// in-process peer, the call's deadline and cancellation and the gateway's facts
+// of the HTTP request (gatewayCall). Streams go through
 // an in-process channel (a goroutine of its own, messages copied), through the
 // stream chain.
 //
@@ -117,11 +118,16 @@ func (c *inprocConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, metho
 	return statusOnRecv{cs}, nil
 }
 
-// noValues passes on a context's deadline and cancellation but none of its
-// values: the handlers see nothing the HTTP side put there.
+// noValues passes on a context's deadline and cancellation and, of its values,
+// only the gateway call: the handlers see nothing else the HTTP side put there.
 type noValues struct{ context.Context }
 
-func (noValues) Value(any) any { return nil }
+func (n noValues) Value(key any) any {
+	if _, ok := key.(gatewayCallKey); ok {
+		return n.Context.Value(key)
+	}
+	return nil
+}
 
 // inprocStream is a unary call's server transport stream: it keeps the headers
 // and trailers the handler sets, which the gateway asks for by call options.

@@ -103,7 +103,7 @@ func splitMethod(full string) (string, string) {
 func (m *metrics) observe(ctx context.Context, full string, start time.Time, err error) {
 	svc, method := splitMethod(full)
 	transport := "grpc"
-	if m.ips.viaGateway(incoming(ctx)) {
+	if gatewayCallFrom(ctx) != nil {
 		transport = "rest"
 	}
 	m.requests.WithLabelValues(svc, method, codeName(status.Code(err)), transport).Inc()

@@ -174,6 +174,19 @@ func TestIPAnchoring(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, g.GetValid())
 	})
+	t.Run("a client posing as the REST gateway changes nothing", func(t *testing.T) {
+		md := metadata.Pairs("authorization", "Bearer "+resourceServer, "x-keyward-gateway", "guess", "x-keyward-client-ip", "10.20.0.1",
+			"grpcgateway-x-forwarded-for", "10.20.0.1")
+		g, err := ks.VerifyKey(metadata.NewOutgoingContext(context.Background(), md), &keywardv1.VerifyKeyRequest{Secret: v4})
+		require.NoError(t, err)
+		assert.False(t, g.GetValid())
+		assert.Equal(t, "127.0.0.1", g.GetClientIp())
+		v, _, _ := verifyREST(t, kw, resourceServer, map[string]any{"secret": v4},
+			map[string]string{"X-Keyward-Client-Ip": "10.20.0.1", "Grpc-Metadata-X-Keyward-Client-Ip": "10.20.0.1"})
+		require.NotNil(t, v)
+		assert.False(t, v.GetValid())
+		assert.Equal(t, "127.0.0.1", v.GetClientIp())
+	})
 	t.Run("a key bound to networks cannot call the API from outside them", func(t *testing.T) {
 		_, err := ks.ListKeys(servertest.Auth(context.Background(), v4), &keywardv1.ListKeysRequest{})
 		assert.Equal(t, codes.Unauthenticated, status.Code(err))

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/fullstorydev/grpchan/inprocgrpc"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
@@ -18,41 +21,54 @@ import (
 // status actually written and so that requests the gateway rejects before they reach
 // the API (malformed JSON, unknown routes, oversized bodies) are recorded too. The
 // gRPC audit interceptor hands the event of a gateway call to its HTTP request
-// through restCalls instead of recording it itself.
-const gatewayRESTCallHeader = "x-keyward-rest-call"
+// (gatewayCall.handOver) instead of recording it itself.
 
-type restCall struct {
+// gatewayCall is what the REST side knows of a call it makes to the services in
+// process: the client's address after the proxy rules, the HTTP method and
+// route, and the audit event the call hands back. It travels as a value of the
+// call's context, which no network client can set: a call without it is a gRPC
+// call, whatever its metadata says.
+type gatewayCall struct {
+	clientIP netip.Addr
+	method   string
+	route    string // set once the gateway has routed the request (gatewayRoute)
+
 	mu    sync.Mutex
 	event *repository.AuditEvent
 }
 
-type restCallKey struct{}
+type gatewayCallKey struct{}
 
-// restCalls maps the id of each REST request in flight to its pending audit event.
-var restCalls sync.Map
-
-// restCallMetadata is added to the gateway's metadata for the request.
-func restCallMetadata(ctx context.Context) (string, bool) {
-	id, ok := ctx.Value(restCallKey{}).(string)
-	return id, ok
+// gatewayCallFrom is the gateway call a context belongs to; nil for a call that
+// did not come through this process's REST gateway. A stream's handler sees its
+// caller's context through the in-process channel.
+func gatewayCallFrom(ctx context.Context) *gatewayCall {
+	if c, ok := ctx.Value(gatewayCallKey{}).(*gatewayCall); ok {
+		return c
+	}
+	if caller := inprocgrpc.ClientContext(ctx); caller != nil {
+		c, _ := caller.Value(gatewayCallKey{}).(*gatewayCall)
+		return c
+	}
+	return nil
 }
 
-// handOver gives the event of a gateway call to its HTTP request; false when the
-// call has no REST request waiting for it.
-func handOver(md metadata.MD, e *repository.AuditEvent) bool {
-	ids := md.Get(gatewayRESTCallHeader)
-	if len(ids) != 1 {
-		return false
+// gatewayRoute is the gateway's metadata hook: it adds nothing to the metadata,
+// but notes the route the request matched.
+func gatewayRoute(ctx context.Context, r *http.Request) metadata.MD {
+	if c := gatewayCallFrom(r.Context()); c != nil {
+		if route, ok := runtime.HTTPPathPattern(ctx); ok {
+			c.route = route
+		}
 	}
-	v, ok := restCalls.Load(ids[0])
-	if !ok {
-		return false
-	}
-	c := v.(*restCall)
+	return nil
+}
+
+// handOver gives the event of a gateway call to its HTTP request, which records it.
+func (c *gatewayCall) handOver(e *repository.AuditEvent) {
 	c.mu.Lock()
 	c.event = e
 	c.mu.Unlock()
-	return true
 }
 
 // statusRecorder is the writer of every REST call's answer: it keeps the status for
@@ -110,12 +126,9 @@ func (a *auditor) auditREST(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at, start := a.now(), time.Now()
 		reqID := restRequestID(w, r)
-		callID := rand.Text()
-		c := &restCall{}
-		restCalls.Store(callID, c)
-		defer restCalls.Delete(callID)
+		c := &gatewayCall{clientIP: a.ips.resolveHTTP(r), method: r.Method}
 		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), restCallKey{}, callID)))
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), gatewayCallKey{}, c)))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
@@ -124,7 +137,7 @@ func (a *auditor) auditREST(next http.Handler) http.Handler {
 		c.mu.Unlock()
 		if e == nil {
 			// The gateway answered without calling the API.
-			e = a.httpEvent(r, reqID, at, start, rec.status)
+			e = a.httpEvent(r, c.clientIP, reqID, at, start, rec.status)
 			e.DenialReason = "rejected by the REST gateway before reaching the API: " + strings.ToLower(http.StatusText(rec.status))
 		}
 		e.HTTPStatus = int32(rec.status) //nolint:gosec // HTTP status codes have three digits
@@ -143,7 +156,7 @@ func (a *auditor) auditProbe(next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		a.audit.Record(a.httpEvent(r, reqID, at, start, rec.status))
+		a.audit.Record(a.httpEvent(r, a.ips.resolveHTTP(r), reqID, at, start, rec.status))
 	})
 }
 
@@ -161,7 +174,7 @@ func restRequestID(w http.ResponseWriter, r *http.Request) string {
 
 // httpEvent is the audit event of an HTTP request answered with status without a
 // call of the API.
-func (a *auditor) httpEvent(r *http.Request, reqID string, at, start time.Time, status int) *repository.AuditEvent {
+func (a *auditor) httpEvent(r *http.Request, ip netip.Addr, reqID string, at, start time.Time, status int) *repository.AuditEvent {
 	e := &repository.AuditEvent{
 		Time:       at.UTC(),
 		RequestID:  reqID,
@@ -173,7 +186,7 @@ func (a *auditor) httpEvent(r *http.Request, reqID string, at, start time.Time, 
 		HTTPStatus: int32(status), //nolint:gosec // HTTP status codes have three digits
 		Latency:    time.Since(start),
 	}
-	if ip := a.ips.resolveHTTP(r); ip.IsValid() {
+	if ip.IsValid() {
 		e.ClientIP = ip.String()
 	}
 	return e

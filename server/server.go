@@ -197,7 +197,7 @@ func New(ctx context.Context, deps Deps, opts Options, lis Listeners) (_ *Server
 	inproc := newInprocConn(ics.unaryChain(), ics.streamChain())
 	register(inproc, false)
 	s.notReady.Store("starting")
-	handler, err := newGateway(ctx, inproc, opts.MaxRequestBytes, ips, aud, s.notReadyReason)
+	handler, err := newGateway(ctx, inproc, opts.MaxRequestBytes, aud, s.notReadyReason)
 	if err != nil {
 		return nil, err
 	}

@@ -65,9 +65,11 @@ func delegate(b []byte, m proto.Message) ([]byte, error) {
 type plan struct {
 	// delegate: protojson encodes this type (see the package comment).
 	delegate bool
-	// wkt is set for the well-known types encoded here.
-	wkt    wellKnown
-	fields []field
+	// wkt is set for the well-known types encoded here, whose seconds and
+	// nanos fields are these.
+	wkt            wellKnown
+	seconds, nanos protoreflect.FieldDescriptor
+	fields         []field
 }
 
 type wellKnown uint8
@@ -85,6 +87,7 @@ type field struct {
 	// skipUnset: an unset field of a oneof (a proto3 optional field too) is left
 	// out; an unset field with presence is null; any other is its default.
 	skipUnset, nullUnset bool
+	list, isMap          bool
 	// enum lists an enum field's (or map value's) value names by number.
 	enum map[protoreflect.EnumNumber]string
 	// value is the field itself, or a map's value field.
@@ -107,9 +110,9 @@ func planOf(md protoreflect.MessageDescriptor) *plan {
 func newPlan(md protoreflect.MessageDescriptor) *plan {
 	switch md.FullName() {
 	case "google.protobuf.Timestamp":
-		return &plan{wkt: timestampType}
+		return &plan{wkt: timestampType, seconds: md.Fields().ByNumber(1), nanos: md.Fields().ByNumber(2)}
 	case "google.protobuf.Duration":
-		return &plan{wkt: durationType}
+		return &plan{wkt: durationType, seconds: md.Fields().ByNumber(1), nanos: md.Fields().ByNumber(2)}
 	}
 	if md.ParentFile() != nil && md.ParentFile().Package() == "google.protobuf" {
 		return &plan{delegate: true} // the other well-known types have JSON forms of their own
@@ -128,6 +131,7 @@ func newPlan(md protoreflect.MessageDescriptor) *plan {
 		if !isPlainName(fd.TextName()) {
 			return &plan{delegate: true}
 		}
+		f.list, f.isMap = fd.IsList(), fd.IsMap()
 		f.skipUnset = fd.ContainingOneof() != nil
 		f.nullUnset = !f.skipUnset && fd.HasPresence()
 		if fd.IsMap() {
@@ -194,15 +198,15 @@ func appendMessage(b []byte, m protoreflect.Message) ([]byte, bool) {
 		out, err := delegate(b, m.Interface())
 		return out, err == nil
 	case p.wkt == timestampType:
-		return appendTimestamp(b, m)
+		return appendTimestamp(b, m.Get(p.seconds).Int(), m.Get(p.nanos).Int())
 	case p.wkt == durationType:
-		return appendDuration(b, m)
+		return appendDuration(b, m.Get(p.seconds).Int(), m.Get(p.nanos).Int())
 	}
 	b = append(b, '{')
 	first := true
 	for i := range p.fields {
 		f := &p.fields[i]
-		set := f.fd.IsList() || f.fd.IsMap() || m.Has(f.fd)
+		set := m.Has(f.fd) // for a list or map: not empty
 		if !set && f.skipUnset {
 			continue
 		}
@@ -213,11 +217,15 @@ func appendMessage(b []byte, m protoreflect.Message) ([]byte, bool) {
 		b = append(b, f.name...)
 		var ok bool
 		switch {
+		case !set && f.list:
+			b, ok = append(b, "[]"...), true
+		case !set && f.isMap:
+			b, ok = append(b, "{}"...), true
 		case !set && f.nullUnset:
 			b, ok = append(b, "null"...), true
-		case f.fd.IsList():
+		case f.list:
 			b, ok = appendList(b, m.Get(f.fd).List(), f)
-		case f.fd.IsMap():
+		case f.isMap:
 			b, ok = appendMap(b, m.Get(f.fd).Map(), f)
 		default:
 			b, ok = appendSingular(b, m.Get(f.fd), f.value, f.enum)
@@ -423,8 +431,7 @@ const (
 )
 
 // appendTimestamp writes RFC 3339 in UTC with 0, 3, 6 or 9 fractional digits.
-func appendTimestamp(b []byte, m protoreflect.Message) ([]byte, bool) {
-	secs, nanos := secondsAndNanos(m)
+func appendTimestamp(b []byte, secs, nanos int64) ([]byte, bool) {
 	if secs < minTimestampSeconds || secs > maxTimestampSeconds || nanos < 0 || nanos > secondsInNanos {
 		return b, false
 	}
@@ -435,8 +442,7 @@ func appendTimestamp(b []byte, m protoreflect.Message) ([]byte, bool) {
 }
 
 // appendDuration writes seconds with 0, 3, 6 or 9 fractional digits and an s.
-func appendDuration(b []byte, m protoreflect.Message) ([]byte, bool) {
-	secs, nanos := secondsAndNanos(m)
+func appendDuration(b []byte, secs, nanos int64) ([]byte, bool) {
 	if secs < -maxSecondsInDuration || secs > maxSecondsInDuration ||
 		nanos < -secondsInNanos || nanos > secondsInNanos ||
 		(secs > 0 && nanos < 0) || (secs < 0 && nanos > 0) {
@@ -473,9 +479,4 @@ func appendFraction(b []byte, nanos int64) []byte {
 		nanos /= 10
 	}
 	return append(b, buf[:digits]...)
-}
-
-func secondsAndNanos(m protoreflect.Message) (int64, int64) {
-	fds := m.Descriptor().Fields()
-	return m.Get(fds.ByNumber(1)).Int(), m.Get(fds.ByNumber(2)).Int()
 }
