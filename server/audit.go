@@ -67,21 +67,18 @@ func (a *auditor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 // record queues the event of a call made at at (the injected clock) that began at
 // start (the wall clock, for its latency).
 func (a *auditor) record(ctx context.Context, method string, req any, at, start time.Time, err error) {
-	md := incoming(ctx)
 	gw := gatewayCallFrom(ctx)
-	get := func(name string) string {
-		if gw != nil {
-			if v := md.Get(runtime.MetadataPrefix + name); len(v) > 0 {
+	var get func(name string) string
+	if gw != nil {
+		get = gw.header.Get // a REST call's own headers
+	} else {
+		md := incoming(ctx)
+		get = func(name string) string {
+			if v := md.Get(name); len(v) > 0 {
 				return v[0]
 			}
-			if name == "user-agent" {
-				return "" // the gateway's own gRPC user agent says nothing of the client
-			}
+			return ""
 		}
-		if v := md.Get(name); len(v) > 0 {
-			return v[0]
-		}
-		return ""
 	}
 	st := status.Convert(err)
 	c := callFrom(ctx)

@@ -79,6 +79,8 @@ func TestEveryCallIsAuditedOnce(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+kw.AdminKey)
 	req.Header.Set("X-Request-Id", "rest-allowed-1")
 	req.Header.Set("User-Agent", "pos-terminal/4.2")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Grpc-Metadata-Origin", "https://not-a-header.example")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	_, _ = io.Copy(io.Discard, resp.Body)
@@ -124,6 +126,9 @@ func TestEveryCallIsAuditedOnce(t *testing.T) {
 	assert.Equal(t, "pos-terminal/4.2", r.GetUserAgent())
 	assert.Equal(t, "/keyward.v1.KeyService/GetKey", r.GetMethod())
 	assert.True(t, strings.HasPrefix(r.GetHeaders()["authorization"], "hmac-sha256:"), "credentials only as a keyed HMAC")
+	assert.Equal(t, "application/json", r.GetHeaders()["accept"], "the request's own headers")
+	assert.NotContains(t, r.GetHeaders(), "origin", "a header the client sent as gRPC metadata is not its Origin")
+	assert.NotContains(t, r.GetHeaders(), "x-forwarded-for", "the request had none: the gateway's own metadata is not a header")
 
 	rd := byID["rest-denied-1"][0]
 	assert.Equal(t, int32(403), rd.GetHttpStatus())

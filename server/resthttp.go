@@ -31,7 +31,8 @@ import (
 type gatewayCall struct {
 	clientIP netip.Addr
 	method   string
-	route    string // set once the gateway has routed the request (gatewayRoute)
+	route    string      // set once the gateway has routed the request (gatewayRoute)
+	header   http.Header // the request's headers, read only
 
 	mu    sync.Mutex
 	event *repository.AuditEvent
@@ -126,7 +127,7 @@ func (a *auditor) auditREST(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at, start := a.now(), time.Now()
 		reqID := restRequestID(w, r)
-		c := &gatewayCall{clientIP: a.ips.resolveHTTP(r), method: r.Method}
+		c := &gatewayCall{clientIP: a.ips.resolveHTTP(r), method: r.Method, header: r.Header}
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), gatewayCallKey{}, c)))
 		if rec.status == 0 {
@@ -181,7 +182,7 @@ func (a *auditor) httpEvent(r *http.Request, ip netip.Addr, reqID string, at, st
 		HTTPMethod: r.Method,
 		HTTPRoute:  a.audit.Sanitize(r.URL.Path),
 		UserAgent:  a.audit.Sanitize(r.UserAgent()),
-		Headers:    a.audit.AuditHeaders(func(h string) string { return r.Header.Get(h) }),
+		Headers:    a.audit.AuditHeaders(r.Header.Get),
 		Code:       codeName(codeFromHTTP(status)),
 		HTTPStatus: int32(status), //nolint:gosec // HTTP status codes have three digits
 		Latency:    time.Since(start),
