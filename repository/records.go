@@ -231,6 +231,9 @@ const (
 	RevokedRefreshFamily    = "refresh_family"
 	RevokedSigningKey       = "signing_key"
 	RevokedKeyRightsReduced = "key_rights_reduced"
+	// RevokedKeySecretRotated: a key's secret changed; what was cached of its
+	// previous secret is stale (tokens it issued are not affected).
+	RevokedKeySecretRotated = "key_secret_rotated"
 )
 
 // Revocation is one entry of the ordered, durable revocation log.

@@ -29,6 +29,7 @@ var revocationKinds = map[string]keywardv1.RevocationKind{
 	repository.RevokedRefreshFamily:    keywardv1.RevocationKind_REVOCATION_KIND_REFRESH_FAMILY,
 	repository.RevokedSigningKey:       keywardv1.RevocationKind_REVOCATION_KIND_SIGNING_KEY,
 	repository.RevokedKeyRightsReduced: keywardv1.RevocationKind_REVOCATION_KIND_KEY_RIGHTS_REDUCED,
+	repository.RevokedKeySecretRotated: keywardv1.RevocationKind_REVOCATION_KIND_KEY_SECRET_ROTATED,
 }
 
 // wireEvent is a revocation event's message and its marshalled bytes, built once

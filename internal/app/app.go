@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	}, log)
 	kcfg := keys.Config{
 		Audit:    a.audit,
-		CacheTTL: cfg.KeyCacheTTL, CacheSize: cfg.KeyCacheSize,
+		CacheTTL: cfg.KeyCacheTTL, CacheMaxAge: cfg.KeyCacheMaxAge, CacheSize: cfg.KeyCacheSize,
 		Revocations: a.revs, RevokedKeyRelevance: cfg.RefreshFamilyTTL, Now: a.now,
 	}
 	if cfg.GeoIPDB != "" {

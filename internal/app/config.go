@@ -43,6 +43,7 @@ type Config struct {
 	// /readyz) too; they are not calls of the API.
 	AuditProbes     bool
 	KeyCacheTTL     time.Duration
+	KeyCacheMaxAge  time.Duration
 	KeyCacheSize    int
 	TokenCacheSize  int
 	UsageFlushEvery time.Duration
@@ -111,6 +112,7 @@ func DefaultConfig() Config {
 
 		AuditUnauthenticatedMaxBytes: 256 << 20,
 		KeyCacheTTL:                  30 * time.Second,
+		KeyCacheMaxAge:               10 * time.Minute,
 		KeyCacheSize:                 100_000,
 		TokenCacheSize:               10_000,
 		UsageFlushEvery:              time.Minute,
@@ -156,7 +158,8 @@ func (cfg *Config) Flags(fs *flag.FlagSet) {
 	fs.Int64Var(&cfg.AuditMaxBytes, "audit-max-bytes", cfg.AuditMaxBytes, "most bytes of stored audit events of authenticated calls (MongoDB: the size of their capped collection)")
 	fs.Int64Var(&cfg.AuditUnauthenticatedMaxBytes, "audit-unauthenticated-max-bytes", cfg.AuditUnauthenticatedMaxBytes, "most bytes of stored audit events of calls without a valid credential or throttled, bounded apart so that no flood of them pushes out the others (MongoDB: the size of their capped collection)")
 	fs.BoolVar(&cfg.AuditProbes, "audit-probes", cfg.AuditProbes, "audit the health checks too (the gRPC health service, /healthz and /readyz), which are not calls of the API")
-	fs.DurationVar(&cfg.KeyCacheTTL, "key-cache-ttl", cfg.KeyCacheTTL, "how long a cached key verification is trusted before the key is read again")
+	fs.DurationVar(&cfg.KeyCacheTTL, "key-cache-ttl", cfg.KeyCacheTTL, "the longest a change to a key made by another instance can go unseen: a cached verification is trusted this long after the key was read, and after that only while the revocation log is followed")
+	fs.DurationVar(&cfg.KeyCacheMaxAge, "key-cache-max-age", cfg.KeyCacheMaxAge, "how long a cached key is kept while the revocation log is followed before it is read again (at least --key-cache-ttl; its name and metadata may be this old)")
 	fs.IntVar(&cfg.KeyCacheSize, "key-cache-size", cfg.KeyCacheSize, "most keys kept in the verification cache")
 	fs.IntVar(&cfg.TokenCacheSize, "token-cache-size", cfg.TokenCacheSize, "most access tokens whose verified signature is remembered, so validating one again skips the signature check; 0: no cache")
 	fs.DurationVar(&cfg.UsageFlushEvery, "usage-flush-interval", cfg.UsageFlushEvery, "how often keys' last-used times are written")
@@ -354,6 +357,9 @@ func (cfg Config) validate() ([]netip.Prefix, error) {
 	if cfg.KeyCacheTTL <= 0 || cfg.UsageFlushEvery <= 0 || cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--key-cache-ttl, --usage-flush-interval and --shutdown-timeout must be positive"))
 	}
+	if cfg.KeyCacheMaxAge < cfg.KeyCacheTTL {
+		errs = append(errs, fmt.Errorf("--key-cache-max-age (%s) must be at least --key-cache-ttl (%s)", cfg.KeyCacheMaxAge, cfg.KeyCacheTTL))
+	}
 	if cfg.HTTPReadHeaderTimeout <= 0 || cfg.HTTPReadTimeout <= 0 || cfg.HTTPIdleTimeout <= 0 {
 		errs = append(errs, errors.New("--http-read-header-timeout, --http-read-timeout and --http-idle-timeout must be positive"))
 	}
@@ -478,6 +484,7 @@ func (cfg Config) LogValue() slog.Value {
 		slog.String("http_addr", cfg.HTTPAddr),
 		slog.String("store", store),
 		slog.Duration("key_cache_ttl", cfg.KeyCacheTTL),
+		slog.Duration("key_cache_max_age", cfg.KeyCacheMaxAge),
 	)
 }
 

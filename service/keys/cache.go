@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -26,7 +25,7 @@ type Snapshot struct {
 	// seq is the revocation log position this instance had published when the key
 	// was read: every rights change logged up to it is in the snapshot.
 	seq      uint64
-	expires  int64        // unix ns: when the cache stops trusting the snapshot
+	filled   int64        // unix ns: when the key was read from the store
 	lastUsed atomic.Int64 // unix ms; 0: not used since loaded
 	flushed  atomic.Int64 // the lastUsed value last written to the store
 }
@@ -74,15 +73,27 @@ func (e *Snapshot) SecretEnd(fingerprint []byte, issued, now time.Time) (time.Ti
 
 // keyCache keeps verified keys in memory so a repeat verification never reads the
 // store. Any change to a key on this instance invalidates its entry at once; a
-// change to a role drops every entry. Entries also expire after ttl, which bounds
-// how long a change made by another instance sharing the store can go unseen.
+// change to a role drops every entry. A change made by another instance sharing
+// the store reaches this one through the revocation log when it can take away
+// what a cached verification allows (a revocation, a change of rights, a
+// rotation): the follower drops the entry within its poll interval.
+//
+// Freshness: an entry is trusted for ttl after it was read; after that, for up
+// to maxAge, only while the revocation log is known complete here as of less
+// than ttl ago (caughtUp). So no change made elsewhere goes unseen for longer
+// than ttl, as if every entry expired after ttl, whether the follower works or
+// not; while it works, a key is read again only after maxAge (for what the log
+// does not carry: its name and metadata), not every ttl.
 //
 // Fills race with invalidations: a fill that read the store before an invalidation
 // must not install its stale snapshot afterwards. Every invalidation bumps gen, and
 // a fill only installs when gen is unchanged since it started reading.
 type keyCache struct {
-	ttl time.Duration
-	max int
+	ttl, maxAge time.Duration
+	max         int
+	// caughtUp is when the revocation log was last known complete here; nil
+	// without a log, when entries live ttl.
+	caughtUp func() time.Time
 
 	mu      sync.RWMutex
 	entries map[string]*Snapshot
@@ -102,8 +113,9 @@ type rights struct {
 	perms     permission.Set
 }
 
-func newKeyCache(ttl time.Duration, maxEntries int) *keyCache {
-	return &keyCache{ttl: ttl, max: maxEntries, entries: map[string]*Snapshot{}, pending: map[string]int64{}}
+func newKeyCache(ttl, maxAge time.Duration, caughtUp func() time.Time, maxEntries int) *keyCache {
+	return &keyCache{ttl: ttl, maxAge: max(ttl, maxAge), caughtUp: caughtUp, max: maxEntries,
+		entries: map[string]*Snapshot{}, pending: map[string]int64{}}
 }
 
 // shareRights returns the shared rights whose permissions are effective (deduplicated),
@@ -124,24 +136,19 @@ func (c *keyCache) shareProfile(k *repository.Key) *profile {
 	return p
 }
 
-// expiry is when an entry filled at now stops being trusted (unix ns).
-func (c *keyCache) expiry(now time.Time) int64 {
-	n := now.UnixNano()
-	if c.ttl > time.Duration(math.MaxInt64-n) { // beyond what Unix nanoseconds hold: never
-		return math.MaxInt64
-	}
-	return n + int64(c.ttl)
-}
-
 // get returns the live entry for id, or nil.
 func (c *keyCache) get(id string, now time.Time) *Snapshot {
 	c.mu.RLock()
 	e := c.entries[id]
 	c.mu.RUnlock()
-	if e == nil || now.UnixNano() >= e.expires {
+	if e == nil {
 		return nil
 	}
-	return e
+	age := time.Duration(now.UnixNano() - e.filled)
+	if age < c.ttl || (age < c.maxAge && c.caughtUp != nil && now.Sub(c.caughtUp()) < c.ttl) {
+		return e
+	}
+	return nil
 }
 
 // generation returns the token a fill must present to put.

@@ -29,7 +29,7 @@ func BenchmarkCacheBytesPerKey(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		before := heapInUse()
-		s := &Keys{cache: newKeyCache(time.Minute, n), limiters: policy.NewLimiters(n), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		s := &Keys{cache: newKeyCache(time.Minute, 0, nil, n), limiters: policy.NewLimiters(n), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		b.StartTimer()
 		for i := range n {
 			k := storedKey(i, now)
@@ -66,7 +66,7 @@ func TestSnapshotsShareEqualRights(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	now := time.Now().UTC()
-	s := &Keys{cache: newKeyCache(time.Minute, 10), limiters: policy.NewLimiters(10), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &Keys{cache: newKeyCache(time.Minute, 0, nil, 10), limiters: policy.NewLimiters(10), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	snap := func(i int, perms ...string) *Snapshot {
 		k := storedKey(i, now)
 		return s.newSnapshot(ctx, k, perms, 1, now)

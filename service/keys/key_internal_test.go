@@ -31,7 +31,7 @@ func fullKey(now time.Time) *repository.Key {
 }
 
 func newTestKeys() *Keys {
-	return &Keys{cache: newKeyCache(time.Minute, 10), limiters: policy.NewLimiters(10), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &Keys{cache: newKeyCache(time.Minute, 0, nil, 10), limiters: policy.NewLimiters(10), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 // The cached form of a key gives back the key as stored, every field of it, and

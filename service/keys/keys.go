@@ -25,15 +25,21 @@ import (
 
 // Config tunes the key service.
 type Config struct {
-	// CacheTTL bounds how long a cached verification is trusted before the key is
-	// read again (changes made on another instance become visible within it).
+	// CacheTTL bounds how long a change made on another instance can go unseen:
+	// a cached verification is trusted for CacheTTL after the key was read, and
+	// after that, up to CacheMaxAge, only while the revocation log (which carries
+	// every change that can take a right away) is known followed within CacheTTL.
 	CacheTTL time.Duration
+	// CacheMaxAge is how long a cached key is kept before it is read again in any
+	// case (its name and metadata, which the log does not carry, may be that old);
+	// at least CacheTTL, which it is without Revocations.
+	CacheMaxAge time.Duration
 	// CacheSize is the most keys kept in the verification cache.
 	CacheSize int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Revocations, when set, receives every key revocation and reduction of rights,
-	// and tells the cache of revocations made by other instances.
+	// Revocations, when set, receives every key revocation, change of rights and
+	// rotation, and tells the cache of those made by other instances.
 	Revocations *revocation.Log
 	// RevokedKeyRelevance is how long a key revocation stays in the revocation log
 	// (at least the longest refresh-token family lifetime); default 90 days.
@@ -61,6 +67,14 @@ type Keys struct {
 	stats     *Stats
 }
 
+// caughtUp is when the revocation log was last known complete; nil without one.
+func caughtUp(revs *revocation.Log) func() time.Time {
+	if revs == nil {
+		return nil
+	}
+	return revs.CaughtUp
+}
+
 // New returns the key service over the store's repositories.
 func New(store repository.Store, cfg Config, log *slog.Logger) *Keys {
 	if cfg.CacheTTL <= 0 {
@@ -79,7 +93,7 @@ func New(store repository.Store, cfg Config, log *slog.Logger) *Keys {
 	k := &Keys{
 		keys:      store.Keys(),
 		roles:     store.Roles(),
-		cache:     newKeyCache(cfg.CacheTTL, cfg.CacheSize),
+		cache:     newKeyCache(cfg.CacheTTL, cfg.CacheMaxAge, caughtUp(cfg.Revocations), cfg.CacheSize),
 		limiters:  policy.NewLimiters(cfg.CacheSize),
 		now:       func() time.Time { return now().UTC().Truncate(time.Millisecond) },
 		log:       log,
@@ -516,6 +530,19 @@ func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*rep
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	// Other instances drop what they cached of the previous secret. The new
+	// secret is shown only now, so a failure here cannot fail the rotation: it is
+	// retried, then logged (another instance may then accept the previous secret
+	// until its cache's maximum age).
+	var logErr error
+	for range 3 {
+		if logErr = s.appendRevocation(ctx, repository.RevokedKeySecretRotated, k, "secret rotated"); logErr == nil {
+			break
+		}
+	}
+	if logErr != nil {
+		s.log.ErrorContext(ctx, "recording a rotation in the revocation log", "key_id", id, "error", logErr)
 	}
 	s.log.InfoContext(ctx, "key rotated", "key_id", id, "grace_period", grace.String())
 	s.history(ctx, id, "rotated", "grace period "+grace.String(), nil)

@@ -240,7 +240,7 @@ func (s *Keys) newSnapshot(ctx context.Context, k *repository.Key, effective []s
 		s.log.WarnContext(ctx, "ignoring stored permissions that do not parse", "key_id", k.ID, "count", len(r.effective)-len(r.perms))
 	}
 	p := s.cache.shareProfile(k)
-	return &Snapshot{key: newKey(k, p), rights: r, bucket: p.policy.Bucket(k.ID, s.limiters), seq: seq, expires: s.cache.expiry(now)}
+	return &Snapshot{key: newKey(k, p), rights: r, bucket: p.policy.Bucket(k.ID, s.limiters), seq: seq, filled: now.UnixNano()}
 }
 
 func dedupe(in []string) []string {

@@ -43,6 +43,9 @@ type Log struct {
 
 	published atomic.Uint64
 	events    atomic.Int64 // entries published since start
+	// caughtUp is when (unix ns, r.now) the last poll that published everything
+	// it found began: every entry appended before then has been applied here.
+	caughtUp atomic.Int64
 }
 
 // Config tunes the follower and the stream.
@@ -83,8 +86,8 @@ func New(store repository.Store, cfg Config, log *slog.Logger) *Log {
 	}
 }
 
-// OnKeyRevoked registers f to be told the subject of every key revocation and
-// reduction of rights applied on this instance, local or from the log: a key id, or
+// OnKeyRevoked registers f to be told the subject of every key revocation,
+// reduction of rights and rotation applied on this instance, local or from the log: a key id, or
 // a role subject (RoleSubjectPrefix and its name) for every key holding the role. The key cache
 // drops what it holds of the subject through it. f sees the entries applied after it
 // registers: a cache created after Load holds nothing that Load's entries revoke
@@ -158,6 +161,7 @@ func (r *Log) Poll(ctx context.Context) error { return r.poll(ctx, false) }
 func (r *Log) poll(ctx context.Context, initial bool) error {
 	r.applied.Lock()
 	defer r.applied.Unlock()
+	began := r.now().UnixNano()
 	for {
 		batch, err := r.entries.ListRevocations(ctx, r.LatestSequence(), 1000)
 		if err != nil {
@@ -169,9 +173,24 @@ func (r *Log) poll(ctx context.Context, initial bool) error {
 			}
 		}
 		if len(batch) < 1000 {
+			if began > r.caughtUp.Load() {
+				r.caughtUp.Store(began) // only this goroutine stores, under applied
+			}
 			return nil
 		}
 	}
+}
+
+// CaughtUp is when the last poll that found the log complete began: every
+// revocation appended, by any instance, before then has been applied here (and
+// told to OnKeyRevoked's observers). The zero time until the first such poll;
+// it stops advancing while the store cannot be read or a sequence number is
+// missing.
+func (r *Log) CaughtUp() time.Time {
+	if n := r.caughtUp.Load(); n != 0 {
+		return time.Unix(0, n).UTC()
+	}
+	return time.Time{}
 }
 
 // publishInOrder publishes rev if it is the next sequence number (or the gap before
@@ -249,7 +268,8 @@ func (r *Log) applyState(rev *repository.Revocation) {
 	}
 	observers := r.keyObservers
 	r.mu.Unlock()
-	if rev.Kind == repository.RevokedAPIKey || rev.Kind == repository.RevokedKeyRightsReduced {
+	switch rev.Kind {
+	case repository.RevokedAPIKey, repository.RevokedKeyRightsReduced, repository.RevokedKeySecretRotated:
 		for _, f := range observers {
 			f(rev.SubjectID)
 		}

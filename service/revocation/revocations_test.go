@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyward/keyward/internal/testclock"
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/repository/embedded"
 	"github.com/keyward/keyward/service/revocation"
@@ -151,4 +152,46 @@ func TestSlowSubscriberIsToldToResync(t *testing.T) {
 	assert.True(t, resynced)
 	assert.True(t, ended)
 	assert.Len(t, subjects, 21, "after the resync the subscriber has every revocation")
+}
+
+// TestCaughtUpOnlyWhenTheLogIsComplete: CaughtUp advances to the start of a poll
+// that published everything it found, and not while a sequence number is
+// missing or the store cannot be read: what the key cache trusts past its TTL.
+func TestCaughtUpOnlyWhenTheLogIsComplete(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := testclock.New(time.Time{})
+	st, err := embedded.Open(ctx, filepath.Join(t.TempDir(), "data"))
+	require.NoError(t, err)
+	r := revocation.New(st, revocation.Config{Now: clock.Now, GapTimeout: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	assert.True(t, r.CaughtUp().IsZero(), "never read")
+	loaded := clock.Now()
+	require.NoError(t, r.Load(ctx))
+	assert.Equal(t, loaded, r.CaughtUp())
+
+	// Three entries by another instance, the middle one pruned before this
+	// instance reads it: a gap.
+	rev := func(subject string, until time.Time) *repository.Revocation {
+		return &repository.Revocation{Kind: repository.RevokedAPIKey, SubjectID: subject, RevokeTime: clock.Now(), RelevantUntil: until}
+	}
+	require.NoError(t, st.Revocations().AppendRevocation(ctx, rev("k1", clock.Now().Add(time.Hour))))
+	require.NoError(t, st.Revocations().AppendRevocation(ctx, rev("k2", clock.Now().Add(time.Second))))
+	require.NoError(t, st.Revocations().AppendRevocation(ctx, rev("k3", clock.Now().Add(time.Hour))))
+	clock.Advance(2 * time.Second)
+	_, err = st.Revocations().PruneRevocations(ctx, clock.Now())
+	require.NoError(t, err)
+	require.NoError(t, r.Poll(ctx))
+	assert.Equal(t, uint64(1), r.LatestSequence(), "waits for the missing number")
+	assert.Equal(t, loaded, r.CaughtUp(), "not complete while a number is missing")
+
+	clock.Advance(time.Minute) // the gap is stepped over
+	stepped := clock.Now()
+	require.NoError(t, r.Poll(ctx))
+	assert.Equal(t, uint64(3), r.LatestSequence())
+	assert.Equal(t, stepped, r.CaughtUp())
+
+	require.NoError(t, st.Close(ctx))
+	clock.Advance(time.Second)
+	require.Error(t, r.Poll(ctx))
+	assert.Equal(t, stepped, r.CaughtUp(), "not while the store cannot be read")
 }

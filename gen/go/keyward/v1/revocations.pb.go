@@ -41,6 +41,11 @@ const (
 	// role lost permissions or was deleted (every key holding it); cached verifications
 	// of those keys are stale.
 	RevocationKind_REVOCATION_KIND_KEY_RIGHTS_REDUCED RevocationKind = 5
+	// A key's secret was rotated: subject_id is the key id. A cached verification of
+	// its previous secret is stale (that secret verifies only until the key's
+	// previous_secret_expire_time, if at all); tokens the key obtained are not
+	// affected.
+	RevocationKind_REVOCATION_KIND_KEY_SECRET_ROTATED RevocationKind = 6
 )
 
 // Enum value maps for RevocationKind.
@@ -52,6 +57,7 @@ var (
 		3: "REVOCATION_KIND_REFRESH_FAMILY",
 		4: "REVOCATION_KIND_SIGNING_KEY",
 		5: "REVOCATION_KIND_KEY_RIGHTS_REDUCED",
+		6: "REVOCATION_KIND_KEY_SECRET_ROTATED",
 	}
 	RevocationKind_value = map[string]int32{
 		"REVOCATION_KIND_UNSPECIFIED":        0,
@@ -60,6 +66,7 @@ var (
 		"REVOCATION_KIND_REFRESH_FAMILY":     3,
 		"REVOCATION_KIND_SIGNING_KEY":        4,
 		"REVOCATION_KIND_KEY_RIGHTS_REDUCED": 5,
+		"REVOCATION_KIND_KEY_SECRET_ROTATED": 6,
 	}
 )
 
@@ -525,14 +532,15 @@ const file_keyward_v1_revocations_proto_rawDesc = "" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.keyward.v1.HeartbeatH\x00R\theartbeat\x12,\n" +
 	"\x06resync\x18\x03 \x01(\v2\x12.keyward.v1.ResyncH\x00R\x06resync\x12<\n" +
 	"\fsnapshot_end\x18\x04 \x01(\v2\x17.keyward.v1.SnapshotEndH\x00R\vsnapshotEndB\t\n" +
-	"\amessage*\xdd\x01\n" +
+	"\amessage*\x85\x02\n" +
 	"\x0eRevocationKind\x12\x1f\n" +
 	"\x1bREVOCATION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REVOCATION_KIND_API_KEY\x10\x01\x12 \n" +
 	"\x1cREVOCATION_KIND_ACCESS_TOKEN\x10\x02\x12\"\n" +
 	"\x1eREVOCATION_KIND_REFRESH_FAMILY\x10\x03\x12\x1f\n" +
 	"\x1bREVOCATION_KIND_SIGNING_KEY\x10\x04\x12&\n" +
-	"\"REVOCATION_KIND_KEY_RIGHTS_REDUCED\x10\x052\x93\x01\n" +
+	"\"REVOCATION_KIND_KEY_RIGHTS_REDUCED\x10\x05\x12&\n" +
+	"\"REVOCATION_KIND_KEY_SECRET_ROTATED\x10\x062\x93\x01\n" +
 	"\x11RevocationService\x12~\n" +
 	"\x10WatchRevocations\x12#.keyward.v1.WatchRevocationsRequest\x1a$.keyward.v1.WatchRevocationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/revocations:watch0\x01B8Z6github.com/keyward/keyward/gen/go/keyward/v1;keywardv1b\x06proto3"
 
