@@ -56,7 +56,6 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, maxBody int6
 		return nil, err
 	}
 	mux := runtime.NewServeMux(
-		runtime.WithMetadata(gatewayRoute),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(func(h string) (string, bool) {
 			switch h {

@@ -83,6 +83,7 @@ func (c *inprocConn) Invoke(ctx context.Context, method string, req, resp any, o
 	if !ok {
 		return status.Errorf(codes.Internal, "response of %s is not a protobuf message", method)
 	}
+	noteRoute(ctx)
 	sts := &inprocStream{method: method}
 	srvCtx := context.Context(noValues{ctx})
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
@@ -111,6 +112,7 @@ func (c *inprocConn) Invoke(ctx context.Context, method string, req, resp any, o
 
 // NewStream opens a stream whose first send never hides the call's status.
 func (c *inprocConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	noteRoute(ctx)
 	cs, err := c.streams.NewStream(ctx, desc, method, opts...)
 	if err != nil {
 		return nil, err

@@ -12,7 +12,6 @@ import (
 	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/keyward/keyward/repository"
 )
@@ -31,7 +30,7 @@ import (
 type gatewayCall struct {
 	clientIP netip.Addr
 	method   string
-	route    string      // set once the gateway has routed the request (gatewayRoute)
+	route    string      // set as the gateway calls the services (noteRoute)
 	header   http.Header // the request's headers, read only
 
 	mu    sync.Mutex
@@ -54,15 +53,14 @@ func gatewayCallFrom(ctx context.Context) *gatewayCall {
 	return nil
 }
 
-// gatewayRoute is the gateway's metadata hook: it adds nothing to the metadata,
-// but notes the route the request matched.
-func gatewayRoute(ctx context.Context, r *http.Request) metadata.MD {
-	if c := gatewayCallFrom(r.Context()); c != nil {
+// noteRoute records the route the gateway matched (in the call's context from
+// then on) on the gateway call of ctx, if it is one.
+func noteRoute(ctx context.Context) {
+	if c, ok := ctx.Value(gatewayCallKey{}).(*gatewayCall); ok {
 		if route, ok := runtime.HTTPPathPattern(ctx); ok {
 			c.route = route
 		}
 	}
-	return nil
 }
 
 // handOver gives the event of a gateway call to its HTTP request, which records it.
