@@ -59,7 +59,7 @@ func newMetrics(reg *prometheus.Registry, ips *clientIPs, ks *keys.Keys, audit *
 		// The Go runtime's memstats, plus the heap that was live after the last
 		// collection (go_gc_heap_live_bytes): the memory the data in use takes.
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$|^/cpu/classes/gc/total:cpu-seconds$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.latency, m.throttled, m.lag,
 		counter("keyward_key_cache_hits_total", "Verifications answered from the cache.", func() float64 { return float64(stats.CacheHits.Load()) }, nil),

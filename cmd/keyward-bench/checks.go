@@ -92,15 +92,21 @@ func countAudit(f *fixtures, keyID string) (int64, error) {
 
 // Scale is scenario 6: a store of many keys.
 type Scale struct {
-	Keys          int     `json:"keys"`
-	SeedSeconds   float64 `json:"seed_seconds"`
-	Cold          Result  `json:"cold_verify"`
-	Warm          Result  `json:"warm_verify"`
-	WarmMisses    float64 `json:"warm_cache_misses"`
+	Keys        int     `json:"keys"`
+	SeedSeconds float64 `json:"seed_seconds"`
+	Cold        Result  `json:"cold_verify"`
+	Warm        Result  `json:"warm_verify"`
+	WarmMisses  float64 `json:"warm_cache_misses"`
+	// WarmGCShare is the garbage collector's share of the server's CPU during
+	// the warm run (the Go runtime's own estimate of its GC CPU time).
+	WarmGCShare   float64 `json:"warm_gc_cpu_share"`
 	HeapBeforeMiB float64 `json:"heap_before_mib"`
 	HeapAfterMiB  float64 `json:"heap_after_mib"`
 	BytesPerKey   float64 `json:"heap_bytes_per_cached_key"`
 }
+
+// gcCPUMetric is the Go runtime's estimate of the CPU time its GC spent.
+const gcCPUMetric = "go_cpu_classes_gc_total_cpu_seconds_total"
 
 // scale stops the server, writes n keys into its store directly (the store's
 // own CreateKey, as the service would), restarts it and measures verification of
@@ -158,9 +164,20 @@ func scale(f *fixtures, n, c int, d time.Duration) (*Scale, error) {
 			return f.verifyKey(f.verifierMD, &keywardv1.VerifyKeyRequest{Secret: secrets[rng.IntN(n)]})()
 		}
 	}
+	gc0, err := f.srv.metric(gcCPUMetric)
+	if err != nil {
+		return nil, err
+	}
 	cpu = f.srv.cpuSeconds()
 	out.Warm = drive(warm, c, d)
 	out.Warm.CPUSeconds = f.srv.cpuSeconds() - cpu
+	gc1, err := f.srv.metric(gcCPUMetric)
+	if err != nil {
+		return nil, err
+	}
+	if out.Warm.CPUSeconds > 0 {
+		out.WarmGCShare = (gc1 - gc0) / out.Warm.CPUSeconds
+	}
 	out.Warm.Scenario, out.Warm.Concurrency = fmt.Sprintf("grpc VerifyKey, warm, %d keys cached", n), c
 	misses1, err := f.srv.metric("keyward_key_cache_misses_total")
 	if err != nil {

@@ -189,8 +189,9 @@ func (r *Report) markdown() string {
 	if s := r.Scale; s != nil {
 		fmt.Fprintf(&md, "## Scale (scenario 6)\n\n%d keys written to the store in %.1f s, then a restart.\n\n", s.Keys, s.SeedSeconds)
 		table(&md, header, loadRows([]Result{s.Cold, s.Warm}))
-		fmt.Fprintf(&md, "Cache misses during the warm run: %.0f. Live heap %.1f MiB after the restart, %.1f MiB with %d keys cached: "+
-			"%.0f bytes per cached key.\n\n", s.WarmMisses, s.HeapBeforeMiB, s.HeapAfterMiB, s.Keys, s.BytesPerKey)
+		fmt.Fprintf(&md, "Cache misses during the warm run: %.0f; the garbage collector took %.1f%% of the server's CPU in it. "+
+			"Live heap %.1f MiB after the restart, %.1f MiB with %d keys cached: %.0f bytes per cached key.\n\n",
+			s.WarmMisses, 100*s.WarmGCShare, s.HeapBeforeMiB, s.HeapAfterMiB, s.Keys, s.BytesPerKey)
 	}
 	if v := r.Revocation; v != nil {
 		fmt.Fprintf(&md, "## Revocation (scenario 4, Go benchmarks of package server, 200 revocations each)\n\n"+

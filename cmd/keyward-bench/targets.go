@@ -44,6 +44,11 @@ func (r *Report) check(o options) {
 		r.target(fmt.Sprintf("audit events after %s at c=%d", a.Scenario, a.Concurrency), "one per request, none dropped",
 			fmt.Sprintf("%d events for %d requests, %.0f dropped", a.Events, a.Requests, a.Dropped), a.Events == a.Requests && a.Dropped == 0)
 	}
+	if s := r.Scale; s != nil && s.Warm.Requests > 0 {
+		r.target(fmt.Sprintf("scale, %d keys cached: heap per key", s.Keys), "≤ 400 bytes", fmt.Sprintf("%.0f bytes", s.BytesPerKey), s.BytesPerKey <= 400)
+		r.target(fmt.Sprintf("scale, %d keys cached: GC during the warm run", s.Keys), "< 10% of server CPU",
+			fmt.Sprintf("%.1f%%, %.0f cache misses", 100*s.WarmGCShare, s.WarmMisses), s.WarmGCShare < .1)
+	}
 	if v := r.Revocation; v != nil {
 		r.target("revocation propagation across two instances", "p99 < 250 ms", fmt.Sprintf("p99 %.1f ms", v.PropagationP99ms), v.PropagationP99ms < 250)
 		r.target("revoking call with 1,000 subscribers", "p50 within 25% of no subscriber",
