@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -45,7 +44,7 @@ func incomingHeader(h string) (string, bool) {
 // (notReady says why Keyward is not ready, "" when it is) and the admin panel.
 // Every error any of them answers has the gateway's JSON shape (restErrors).
 // Metrics are never served here: they have a listener of their own.
-func newGateway(ctx context.Context, conn grpc.ClientConnInterface, maxBody int64, audit *auditor, notReady func() string) (http.Handler, error) {
+func newGateway(ctx context.Context, conn *inprocConn, maxBody int64, audit *auditor, notReady func() string) (http.Handler, error) {
 	routes, err := newRESTRoutes(keywardv1.File_keyward_v1_keys_proto, keywardv1.File_keyward_v1_tokens_proto,
 		keywardv1.File_keyward_v1_audit_proto, keywardv1.File_keyward_v1_revocations_proto)
 	if err != nil {
@@ -88,10 +87,10 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, maxBody int6
 	errs.mux = mux
 	for name, register := range map[string]func() error{
 		"KeyService": func() error {
-			return keywardv1.RegisterKeyServiceHandlerClient(ctx, mux, keywardv1.NewKeyServiceClient(conn))
+			return keywardv1.RegisterKeyServiceHandlerClient(ctx, mux, directKeys{keywardv1.NewKeyServiceClient(conn), conn})
 		},
 		"TokenService": func() error {
-			return keywardv1.RegisterTokenServiceHandlerClient(ctx, mux, keywardv1.NewTokenServiceClient(conn))
+			return keywardv1.RegisterTokenServiceHandlerClient(ctx, mux, directTokens{keywardv1.NewTokenServiceClient(conn), conn})
 		},
 		"AuditService": func() error {
 			return keywardv1.RegisterAuditServiceHandlerClient(ctx, mux, keywardv1.NewAuditServiceClient(conn))

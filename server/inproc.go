@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	keywardv1 "github.com/keyward/keyward/gen/go/keyward/v1"
 )
 
 // inprocConn is the REST gateway's connection to the services. A unary call is
@@ -83,13 +85,7 @@ func (c *inprocConn) Invoke(ctx context.Context, method string, req, resp any, o
 	if !ok {
 		return status.Errorf(codes.Internal, "response of %s is not a protobuf message", method)
 	}
-	noteRoute(ctx)
-	sts := &inprocStream{method: method}
-	srvCtx := context.Context(noValues{ctx})
-	if md, ok := metadata.FromOutgoingContext(ctx); ok {
-		srvCtx = metadata.NewIncomingContext(srvCtx, md)
-	}
-	srvCtx = grpc.NewContextWithServerTransportStream(peer.NewContext(srvCtx, &inprocPeer), sts)
+	srvCtx, sts := serverContext(ctx, method)
 	answer, err := m.handler(m.srv, srvCtx, func(v any) error {
 		dst, ok := v.(proto.Message)
 		if !ok {
@@ -108,6 +104,18 @@ func (c *inprocConn) Invoke(ctx context.Context, method string, req, resp any, o
 	}
 	proto.Merge(out, a)
 	return nil
+}
+
+// serverContext is the context a unary call's handler sees (see inprocConn),
+// and the stream that keeps what it sets.
+func serverContext(ctx context.Context, method string) (context.Context, *inprocStream) {
+	noteRoute(ctx)
+	sts := &inprocStream{method: method}
+	srvCtx := context.Context(noValues{ctx})
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		srvCtx = metadata.NewIncomingContext(srvCtx, md)
+	}
+	return grpc.NewContextWithServerTransportStream(peer.NewContext(srvCtx, &inprocPeer), sts), sts
 }
 
 // NewStream opens a stream whose first send never hides the call's status.
@@ -200,4 +208,84 @@ func (s statusOnRecv) SendMsg(m any) error {
 		return err
 	}
 	return nil
+}
+
+// callDirect calls a unary method in process with the request itself, through the
+// unary chain, and returns the handler's own answer: no copy either way. f is
+// the method of the service's server interface (KeyServiceServer.VerifyKey).
+func callDirect[S, Req, Resp any](ctx context.Context, c *inprocConn, method string, req Req, opts []grpc.CallOption,
+	f func(S, context.Context, Req) (Resp, error)) (Resp, error) {
+	var zero Resp
+	m, ok := c.methods[method]
+	if !ok {
+		return zero, status.Errorf(codes.Unimplemented, "unknown method %s", method)
+	}
+	srv, ok := m.srv.(S)
+	if !ok {
+		return zero, status.Errorf(codes.Internal, "%s is not served here", method)
+	}
+	srvCtx, sts := serverContext(ctx, method)
+	out, err := c.unary(srvCtx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, func(ctx context.Context, r any) (any, error) {
+		in, ok := r.(Req)
+		if !ok {
+			return nil, status.Errorf(codes.Internal, "request of %s is not its type", method)
+		}
+		return f(srv, ctx, in)
+	})
+	sts.deliver(opts)
+	if err != nil {
+		return zero, err
+	}
+	a, ok := out.(Resp)
+	if !ok {
+		return zero, status.Errorf(codes.Internal, "%s answered no message", method)
+	}
+	return a, nil
+}
+
+// The gateway's clients of the services. The calls a client makes for each
+// request of its own (verifying a key, issuing, refreshing, validating and
+// revoking tokens, the JWKS) go through callDirect; the management calls, and
+// any method added later, through Invoke's copies.
+type (
+	directKeys struct {
+		keywardv1.KeyServiceClient
+		c *inprocConn
+	}
+	directTokens struct {
+		keywardv1.TokenServiceClient
+		c *inprocConn
+	}
+)
+
+func (d directKeys) VerifyKey(ctx context.Context, in *keywardv1.VerifyKeyRequest, opts ...grpc.CallOption) (*keywardv1.VerifyKeyResponse, error) {
+	return callDirect(ctx, d.c, keywardv1.KeyService_VerifyKey_FullMethodName, in, opts, keywardv1.KeyServiceServer.VerifyKey)
+}
+
+func (d directTokens) IssueToken(ctx context.Context, in *keywardv1.IssueTokenRequest, opts ...grpc.CallOption) (*keywardv1.IssueTokenResponse, error) {
+	return callDirect(ctx, d.c, keywardv1.TokenService_IssueToken_FullMethodName, in, opts, keywardv1.TokenServiceServer.IssueToken)
+}
+
+func (d directTokens) RefreshToken(ctx context.Context, in *keywardv1.RefreshTokenRequest, opts ...grpc.CallOption) (*keywardv1.RefreshTokenResponse, error) {
+	return callDirect(ctx, d.c, keywardv1.TokenService_RefreshToken_FullMethodName, in, opts, keywardv1.TokenServiceServer.RefreshToken)
+}
+
+func (d directTokens) ValidateToken(ctx context.Context, in *keywardv1.ValidateTokenRequest, opts ...grpc.CallOption) (*keywardv1.ValidateTokenResponse, error) {
+	return callDirect(ctx, d.c, keywardv1.TokenService_ValidateToken_FullMethodName, in, opts, keywardv1.TokenServiceServer.ValidateToken)
+}
+
+func (d directTokens) RevokeToken(ctx context.Context, in *keywardv1.RevokeTokenRequest, opts ...grpc.CallOption) (*keywardv1.RevokeTokenResponse, error) {
+	return callDirect(ctx, d.c, keywardv1.TokenService_RevokeToken_FullMethodName, in, opts, keywardv1.TokenServiceServer.RevokeToken)
+}
+
+func (d directTokens) IssueTemporaryToken(ctx context.Context, in *keywardv1.IssueTemporaryTokenRequest, opts ...grpc.CallOption) (*keywardv1.IssueTemporaryTokenResponse, error) {
+	return callDirect(ctx, d.c, keywardv1.TokenService_IssueTemporaryToken_FullMethodName, in, opts, keywardv1.TokenServiceServer.IssueTemporaryToken)
+}
+
+func (d directTokens) ConsumeTemporaryToken(ctx context.Context, in *keywardv1.ConsumeTemporaryTokenRequest, opts ...grpc.CallOption) (*keywardv1.ConsumeTemporaryTokenResponse, error) {
+	return callDirect(ctx, d.c, keywardv1.TokenService_ConsumeTemporaryToken_FullMethodName, in, opts, keywardv1.TokenServiceServer.ConsumeTemporaryToken)
+}
+
+func (d directTokens) GetJwks(ctx context.Context, in *keywardv1.GetJwksRequest, opts ...grpc.CallOption) (*keywardv1.GetJwksResponse, error) {
+	return callDirect(ctx, d.c, keywardv1.TokenService_GetJwks_FullMethodName, in, opts, keywardv1.TokenServiceServer.GetJwks)
 }

@@ -40,53 +40,73 @@ func (h *seenHealth) Check(ctx context.Context, req *grpc_health_v1.HealthCheckR
 	return &grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_SERVING}, nil
 }
 
-// TestInprocCallIsAUnaryCall: the gateway's in-process unary call runs the
+// TestInprocCallIsAUnaryCall: the gateway's in-process unary call, through
+// Invoke (copying the messages) or callDirect (passing them), runs the
 // interceptor chain once, gives the handler the call's metadata, deadline and
-// an in-process peer but none of the caller's context values, copies the
-// messages both ways, and hands back the headers and trailers the handler set.
+// an in-process peer but none of the caller's context values, and hands back
+// the headers and trailers the handler set.
 func TestInprocCallIsAUnaryCall(t *testing.T) {
-	var intercepted []string
-	chain := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		intercepted = append(intercepted, info.FullMethod)
-		return handler(ctx, req)
+	type unary func(conn *inprocConn, ctx context.Context, req *grpc_health_v1.HealthCheckRequest, opts ...grpc.CallOption) (*grpc_health_v1.HealthCheckResponse, error)
+	for name, tc := range map[string]struct {
+		call   unary
+		copies bool
+	}{
+		"Invoke": {copies: true, call: func(conn *inprocConn, ctx context.Context, req *grpc_health_v1.HealthCheckRequest, opts ...grpc.CallOption) (*grpc_health_v1.HealthCheckResponse, error) {
+			return grpc_health_v1.NewHealthClient(conn).Check(ctx, req, opts...)
+		}},
+		"callDirect": {call: func(conn *inprocConn, ctx context.Context, req *grpc_health_v1.HealthCheckRequest, opts ...grpc.CallOption) (*grpc_health_v1.HealthCheckResponse, error) {
+			return callDirect(ctx, conn, grpc_health_v1.Health_Check_FullMethodName, req, opts, grpc_health_v1.HealthServer.Check)
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var intercepted []string
+			chain := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+				intercepted = append(intercepted, info.FullMethod)
+				return handler(ctx, req)
+			}
+			conn := newInprocConn(chain, nil)
+			h := &seenHealth{}
+			grpc_health_v1.RegisterHealthServer(conn, h)
+
+			deadline := time.Now().Add(time.Minute)
+			ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), callerKey{}, "caller's"), deadline)
+			defer cancel()
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer x")
+			req := &grpc_health_v1.HealthCheckRequest{Service: "keys"}
+			var header, trailer metadata.MD
+			resp, err := tc.call(conn, ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
+			require.NoError(t, err)
+
+			assert.Equal(t, []string{"/grpc.health.v1.Health/Check"}, intercepted, "the chain ran once")
+			assert.Equal(t, grpc_health_v1.HealthCheckResponse_SERVING, resp.GetStatus())
+			assert.Equal(t, "keys", h.service)
+			if tc.copies {
+				assert.Equal(t, "keys", req.GetService(), "the handler changed its own copy of the request")
+			}
+			assert.Nil(t, h.ctx.Value(callerKey{}), "no value of the caller's context")
+			md, _ := metadata.FromIncomingContext(h.ctx)
+			assert.Equal(t, []string{"Bearer x"}, md.Get("authorization"))
+			p, ok := peer.FromContext(h.ctx)
+			require.True(t, ok)
+			assert.Equal(t, "inproc", p.Addr.Network())
+			got, ok := h.ctx.Deadline()
+			assert.True(t, ok && got.Equal(deadline), "the deadline")
+			method, _ := grpc.Method(h.ctx)
+			assert.Equal(t, "/grpc.health.v1.Health/Check", method)
+			assert.Equal(t, []string{"h"}, header.Get("x-header"))
+			assert.Equal(t, []string{"t"}, trailer.Get("x-trailer"))
+			assert.Error(t, grpc.SetHeader(h.ctx, metadata.Pairs("x-late", "1")), "a header after the call is over")
+			cancel()
+			assert.Error(t, h.ctx.Err(), "the caller's cancellation reaches the handler")
+
+			_, err = tc.call(conn, context.Background(), &grpc_health_v1.HealthCheckRequest{Service: "fail"}, grpc.Header(&header))
+			assert.Equal(t, codes.PermissionDenied, status.Code(err))
+			assert.Equal(t, []string{"h"}, header.Get("x-header"), "headers come with an error too")
+		})
 	}
-	conn := newInprocConn(chain, nil)
-	h := &seenHealth{}
-	grpc_health_v1.RegisterHealthServer(conn, h)
-
-	deadline := time.Now().Add(time.Minute)
-	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), callerKey{}, "caller's"), deadline)
-	defer cancel()
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer x")
-	req := &grpc_health_v1.HealthCheckRequest{Service: "keys"}
-	var header, trailer metadata.MD
-	resp, err := grpc_health_v1.NewHealthClient(conn).Check(ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
-	require.NoError(t, err)
-
-	assert.Equal(t, []string{"/grpc.health.v1.Health/Check"}, intercepted, "the chain ran once")
-	assert.Equal(t, grpc_health_v1.HealthCheckResponse_SERVING, resp.GetStatus())
-	assert.Equal(t, "keys", h.service)
-	assert.Equal(t, "keys", req.GetService(), "the handler changed its own copy of the request")
-	assert.Nil(t, h.ctx.Value(callerKey{}), "no value of the caller's context")
-	md, _ := metadata.FromIncomingContext(h.ctx)
-	assert.Equal(t, []string{"Bearer x"}, md.Get("authorization"))
-	p, ok := peer.FromContext(h.ctx)
-	require.True(t, ok)
-	assert.Equal(t, "inproc", p.Addr.Network())
-	got, ok := h.ctx.Deadline()
-	assert.True(t, ok && got.Equal(deadline), "the deadline")
-	method, _ := grpc.Method(h.ctx)
-	assert.Equal(t, "/grpc.health.v1.Health/Check", method)
-	assert.Equal(t, []string{"h"}, header.Get("x-header"))
-	assert.Equal(t, []string{"t"}, trailer.Get("x-trailer"))
-	assert.Error(t, grpc.SetHeader(h.ctx, metadata.Pairs("x-late", "1")), "a header after the call is over")
-	cancel()
-	assert.Error(t, h.ctx.Err(), "the caller's cancellation reaches the handler")
-
-	_, err = grpc_health_v1.NewHealthClient(conn).Check(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: "fail"}, grpc.Header(&header))
-	assert.Equal(t, codes.PermissionDenied, status.Code(err))
-	assert.Equal(t, []string{"h"}, header.Get("x-header"), "headers come with an error too")
-
-	err = conn.Invoke(context.Background(), "/grpc.health.v1.Health/Nope", req, resp)
+	conn := newInprocConn(nil, nil)
+	err := conn.Invoke(context.Background(), "/grpc.health.v1.Health/Nope", &grpc_health_v1.HealthCheckRequest{}, &grpc_health_v1.HealthCheckResponse{})
+	assert.Equal(t, codes.Unimplemented, status.Code(err))
+	_, err = callDirect(context.Background(), conn, "/grpc.health.v1.Health/Nope", &grpc_health_v1.HealthCheckRequest{}, nil, grpc_health_v1.HealthServer.Check)
 	assert.Equal(t, codes.Unimplemented, status.Code(err))
 }
