@@ -4,12 +4,16 @@
 //
 // protojson sorts every message's fields on every call and walks them through
 // wrappers; here each message type's fields are listed once, in declaration
-// order (protojson's order), with their names already quoted. What this package
-// does not encode itself it hands to protojson, so the output is protojson's in
-// every case: well-known types other than Timestamp and Duration, messages with
-// extension ranges or required fields, enum values with options, and any
-// message whose encoding fails (invalid UTF-8, a timestamp out of range), for
-// which protojson's own error is returned.
+// order (protojson's order), with their names already quoted. A message whose
+// every field can be read back from the binary form (wire.go: proto3 scalars,
+// enums, strings, bytes, maps, messages of such types, Timestamp, Duration) is
+// encoded by protobuf's fast binary encoder and written from those bytes; any
+// other through reflection. What this package does not encode itself it hands
+// to protojson, so the output is protojson's in every case: well-known types
+// other than Timestamp and Duration, messages with extension ranges or required
+// fields, enum values with extension options, and any message whose encoding
+// fails (invalid UTF-8, a timestamp out of range), for which protojson's own
+// error is returned.
 package pbjson
 
 import (
@@ -24,6 +28,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -39,6 +44,13 @@ func Marshal(b []byte, m proto.Message) ([]byte, error) {
 	r := m.ProtoReflect()
 	if !r.IsValid() {
 		return delegate(b, m)
+	}
+	md := r.Descriptor()
+	if wireable(md) {
+		if out, ok := marshalWire(b, m, planOf(md)); ok {
+			return out, nil
+		}
+		return delegate(b[:len(b):len(b)], m)
 	}
 	out, ok := appendMessage(b, r)
 	if !ok {
@@ -70,6 +82,10 @@ type plan struct {
 	wkt            wellKnown
 	seconds, nanos protoreflect.FieldDescriptor
 	fields         []field
+	// dense and sparse find a field by number (wire.go): dense[n] is its
+	// index plus one, for numbers below 64.
+	dense  []int
+	sparse map[protowire.Number]int
 }
 
 type wellKnown uint8
@@ -146,6 +162,7 @@ func newPlan(md protoreflect.MessageDescriptor) *plan {
 		}
 		p.fields = append(p.fields, f)
 	}
+	p.index()
 	return p
 }
 

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
@@ -75,6 +78,21 @@ message_type { name: "All"
 func messageTypes(t testing.TB) []protoreflect.MessageDescriptor {
 	var fdp descriptorpb.FileDescriptorProto
 	require.NoError(t, prototext.Unmarshal([]byte(kinds), &fdp))
+	// Plain is All without the fields protojson encodes for pbjson (Struct,
+	// FieldMask): its messages take the wire path, All's the reflective one.
+	plain := proto.CloneOf(fdp.GetMessageType()[0])
+	plain.Name = proto.String("Plain")
+	plain.Field = slices.DeleteFunc(plain.Field, func(f *descriptorpb.FieldDescriptorProto) bool {
+		return f.GetName() == "doc" || f.GetName() == "mask"
+	})
+	for _, m := range append([]*descriptorpb.DescriptorProto{plain}, plain.GetNestedType()...) {
+		for _, f := range m.GetField() {
+			if strings.HasPrefix(f.GetTypeName(), ".pbjsontest.All") {
+				f.TypeName = proto.String(strings.Replace(f.GetTypeName(), ".pbjsontest.All", ".pbjsontest.Plain", 1))
+			}
+		}
+	}
+	fdp.MessageType = append(fdp.MessageType, plain)
 	file, err := protodesc.NewFile(&fdp, protoregistry.GlobalFiles)
 	require.NoError(t, err)
 	var all []protoreflect.MessageDescriptor
@@ -239,6 +257,11 @@ func requireSameAsProtojson(t testing.TB, m proto.Message) bool {
 	var compact bytes.Buffer
 	require.NoError(t, json.Compact(&compact, want))
 	require.Equal(t, compact.String(), string(got[len("prefix"):]), "%v", m) // compact too, then
+	if pbjson.Wireable(m) {
+		wire, ok := pbjson.MarshalWire(m)
+		require.True(t, ok, "the wire path writes what protojson accepts: %v", m)
+		require.Equal(t, compact.String(), string(wire), "%v", m)
+	}
 	return true
 }
 
@@ -256,7 +279,19 @@ func TestMarshalMatchesProtojson(t *testing.T) {
 			}
 		}
 	}
-	// Refusals are compared too, but each type must mostly be encoded.
+	// Refusals are compared too, but each type must mostly be encoded; the
+	// wire path must be the one taken by the types it is for.
+	for name, want := range map[protoreflect.FullName]bool{"pbjsontest.Plain": true, "pbjsontest.All": false,
+		"keyward.v1.VerifyKeyResponse": true, "keyward.v1.Key": true, "keyward.v1.ListAuditEventsResponse": true} {
+		var md protoreflect.MessageDescriptor
+		for _, t := range types {
+			if t.FullName() == name {
+				md = t
+			}
+		}
+		require.NotNil(t, md, name)
+		assert.Equal(t, want, pbjson.Wireable(newMessage(md).Interface()), "wire path for %s", name)
+	}
 	for _, md := range types {
 		require.Greater(t, encoded[md.FullName()], seeds/2, "%s encoded %d times of %d", md.FullName(), encoded[md.FullName()], seeds)
 	}
