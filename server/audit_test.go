@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -346,4 +347,57 @@ func TestGracefulShutdown(t *testing.T) {
 	events, err := st.Audit().ListAuditEvents(context.Background(), repository.AuditFilter{Method: keywardv1.KeyService_ListKeys_FullMethodName}, 1000, "")
 	require.NoError(t, err)
 	assert.Len(t, events, 50, "every event was flushed before the store closed")
+}
+
+// TestRESTStreamEndedByClientIsAuditedOnce: a REST stream that its client
+// ends has exactly one audit event, the stream's own (its method, its caller),
+// however the stream's end and the HTTP request's end race; never a
+// "rejected by the REST gateway" stand-in that names no caller.
+func TestRESTStreamEndedByClientIsAuditedOnce(t *testing.T) {
+	t.Parallel()
+	kw := servertest.Start(t)
+	const n = 40
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, kw.BaseURL+"/v1/revocations:watch", nil)
+			if !assert.NoError(t, err) {
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+kw.AdminKey)
+			req.Header.Set("X-Request-Id", "watch-ended-by-client")
+			resp, err := http.DefaultClient.Do(req)
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer resp.Body.Close()
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			// The stream is live once its first message (a heartbeat) arrives;
+			// then the client hangs up.
+			_, err = bufio.NewReader(resp.Body).ReadBytes('\n')
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	var watch, other int
+	require.Eventually(t, func() bool {
+		events, err := listAuditEvents(kw, nil)
+		require.NoError(t, err)
+		watch, other = 0, 0
+		for _, e := range events {
+			if e.GetRequestId() != "watch-ended-by-client" {
+				continue
+			}
+			if e.GetMethod() == keywardv1.RevocationService_WatchRevocations_FullMethodName && e.GetCallerKeyId() != "" {
+				watch++
+			} else {
+				other++
+			}
+		}
+		return watch+other >= n
+	}, time.Minute, 20*time.Millisecond)
+	assert.Equal(t, n, watch, "each stream's own event, naming its caller")
+	assert.Zero(t, other, "no stand-in event")
 }

@@ -121,8 +121,19 @@ func serverContext(ctx context.Context, method string) (context.Context, *inproc
 // NewStream opens a stream whose first send never hides the call's status.
 func (c *inprocConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	noteRoute(ctx)
+	gw, _ := ctx.Value(gatewayCallKey{}).(*gatewayCall)
+	if gw != nil {
+		gw.mu.Lock()
+		gw.streamed = make(chan struct{})
+		gw.mu.Unlock()
+	}
 	cs, err := c.streams.NewStream(ctx, desc, method, opts...)
 	if err != nil {
+		if gw != nil {
+			gw.mu.Lock()
+			gw.streamed = nil
+			gw.mu.Unlock()
+		}
 		return nil, err
 	}
 	return statusOnRecv{cs}, nil

@@ -35,6 +35,9 @@ type gatewayCall struct {
 
 	mu    sync.Mutex
 	event *repository.AuditEvent
+	// streamed is closed when a stream's audit event is handed over; nil
+	// unless the gateway opened a stream (set on the HTTP goroutine before it).
+	streamed chan struct{}
 }
 
 type gatewayCallKey struct{}
@@ -67,6 +70,10 @@ func noteRoute(ctx context.Context) {
 func (c *gatewayCall) handOver(e *repository.AuditEvent) {
 	c.mu.Lock()
 	c.event = e
+	if c.streamed != nil {
+		close(c.streamed)
+		c.streamed = nil
+	}
 	c.mu.Unlock()
 }
 
@@ -130,6 +137,15 @@ func (a *auditor) auditREST(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), gatewayCallKey{}, c)))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
+		}
+		c.mu.Lock()
+		wait := c.streamed
+		c.mu.Unlock()
+		if wait != nil { // the stream's handler is still ending: its event is the request's
+			select {
+			case <-wait:
+			case <-time.After(5 * time.Second):
+			}
 		}
 		c.mu.Lock()
 		e := c.event
