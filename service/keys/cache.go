@@ -24,8 +24,11 @@ type Snapshot struct {
 	bucket *rate.Limiter // the key's rate-limit bucket; nil: no rate limit
 	// seq is the revocation log position this instance had published when the key
 	// was read: every rights change logged up to it is in the snapshot.
-	seq      uint64
-	filled   int64        // unix ns: when the key was read from the store
+	seq    uint64
+	filled int64 // unix ns: when the key was read from the store
+	// ttlOnly: read within a TTL of a logged change to the key (or to any
+	// role), it is trusted for the TTL only (see keyCache).
+	ttlOnly  bool
 	lastUsed atomic.Int64 // unix ms; 0: not used since loaded
 	flushed  atomic.Int64 // the lastUsed value last written to the store
 }
@@ -85,6 +88,13 @@ func (e *Snapshot) SecretEnd(fingerprint []byte, issued, now time.Time) (time.Ti
 // not; while it works, a key is read again only after maxAge (for what the log
 // does not carry: its name and metadata), not every ttl.
 //
+// A change is logged before it is written to the store (Keys.modify), so that
+// a change whose log entry cannot be written is not made. The log entry thus
+// reaches an instance before the change may be readable: a key read within a
+// TTL of a logged change to it (or to any role) gets no more than the TTL, and
+// is read again after it, when the write has long landed (a write that lands
+// later than a TTL after its entry is logged again).
+//
 // Fills race with invalidations: a fill that read the store before an invalidation
 // must not install its stale snapshot afterwards. Every invalidation bumps gen, and
 // a fill only installs when gen is unchanged since it started reading.
@@ -94,6 +104,10 @@ type keyCache struct {
 	// caughtUp is when the revocation log was last known complete here; nil
 	// without a log, when entries live ttl.
 	caughtUp func() time.Time
+	// changed is when (unix ns) the log last told of a change to a key, by id,
+	// and rolesChanged of one to any role: what put needs to mark ttlOnly.
+	changed      map[string]int64
+	rolesChanged int64
 
 	mu      sync.RWMutex
 	entries map[string]*Snapshot
@@ -115,7 +129,7 @@ type rights struct {
 
 func newKeyCache(ttl, maxAge time.Duration, caughtUp func() time.Time, maxEntries int) *keyCache {
 	return &keyCache{ttl: ttl, maxAge: max(ttl, maxAge), caughtUp: caughtUp, max: maxEntries,
-		entries: map[string]*Snapshot{}, pending: map[string]int64{}}
+		entries: map[string]*Snapshot{}, pending: map[string]int64{}, changed: map[string]int64{}}
 }
 
 // shareRights returns the shared rights whose permissions are effective (deduplicated),
@@ -145,7 +159,7 @@ func (c *keyCache) get(id string, now time.Time) *Snapshot {
 		return nil
 	}
 	age := time.Duration(now.UnixNano() - e.filled)
-	if age < c.ttl || (age < c.maxAge && c.caughtUp != nil && now.Sub(c.caughtUp()) < c.ttl) {
+	if age < c.ttl || (!e.ttlOnly && age < c.maxAge && c.caughtUp != nil && now.Sub(c.caughtUp()) < c.ttl) {
 		return e
 	}
 	return nil
@@ -164,6 +178,9 @@ func (c *keyCache) put(id string, e *Snapshot, gen uint64) {
 	defer c.mu.Unlock()
 	if c.gen != gen {
 		return
+	}
+	if e.filled-max(c.changed[id], c.rolesChanged) < int64(c.ttl) {
+		e.ttlOnly = true // not yet shared: set before any reader can see it
 	}
 	if old := c.entries[id]; old != nil {
 		c.keepUse(id, old)
@@ -186,6 +203,32 @@ func (c *keyCache) invalidate(id string) {
 		c.keepUse(id, old)
 		delete(c.entries, id)
 	}
+}
+
+// logged drops id's entry for a change the revocation log told of at now, and
+// notes it for put.
+func (c *keyCache) logged(id string, now time.Time) {
+	n := now.UnixNano()
+	c.mu.Lock()
+	if len(c.changed) >= 4096 { // forget what no fill can be within a TTL of
+		for k, at := range c.changed {
+			if n-at >= int64(c.ttl) {
+				delete(c.changed, k)
+			}
+		}
+	}
+	c.changed[id] = n
+	c.mu.Unlock()
+	c.invalidate(id)
+}
+
+// loggedRoles drops every entry for a change to a role the log told of at now,
+// and notes it for put.
+func (c *keyCache) loggedRoles(now time.Time) {
+	c.mu.Lock()
+	c.rolesChanged = now.UnixNano()
+	c.mu.Unlock()
+	c.clear()
 }
 
 // clear drops every entry.

@@ -2,9 +2,11 @@ package keys_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ type instance struct {
 	keys  *keys.Keys
 	revs  *revocation.Log
 	reads *countingKeys
+	store repository.Store
 }
 
 func sharedStoreInstances(t *testing.T, clock *testclock.Clock, n int) []instance {
@@ -147,4 +150,169 @@ func TestWithoutALogEntriesLiveTheTTL(t *testing.T) {
 		clock.Advance(31 * time.Second)
 	}
 	assert.Equal(t, int64(2), cs.keys.gets.Load())
+}
+
+// flakyRevocations fails log appends while fail is set: a store hiccup, or the
+// instance dying between a change and its log entry.
+type flakyRevocations struct {
+	repository.RevocationRepository
+	fail *atomic.Bool
+}
+
+func (f flakyRevocations) AppendRevocation(ctx context.Context, r *repository.Revocation) error {
+	if f.fail.Load() {
+		return errors.New("store hiccup")
+	}
+	return f.RevocationRepository.AppendRevocation(ctx, r)
+}
+
+func (f flakyRevocations) AppendRevocationOnce(ctx context.Context, r *repository.Revocation) error {
+	if f.fail.Load() {
+		return errors.New("store hiccup")
+	}
+	return f.RevocationRepository.AppendRevocationOnce(ctx, r)
+}
+
+// slowKeys holds a key write until release is closed (when hold is set), and
+// cancels the caller's context right after writing (when cancel is set).
+type slowKeys struct {
+	repository.KeyRepository
+	hold   atomic.Pointer[chan struct{}]
+	cancel atomic.Pointer[context.CancelFunc]
+}
+
+func (s *slowKeys) UpdateKey(ctx context.Context, k *repository.Key) error {
+	if h := s.hold.Load(); h != nil {
+		<-*h
+	}
+	err := s.KeyRepository.UpdateKey(ctx, k)
+	if c := s.cancel.Load(); c != nil {
+		(*c)()
+	}
+	return err
+}
+
+type changingStore struct {
+	repository.Store
+	keys *slowKeys
+	revs repository.RevocationRepository
+}
+
+func (s changingStore) Keys() repository.KeyRepository               { return s.keys }
+func (s changingStore) Revocations() repository.RevocationRepository { return s.revs }
+
+// twoInstances is instance a, whose log appends fail while fail is set and
+// whose key writes go through keys, and instance b, both over one store.
+func twoInstances(t *testing.T, clock *testclock.Clock) (a, b instance, keysOfA *slowKeys, fail *atomic.Bool) {
+	t.Helper()
+	st, err := embedded.Open(context.Background(), filepath.Join(t.TempDir(), "data"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fail = &atomic.Bool{}
+	keysOfA = &slowKeys{KeyRepository: st.Keys()}
+	storeOfA := changingStore{Store: st, keys: keysOfA, revs: flakyRevocations{RevocationRepository: st.Revocations(), fail: fail}}
+	cfg := func(revs *revocation.Log) keys.Config {
+		return keys.Config{CacheTTL: 30 * time.Second, CacheMaxAge: 10 * time.Minute, Revocations: revs, Now: clock.Now}
+	}
+	for i, s := range []repository.Store{storeOfA, st} {
+		revs := revocation.New(s, revocation.Config{Now: clock.Now}, log)
+		require.NoError(t, revs.Load(context.Background()))
+		cs := &countingStore{Store: s, keys: &countingKeys{KeyRepository: s.Keys()}}
+		in := instance{keys: keys.New(cs, cfg(revs), log), revs: revs, reads: cs.keys, store: cs}
+		if i == 0 {
+			a = in
+		} else {
+			b = in
+		}
+	}
+	return a, b, keysOfA, fail
+}
+
+// TestAChangeTheLogCannotTakeIsNotMade: a change that other instances must
+// hear of (rights, rotation, revocation, a role's permissions or deletion) is
+// logged before it is written; when the log cannot take it, the change is not
+// made, and no instance keeps a stale key past the TTL.
+func TestAChangeTheLogCannotTakeIsNotMade(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := testclock.New(time.Time{})
+	a, b, _, fail := twoInstances(t, clock)
+	k, secret, err := a.keys.Create(ctx, keys.KeyInput{Name: "till", Owner: "store", Environment: repository.EnvironmentLive, Permissions: []string{"orders"}})
+	require.NoError(t, err)
+	v, err := b.keys.Verify(ctx, secret, keys.Check{Permission: "orders"})
+	require.NoError(t, err)
+	require.True(t, v.Valid(), "b caches the key")
+
+	roles := keys.NewRoles(a.store, a.keys)
+	_, err = roles.Create(ctx, &repository.Role{Name: "cashier", Permissions: []string{"refunds"}})
+	require.NoError(t, err)
+
+	fail.Store(true)
+	_, err = a.keys.Update(ctx, k.ID, keys.KeyInput{Permissions: []string{"billing"}}, []string{"permissions"})
+	require.Error(t, err)
+	_, err = roles.Update(ctx, &repository.Role{Name: "cashier", Permissions: []string{"none"}}, []string{"permissions"})
+	require.Error(t, err)
+	require.Error(t, roles.Delete(ctx, "cashier"))
+	_, _, err = a.keys.Rotate(ctx, k.ID, 0)
+	require.Error(t, err)
+	_, err = a.keys.Revoke(ctx, k.ID, "stolen")
+	require.Error(t, err)
+	fail.Store(false)
+
+	stored, err := a.keys.Get(ctx, k.ID)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders"}, stored.Permissions, "the update was not made")
+	assert.Equal(t, repository.KeyActive, stored.State, "nor the revocation")
+	role, err := roles.Get(ctx, "cashier")
+	require.NoError(t, err, "nor the role's deletion")
+	assert.Equal(t, []string{"refunds"}, role.Permissions, "nor the role's update")
+	for range 10 { // five minutes, the log followed
+		clock.Advance(30 * time.Second)
+		require.NoError(t, b.revs.Poll(ctx))
+	}
+	v, err = b.keys.Verify(ctx, secret, keys.Check{Permission: "orders"})
+	require.NoError(t, err)
+	assert.True(t, v.Valid(), "b agrees with the store: the secret and the right are the key's still")
+}
+
+// TestAChangeReadElsewhereBeforeItIsWrittenLivesOnlyTheTTL: between a
+// change's log entry and its write, another instance may read the key as it
+// was; that entry is trusted for the TTL only, and the next read finds the
+// change. A caller that hangs up right after the write changes nothing.
+func TestAChangeReadElsewhereBeforeItIsWrittenLivesOnlyTheTTL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := testclock.New(time.Time{})
+	a, b, keysOfA, _ := twoInstances(t, clock)
+	k, secret, err := a.keys.Create(ctx, keys.KeyInput{Name: "till", Owner: "store", Environment: repository.EnvironmentLive})
+	require.NoError(t, err)
+
+	release := make(chan struct{})
+	keysOfA.hold.Store(&release)
+	callCtx, hangUp := context.WithCancel(ctx)
+	keysOfA.cancel.Store(&hangUp)
+	rotated := make(chan error, 1)
+	go func() {
+		_, _, err := a.keys.Rotate(callCtx, k.ID, 0)
+		rotated <- err
+	}()
+	// The rotation is in the log, not yet in the store: b hears of it, and
+	// reads the key as it still is.
+	require.Eventually(t, func() bool {
+		require.NoError(t, b.revs.Poll(ctx))
+		return b.revs.LatestSequence() > 0
+	}, time.Minute, time.Millisecond)
+	v, err := b.keys.Verify(ctx, secret, keys.Check{})
+	require.NoError(t, err)
+	require.True(t, v.Valid(), "b read the key before the rotation was written")
+	close(release)
+	require.NoError(t, <-rotated, "the rotation is made though its caller hung up")
+	keysOfA.hold.Store(nil)
+
+	clock.Advance(31 * time.Second)
+	require.NoError(t, b.revs.Poll(ctx))
+	v, err = b.keys.Verify(ctx, secret, keys.Check{})
+	require.NoError(t, err)
+	assert.False(t, v.Valid(), "past the TTL b reads the key again and refuses the rotated-out secret")
 }

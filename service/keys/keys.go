@@ -116,10 +116,10 @@ func New(store repository.Store, cfg Config, log *slog.Logger) *Keys {
 // when a role changed (any key may hold it).
 func (s *Keys) revoked(subject string) {
 	if strings.HasPrefix(subject, RoleSubjectPrefix) {
-		s.cache.clear()
+		s.cache.loggedRoles(s.now())
 		return
 	}
-	s.cache.invalidate(subject)
+	s.cache.logged(subject, s.now())
 }
 
 // Now is the key service's clock, in UTC at the millisecond precision the store
@@ -351,7 +351,15 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 	if has("owner") && !mayManage(ctx, "update", in.Owner) {
 		return nil, errs.PermissionDenied("the calling key may not move keys to owner %q", in.Owner)
 	}
-	k, err := s.modify(ctx, id, "update", func(k *repository.Key) error {
+	var entry *logEntry
+	for _, p := range paths {
+		if slices.Contains(rightsPaths, p) {
+			// A change of rights may take away what a cached verification elsewhere allowed.
+			entry = &logEntry{kind: repository.RevokedKeyRightsReduced, reason: "rights changed"}
+			break
+		}
+	}
+	k, err := s.modify(ctx, id, "update", entry, func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
 			return errs.FailedPrecondition("key %q is revoked and cannot be changed", id)
 		}
@@ -419,15 +427,6 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 			s.history(ctx, id, "role_removed", r, nil)
 		}
 	}
-	// A change of rights may take away what a cached verification elsewhere allowed.
-	for _, p := range paths {
-		if slices.Contains(rightsPaths, p) {
-			if err := s.appendRevocation(ctx, repository.RevokedKeyRightsReduced, k, "rights changed"); err != nil {
-				return nil, err
-			}
-			break
-		}
-	}
 	return k, nil
 }
 
@@ -441,18 +440,11 @@ var (
 		"rate_limit", "quota", "allowed_audiences", "max_token_ttl"}
 )
 
-// appendRevocation records a key's revocation (or loss of rights) in the log.
-func (s *Keys) appendRevocation(ctx context.Context, kind string, k *repository.Key, reason string) error {
-	if s.revs == nil {
-		return nil
-	}
-	return s.revs.Append(ctx, kind, k.ID, reason, s.now().Add(s.relevance))
-}
-
 // Revoke revokes a key at once. Revoking a revoked key changes nothing.
 func (s *Keys) Revoke(ctx context.Context, id, reason string) (*repository.Key, error) {
 	already := false
-	k, err := s.modify(ctx, id, "revoke", func(k *repository.Key) error {
+	entry := &logEntry{kind: repository.RevokedAPIKey, reason: reason, once: true}
+	k, err := s.modify(ctx, id, "revoke", entry, func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
 			already = true
 			return errUnchanged
@@ -467,8 +459,9 @@ func (s *Keys) Revoke(ctx context.Context, id, reason string) (*repository.Key, 
 	}
 	// Once per key: a retried revocation whose log entry failed the first time gets
 	// it now, and revoking again adds nothing.
-	if s.revs != nil {
-		if err := s.revs.AppendOnce(ctx, repository.RevokedAPIKey, k.ID, k.RevokeReason, s.now().Add(s.relevance)); err != nil {
+	if already {
+		entry.reason = k.RevokeReason
+		if err := s.logChange(ctx, entry, k.ID, false); err != nil {
 			return nil, err
 		}
 	}
@@ -498,7 +491,9 @@ func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*rep
 		return nil, "", errs.InvalidArgument("grace_period", "must not be negative")
 	}
 	var secret string
-	k, err := s.modify(ctx, id, "rotate", func(k *repository.Key) error {
+	// Other instances drop what they cached of the previous secret.
+	entry := &logEntry{kind: repository.RevokedKeySecretRotated, reason: "secret rotated"}
+	k, err := s.modify(ctx, id, "rotate", entry, func(k *repository.Key) error {
 		if k.State == repository.KeyRevoked {
 			return errs.FailedPrecondition("key %q is revoked and cannot be rotated", id)
 		}
@@ -531,19 +526,6 @@ func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*rep
 	if err != nil {
 		return nil, "", err
 	}
-	// Other instances drop what they cached of the previous secret. The new
-	// secret is shown only now, so a failure here cannot fail the rotation: it is
-	// retried, then logged (another instance may then accept the previous secret
-	// until its cache's maximum age).
-	var logErr error
-	for range 3 {
-		if logErr = s.appendRevocation(ctx, repository.RevokedKeySecretRotated, k, "secret rotated"); logErr == nil {
-			break
-		}
-	}
-	if logErr != nil {
-		s.log.ErrorContext(ctx, "recording a rotation in the revocation log", "key_id", id, "error", logErr)
-	}
 	s.log.InfoContext(ctx, "key rotated", "key_id", id, "grace_period", grace.String())
 	s.history(ctx, id, "rotated", "grace period "+grace.String(), nil)
 	return k, secret, nil
@@ -552,8 +534,12 @@ func (s *Keys) Rotate(ctx context.Context, id string, grace time.Duration) (*rep
 var errUnchanged = errors.New("unchanged")
 
 // modify applies change to the stored key with optimistic concurrency, retrying when
-// another writer got there first, and invalidates the cached verification.
-func (s *Keys) modify(ctx context.Context, id, action string, change func(*repository.Key) error) (*repository.Key, error) {
+// another writer got there first, and invalidates the cached verification. A
+// change that needs every instance to drop what it cached (entry not nil) is
+// written to the revocation log first, once the change is known to be allowed
+// and valid: if the log cannot take it, the key is left as it was. A write that
+// lands later than a cache TTL after its entry is logged again (see keyCache).
+func (s *Keys) modify(ctx context.Context, id, action string, entry *logEntry, change func(*repository.Key) error) (*repository.Key, error) {
 	if !apikey.ValidID(id) {
 		return nil, errs.InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
 	}
@@ -575,6 +561,13 @@ func (s *Keys) modify(ctx context.Context, id, action string, change func(*repos
 		case err != nil:
 			return nil, err
 		}
+		var logged time.Time
+		if entry != nil {
+			if err := s.logChange(ctx, entry, id, false); err != nil {
+				return nil, err
+			}
+			logged = s.now()
+		}
 		k.UpdateTime = s.now()
 		err = s.keys.UpdateKey(ctx, k)
 		if errors.Is(err, repository.ErrConflict) {
@@ -583,8 +576,40 @@ func (s *Keys) modify(ctx context.Context, id, action string, change func(*repos
 		if err != nil {
 			return nil, err
 		}
+		if entry != nil && s.now().Sub(logged) >= s.cache.ttl {
+			if err := s.logChange(ctx, entry, id, true); err != nil {
+				s.log.ErrorContext(ctx, "logging a slow key change again", "key_id", id, "error", err)
+			}
+		}
 		return k, nil
 	}
+}
+
+// logEntry is the revocation log entry a change of a key is logged with.
+type logEntry struct {
+	kind, reason string
+	// once: append unless an entry of this kind and key is in the log
+	// (revocations, which happen once).
+	once bool
+}
+
+// logTimeout bounds a revocation log append, which does not end with the
+// caller's context: a caller that hangs up or runs out of time after a change
+// was logged does not keep it from being written.
+const logTimeout = 5 * time.Second
+
+// logChange appends entry for the key id; again: a second time (a plain append
+// whatever once says).
+func (s *Keys) logChange(ctx context.Context, entry *logEntry, id string, again bool) error {
+	if s.revs == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logTimeout)
+	defer cancel()
+	if entry.once && !again {
+		return s.revs.AppendOnce(ctx, entry.kind, id, entry.reason, s.now().Add(s.relevance))
+	}
+	return s.revs.Append(ctx, entry.kind, id, entry.reason, s.now().Add(s.relevance))
 }
 
 // permissionsOf parses the permissions and resolves the roles of a key, and returns
@@ -681,15 +706,10 @@ func (s *Keys) holdingOfStored(ctx context.Context, k *repository.Key) (authz.Ho
 // roleRightsReduced records in the revocation log that the role's keys may have lost
 // rights, so that every instance and subscriber drops what it cached for them, and
 // local validators refuse tokens issued before. It stays in the log as long as a
-// key's reduction does: longer than any token issued before it lives.
-func (s *Keys) roleRightsReduced(ctx context.Context, name string) {
-	if s.revs == nil {
-		return
-	}
-	if err := s.revs.Append(ctx, repository.RevokedKeyRightsReduced, RoleSubjectPrefix+name, "role changed",
-		s.now().Add(s.relevance)); err != nil {
-		s.log.ErrorContext(ctx, "recording a role change in the revocation log", "role", name, "error", err)
-	}
+// key's reduction does: longer than any token issued before it lives. The role
+// is changed only once this is logged.
+func (s *Keys) roleRightsReduced(ctx context.Context, name string) error {
+	return s.logChange(ctx, &logEntry{kind: repository.RevokedKeyRightsReduced, reason: "role changed"}, RoleSubjectPrefix+name, true)
 }
 
 // holderPage is how many keys naming a role are read at a time.
@@ -710,7 +730,7 @@ func (s *Keys) forgetRole(ctx context.Context, name string) error {
 			if k.State == repository.KeyRevoked {
 				continue
 			}
-			_, err := s.modify(internal, k.ID, "update", func(k *repository.Key) error {
+			_, err := s.modify(internal, k.ID, "update", nil, func(k *repository.Key) error { // the role's deletion is logged
 				if k.State == repository.KeyRevoked || !slices.Contains(k.Roles, name) {
 					return errUnchanged
 				}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/authz"
@@ -124,6 +125,15 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 				r.Permissions = nilIfEmpty(in.Permissions)
 			}
 		}
+		// Other instances drop their cached verifications of the role's keys too:
+		// logged before the change is written (see Keys.modify).
+		var logged time.Time
+		if slices.Contains(paths, "permissions") {
+			if err := s.keys.roleRightsReduced(ctx, in.Name); err != nil {
+				return nil, err
+			}
+			logged = s.keys.Now()
+		}
 		r.UpdateTime = s.keys.Now()
 		err = s.roles.UpdateRole(ctx, r)
 		if errors.Is(err, repository.ErrConflict) {
@@ -132,9 +142,10 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 		if err != nil {
 			return nil, err
 		}
-		if slices.Contains(paths, "permissions") {
-			// Other instances drop their cached verifications of the role's keys too.
-			s.keys.roleRightsReduced(ctx, in.Name)
+		if !logged.IsZero() && s.keys.Now().Sub(logged) >= s.keys.cache.ttl {
+			if err := s.keys.roleRightsReduced(ctx, in.Name); err != nil {
+				s.keys.log.ErrorContext(ctx, "logging a slow role change again", "role", in.Name, "error", err)
+			}
 		}
 		return r, nil
 	}
@@ -144,6 +155,13 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 // name, so that a role created later under the same name grants them nothing.
 func (s *Roles) Delete(ctx context.Context, name string) error {
 	defer s.keys.InvalidateRoles()
+	if _, err := s.Get(ctx, name); err != nil {
+		return err
+	}
+	// Logged before the role goes (see Keys.modify).
+	if err := s.keys.roleRightsReduced(ctx, name); err != nil {
+		return err
+	}
 	err := s.roles.DeleteRole(ctx, name)
 	if errors.Is(err, repository.ErrNotFound) {
 		return errs.NotFound("role %q not found", name)
@@ -151,7 +169,6 @@ func (s *Roles) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	s.keys.roleRightsReduced(ctx, name)
 	return s.keys.forgetRole(ctx, name)
 }
 
