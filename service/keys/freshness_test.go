@@ -316,3 +316,46 @@ func TestAChangeReadElsewhereBeforeItIsWrittenLivesOnlyTheTTL(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, v.Valid(), "past the TTL b reads the key again and refuses the rotated-out secret")
 }
+
+// TestTokensOfAKeyReadBeforeItsRightsChangeAreDatedBeforeIt: a key read
+// between a rights change's log entry and its write has the old rights and
+// that entry's log position, which its tokens carry; the change is logged again
+// once written, so the key's latest reduction is after that position and local
+// validators refuse those tokens.
+func TestTokensOfAKeyReadBeforeItsRightsChangeAreDatedBeforeIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := testclock.New(time.Time{})
+	a, b, keysOfA, _ := twoInstances(t, clock)
+	k, _, err := a.keys.Create(ctx, keys.KeyInput{Name: "till", Owner: "store", Environment: repository.EnvironmentLive, Permissions: []string{"orders"}})
+	require.NoError(t, err)
+
+	release := make(chan struct{})
+	keysOfA.hold.Store(&release)
+	updated := make(chan error, 1)
+	go func() {
+		_, err := a.keys.Update(ctx, k.ID, keys.KeyInput{Permissions: []string{"billing"}}, []string{"permissions"})
+		updated <- err
+	}()
+	require.Eventually(t, func() bool {
+		require.NoError(t, b.revs.Poll(ctx))
+		return b.revs.LatestSequence() > 0
+	}, time.Minute, time.Millisecond)
+	read, err := b.keys.Snapshot(ctx, k.ID)
+	require.NoError(t, err)
+	require.Equal(t, []string{"orders"}, read.Effective(), "b read the key before the change was written")
+	close(release)
+	require.NoError(t, <-updated)
+	keysOfA.hold.Store(nil)
+
+	require.NoError(t, b.revs.Poll(ctx))
+	entries, err := a.store.Revocations().ListRevocations(ctx, 0, 100)
+	require.NoError(t, err)
+	var latest uint64
+	for _, e := range entries {
+		if e.Kind == repository.RevokedKeyRightsReduced && e.SubjectID == k.ID {
+			latest = max(latest, e.Sequence)
+		}
+	}
+	assert.Greater(t, latest, *read.RightsSeq(), "the key's latest reduction is after what the early read's tokens carry")
+}

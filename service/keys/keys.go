@@ -355,7 +355,7 @@ func (s *Keys) Update(ctx context.Context, id string, in KeyInput, paths []strin
 	for _, p := range paths {
 		if slices.Contains(rightsPaths, p) {
 			// A change of rights may take away what a cached verification elsewhere allowed.
-			entry = &logEntry{kind: repository.RevokedKeyRightsReduced, reason: "rights changed"}
+			entry = &logEntry{kind: repository.RevokedKeyRightsReduced, reason: "rights changed", after: true}
 			break
 		}
 	}
@@ -537,8 +537,9 @@ var errUnchanged = errors.New("unchanged")
 // another writer got there first, and invalidates the cached verification. A
 // change that needs every instance to drop what it cached (entry not nil) is
 // written to the revocation log first, once the change is known to be allowed
-// and valid: if the log cannot take it, the key is left as it was. A write that
-// lands later than a cache TTL after its entry is logged again (see keyCache).
+// and valid: if the log cannot take it, the key is left as it was. It is logged
+// again after the write when entry says so, or when the write landed later than
+// a cache TTL after its entry (see keyCache); a failure then is logged.
 func (s *Keys) modify(ctx context.Context, id, action string, entry *logEntry, change func(*repository.Key) error) (*repository.Key, error) {
 	if !apikey.ValidID(id) {
 		return nil, errs.InvalidArgument("key_id", "must be 16 characters of a-z and 2-7")
@@ -576,9 +577,9 @@ func (s *Keys) modify(ctx context.Context, id, action string, entry *logEntry, c
 		if err != nil {
 			return nil, err
 		}
-		if entry != nil && s.now().Sub(logged) >= s.cache.ttl {
+		if entry != nil && (entry.after || s.now().Sub(logged) >= s.cache.ttl) {
 			if err := s.logChange(ctx, entry, id, true); err != nil {
-				s.log.ErrorContext(ctx, "logging a slow key change again", "key_id", id, "error", err)
+				s.log.ErrorContext(ctx, "logging a key change again after writing it", "key_id", id, "error", err)
 			}
 		}
 		return k, nil
@@ -591,6 +592,12 @@ type logEntry struct {
 	// once: append unless an entry of this kind and key is in the log
 	// (revocations, which happen once).
 	once bool
+	// after: logged again once written. A change of rights: a token carries
+	// the log position its key was read at, and local validators refuse a
+	// token older than the key's latest reduction; a key read between the
+	// first entry and the write has the old rights and the first entry's
+	// position, so only an entry after the write dates its tokens right.
+	after bool
 }
 
 // logTimeout bounds a revocation log append, which does not end with the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/authz"
@@ -127,12 +126,12 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 		}
 		// Other instances drop their cached verifications of the role's keys too:
 		// logged before the change is written (see Keys.modify).
-		var logged time.Time
+		logged := false
 		if slices.Contains(paths, "permissions") {
 			if err := s.keys.roleRightsReduced(ctx, in.Name); err != nil {
 				return nil, err
 			}
-			logged = s.keys.Now()
+			logged = true
 		}
 		r.UpdateTime = s.keys.Now()
 		err = s.roles.UpdateRole(ctx, r)
@@ -142,9 +141,11 @@ func (s *Roles) Update(ctx context.Context, in *repository.Role, paths []string)
 		if err != nil {
 			return nil, err
 		}
-		if !logged.IsZero() && s.keys.Now().Sub(logged) >= s.keys.cache.ttl {
+		if logged {
+			// Again once written: that entry dates the tokens of the role's keys
+			// (see logEntry.after).
 			if err := s.keys.roleRightsReduced(ctx, in.Name); err != nil {
-				s.keys.log.ErrorContext(ctx, "logging a slow role change again", "role", in.Name, "error", err)
+				s.keys.log.ErrorContext(ctx, "logging a role change again after writing it", "role", in.Name, "error", err)
 			}
 		}
 		return r, nil
@@ -168,6 +169,9 @@ func (s *Roles) Delete(ctx context.Context, name string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if err := s.keys.roleRightsReduced(ctx, name); err != nil { // dates the tokens (see logEntry.after)
+		s.keys.log.ErrorContext(ctx, "logging a role deletion again after it", "role", name, "error", err)
 	}
 	return s.keys.forgetRole(ctx, name)
 }
