@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/fullstorydev/grpchan/inprocgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -112,6 +113,11 @@ func serverContext(ctx context.Context, method string) (context.Context, *inproc
 	noteRoute(ctx)
 	sts := &inprocStream{method: method}
 	srvCtx := context.Context(noValues{ctx})
+	if span := trace.SpanFromContext(ctx); span.SpanContext().IsValid() {
+		// The HTTP request's span (--tracing): what the handler traces or logs
+		// belongs to it.
+		srvCtx = trace.ContextWithSpan(srvCtx, span)
+	}
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
 		srvCtx = metadata.NewIncomingContext(srvCtx, md)
 	}

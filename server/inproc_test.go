@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
@@ -72,6 +73,8 @@ func TestInprocCallIsAUnaryCall(t *testing.T) {
 			ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), callerKey{}, "caller's"), deadline)
 			defer cancel()
 			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer x")
+			span := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+			ctx = trace.ContextWithSpanContext(ctx, span) // the HTTP request's span, with --tracing
 			req := &grpc_health_v1.HealthCheckRequest{Service: "keys"}
 			var header, trailer metadata.MD
 			resp, err := tc.call(conn, ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
@@ -84,6 +87,7 @@ func TestInprocCallIsAUnaryCall(t *testing.T) {
 				assert.Equal(t, "keys", req.GetService(), "the handler changed its own copy of the request")
 			}
 			assert.Nil(t, h.ctx.Value(callerKey{}), "no value of the caller's context")
+			assert.Equal(t, span, trace.SpanContextFromContext(h.ctx), "but its trace span")
 			md, _ := metadata.FromIncomingContext(h.ctx)
 			assert.Equal(t, []string{"Bearer x"}, md.Get("authorization"))
 			p, ok := peer.FromContext(h.ctx)
