@@ -20,8 +20,10 @@
 // GeoIP database, and runs no background job. The program (internal/app) does,
 // and hands the results to New.
 //
-// The gateway calls the services in process (inproc.go): a unary call runs the
-// same interceptor chain as a gRPC call, on the HTTP request's goroutine, and its
-// answer is encoded by internal/pbjson, protojson's output at a fraction of its
-// cost.
+// The gateway calls the services in process (inproc.go, inprocdirect.go): a
+// unary call runs the same interceptor chain as a gRPC call, on the HTTP
+// request's goroutine, and its answer is encoded by internal/pbjson, protojson's
+// output at a fraction of its cost. What the gateway resolved of the HTTP
+// request (client address, method, route, headers) reaches the services as a
+// context value (resthttp.go's gatewayCall), never as metadata.
 package server
