@@ -227,11 +227,7 @@ func appendMessage(b []byte, m protoreflect.Message) ([]byte, bool) {
 		if !set && f.skipUnset {
 			continue
 		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, f.name...)
+		b, first = appendMember(b, first, f), false
 		var ok bool
 		switch {
 		case !set && f.list:
@@ -252,6 +248,15 @@ func appendMessage(b []byte, m protoreflect.Message) ([]byte, bool) {
 		}
 	}
 	return append(b, '}'), true
+}
+
+// appendMember starts a message's member f: a comma unless it is the first,
+// then its quoted name and colon.
+func appendMember(b []byte, first bool, f *field) []byte {
+	if !first {
+		b = append(b, ',')
+	}
+	return append(b, f.name...)
 }
 
 func appendList(b []byte, l protoreflect.List, f *field) ([]byte, bool) {

@@ -117,21 +117,17 @@ func appendWireMessage(b []byte, p *plan, wire []byte) ([]byte, bool) {
 	case timestampType, durationType:
 		var secs, nanos int64
 		for len(wire) > 0 {
-			num, typ, n := protowire.ConsumeTag(wire)
-			if n < 0 {
+			var o occurrence
+			num, rest, ok := consumeField(wire, &o)
+			if !ok || o.typ != protowire.VarintType {
 				return b, false
 			}
-			wire = wire[n:]
-			v, n := protowire.ConsumeVarint(wire)
-			if typ != protowire.VarintType || n < 0 {
-				return b, false
-			}
-			wire = wire[n:]
+			wire = rest
 			switch num {
 			case 1:
-				secs = int64(v) //nolint:gosec // int64 on the wire
+				secs = int64(o.num) //nolint:gosec // int64 on the wire
 			case 2:
-				nanos = int64(int32(v)) //nolint:gosec // int32 on the wire
+				nanos = int64(int32(o.num)) //nolint:gosec // int32 on the wire
 			default: // no other field
 			}
 		}
@@ -144,32 +140,13 @@ func appendWireMessage(b []byte, p *plan, wire []byte) ([]byte, bool) {
 	var local [48]occurrence
 	occ := local[:0]
 	for len(wire) > 0 {
-		num, typ, n := protowire.ConsumeTag(wire)
-		if n < 0 {
+		var o occurrence
+		num, rest, ok := consumeField(wire, &o)
+		if !ok {
 			return b, false
 		}
-		wire = wire[n:]
-		o := occurrence{f: p.byNumber(num), typ: typ}
-		switch typ {
-		case protowire.VarintType:
-			o.num, n = protowire.ConsumeVarint(wire)
-		case protowire.Fixed32Type:
-			var v uint32
-			v, n = protowire.ConsumeFixed32(wire)
-			o.num = uint64(v)
-		case protowire.Fixed64Type:
-			o.num, n = protowire.ConsumeFixed64(wire)
-		case protowire.BytesType:
-			o.raw, n = protowire.ConsumeBytes(wire)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, wire)
-			o.f = nil
-		}
-		if n < 0 {
-			return b, false
-		}
-		wire = wire[n:]
-		if o.f != nil {
+		wire = rest
+		if o.f = p.byNumber(num); o.f != nil {
 			occ = append(occ, o)
 		}
 	}
@@ -186,11 +163,7 @@ func appendWireMessage(b []byte, p *plan, wire []byte) ([]byte, bool) {
 		if last < 0 && f.skipUnset {
 			continue
 		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, f.name...)
+		b, first = appendMember(b, first, f), false
 		var ok bool
 		switch {
 		case f.list:
@@ -299,33 +272,15 @@ func appendWireMap(b []byte, f *field, occ []occurrence) ([]byte, bool) {
 		if o.typ != protowire.BytesType {
 			return b, false
 		}
-		e := mapEntry{key: defaultKey(keyFd), value: occurrence{f: f}}
+		e := mapEntry{key: keyFd.Default().MapKey(), value: occurrence{f: f}}
 		wire := o.raw
 		for len(wire) > 0 {
-			num, typ, n := protowire.ConsumeTag(wire)
-			if n < 0 {
+			v := occurrence{f: f}
+			num, rest, ok := consumeField(wire, &v)
+			if !ok {
 				return b, false
 			}
-			wire = wire[n:]
-			v := occurrence{f: f, typ: typ}
-			switch typ {
-			case protowire.VarintType:
-				v.num, n = protowire.ConsumeVarint(wire)
-			case protowire.Fixed32Type:
-				var x uint32
-				x, n = protowire.ConsumeFixed32(wire)
-				v.num = uint64(x)
-			case protowire.Fixed64Type:
-				v.num, n = protowire.ConsumeFixed64(wire)
-			case protowire.BytesType:
-				v.raw, n = protowire.ConsumeBytes(wire)
-			default:
-				return b, false
-			}
-			if n < 0 {
-				return b, false
-			}
-			wire = wire[n:]
+			wire = rest
 			switch num {
 			case 1:
 				k, ok := wireKey(keyFd, &v)
@@ -372,8 +327,34 @@ func appendWireMap(b []byte, f *field, occ []occurrence) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
-func defaultKey(fd protoreflect.FieldDescriptor) protoreflect.MapKey {
-	return fd.Default().MapKey()
+// consumeField reads the field at the start of wire into o (all but o.f, left
+// to the caller) and returns its number and the bytes after it; not ok when
+// the field is malformed or a group, which the wire path leaves to the fallback.
+func consumeField(wire []byte, o *occurrence) (protowire.Number, []byte, bool) {
+	num, typ, n := protowire.ConsumeTag(wire)
+	if n < 0 {
+		return 0, nil, false
+	}
+	wire = wire[n:]
+	o.typ, o.num, o.raw = typ, 0, nil
+	switch typ {
+	case protowire.VarintType:
+		o.num, n = protowire.ConsumeVarint(wire)
+	case protowire.Fixed32Type:
+		var v uint32
+		v, n = protowire.ConsumeFixed32(wire)
+		o.num = uint64(v)
+	case protowire.Fixed64Type:
+		o.num, n = protowire.ConsumeFixed64(wire)
+	case protowire.BytesType:
+		o.raw, n = protowire.ConsumeBytes(wire)
+	default:
+		return num, nil, false
+	}
+	if n < 0 {
+		return num, nil, false
+	}
+	return num, wire[n:], true
 }
 
 // wireKey is a map key as the wire holds it.

@@ -198,6 +198,11 @@ func (c *keyCache) put(id string, e *Snapshot, gen uint64) {
 func (c *keyCache) invalidate(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.drop(id)
+}
+
+// drop drops id's entry. Caller holds mu.
+func (c *keyCache) drop(id string) {
 	c.gen++
 	if old := c.entries[id]; old != nil {
 		c.keepUse(id, old)
@@ -210,6 +215,7 @@ func (c *keyCache) invalidate(id string) {
 func (c *keyCache) logged(id string, now time.Time) {
 	n := now.UnixNano()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.changed) >= 4096 { // forget what no fill can be within a TTL of
 		for k, at := range c.changed {
 			if n-at >= int64(c.ttl) {
@@ -218,23 +224,27 @@ func (c *keyCache) logged(id string, now time.Time) {
 		}
 	}
 	c.changed[id] = n
-	c.mu.Unlock()
-	c.invalidate(id)
+	c.drop(id)
 }
 
 // loggedRoles drops every entry for a change to a role the log told of at now,
 // and notes it for put.
 func (c *keyCache) loggedRoles(now time.Time) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.rolesChanged = now.UnixNano()
-	c.mu.Unlock()
-	c.clear()
+	c.dropAll()
 }
 
 // clear drops every entry.
 func (c *keyCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dropAll()
+}
+
+// dropAll drops every entry. Caller holds mu.
+func (c *keyCache) dropAll() {
 	c.gen++
 	for id, old := range c.entries {
 		c.keepUse(id, old)

@@ -288,27 +288,18 @@ func TestAChangeReadElsewhereBeforeItIsWrittenLivesOnlyTheTTL(t *testing.T) {
 	k, secret, err := a.keys.Create(ctx, keys.KeyInput{Name: "till", Owner: "store", Environment: repository.EnvironmentLive})
 	require.NoError(t, err)
 
-	release := make(chan struct{})
-	keysOfA.hold.Store(&release)
 	callCtx, hangUp := context.WithCancel(ctx)
 	keysOfA.cancel.Store(&hangUp)
-	rotated := make(chan error, 1)
-	go func() {
+	write := heldChange(t, b, keysOfA, func() error {
 		_, _, err := a.keys.Rotate(callCtx, k.ID, 0)
-		rotated <- err
-	}()
-	// The rotation is in the log, not yet in the store: b hears of it, and
-	// reads the key as it still is.
-	require.Eventually(t, func() bool {
-		require.NoError(t, b.revs.Poll(ctx))
-		return b.revs.LatestSequence() > 0
-	}, time.Minute, time.Millisecond)
+		return err
+	})
+	// The rotation is in the log, not yet in the store: b reads the key as it
+	// still is.
 	v, err := b.keys.Verify(ctx, secret, keys.Check{})
 	require.NoError(t, err)
 	require.True(t, v.Valid(), "b read the key before the rotation was written")
-	close(release)
-	require.NoError(t, <-rotated, "the rotation is made though its caller hung up")
-	keysOfA.hold.Store(nil)
+	require.NoError(t, write(), "the rotation is made though its caller hung up")
 
 	clock.Advance(31 * time.Second)
 	require.NoError(t, b.revs.Poll(ctx))
@@ -330,23 +321,14 @@ func TestTokensOfAKeyReadBeforeItsRightsChangeAreDatedBeforeIt(t *testing.T) {
 	k, _, err := a.keys.Create(ctx, keys.KeyInput{Name: "till", Owner: "store", Environment: repository.EnvironmentLive, Permissions: []string{"orders"}})
 	require.NoError(t, err)
 
-	release := make(chan struct{})
-	keysOfA.hold.Store(&release)
-	updated := make(chan error, 1)
-	go func() {
+	write := heldChange(t, b, keysOfA, func() error {
 		_, err := a.keys.Update(ctx, k.ID, keys.KeyInput{Permissions: []string{"billing"}}, []string{"permissions"})
-		updated <- err
-	}()
-	require.Eventually(t, func() bool {
-		require.NoError(t, b.revs.Poll(ctx))
-		return b.revs.LatestSequence() > 0
-	}, time.Minute, time.Millisecond)
+		return err
+	})
 	read, err := b.keys.Snapshot(ctx, k.ID)
 	require.NoError(t, err)
 	require.Equal(t, []string{"orders"}, read.Effective(), "b read the key before the change was written")
-	close(release)
-	require.NoError(t, <-updated)
-	keysOfA.hold.Store(nil)
+	require.NoError(t, write())
 
 	require.NoError(t, b.revs.Poll(ctx))
 	entries, err := a.store.Revocations().ListRevocations(ctx, 0, 100)
@@ -358,4 +340,25 @@ func TestTokensOfAKeyReadBeforeItsRightsChangeAreDatedBeforeIt(t *testing.T) {
 		}
 	}
 	assert.Greater(t, latest, *read.RightsSeq(), "the key's latest reduction is after what the early read's tokens carry")
+}
+
+// heldChange starts change on instance a, holds its key write until b has
+// read the change's log entry, and returns what lets the write land and waits
+// for the change's result.
+func heldChange(t *testing.T, b instance, keysOfA *slowKeys, change func() error) (write func() error) {
+	t.Helper()
+	release := make(chan struct{})
+	keysOfA.hold.Store(&release)
+	done := make(chan error, 1)
+	go func() { done <- change() }()
+	require.Eventually(t, func() bool {
+		require.NoError(t, b.revs.Poll(context.Background()))
+		return b.revs.LatestSequence() > 0
+	}, time.Minute, time.Millisecond, "b reads the change's log entry")
+	return func() error {
+		close(release)
+		err := <-done
+		keysOfA.hold.Store(nil)
+		return err
+	}
 }
