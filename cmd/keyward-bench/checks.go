@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,8 +112,9 @@ const gcCPUMetric = "go_cpu_classes_gc_total_cpu_seconds_total"
 // scale stops the server, writes n keys into its store directly (the store's
 // own CreateKey, as the service would), restarts it and measures verification of
 // keys never verified since the restart (each reads the store), then of keys all
-// in the cache, and the heap the cache takes per key.
-func scale(f *fixtures, n, c int, d time.Duration) (*Scale, error) {
+// in the cache, and the heap the cache takes per key. With profileDir, the
+// server's CPU and allocation profiles of the warm run are written there.
+func scale(f *fixtures, n, c int, d time.Duration, profileDir string) (*Scale, error) {
 	f.srv.stop()
 	start := time.Now()
 	secrets, err := seedKeys(f.srv.dataDir, n)
@@ -168,9 +170,24 @@ func scale(f *fixtures, n, c int, d time.Duration) (*Scale, error) {
 	if err != nil {
 		return nil, err
 	}
+	profiled := make(chan error, 2)
+	if profileDir != "" {
+		for _, kind := range []string{"profile", "allocs"} {
+			file := filepath.Join(profileDir, fmt.Sprintf("scale-warm-%s-c%d.pprof", kind, c))
+			go func() { profiled <- f.srv.profile(kind, file, d) }()
+		}
+	} else {
+		profiled <- nil
+		profiled <- nil
+	}
 	cpu = f.srv.cpuSeconds()
 	out.Warm = drive(warm, c, d)
 	out.Warm.CPUSeconds = f.srv.cpuSeconds() - cpu
+	for range 2 {
+		if err := <-profiled; err != nil {
+			fmt.Fprintln(os.Stderr, "keyward-bench: profile:", err)
+		}
+	}
 	gc1, err := f.srv.metric(gcCPUMetric)
 	if err != nil {
 		return nil, err

@@ -253,7 +253,7 @@ func run(o options) error {
 	}
 	if o.scaleKeys > 0 {
 		report.phase(fmt.Sprintf("scale: %d keys", o.scaleKeys))
-		if report.Scale, err = scale(f, o.scaleKeys, o.levels[0], o.duration); err != nil {
+		if report.Scale, err = scale(f, o.scaleKeys, o.levels[0], o.duration, o.profileDir); err != nil {
 			return err
 		}
 		report.Scale.Cold.PeakRSSMiB, report.Scale.Warm.PeakRSSMiB = srv.peakRSSMiB(), srv.peakRSSMiB()

@@ -166,6 +166,12 @@ func (s *server) logTail() string {
 // cpuProfile records the server's CPU profile for d into file, through the
 // profiler listener the server was started with (--pprof-addr).
 func (s *server) cpuProfile(file string, d time.Duration) error {
+	return s.profile("profile", file, d)
+}
+
+// profile records the server's profile of kind (a net/http/pprof profile
+// name: "profile" for CPU, "allocs" for the allocations) over d into file.
+func (s *server) profile(kind, file string, d time.Duration) error {
 	addr := ""
 	for i, a := range s.extra {
 		if a == "--pprof-addr" && i+1 < len(s.extra) {
@@ -176,7 +182,7 @@ func (s *server) cpuProfile(file string, d time.Duration) error {
 		return fmt.Errorf("the server runs without --pprof-addr")
 	}
 	seconds := max(1, int(d.Round(time.Second)/time.Second))
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, seconds))
 	if err != nil {
 		return err
 	}

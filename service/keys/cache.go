@@ -95,6 +95,11 @@ func (e *Snapshot) SecretEnd(fingerprint []byte, issued, now time.Time) (time.Ti
 // is read again after it, when the write has long landed (a write that lands
 // later than a TTL after its entry is logged again).
 //
+// The index is keyed by the id's bytes, not by a string: a million string keys
+// are a million pointers the garbage collector follows on every cycle, and the
+// index is the cache's largest object. Ids not of the form every key id has
+// (apikey.ValidID's length) are never cached.
+//
 // Fills race with invalidations: a fill that read the store before an invalidation
 // must not install its stale snapshot afterwards. Every invalidation bumps gen, and
 // a fill only installs when gen is unchanged since it started reading.
@@ -110,7 +115,7 @@ type keyCache struct {
 	rolesChanged int64
 
 	mu      sync.RWMutex
-	entries map[string]*Snapshot
+	entries map[cacheID]*Snapshot
 	gen     uint64
 	// pending holds use times of entries dropped before their use was written.
 	pending map[string]int64
@@ -121,6 +126,18 @@ type keyCache struct {
 	profiles shared[profile]
 }
 
+// cacheID is a key id as the cache's index holds it: its bytes, with no pointer.
+type cacheID [apikey.IDLen]byte
+
+// cacheIDOf returns id's index form; ok is false for an id that has not the
+// length of a key id, which the cache does not hold.
+func cacheIDOf(id string) (_ cacheID, ok bool) {
+	if len(id) != apikey.IDLen {
+		return cacheID{}, false
+	}
+	return cacheID([]byte(id)), true
+}
+
 // rights is a set of effective permissions as stored and parsed (read-only).
 type rights struct {
 	effective []string
@@ -129,7 +146,7 @@ type rights struct {
 
 func newKeyCache(ttl, maxAge time.Duration, caughtUp func() time.Time, maxEntries int) *keyCache {
 	return &keyCache{ttl: ttl, maxAge: max(ttl, maxAge), caughtUp: caughtUp, max: maxEntries,
-		entries: map[string]*Snapshot{}, pending: map[string]int64{}, changed: map[string]int64{}}
+		entries: map[cacheID]*Snapshot{}, pending: map[string]int64{}, changed: map[string]int64{}}
 }
 
 // shareRights returns the shared rights whose permissions are effective (deduplicated),
@@ -152,8 +169,12 @@ func (c *keyCache) shareProfile(k *repository.Key) *profile {
 
 // get returns the live entry for id, or nil.
 func (c *keyCache) get(id string, now time.Time) *Snapshot {
+	k, ok := cacheIDOf(id)
+	if !ok {
+		return nil
+	}
 	c.mu.RLock()
-	e := c.entries[id]
+	e := c.entries[k]
 	c.mu.RUnlock()
 	if e == nil {
 		return nil
@@ -174,6 +195,10 @@ func (c *keyCache) generation() uint64 {
 
 // put installs e for id unless an invalidation happened since gen was read.
 func (c *keyCache) put(id string, e *Snapshot, gen uint64) {
+	k, ok := cacheIDOf(id)
+	if !ok {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen {
@@ -182,16 +207,16 @@ func (c *keyCache) put(id string, e *Snapshot, gen uint64) {
 	if e.filled-max(c.changed[id], c.rolesChanged) < int64(c.ttl) {
 		e.ttlOnly = true // not yet shared: set before any reader can see it
 	}
-	if old := c.entries[id]; old != nil {
-		c.keepUse(id, old)
+	if old := c.entries[k]; old != nil {
+		c.keepUse(old)
 	} else if len(c.entries) >= c.max {
 		for victim, old := range c.entries { // map order is random enough for eviction
-			c.keepUse(victim, old)
+			c.keepUse(old)
 			delete(c.entries, victim)
 			break
 		}
 	}
-	c.entries[id] = e
+	c.entries[k] = e
 }
 
 // invalidate drops id's entry.
@@ -204,9 +229,11 @@ func (c *keyCache) invalidate(id string) {
 // drop drops id's entry. Caller holds mu.
 func (c *keyCache) drop(id string) {
 	c.gen++
-	if old := c.entries[id]; old != nil {
-		c.keepUse(id, old)
-		delete(c.entries, id)
+	if k, ok := cacheIDOf(id); ok {
+		if old := c.entries[k]; old != nil {
+			c.keepUse(old)
+			delete(c.entries, k)
+		}
 	}
 }
 
@@ -246,15 +273,15 @@ func (c *keyCache) clear() {
 // dropAll drops every entry. Caller holds mu.
 func (c *keyCache) dropAll() {
 	c.gen++
-	for id, old := range c.entries {
-		c.keepUse(id, old)
+	for _, old := range c.entries {
+		c.keepUse(old)
 	}
-	c.entries = map[string]*Snapshot{}
+	c.entries = map[cacheID]*Snapshot{}
 }
 
 // keepUse moves an unwritten use time of a dropped entry to pending. Caller holds mu.
-func (c *keyCache) keepUse(id string, e *Snapshot) {
-	if u := e.lastUsed.Load(); u > e.flushed.Load() && u > c.pending[id] {
+func (c *keyCache) keepUse(e *Snapshot) {
+	if u, id := e.lastUsed.Load(), e.key.ID(); u > e.flushed.Load() && u > c.pending[id] {
 		c.pending[id] = u
 	}
 }
@@ -268,10 +295,10 @@ func (c *keyCache) takeUses() map[string]time.Time {
 		out[id] = time.UnixMilli(u).UTC()
 	}
 	c.pending = map[string]int64{}
-	for id, e := range c.entries {
+	for _, e := range c.entries {
 		if u := e.lastUsed.Load(); u > e.flushed.Load() {
 			e.flushed.Store(u)
-			if t := time.UnixMilli(u).UTC(); t.After(out[id]) {
+			if id, t := e.key.ID(), time.UnixMilli(u).UTC(); t.After(out[id]) {
 				out[id] = t
 			}
 		}

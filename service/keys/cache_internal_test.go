@@ -7,12 +7,16 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/keyward/keyward/repository"
+	"github.com/keyward/keyward/service/apikey"
 	"github.com/keyward/keyward/service/policy"
 )
 
@@ -45,12 +49,78 @@ func BenchmarkCacheBytesPerKey(b *testing.B) {
 	}
 }
 
+// BenchmarkCacheGCCycle reports what a garbage collection costs with a million
+// keys cached (GC-CPU-ms/cycle, the runtime's own count of its GC CPU time over
+// forced full cycles) and the heap they take (bytes/key): the cost every cycle of
+// a large fleet's server pays, whatever its load.
+func BenchmarkCacheGCCycle(b *testing.B) {
+	const n = 1_000_000
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	before := heapInUse()
+	s := &Keys{cache: newKeyCache(time.Minute, 0, nil, n), limiters: policy.NewLimiters(n), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for i := range n {
+		k := storedKey(i, now)
+		s.cache.put(k.ID, s.newSnapshot(ctx, k, append([]string(nil), k.Permissions...), 1, now), s.cache.generation())
+	}
+	after := heapInUse()
+	gcCPU := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(gcCPU)
+	cpu0 := gcCPU[0].Value.Float64()
+	b.ResetTimer()
+	for range b.N {
+		runtime.GC()
+	}
+	b.StopTimer()
+	metrics.Read(gcCPU)
+	b.ReportMetric((gcCPU[0].Value.Float64()-cpu0)*1e3/float64(b.N), "GC-CPU-ms/cycle")
+	b.ReportMetric(float64(after-before)/n, "bytes/key")
+	if got := len(s.cache.entries); got != n {
+		b.Fatalf("cached %d keys, want %d", got, n)
+	}
+	runtime.KeepAlive(s)
+}
+
+// Only ids of the form of a key id are cached: any other is read from the
+// store every time, never confused with another.
+func TestCacheHoldsOnlyKeyIDs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	s := &Keys{cache: newKeyCache(time.Minute, 0, nil, 10), limiters: policy.NewLimiters(10), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, id := range []string{keyID(1), "kw_full", keyID(2) + "x", keyID(3)[:15], ""} {
+		k := storedKey(0, now)
+		k.ID = id
+		s.cache.put(id, s.newSnapshot(ctx, k, nil, 1, now), s.cache.generation())
+		got := s.cache.get(id, now)
+		if len(id) == apikey.IDLen {
+			if assert.NotNil(t, got, "key id %q not cached", id) {
+				assert.Equal(t, id, got.Key().ID())
+			}
+		} else {
+			assert.Nil(t, got, "id %q of another form cached", id)
+		}
+	}
+	assert.Len(t, s.cache.entries, 1)
+	assert.Nil(t, s.cache.get(keyID(2), now), "an id cached under a longer one")
+}
+
 // storedKey is key i as a store read returns it: every string and slice its own.
 func storedKey(i int, now time.Time) *repository.Key {
 	h := sha256.Sum256([]byte(fmt.Sprint("secret-", i)))
-	return &repository.Key{ID: fmt.Sprintf("kw_%022d", i), Name: fmt.Sprint("scale-", i), Owner: strings.Clone("scale"),
+	return &repository.Key{ID: keyID(i), Name: fmt.Sprint("scale-", i), Owner: strings.Clone("scale"),
 		Environment: repository.EnvironmentLive, State: repository.KeyActive, Permissions: []string{strings.Clone("orders")},
 		SecretHash: h[:], SecretRotateTime: now, CreateTime: now, UpdateTime: now}
+}
+
+// keyID is the i-th of a sequence of distinct well-formed key ids.
+func keyID(i int) string {
+	var b [apikey.IDLen]byte
+	for j := len(b) - 1; j >= 0; j-- {
+		b[j] = "abcdefghijklmnopqrstuvwxyz234567"[i%32]
+		i /= 32
+	}
+	return string(b[:])
 }
 
 func heapInUse() uint64 {

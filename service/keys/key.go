@@ -18,23 +18,26 @@ import (
 // and must not modify what they return: it is shared by every verification of the
 // key. Stored rebuilds the key as stored.
 type Key struct {
-	id      string
-	name    string
-	profile *profile
+	// text is the key's own strings in one allocation (each object a cached
+	// key holds is one more the garbage collector visits on every cycle): its
+	// id (text[:nameAt]), name (text[nameAt:reasonAt]) and revoke reason
+	// (text[reasonAt:]).
+	text             string
+	profile          *profile
+	nameAt, reasonAt uint32
 
-	secretHash   [hashLen]byte
-	previousHash [hashLen]byte
 	// hashes says which of secretHash and previousHash are set: a stored hash of
 	// any other length than SHA-256's matches no secret, and is dropped.
-	hashes uint8
+	hashes       uint8
+	secretHash   [hashLen]byte
+	previousHash [hashLen]byte
 
 	// Times, as stored.
 	expire, rotate, previousExpire stamp
 	create, update, lastUsed       stamp
 	revoke                         stamp
 
-	revokeReason string
-	version      int64
+	version int64
 }
 
 const (
@@ -101,11 +104,14 @@ func profileName(k *repository.Key) string {
 
 // newKey returns the cached form of k, with p its profile.
 func newKey(k *repository.Key, p *profile) Key {
+	// A stored key's strings are far below 4 GiB (a MongoDB document is at most
+	// 16 MiB; the API bounds every field).
+	nameAt, reasonAt := uint32(len(k.ID)), uint32(len(k.ID)+len(k.Name)) //nolint:gosec // bounded, as said
 	c := Key{
-		id: k.ID, name: k.Name, profile: p,
+		text: k.ID + k.Name + k.RevokeReason, nameAt: nameAt, reasonAt: reasonAt, profile: p,
 		expire: stampOf(k.ExpireTime), rotate: stampOf(k.SecretRotateTime), previousExpire: stampOf(k.PreviousSecretExpireTime),
 		create: stampOf(k.CreateTime), update: stampOf(k.UpdateTime), lastUsed: stampOf(k.LastUsedTime), revoke: stampOf(k.RevokeTime),
-		revokeReason: k.RevokeReason, version: k.Version,
+		version: k.Version,
 	}
 	if len(k.SecretHash) == hashLen {
 		c.secretHash, c.hashes = [hashLen]byte(k.SecretHash), c.hashes|hasSecret
@@ -117,7 +123,13 @@ func newKey(k *repository.Key, p *profile) Key {
 }
 
 // ID is the key's id.
-func (k *Key) ID() string { return k.id }
+func (k *Key) ID() string { return k.text[:k.nameAt] }
+
+// name is the key's name.
+func (k *Key) name() string { return k.text[k.nameAt:k.reasonAt] }
+
+// revokeReason is the reason the key was revoked with, if any.
+func (k *Key) revokeReason() string { return k.text[k.reasonAt:] }
 
 // Owner is the key's owner.
 func (k *Key) Owner() string { return k.profile.owner }
@@ -169,13 +181,13 @@ func (k *Key) Quota() *repository.Quota { return k.profile.quota }
 func (k *Key) Stored() repository.Key {
 	p := k.profile
 	out := repository.Key{
-		ID: k.id, Name: k.name, Owner: p.owner, Environment: p.environment, State: p.state,
+		ID: k.ID(), Name: k.name(), Owner: p.owner, Environment: p.environment, State: p.state,
 		Roles: p.roles, Permissions: p.permissions, AllowedCIDRs: p.allowedCIDRs, AllowedCountries: p.allowedCountries,
 		DeniedCountries: p.deniedCountries, Metadata: p.metadata, RateLimit: p.rateLimit, Quota: p.quota,
 		ExpireTime: k.expire.time(), AllowedAudiences: p.allowedAudiences, MaxTokenTTL: p.maxTokenTTL,
 		SecretRotateTime: k.rotate.time(), PreviousSecretExpireTime: k.previousExpire.time(),
 		CreateTime: k.create.time(), UpdateTime: k.update.time(), LastUsedTime: k.lastUsed.time(), RevokeTime: k.revoke.time(),
-		RevokeReason: k.revokeReason, CreatedBy: p.createdBy, Version: k.version,
+		RevokeReason: k.revokeReason(), CreatedBy: p.createdBy, Version: k.version,
 	}
 	if k.hashes&hasSecret != 0 {
 		out.SecretHash = k.secretHash[:]

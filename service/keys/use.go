@@ -48,7 +48,7 @@ func (s *Keys) Spend(ctx context.Context, e *Snapshot, now time.Time, v *Verific
 	if !e.Usable(now) {
 		return errs.FailedPrecondition("the key is revoked or expired: no use of it is counted")
 	}
-	spent, err := e.key.profile.policy.Spend(ctx, s.keys, e.key.id, e.bucket, now)
+	spent, err := e.key.profile.policy.Spend(ctx, s.keys, e.key.ID(), e.bucket, now)
 	if spent.RateLimited {
 		v.RateRemaining, v.RateLimited, v.RateReset = spent.RateRemaining, true, spent.RateReset
 	}
