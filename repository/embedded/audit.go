@@ -27,9 +27,11 @@ import (
 type auditRepo struct {
 	s *Store
 
-	mu    sync.Mutex // serialises inserts and trims, and guards bytes and known
+	mu    sync.Mutex // serialises inserts and trims, and guards bytes, known and builders
 	bytes [2]int64   // sum of the stored events' sizes, by kind (authenticatedKind)
 	known bool       // false: bytes must be summed again, at the next trim
+	// builders encode each batch's segments, by kind, reset between segments.
+	builders [2]*segmentBuilder
 }
 
 // authenticatedKind is the value of the authenticated column, and the index of
@@ -67,28 +69,33 @@ func (a *auditRepo) InsertAuditEvents(ctx context.Context, events []*repository.
 		return a.s.wrap("insert audit events", err)
 	}
 	var added [2]int64
-	var building [2]*segmentBuilder
+	for kind, b := range a.builders {
+		if b == nil {
+			a.builders[kind] = newSegmentBuilder()
+		}
+	}
+	defer func() {
+		for _, b := range a.builders {
+			b.reset()
+		}
+	}()
 	for _, e := range sorted {
 		if _, ok := stored[e.ID]; ok {
 			continue
 		}
 		kind := authenticatedKind(e)
-		b := building[kind]
-		if b == nil {
-			b = newSegmentBuilder()
-			building[kind] = b
-		}
+		b := a.builders[kind]
 		b.add(e)
 		if b.n == maxSegmentEvents {
 			if err := insertSegment(ctx, tx, kind, b); err != nil {
 				return a.s.wrap("insert audit events", err)
 			}
 			added[kind] += b.size
-			building[kind] = nil
+			b.reset()
 		}
 	}
-	for kind, b := range building {
-		if b == nil {
+	for kind, b := range a.builders {
+		if b.n == 0 {
 			continue
 		}
 		if err := insertSegment(ctx, tx, kind, b); err != nil {

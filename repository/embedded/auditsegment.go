@@ -73,6 +73,29 @@ type segmentBuilder struct {
 	minID  string
 	maxID  string
 	record []byte
+	out    []byte // the last blob
+}
+
+// maxKeptBuffer is the capacity of the buffers a builder keeps for its next
+// segment; a larger one (a segment of unusually large events) is let go.
+const maxKeptBuffer = 1 << 20
+
+// reset empties the builder for the next segment, keeping its buffers: the
+// writer encodes every batch with the same two builders.
+func (b *segmentBuilder) reset() {
+	for d := range b.dicts {
+		clear(b.dicts[d]) // no event's strings outlive its segment
+		b.dicts[d] = b.dicts[d][:0]
+		clear(b.index[d])
+	}
+	keep := func(buf []byte) []byte {
+		if cap(buf) > maxKeptBuffer {
+			return nil
+		}
+		return buf[:0]
+	}
+	b.body, b.record, b.out = keep(b.body), keep(b.record), keep(b.out)
+	b.n, b.size, b.minMS, b.maxMS, b.minID, b.maxID = 0, 0, 0, 0, "", ""
 }
 
 func newSegmentBuilder() *segmentBuilder {
@@ -151,9 +174,9 @@ func eventSize(e *repository.AuditEvent) int64 {
 	return int64(n)
 }
 
-// blob returns the encoded segment.
+// blob returns the encoded segment, in a buffer the builder reuses after reset.
 func (b *segmentBuilder) blob() []byte {
-	out := make([]byte, 0, len(b.body)+64*dicts)
+	out := slices.Grow(b.out[:0], len(b.body)+64*dicts)
 	out = append(out, segmentVersion)
 	for _, d := range b.dicts {
 		out = binary.AppendUvarint(out, uint64(len(d)))
@@ -162,7 +185,8 @@ func (b *segmentBuilder) blob() []byte {
 		}
 	}
 	out = binary.AppendUvarint(out, uint64(b.n)) //nolint:gosec // a count
-	return append(out, b.body...)
+	b.out = append(out, b.body...)
+	return b.out
 }
 
 // terms returns the audit_terms entries of the segment: each distinct value of
