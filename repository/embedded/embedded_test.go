@@ -591,3 +591,37 @@ func TestDataDirFilesArePrivate(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkInsertAuditEventsManyKeys measures the audit writer's batch insert,
+// per event, when each event names another of many keys (a large fleet's
+// verifications): every batch adds index entries all over a large term index.
+func BenchmarkInsertAuditEventsManyKeys(b *testing.B) {
+	ctx := context.Background()
+	s := open(b)
+	defer s.Close(ctx)
+	const batchSize, keys = 500, 300_000
+	base := time.Now()
+	n := 0
+	batch := func() []*repository.AuditEvent {
+		out := make([]*repository.AuditEvent, batchSize)
+		for i := range out {
+			n++
+			out[i] = &repository.AuditEvent{ID: fmt.Sprintf("%020d-%08d", base.UnixNano(), n), Time: base, RequestID: "r" + fmt.Sprint(n),
+				Method: "/keyward.v1.KeyService/VerifyKey", CallerKeyID: "abcdefghijklmnop", Subject: fmt.Sprintf("%016x", (n*7919)%keys), ClientIP: "127.0.0.1",
+				UserAgent: "grpc-go/1.77", Headers: map[string]string{"content-type": "application/grpc", "authorization": "hmac:0123456789abcdef"},
+				Code: "OK", Latency: 150 * time.Microsecond}
+		}
+		return out
+	}
+	for n < keys { // every key named once already
+		require.NoError(b, s.Audit().InsertAuditEvents(ctx, batch()))
+	}
+	written := n
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Audit().InsertAuditEvents(ctx, batch()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n-written), "ns/event")
+}
