@@ -17,7 +17,8 @@ import (
 // auditRepo implements repository.AuditRepository. Request events live in
 // audit_segments, one row per kind (authenticated or not) per written batch (see
 // auditsegment.go), with audit_terms indexing the segments by the values of the
-// filtered fields. Each kind is bounded by bytes, oldest events first (SQLite has no
+// filtered fields, and audit_filters holding the Bloom filters of the fields a
+// segment has too many values of to index (auditfilter.go). Each kind is bounded by bytes, oldest events first (SQLite has no
 // capped tables): a trim deletes the segments it empties and records in the one it
 // cuts (floor_id) below which its events are gone. Key history lives in key_events
 // and is never trimmed.
@@ -172,6 +173,11 @@ func insertSegment(ctx context.Context, tx *sql.Tx, kind int, b *segmentBuilder)
 	if err != nil {
 		return err
 	}
+	if filters, fields := b.filters(); filters != nil {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO audit_filters (seg, fields, filters) VALUES (?, ?, ?)", seg, fields, filters); err != nil {
+			return err
+		}
+	}
 	terms := b.terms()
 	args := make([]any, 0, 2*min(len(terms), termsChunk))
 	for start := 0; start < len(terms); start += termsChunk {
@@ -204,7 +210,8 @@ func (a *auditRepo) ListAuditEvents(ctx context.Context, f repository.AuditFilte
 	}
 	for field, v := range l.want {
 		if v != "" {
-			add("seg IN (SELECT seg FROM audit_terms WHERE term = ?)", term(field, v))
+			conds = append(conds, "(seg IN (SELECT seg FROM audit_terms WHERE term = ?) OR seg IN (SELECT seg FROM audit_filters WHERE fields & ? != 0 AND audit_may_hold(filters, ?, ?)))")
+			args = append(args, term(field, v), 1<<field, field, v)
 		}
 	}
 	if !f.Start.IsZero() {
@@ -436,7 +443,8 @@ type trimmedEvent struct {
 // once no unread segment can hold an older one. It returns the events deleted and
 // the bytes they took.
 func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, freed int64, err error) {
-	rows, err := tx.QueryContext(ctx, "SELECT seg, min_id, max_id, floor_id, events, size, data FROM audit_segments WHERE authenticated = ? ORDER BY min_id, seg", kind)
+	rows, err := tx.QueryContext(ctx, `SELECT s.seg, s.min_id, s.max_id, s.floor_id, s.events, s.size, s.data, f.filters
+		FROM audit_segments s LEFT JOIN audit_filters f ON f.seg = s.seg WHERE s.authenticated = ? ORDER BY s.min_id, s.seg`, kind)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -453,12 +461,17 @@ func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, f
 			floor        string
 			events, size int64
 			data         sql.RawBytes
+			filters      sql.RawBytes
 		)
-		if err := rows.Scan(&c.seg, &pendingMin, &c.maxID, &floor, &events, &size, &data); err != nil {
+		if err := rows.Scan(&c.seg, &pendingMin, &c.maxID, &floor, &events, &size, &data, &filters); err != nil {
 			return err
 		}
 		pending = &c
 		r, err := readSegment(data)
+		filtered, ok := filteredFields(filters)
+		if !ok {
+			err = errCorruptSegment
+		}
 		if err == nil {
 			var e segmentEvent
 			for r.next(&e) && compareID(e.id, floor) > 0 {
@@ -473,6 +486,9 @@ func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, f
 			return nil
 		}
 		for f, d := range r.dicts[:segmentFields] {
+			if filtered&(1<<f) != 0 {
+				continue // not in audit_terms
+			}
 			for _, v := range d {
 				c.terms = append(c.terms, term(f, string(v)))
 			}
@@ -523,9 +539,12 @@ func trimKind(ctx context.Context, tx *sql.Tx, kind int, need int64) (deleted, f
 	return deleted, freed, nil
 }
 
-// deleteSegment deletes a segment and its terms.
+// deleteSegment deletes a segment, its filters and its terms.
 func deleteSegment(ctx context.Context, tx *sql.Tx, c *trimCursor) error {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM audit_segments WHERE seg = ?", c.seg); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM audit_filters WHERE seg = ?", c.seg); err != nil {
 		return err
 	}
 	if c.damaged {

@@ -91,6 +91,13 @@ func TestAuditMatchesAModel(t *testing.T) {
 	checkAgainstModel(t, modelRun{seeds: 4, stream: 17, jitterMS: 20, steps: 60, maxBatch: 300, maxTail: 50})
 }
 
+// The same with callers, subjects and addresses of many distinct values, as a
+// fleet's: most segments filter those fields instead of indexing them.
+func TestAuditMatchesAModelWithManyValues(t *testing.T) {
+	t.Parallel()
+	checkAgainstModel(t, modelRun{seeds: 3, stream: 23, jitterMS: 20, steps: 50, maxBatch: 300, maxTail: 50, distinct: 200})
+}
+
 // modelRun sizes a run of checkAgainstModel.
 type modelRun struct {
 	seeds, stream uint64
@@ -98,6 +105,9 @@ type modelRun struct {
 	steps         int
 	maxBatch      int // events of a new batch, at most
 	maxTail       int // new events after a retried batch, at most
+	// distinct: callers, subjects and client addresses take this many values
+	// (0: a few each).
+	distinct int
 }
 
 // checkAgainstModel runs random steps against a store and the model, checking
@@ -112,6 +122,12 @@ func checkAgainstModel(t *testing.T, run modelRun) {
 			rng := rand.New(rand.NewPCG(seed, run.stream))
 			base := time.Date(2126, 1, 2, 3, 4, 5, 0, time.UTC)
 			pick := func(vs ...string) string { return vs[rng.IntN(len(vs))] }
+			many := func(prefix string, few ...string) string {
+				if run.distinct == 0 {
+					return pick(few...)
+				}
+				return fmt.Sprint(prefix, rng.IntN(run.distinct))
+			}
 			model := auditModel{}
 			var sent [][]*repository.AuditEvent
 			n := 0
@@ -120,8 +136,8 @@ func checkAgainstModel(t *testing.T, run modelRun) {
 				at := base.Add(time.Duration(n+rng.IntN(2*run.jitterMS)-run.jitterMS) * time.Millisecond) // ids interleave across batches
 				e := &repository.AuditEvent{
 					ID: fmt.Sprintf("%016x%08x", at.UnixNano(), n), Time: at, RequestID: fmt.Sprint("req-", n),
-					Method: pick("/m/Verify", "/m/Create", "/m/Revoke"), CallerKeyID: pick("", "key-a", "key-b", "key-c"),
-					Subject: pick("", "sub-1", "sub-2"), ClientIP: pick("10.0.0.1", "2001:db8::7"), Code: pick("OK", "OK", "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"),
+					Method: pick("/m/Verify", "/m/Create", "/m/Revoke"), CallerKeyID: many("key-", "", "key-a", "key-b", "key-c"),
+					Subject: many("sub-", "", "sub-1", "sub-2"), ClientIP: many("10.0.1.", "10.0.0.1", "2001:db8::7"), Code: pick("OK", "OK", "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"),
 					UserAgent: pick("curl/8", "grpc-go"), HTTPStatus: int32(pick2(rng, 0, 200, 403)), Latency: time.Duration(rng.IntN(5000)) * time.Microsecond,
 					Authenticated: rng.IntN(3) > 0,
 				}
@@ -164,6 +180,11 @@ func checkAgainstModel(t *testing.T, run modelRun) {
 					filters := []repository.AuditFilter{{}, {CallerKeyID: "key-a"}, {Code: "PERMISSION_DENIED"}, {CallerKeyID: "key-b", Code: "UNAUTHENTICATED", ClientIP: "2001:db8::7"},
 						{Method: "/m/Revoke", Subject: "sub-2"}, {Start: base.Add(time.Duration(rng.IntN(n+1)) * time.Millisecond), End: base.Add(time.Duration(rng.IntN(n+1)) * time.Millisecond)},
 						{CallerKeyID: "nobody"}}
+					if run.distinct > 0 {
+						v := rng.IntN(run.distinct)
+						filters = append(filters, repository.AuditFilter{CallerKeyID: fmt.Sprint("key-", v)}, repository.AuditFilter{Subject: fmt.Sprint("sub-", v)},
+							repository.AuditFilter{ClientIP: fmt.Sprint("10.0.1.", v), Code: "OK"}, repository.AuditFilter{Subject: fmt.Sprint("sub-", run.distinct+v)})
+					}
 					for _, f := range filters {
 						limit := 1 + rng.IntN(120)
 						for before := ""; ; {

@@ -77,6 +77,7 @@ func convertAuditEvents(ctx context.Context, tx *sql.Tx) error {
 				return fmt.Errorf("reading audit events: %w", err)
 			}
 			b := newSegmentBuilder()
+			b.exactOnly = true // the schema has no filters yet
 			for rows.Next() {
 				e, err := scanLegacyAuditEvent(rows)
 				if err != nil {

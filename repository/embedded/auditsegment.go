@@ -74,6 +74,10 @@ type segmentBuilder struct {
 	maxID  string
 	record []byte
 	out    []byte // the last blob
+	// filterBuf holds the last filters; exactOnly indexes every field in
+	// audit_terms (for a schema without filters).
+	filterBuf []byte
+	exactOnly bool
 }
 
 // maxKeptBuffer is the capacity of the buffers a builder keeps for its next
@@ -94,7 +98,7 @@ func (b *segmentBuilder) reset() {
 		}
 		return buf[:0]
 	}
-	b.body, b.record, b.out = keep(b.body), keep(b.record), keep(b.out)
+	b.body, b.record, b.out, b.filterBuf = keep(b.body), keep(b.record), keep(b.out), keep(b.filterBuf)
 	b.n, b.size, b.minMS, b.maxMS, b.minID, b.maxID = 0, 0, 0, 0, "", ""
 }
 
@@ -190,15 +194,44 @@ func (b *segmentBuilder) blob() []byte {
 }
 
 // terms returns the audit_terms entries of the segment: each distinct value of
-// each filtered field, tagged by its field.
+// each filtered field it indexes (exact), tagged by its field.
 func (b *segmentBuilder) terms() []string {
 	var out []string
 	for f, d := range b.dicts[:segmentFields] {
+		if !b.exact(f) {
+			continue
+		}
 		for _, v := range d {
 			out = append(out, term(f, v))
 		}
 	}
 	return out
+}
+
+// exact reports whether the segment indexes field f's values in audit_terms;
+// the others are in its filters (see auditfilter.go).
+func (b *segmentBuilder) exact(f int) bool {
+	return b.exactOnly || len(b.dicts[f]) <= exactTerms
+}
+
+// filters returns the segment's filters of the fields it does not index
+// exactly, and those fields (a bit each), nil when there is none.
+func (b *segmentBuilder) filters() (_ []byte, fields int) {
+	var out []byte
+	for f, d := range b.dicts[:segmentFields] {
+		if b.exact(f) {
+			continue
+		}
+		if out == nil {
+			out = append(b.filterBuf[:0], filtersVersion)
+		}
+		out = appendFilter(out, f, d)
+		fields |= 1 << f
+	}
+	if out != nil {
+		b.filterBuf = out
+	}
+	return out, fields
 }
 
 // termTags prefix the audit_terms entries of each field.

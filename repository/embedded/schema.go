@@ -149,6 +149,16 @@ CREATE TABLE audit_terms (
 	PRIMARY KEY (term, seg)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 7: the Bloom filters of the fields a segment does not index in audit_terms
+	// (see auditfilter.go), in a table of their own: a listing reads them
+	// without the segments' blobs. A segment without a row indexes every field.
+	`
+CREATE TABLE audit_filters (
+	seg     INTEGER PRIMARY KEY,  -- the segment's
+	fields  INTEGER NOT NULL,     -- the fields filtered, a bit each (1 << field)
+	filters BLOB    NOT NULL
+) STRICT;
+`,
 }
 
 // migrationCode holds the work of a migration that SQL alone cannot do, by the

@@ -132,6 +132,65 @@ func testAudit(t *testing.T, caps Capabilities, fresh func(*testing.T) repositor
 		assert.Equal(t, batch[350].RequestID, got[349].RequestID, "fields stored with their event")
 	})
 
+	t.Run("ManyDistinctValues", func(t *testing.T) {
+		// A fleet's verifications: each event names another key and comes from
+		// another address, a few fields repeat. Every value finds exactly its
+		// events, a value no event holds none, after trims as before.
+		audit := fresh(t).Audit()
+		var batch []*repository.AuditEvent
+		for i := range 600 {
+			e := sampleEvent(at.Add(time.Duration(i)*time.Millisecond), i, fmt.Sprintf("key-%03d", i%300), "/keyward.v1.KeyService/VerifyKey", "OK", fmt.Sprintf("10.1.%d.%d", i/250, i%250))
+			e.Authenticated = true
+			if i%100 == 7 {
+				e.Code = "PERMISSION_DENIED"
+			}
+			batch = append(batch, e)
+		}
+		require.NoError(t, audit.InsertAuditEvents(ctx, batch))
+		check := func(t *testing.T, stored []*repository.AuditEvent) {
+			t.Helper()
+			count := func(f repository.AuditFilter) int { return len(listAll(t, audit, f, 1000, "")) }
+			for _, i := range []int{0, 1, 157, 299, 300, 456, 599} {
+				if i < 600-len(stored) {
+					continue // trimmed
+				}
+				e := batch[i]
+				want := 0
+				for _, s := range stored {
+					if s.CallerKeyID == e.CallerKeyID {
+						want++
+					}
+				}
+				assert.Equal(t, want, count(repository.AuditFilter{CallerKeyID: e.CallerKeyID}), "caller %s", e.CallerKeyID)
+				assert.Equal(t, want, count(repository.AuditFilter{Subject: e.Subject}), "subject %s", e.Subject)
+				assert.Equal(t, 1, count(repository.AuditFilter{ClientIP: e.ClientIP}), "client %s", e.ClientIP)
+				assert.Equal(t, 1, count(repository.AuditFilter{ClientIP: e.ClientIP, CallerKeyID: e.CallerKeyID}))
+				assert.Zero(t, count(repository.AuditFilter{ClientIP: e.ClientIP, CallerKeyID: "key-none"}))
+			}
+			for v := range 200 {
+				assert.Zero(t, count(repository.AuditFilter{Subject: fmt.Sprint("subject-none-", v)}), "a subject no event holds")
+			}
+			denied := 0
+			for _, s := range stored {
+				if s.Code == "PERMISSION_DENIED" {
+					denied++
+				}
+			}
+			assert.Equal(t, denied, count(repository.AuditFilter{Code: "PERMISSION_DENIED"}))
+			assert.Equal(t, len(stored), count(repository.AuditFilter{Method: "/keyward.v1.KeyService/VerifyKey"}))
+		}
+		check(t, batch)
+		if caps.AuditBoundedByEngine {
+			return
+		}
+		_, err := audit.TrimAuditEvents(ctx, repository.AuditBounds{Authenticated: 50_000, Unauthenticated: 50_000})
+		require.NoError(t, err)
+		left, err := audit.ListAuditEvents(ctx, repository.AuditFilter{}, 1000, "")
+		require.NoError(t, err)
+		require.Less(t, len(left), 600, "the trim deleted events")
+		check(t, batch[600-len(left):])
+	})
+
 	t.Run("TrimKeepsTheNewest", func(t *testing.T) {
 		audit := fresh(t).Audit()
 		var batch []*repository.AuditEvent
