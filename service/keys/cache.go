@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/time/rate"
 
@@ -100,6 +101,15 @@ func (e *Snapshot) SecretEnd(fingerprint []byte, issued, now time.Time) (time.Ti
 // index is the cache's largest object. Ids not of the form every key id has
 // (apikey.ValidID's length) are never cached.
 //
+// Snapshots are allocated slabLen at a time, in slabs (newSlot): the garbage
+// collector scans a slab as one object, where a million snapshots allocated
+// one by one among a fill's garbage were a million scattered objects to find,
+// mark and scan on every cycle. A slot is never used twice, so no reader of a
+// snapshot can see another key in its place; a slab is freed once no entry (and
+// no call) points into it. Entries filled together expire together, and
+// entries no get would return are dropped (sweep, and a few at every put), so a
+// slab outlives its entries by little.
+//
 // Fills race with invalidations: a fill that read the store before an invalidation
 // must not install its stale snapshot afterwards. Every invalidation bumps gen, and
 // a fill only installs when gen is unchanged since it started reading.
@@ -124,6 +134,27 @@ type keyCache struct {
 	// effective permissions, and of keys holding the same profile.
 	rights   shared[rights]
 	profiles shared[profile]
+
+	// slab is the one new snapshots are allocated from, its slots from next on
+	// free.
+	slabMu sync.Mutex
+	slab   *[slabLen]Snapshot
+	next   int
+}
+
+// slabLen is the snapshots of a slab: as many as 32 KiB hold, an allocation
+// size the Go heap has a class for (one of 128 snapshots took 32 KiB too).
+const slabLen = int(32 << 10 / unsafe.Sizeof(Snapshot{}))
+
+// newSlot returns a zero snapshot, in a slot of a slab no other has used.
+func (c *keyCache) newSlot() *Snapshot {
+	c.slabMu.Lock()
+	defer c.slabMu.Unlock()
+	if c.slab == nil || c.next == slabLen {
+		c.slab, c.next = new([slabLen]Snapshot), 0
+	}
+	c.next++
+	return &c.slab[c.next-1]
 }
 
 // cacheID is a key id as the cache's index holds it: its bytes, with no pointer.
@@ -176,14 +207,36 @@ func (c *keyCache) get(id string, now time.Time) *Snapshot {
 	c.mu.RLock()
 	e := c.entries[k]
 	c.mu.RUnlock()
-	if e == nil {
+	if e == nil || !c.fresh(e, now, c.caughtUp != nil && now.Sub(c.caughtUp()) < c.ttl) {
 		return nil
 	}
+	return e
+}
+
+// fresh reports whether e may be returned at now, caughtUp telling whether the
+// revocation log is known complete as of less than a TTL ago.
+func (c *keyCache) fresh(e *Snapshot, now time.Time, caughtUp bool) bool {
 	age := time.Duration(now.UnixNano() - e.filled)
-	if age < c.ttl || (!e.ttlOnly && age < c.maxAge && c.caughtUp != nil && now.Sub(c.caughtUp()) < c.ttl) {
-		return e
+	return age < c.ttl || (!e.ttlOnly && age < c.maxAge && caughtUp)
+}
+
+// sweepAtPut is how many entries a put looks at, dropping those stale.
+const sweepAtPut = 2
+
+// sweep drops, of the entries it looks at (at most limit; every one for limit
+// < 0), those no get would return at now, or later: they only kept their slabs
+// alive. Caller holds mu.
+func (c *keyCache) sweep(now time.Time, limit int) {
+	for id, e := range c.entries { // map order is random: a few at a time reach them all
+		if limit == 0 {
+			return
+		}
+		limit--
+		if !c.fresh(e, now, c.caughtUp != nil) { // stale even were the log complete now
+			c.keepUse(e)
+			delete(c.entries, id)
+		}
 	}
-	return nil
 }
 
 // generation returns the token a fill must present to put.
@@ -207,6 +260,7 @@ func (c *keyCache) put(id string, e *Snapshot, gen uint64) {
 	if e.filled-max(c.changed[id], c.rolesChanged) < int64(c.ttl) {
 		e.ttlOnly = true // not yet shared: set before any reader can see it
 	}
+	c.sweep(time.Unix(0, e.filled), sweepAtPut)
 	if old := c.entries[k]; old != nil {
 		c.keepUse(old)
 	} else if len(c.entries) >= c.max {
@@ -286,10 +340,12 @@ func (c *keyCache) keepUse(e *Snapshot) {
 	}
 }
 
-// takeUses returns the use times not yet written, and marks them written.
-func (c *keyCache) takeUses() map[string]time.Time {
+// takeUses returns the use times not yet written, and marks them written; it
+// sweeps every entry stale at now.
+func (c *keyCache) takeUses(now time.Time) map[string]time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.sweep(now, -1)
 	out := make(map[string]time.Time, len(c.pending))
 	for id, u := range c.pending {
 		out[id] = time.UnixMilli(u).UTC()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/keyward/keyward/repository"
 	"github.com/keyward/keyward/service/apikey"
@@ -163,4 +164,81 @@ func TestSnapshotsShareEqualRights(t *testing.T) {
 	if e := a.Effective(); cap(e) != len(e) || cap(a.Permissions()) != len(a.Permissions()) {
 		t.Error("a shared set has spare capacity: a reader's append would write into it")
 	}
+}
+
+// Snapshots are allocated from slabs: each in a slot of its own, which no later
+// snapshot takes, whether of another key or of the same key read again.
+func TestSnapshotsNeverShareASlot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	s := &Keys{cache: newKeyCache(time.Minute, 0, nil, 100), limiters: policy.NewLimiters(100), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	type made struct {
+		e          *Snapshot
+		id, name   string
+		revokeNote string
+	}
+	var all []made
+	seen := map[*Snapshot]bool{}
+	for i := range 3*slabLen + 5 {
+		k := storedKey(i%7, now)
+		k.Name, k.RevokeReason = fmt.Sprint("name-", i), strings.Repeat("r", i%3)
+		e := s.newSnapshot(ctx, k, []string{"orders"}, uint64(i), now)
+		require.False(t, seen[e], "snapshot %d in a slot taken before", i)
+		seen[e] = true
+		s.cache.put(k.ID, e, s.cache.generation())
+		all = append(all, made{e, k.ID, k.Name, k.RevokeReason})
+	}
+	for i, m := range all {
+		assert.Equal(t, m.id, m.e.Key().ID(), "snapshot %d", i)
+		assert.Equal(t, m.name, m.e.key.name(), "snapshot %d changed by a later one", i)
+		assert.Equal(t, m.revokeNote, m.e.key.revokeReason(), "snapshot %d", i)
+		assert.Equal(t, uint64(i), *m.e.RightsSeq(), "snapshot %d", i)
+	}
+	for i := range 7 {
+		last := all[len(all)-1-((len(all)-1-i)%7)]
+		assert.Same(t, last.e, s.cache.get(keyID(i), now), "key %d: the latest snapshot is cached", i)
+	}
+}
+
+// An entry no get would return, now or later, is dropped: by every takeUses (its
+// unwritten use kept), and a few at a time by put. An entry past the TTL that a
+// complete revocation log would make good again is kept.
+func TestStaleEntriesAreDropped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	caughtUp := t0
+	fill := func(c *keyCache, ids []int, at time.Time) []*Snapshot {
+		s := &Keys{cache: c, limiters: policy.NewLimiters(100), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		var out []*Snapshot
+		for _, i := range ids {
+			k := storedKey(i, at)
+			e := s.newSnapshot(ctx, k, nil, 1, at)
+			c.put(k.ID, e, c.generation())
+			out = append(out, e)
+		}
+		return out
+	}
+	c := newKeyCache(30*time.Second, 10*time.Minute, func() time.Time { return caughtUp }, 100)
+	es := fill(c, []int{1, 2, 3}, t0)
+	es[1].lastUsed.Store(t0.Add(time.Second).UnixMilli())
+	assert.Equal(t, t0.Add(time.Second), c.takeUses(t0.Add(5 * time.Minute))[keyID(2)], "the use is written")
+	assert.Len(t, c.entries, 3, "past the TTL with the log behind: good again once it catches up")
+	es[2].lastUsed.Store(t0.Add(2 * time.Second).UnixMilli())
+	uses := c.takeUses(t0.Add(10*time.Minute + time.Second))
+	assert.Empty(t, c.entries, "past the maximum age: dropped")
+	assert.Equal(t, t0.Add(2*time.Second), uses[keyID(3)], "a dropped entry's unwritten use is written")
+
+	fill(c, []int{4, 5}, t0)
+	fill(c, []int{6}, t0.Add(11*time.Minute))
+	assert.Len(t, c.entries, 1, "a put drops stale entries")
+	assert.NotNil(t, c.get(keyID(6), t0.Add(11*time.Minute)))
+
+	noLog := newKeyCache(30*time.Second, 10*time.Minute, nil, 100)
+	fill(noLog, []int{1, 2}, t0)
+	noLog.takeUses(t0.Add(29 * time.Second))
+	assert.Len(t, noLog.entries, 2)
+	noLog.takeUses(t0.Add(31 * time.Second))
+	assert.Empty(t, noLog.entries, "without a log, past the TTL: dropped")
 }

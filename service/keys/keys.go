@@ -762,7 +762,7 @@ func (s *Keys) InvalidateRoles() { s.cache.clear() }
 
 // FlushUsage writes the last-used times gathered by verifications to the store.
 func (s *Keys) FlushUsage(ctx context.Context) error {
-	uses := s.cache.takeUses()
+	uses := s.cache.takeUses(s.now())
 	if len(uses) == 0 {
 		return nil
 	}

@@ -240,7 +240,9 @@ func (s *Keys) newSnapshot(ctx context.Context, k *repository.Key, effective []s
 		s.log.WarnContext(ctx, "ignoring stored permissions that do not parse", "key_id", k.ID, "count", len(r.effective)-len(r.perms))
 	}
 	p := s.cache.shareProfile(k)
-	return &Snapshot{key: newKey(k, p), rights: r, bucket: p.policy.Bucket(k.ID, s.limiters), seq: seq, filled: now.UnixNano()}
+	e := s.cache.newSlot()
+	e.key, e.rights, e.bucket, e.seq, e.filled = newKey(k, p), r, p.policy.Bucket(k.ID, s.limiters), seq, now.UnixNano()
+	return e
 }
 
 func dedupe(in []string) []string {
