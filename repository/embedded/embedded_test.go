@@ -290,13 +290,9 @@ func explain(t *testing.T, db *sql.DB, query string, args ...any) string {
 	return strings.Join(lines, "\n")
 }
 
-// BenchmarkGetKey100k measures a lookup by id in a store of 100,000 keys.
-func BenchmarkGetKey100k(b *testing.B) {
-	ctx := context.Background()
-	s := open(b)
-	defer s.Close(ctx)
-
-	const n = 100_000
+// seedSampleKeys imports n sample keys of 100 owners (n a multiple of 10,000)
+// and returns their ids.
+func seedSampleKeys(b *testing.B, s *Store, n int) []string {
 	base := time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC)
 	ids := make([]string, 0, n)
 	batch := make([]*repository.Key, 0, 10_000)
@@ -305,10 +301,21 @@ func BenchmarkGetKey100k(b *testing.B) {
 		ids = append(ids, k.ID)
 		batch = append(batch, k)
 		if len(batch) == cap(batch) {
-			require.NoError(b, seed.ImportKeys(ctx, s, batch))
+			require.NoError(b, seed.ImportKeys(context.Background(), s, batch))
 			batch = batch[:0]
 		}
 	}
+	return ids
+}
+
+// BenchmarkGetKey100k measures a lookup by id in a store of 100,000 keys.
+func BenchmarkGetKey100k(b *testing.B) {
+	ctx := context.Background()
+	s := open(b)
+	defer s.Close(ctx)
+
+	const n = 100_000
+	ids := seedSampleKeys(b, s, n)
 	var count int64
 	require.NoError(b, s.r.QueryRowContext(ctx, "SELECT count(*) FROM keys").Scan(&count))
 	require.Equal(b, int64(n), count)
@@ -624,4 +631,71 @@ func BenchmarkInsertAuditEventsManyKeys(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n-written), "ns/event")
+}
+
+// BenchmarkRecordKeyUse measures writing the last-used times of every key of a
+// store of 300,000 (a usage flush after a large fleet verified), per key.
+func BenchmarkRecordKeyUse(b *testing.B) {
+	ctx := context.Background()
+	s := open(b)
+	defer s.Close(ctx)
+	const n = 300_000
+	ids := seedSampleKeys(b, s, n)
+	at := time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC).Add(30 * 24 * time.Hour)
+	keys := 0
+	for b.Loop() {
+		at = at.Add(time.Minute)
+		uses := make(map[string]time.Time, n)
+		for _, id := range ids {
+			uses[id] = at
+		}
+		if err := s.Keys().RecordKeyUse(ctx, uses); err != nil {
+			b.Fatal(err)
+		}
+		keys += n
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(keys), "ns/key")
+}
+
+// Use times are written in the table's order by either way of finding the rows
+// (a lookup each for a few keys, a pass over the ids for many), never to a key
+// not named, never backwards, and an unknown id or a zero time is skipped.
+func TestRecordKeyUseBothWays(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close(ctx)
+	base := time.Date(2026, 3, 4, 5, 6, 7, 8_000_000, time.UTC)
+	var keys []*repository.Key
+	for i := range 100 {
+		keys = append(keys, repotest.SampleKey("owner", base.Add(time.Duration(i)*time.Second)))
+	}
+	require.NoError(t, seed.ImportKeys(ctx, s, keys))
+	lastUsed := func(k *repository.Key) time.Time {
+		got, err := s.Keys().GetKey(ctx, k.ID)
+		require.NoError(t, err)
+		return got.LastUsedTime
+	}
+	few := base.Add(time.Hour)
+	require.NoError(t, s.Keys().RecordKeyUse(ctx, map[string]time.Time{keys[3].ID: few, keys[50].ID: few, "nosuchkeyid00000": few, keys[7].ID: {}}))
+	for i, k := range keys {
+		want := time.Time{}
+		if i == 3 || i == 50 {
+			want = few
+		}
+		assert.True(t, want.Equal(lastUsed(k)), "key %d after a few: %v", i, lastUsed(k))
+	}
+	many := map[string]time.Time{"nosuchkeyid00000": few}
+	for i, k := range keys {
+		many[k.ID] = base.Add(2 * time.Hour).Add(time.Duration(i) * time.Millisecond)
+	}
+	many[keys[3].ID] = base // older than what is stored
+	require.NoError(t, s.Keys().RecordKeyUse(ctx, many))
+	for i, k := range keys {
+		want := many[k.ID]
+		if i == 3 {
+			want = few
+		}
+		assert.True(t, want.Equal(lastUsed(k)), "key %d after many: %v, want %v", i, lastUsed(k), want)
+	}
 }

@@ -1,11 +1,13 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -319,16 +321,17 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) (
 	// Written only when it moves the time forward: equivalent to
 	// max(coalesce(last_used_ms, 0), ?), without rewriting unchanged rows.
 	stmt, err := tx.PrepareContext(ctx,
-		"UPDATE keys SET last_used_ms = ?1 WHERE id = ?2 AND (last_used_ms IS NULL OR last_used_ms < ?1)")
+		"UPDATE keys SET last_used_ms = ?1 WHERE rowid = ?2 AND id = ?3 AND (last_used_ms IS NULL OR last_used_ms < ?1)")
 	if err != nil {
 		return r.s.wrap("record key use", err)
 	}
 	defer stmt.Close()
-	for id, t := range uses {
-		if t.IsZero() {
-			continue
-		}
-		if _, err := stmt.ExecContext(ctx, t.UnixMilli(), id); err != nil {
+	rows, err := rowsInOrder(ctx, tx, uses)
+	if err != nil {
+		return r.s.wrap("record key use", err)
+	}
+	for _, row := range rows {
+		if _, err := stmt.ExecContext(ctx, uses[row.id].UnixMilli(), row.rowid, row.id); err != nil {
 			return r.s.wrap("record key use", err)
 		}
 	}
@@ -336,6 +339,65 @@ func (r *keyRepo) RecordKeyUse(ctx context.Context, uses map[string]time.Time) (
 		return r.s.wrap("record key use", err)
 	}
 	return nil
+}
+
+// keyRow is a key's row.
+type keyRow struct {
+	rowid int64
+	id    string
+}
+
+// rowsInOrder returns the rows of the keys of uses with a use time, in the
+// table's order: updates in that order write each page of the table once,
+// where a key's own order (its id, random) reads and writes one anywhere for
+// each key. When uses names many of the table's keys (an eighth of its rows
+// or more), one pass over the id index finds them; else a lookup each.
+func rowsInOrder(ctx context.Context, tx *sql.Tx, uses map[string]time.Time) ([]keyRow, error) {
+	out := make([]keyRow, 0, len(uses))
+	var last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT max(rowid) FROM keys").Scan(&last); err != nil {
+		return nil, err
+	}
+	if int64(len(uses)) >= last.Int64/8 {
+		rows, err := tx.QueryContext(ctx, "SELECT rowid, id FROM keys")
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var row keyRow
+			if err := rows.Scan(&row.rowid, &row.id); err != nil {
+				return nil, err
+			}
+			if t, ok := uses[row.id]; ok && !t.IsZero() {
+				out = append(out, row)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	} else {
+		stmt, err := tx.PrepareContext(ctx, "SELECT rowid FROM keys WHERE id = ?")
+		if err != nil {
+			return nil, err
+		}
+		defer stmt.Close()
+		for id, t := range uses {
+			if t.IsZero() {
+				continue
+			}
+			row := keyRow{id: id}
+			switch err := stmt.QueryRowContext(ctx, id).Scan(&row.rowid); {
+			case errors.Is(err, sql.ErrNoRows):
+				continue // deleted since
+			case err != nil:
+				return nil, err
+			}
+			out = append(out, row)
+		}
+	}
+	slices.SortFunc(out, func(a, b keyRow) int { return cmp.Compare(a.rowid, b.rowid) })
+	return out, nil
 }
 
 // missingOrChanged explains why a conditional update changed no row: ErrNotFound
